@@ -1,0 +1,108 @@
+//! The backing stores: ext4 directories reached only through file descriptors.
+//!
+//! `sys` and `creds` hold every `unsafe` block and libc call in quotafs; the rest of the daemon
+//! talks to the backing through the safe functions they export.
+
+pub mod creds;
+pub mod sys;
+
+use std::ffi::{CStr, CString, OsStr};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+pub use sys::Handle;
+
+/// An errno value. The FUSE front is the only place that turns it into a reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Errno(pub i32);
+
+impl std::fmt::Display for Errno {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", std::io::Error::from_raw_os_error(self.0))
+    }
+}
+
+/// Index of a backing store; carried in the high bits of every node id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BackingIndex(pub u8);
+
+/// ext4's `f_type` (EXT4_SUPER_MAGIC, shared with ext2/ext3).
+pub const EXT4_MAGIC: i64 = 0xEF53;
+
+/// A human name for a `statfs` magic number, for error messages.
+pub fn fs_type_name(magic: i64) -> String {
+    let name = match magic {
+        0xEF53 => "ext2/ext3/ext4",
+        0x5846_5342 => "xfs",
+        0x9123_683E => "btrfs",
+        0x0102_1994 => "tmpfs",
+        0x6573_5546 => "fuse",
+        0x794C_7630 => "overlayfs",
+        0x6969 => "nfs",
+        0x2FC1_2FC1 => "zfs",
+        0xCA45_1A4E => "bcachefs",
+        0x9fa0 => "proc",
+        0x6265_6572 => "sysfs",
+        _ => return format!("unknown (f_type {magic:#x})"),
+    };
+    name.to_string()
+}
+
+/// One backing directory, opened once at start.
+#[derive(Debug)]
+pub struct Backing {
+    pub index: BackingIndex,
+    pub path: PathBuf,
+    /// `O_RDONLY | O_DIRECTORY` fd of the backing root; also the mount fd for `open_by_handle_at`
+    /// (which refuses an `O_PATH` fd).
+    root: OwnedFd,
+    /// Device and inode of the backing root.
+    pub dev: u64,
+    pub root_ino: u64,
+}
+
+impl Backing {
+    /// Opens `path` as a backing store. `path` must already be validated (see `config`).
+    pub fn open(index: BackingIndex, path: &Path) -> Result<Backing, String> {
+        let c = cstring(path)?;
+        let root = sys::open_path(&c, libc::O_RDONLY | libc::O_DIRECTORY)
+            .map_err(|e| format!("cannot open backing {}: {e}", path.display()))?;
+        let st = sys::stat_fd(root.as_fd()).map_err(|e| format!("cannot stat backing {}: {e}", path.display()))?;
+        Ok(Backing { index, path: path.to_path_buf(), root, dev: st.st_dev, root_ino: st.st_ino })
+    }
+
+    pub fn root_fd(&self) -> BorrowedFd<'_> {
+        self.root.as_fd()
+    }
+
+    /// Opens the inode named by `handle` on this backing's file system.
+    pub fn open_handle(&self, handle: &Handle, flags: libc::c_int) -> Result<OwnedFd, Errno> {
+        sys::open_by_handle(self.root.as_fd(), handle, flags)
+    }
+}
+
+pub fn cstring(path: &Path) -> Result<CString, String> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| format!("path {} contains a NUL byte", path.display()))
+}
+
+/// A single, validated directory-entry name: 1 to 255 bytes, no `/`, no NUL.
+/// `.` and `..` are refused here; the operations that accept them say so explicitly.
+pub fn entry_name(name: &OsStr) -> Result<CString, Errno> {
+    let b = name.as_bytes();
+    if b.is_empty() || b.contains(&b'/') || b == b"." || b == b".." {
+        return Err(Errno(libc::EINVAL));
+    }
+    if b.len() > 255 {
+        return Err(Errno(libc::ENAMETOOLONG));
+    }
+    CString::new(b).map_err(|_| Errno(libc::EINVAL))
+}
+
+/// The name of an xattr as a C string.
+pub fn xattr_name(name: &OsStr) -> Result<CString, Errno> {
+    CString::new(name.as_bytes()).map_err(|_| Errno(libc::EINVAL))
+}
+
+/// The empty C string used with `AT_EMPTY_PATH`.
+pub const EMPTY_NAME: &CStr = c"";

@@ -1,0 +1,22 @@
+//! `quotafs mount`.
+
+use super::{Cli, CliError, MountArgs, load_file_config};
+use crate::config::{FileConfig, validate_mount};
+
+pub fn run(cli: &Cli, args: &MountArgs) -> Result<(), CliError> {
+    let file = load_file_config(cli)?;
+    let flags = FileConfig {
+        backing: args.backing.clone(),
+        state_dir: cli.state_dir.clone(),
+        mountpoint: args.mountpoint.clone(),
+        threads: args.threads,
+        entry_ttl: args.entry_ttl,
+        attr_ttl: args.attr_ttl,
+        fd_cache: args.fd_cache,
+        passthrough: args.no_passthrough.then_some(false),
+        acl: args.no_acl.then_some(false),
+        max_write: args.max_write,
+    };
+    let cfg = validate_mount(file, flags).map_err(CliError::usage)?;
+    crate::daemon::run(&cfg).map_err(CliError::failed)
+}

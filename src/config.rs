@@ -1,0 +1,286 @@
+//! Configuration: the TOML file (`--config`) merged with command-line flags (flags win), then
+//! validated into a `MountConfig` before anything is mounted or written.
+//!
+//! Every check here runs before quotafs touches the backing or creates the state dir, so a
+//! refused start changes nothing.
+
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::backing::{EXT4_MAGIC, fs_type_name, sys};
+
+/// Default state directory: ledger, lock and control socket live here.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/quotafs";
+
+/// The TOML file. Unknown keys are an error (with the line), so a typo never silently falls
+/// back to a default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// The ext4 directory served at the mount root. Required (here or `--backing`).
+    pub backing: Option<PathBuf>,
+    /// Where the ledger and the daemon's socket live. Default: /var/lib/quotafs.
+    pub state_dir: Option<PathBuf>,
+    /// Where to mount. Required (here or as the positional argument).
+    pub mountpoint: Option<PathBuf>,
+    /// FUSE worker threads. Default: 2 per CPU, at least 4.
+    pub threads: Option<usize>,
+    /// Seconds the kernel may cache a name lookup (also negative ones). Default: 10.
+    pub entry_ttl: Option<f64>,
+    /// Seconds the kernel may cache attributes. Default: 10.
+    pub attr_ttl: Option<f64>,
+    /// Descriptors kept open in the inode fd cache. Default: 8192.
+    pub fd_cache: Option<usize>,
+    /// Serve read-only opens with FUSE passthrough. Default: true.
+    pub passthrough: Option<bool>,
+    /// Negotiate POSIX ACLs with the kernel. Default: true.
+    pub acl: Option<bool>,
+    /// Largest write request in bytes. Default: 1 MiB.
+    pub max_write: Option<u32>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<FileConfig, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))
+    }
+}
+
+/// Everything `quotafs mount` needs, validated.
+#[derive(Clone, Debug)]
+pub struct MountConfig {
+    pub backing: PathBuf,
+    pub state_dir: PathBuf,
+    pub mountpoint: PathBuf,
+    pub threads: usize,
+    pub entry_ttl: Duration,
+    pub attr_ttl: Duration,
+    pub fd_cache: usize,
+    pub passthrough: bool,
+    pub acl: bool,
+    pub max_write: u32,
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get() * 2).unwrap_or(4).max(4)
+}
+
+fn ttl(name: &str, secs: Option<f64>) -> Result<Duration, String> {
+    let secs = secs.unwrap_or(10.0);
+    if !(0.0..=86_400.0).contains(&secs) {
+        return Err(format!("{name} must be between 0 and 86400 seconds, got {secs}"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Resolves `path` to an absolute, symlink-free path even if its last components do not
+/// exist yet (the state dir may be created later).
+fn resolve_lenient(path: &Path) -> Result<PathBuf, String> {
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?.join(path)
+    };
+    let mut existing = abs.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(c) = existing.canonicalize() {
+            let mut out = c;
+            for part in rest.iter().rev() {
+                out.push(part);
+            }
+            return Ok(out);
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => return Ok(abs),
+        }
+    }
+}
+
+fn within(inner: &Path, outer: &Path) -> bool {
+    inner.starts_with(outer)
+}
+
+fn existing_dir(what: &str, path: &Path, hint: &str) -> Result<PathBuf, String> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => path.canonicalize().map_err(|e| format!("{what} {}: {e}", path.display())),
+        Ok(_) => Err(format!("{what} {} is not a directory", path.display())),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Err(format!(
+            "{what} {} is a FUSE mount whose daemon has died; run `umount {}` first",
+            path.display(),
+            path.display()
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(format!("{what} {} does not exist; {hint}", path.display()))
+        }
+        Err(e) => Err(format!("{what} {}: {e}", path.display())),
+    }
+}
+
+/// Decodes the octal escapes (`\040`) of /proc/self/mountinfo paths.
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The file-system type and source of the mount sitting exactly at `path`, if any.
+pub fn mount_at(path: &Path) -> Option<(String, String)> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let want = path.to_string_lossy();
+    info.lines().rev().find_map(|line| {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let mp = unescape_mountinfo(fields.get(4)?);
+        if mp != want {
+            return None;
+        }
+        let dash = fields.iter().position(|f| *f == "-")?;
+        Some((fields.get(dash + 1)?.to_string(), unescape_mountinfo(fields.get(dash + 2)?)))
+    })
+}
+
+/// Merges file and flags and checks everything that can be checked before mounting.
+pub fn validate_mount(file: FileConfig, flags: FileConfig) -> Result<MountConfig, String> {
+    if sys::effective_uid() != 0 {
+        return Err("quotafs mount must run as root: it mounts with allow_other and acts with each \
+                    tenant's credentials (run it as root, e.g. from the systemd unit in fixtures/)"
+            .into());
+    }
+    let backing = flags.backing.or(file.backing).ok_or("no backing directory: pass --backing DIR or set `backing` in the config file")?;
+    let mountpoint = flags
+        .mountpoint
+        .or(file.mountpoint)
+        .ok_or("no mountpoint: pass MOUNTPOINT or set `mountpoint` in the config file")?;
+    let state_dir = flags.state_dir.or(file.state_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+
+    let backing = existing_dir("backing", &backing, "create it (on an ext4 file system) or fix --backing")?;
+    let root = sys::open_path(&crate::backing::cstring(&backing)?, libc::O_PATH | libc::O_DIRECTORY)
+        .map_err(|e| format!("cannot open backing {}: {e}", backing.display()))?;
+    let fs = sys::statfs_fd(std::os::fd::AsFd::as_fd(&root)).map_err(|e| format!("statfs {}: {e}", backing.display()))?;
+    if fs.f_type as i64 != EXT4_MAGIC {
+        return Err(format!(
+            "backing {} is on {}, not ext4: quotafs needs ext4 (stable file handles and i_generation)",
+            backing.display(),
+            fs_type_name(fs.f_type as i64)
+        ));
+    }
+    let mountpoint = existing_dir("mountpoint", &mountpoint, "create it with mkdir")?;
+    if let Some((fstype, source)) = mount_at(&mountpoint)
+        && fstype.starts_with("fuse")
+    {
+        return Err(format!(
+            "{} is already mounted there ({fstype} from {source}); unmount it first with `umount {}`",
+            mountpoint.display(),
+            mountpoint.display()
+        ));
+    }
+    if within(&mountpoint, &backing) {
+        return Err(format!(
+            "mountpoint {} is inside the backing {}: the mount would cover its own backing store; mount elsewhere",
+            mountpoint.display(),
+            backing.display()
+        ));
+    }
+    if within(&backing, &mountpoint) {
+        return Err(format!(
+            "backing {} is inside the mountpoint {}: the mount would hide its own backing store; use a mountpoint outside it",
+            backing.display(),
+            mountpoint.display()
+        ));
+    }
+    let state_dir = resolve_lenient(&state_dir)?;
+    if state_dir.components().any(|c| c == Component::ParentDir) {
+        return Err(format!("state dir {} must not contain `..`", state_dir.display()));
+    }
+    if within(&state_dir, &backing) {
+        return Err(format!(
+            "state dir {} is inside the backing {}: tenants could reach the ledger; put it elsewhere (default {DEFAULT_STATE_DIR})",
+            state_dir.display(),
+            backing.display()
+        ));
+    }
+    if within(&state_dir, &mountpoint) {
+        return Err(format!("state dir {} is inside the mountpoint {}; put it elsewhere", state_dir.display(), mountpoint.display()));
+    }
+    if state_dir.exists() && !state_dir.is_dir() {
+        return Err(format!("state dir {} exists and is not a directory", state_dir.display()));
+    }
+
+    let threads = flags.threads.or(file.threads).unwrap_or_else(default_threads);
+    if !(1..=256).contains(&threads) {
+        return Err(format!("threads must be between 1 and 256, got {threads}"));
+    }
+    let fd_cache = flags.fd_cache.or(file.fd_cache).unwrap_or(8192);
+    if !(16..=1_000_000).contains(&fd_cache) {
+        return Err(format!("fd_cache must be between 16 and 1000000, got {fd_cache}"));
+    }
+    let max_write = flags.max_write.or(file.max_write).unwrap_or(1 << 20);
+    if !(4096..=(16 << 20)).contains(&max_write) {
+        return Err(format!("max_write must be between 4096 and 16777216 bytes, got {max_write}"));
+    }
+    Ok(MountConfig {
+        backing,
+        state_dir,
+        mountpoint,
+        threads,
+        entry_ttl: ttl("entry_ttl", flags.entry_ttl.or(file.entry_ttl))?,
+        attr_ttl: ttl("attr_ttl", flags.attr_ttl.or(file.attr_ttl))?,
+        fd_cache,
+        passthrough: flags.passthrough.or(file.passthrough).unwrap_or(true),
+        acl: flags.acl.or(file.acl).unwrap_or(true),
+        max_write,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_names_the_key_and_line() {
+        let err = toml::from_str::<FileConfig>("backing = \"/srv\"\nbakcing = \"/x\"\n").unwrap_err().to_string();
+        assert!(err.contains("bakcing"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_is_an_error() {
+        assert!(toml::from_str::<FileConfig>("threads = \"many\"\n").is_err());
+    }
+
+    #[test]
+    fn mountinfo_escapes_are_decoded() {
+        assert_eq!(unescape_mountinfo("/mnt/a\\040b"), "/mnt/a b");
+        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+    }
+
+    #[test]
+    fn within_is_by_component() {
+        assert!(within(Path::new("/srv/a/b"), Path::new("/srv/a")));
+        assert!(within(Path::new("/srv/a"), Path::new("/srv/a")));
+        assert!(!within(Path::new("/srv/ab"), Path::new("/srv/a")));
+    }
+
+    #[test]
+    fn ttl_bounds() {
+        assert!(ttl("entry_ttl", Some(-1.0)).is_err());
+        assert_eq!(ttl("entry_ttl", None).unwrap(), Duration::from_secs(10));
+    }
+}

@@ -1,0 +1,108 @@
+//! Running a mount: state dir and its lock, the layers, the FUSE session, signals.
+
+use std::fs::{DirBuilder, OpenOptions};
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
+
+use fuser::{MountOption, Session, SessionACL};
+
+use crate::backing::{Backing, BackingIndex, creds, cstring, sys};
+use crate::config::MountConfig;
+use crate::fuse::{FrontOptions, FuseFront};
+use crate::passthrough::{Options, Passthrough};
+
+/// Creates the state dir (0700) if needed and takes its lock, so two daemons never share one
+/// ledger. The returned file holds the lock for the daemon's lifetime.
+pub fn lock_state_dir(dir: &Path) -> Result<std::fs::File, String> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("cannot create state dir {}: {e}", dir.display()))?;
+    let path = dir.join("lock");
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    if !sys::try_lock_exclusive(file.as_fd()).map_err(|e| format!("cannot lock {}: {e}", path.display()))? {
+        let holder = std::fs::read_to_string(&path).unwrap_or_default();
+        return Err(format!(
+            "another quotafs daemon (pid {}) is using state dir {}; stop it first or use another --state-dir",
+            holder.trim(),
+            dir.display()
+        ));
+    }
+    file.set_len(0).and_then(|()| writeln!(file, "{}", std::process::id())).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(file)
+}
+
+/// Mounts and serves until the file system is unmounted (outside `umount`, or SIGINT/SIGTERM,
+/// which lazily unmount it). Returns Ok on a clean end.
+pub fn run(cfg: &MountConfig) -> Result<(), String> {
+    let _lock = lock_state_dir(&cfg.state_dir)?;
+    let nofile = sys::raise_nofile_limit();
+    if (nofile as usize) < cfg.fd_cache + 1024 {
+        tracing::warn!(nofile, fd_cache = cfg.fd_cache, "open-file limit is low for the fd cache; open files may fail with EMFILE");
+    }
+    creds::init_process().map_err(|e| format!("cannot drop supplementary groups: {e}"))?;
+
+    let backing = Backing::open(BackingIndex(0), &cfg.backing)?;
+    let ops = Passthrough::new(vec![backing], Options { passthrough: cfg.passthrough, fd_cache: cfg.fd_cache })?;
+    let front = FuseFront::new(
+        ops,
+        FrontOptions { entry_ttl: cfg.entry_ttl, attr_ttl: cfg.attr_ttl, max_write: cfg.max_write, acl: cfg.acl },
+    );
+
+    let mut fuse_cfg = fuser::Config::default();
+    fuse_cfg.mount_options = vec![
+        MountOption::FSName(cfg.backing.display().to_string()),
+        MountOption::Subtype("quotafs".into()),
+        MountOption::DefaultPermissions,
+    ];
+    fuse_cfg.acl = SessionACL::All;
+    fuse_cfg.n_threads = Some(cfg.threads);
+    fuse_cfg.clone_fd = true;
+
+    let mut session = Session::new(front, &cfg.mountpoint, &fuse_cfg)
+        .map_err(|e| format!("cannot mount on {}: {e}", cfg.mountpoint.display()))?;
+    tracing::info!(
+        backing = %cfg.backing.display(),
+        mountpoint = %cfg.mountpoint.display(),
+        threads = cfg.threads,
+        "mounted"
+    );
+
+    let mp = cstring(&cfg.mountpoint)?;
+    let mut unmounter = session.unmount_callable();
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let handle = signals.handle();
+    let watcher = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                tracing::info!(signal = sig, "unmounting on signal");
+                // A busy mount is detached lazily: open files keep working until closed, and
+                // the session ends after that.
+                if let Err(e) = unmounter.unmount() {
+                    tracing::info!(error = %e, "mount busy; detaching it lazily");
+                    if let Err(e) = sys::umount_detach(&mp) {
+                        tracing::error!(error = %e, "unmount failed");
+                    }
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+
+    let result = session.run();
+    handle.close();
+    let _ = watcher.join();
+    result.map_err(|e| format!("FUSE session failed: {e}"))?;
+    tracing::info!("unmounted; exiting");
+    Ok(())
+}

@@ -1,0 +1,521 @@
+//! The FUSE front: decodes kernel requests (via fuser), calls the layer below, and turns its
+//! `Result` into a reply. This is the only place an errno becomes a reply; nothing here looks
+//! at a message string.
+
+mod init;
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{
+    AccessFlags, BackingId, CopyFileRangeFlags, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, IoctlFlags,
+    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+use parking_lot::Mutex;
+
+use crate::backing::Errno;
+use crate::backing::creds::Caller;
+use crate::backing::sys::TimeSpec;
+use crate::passthrough::attr::{SetAttr, XattrReply};
+use crate::passthrough::{Entry, OpenMode, Opened, Passthrough};
+
+/// Kernel-facing settings.
+#[derive(Clone, Debug)]
+pub struct FrontOptions {
+    pub entry_ttl: Duration,
+    pub attr_ttl: Duration,
+    pub max_write: u32,
+    pub acl: bool,
+}
+
+/// Backing ids registered for passthrough opens. The kernel requires one backing id per inode
+/// for all its concurrent passthrough opens, so ids are shared per node and held per fh.
+#[derive(Default)]
+struct PassthroughIds {
+    by_node: HashMap<u64, Weak<BackingId>>,
+    by_fh: HashMap<u64, Arc<BackingId>>,
+}
+
+pub struct FuseFront {
+    ops: Passthrough,
+    opts: FrontOptions,
+    /// Set in `init` once the kernel has agreed to passthrough.
+    passthrough: bool,
+    ids: Mutex<PassthroughIds>,
+}
+
+fn errno(e: Errno) -> fuser::Errno {
+    fuser::Errno::from_i32(e.0)
+}
+
+fn caller(req: &Request) -> Caller {
+    Caller { uid: req.uid(), gid: req.gid(), pid: req.pid() }
+}
+
+fn time_spec(t: Option<TimeOrNow>) -> Option<TimeSpec> {
+    t.map(|t| match t {
+        TimeOrNow::Now => TimeSpec::Now,
+        TimeOrNow::SpecificTime(st) => match st.duration_since(UNIX_EPOCH) {
+            Ok(d) => TimeSpec::At { secs: d.as_secs() as i64, nanos: d.subsec_nanos() },
+            Err(e) => {
+                let d = e.duration();
+                let (mut secs, mut nanos) = (-(d.as_secs() as i64), d.subsec_nanos());
+                if nanos > 0 {
+                    secs -= 1;
+                    nanos = 1_000_000_000 - nanos;
+                }
+                TimeSpec::At { secs, nanos }
+            }
+        },
+    })
+}
+
+impl FuseFront {
+    pub fn new(ops: Passthrough, opts: FrontOptions) -> FuseFront {
+        FuseFront { ops, opts, passthrough: false, ids: Mutex::new(PassthroughIds::default()) }
+    }
+
+    fn reply_entry(&self, reply: ReplyEntry, r: Result<Entry, Errno>) {
+        match r {
+            Ok(e) => reply.entry_with_ttls(&self.opts.attr_ttl, &self.opts.entry_ttl, &e.attr, Generation(e.generation)),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn fopen_flags(mode: OpenMode) -> FopenFlags {
+        // Nothing is buffered in the daemon, so close() needs no FLUSH round trip.
+        let base = FopenFlags::FOPEN_NOFLUSH;
+        match mode {
+            OpenMode::DirectIo => base | FopenFlags::FOPEN_DIRECT_IO,
+            OpenMode::Cached => base | FopenFlags::FOPEN_KEEP_CACHE,
+            OpenMode::Passthrough => base,
+        }
+    }
+
+    /// The backing id for a passthrough open of `opened`, shared with the inode's other
+    /// passthrough opens. `None`: serve this open without passthrough.
+    fn backing_id(&self, opened: &Opened, make: impl FnOnce() -> std::io::Result<BackingId>) -> Option<Arc<BackingId>> {
+        if !self.passthrough || opened.mode != OpenMode::Passthrough {
+            return None;
+        }
+        let mut ids = self.ids.lock();
+        let node = opened.file.node;
+        let id = match ids.by_node.get(&node).and_then(Weak::upgrade) {
+            Some(id) => id,
+            None => match make() {
+                Ok(id) => {
+                    let id = Arc::new(id);
+                    ids.by_node.insert(node, Arc::downgrade(&id));
+                    id
+                }
+                Err(e) => {
+                    tracing::warn!(node, error = %e, "passthrough registration failed; serving through the daemon");
+                    return None;
+                }
+            },
+        };
+        ids.by_fh.insert(opened.fh, Arc::clone(&id));
+        Some(id)
+    }
+
+    fn drop_backing_id(&self, fh: u64) {
+        let mut ids = self.ids.lock();
+        if let Some(id) = ids.by_fh.remove(&fh)
+            && Arc::strong_count(&id) == 1
+        {
+            ids.by_node.retain(|_, w| w.strong_count() > 0 && !std::ptr::eq(w.as_ptr(), Arc::as_ptr(&id)));
+        }
+    }
+}
+
+impl Filesystem for FuseFront {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        self.passthrough = init::negotiate(config, &self.opts, self.ops.options().passthrough);
+        let acl = config.capabilities().contains(fuser::InitFlags::FUSE_POSIX_ACL) && self.opts.acl;
+        // With POSIX ACLs on, the kernel leaves the umask to us (ext4 applies it unless the
+        // parent directory has a default ACL).
+        self.ops.set_apply_umask(acl);
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        tracing::info!("session ended");
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        match self.ops.lookup(parent.0, name) {
+            // Negative entries are cached too: a create after a failed lookup is the common
+            // small-file pattern, and every name change goes through this mount.
+            Err(Errno(libc::ENOENT)) => {
+                let attr = crate::passthrough::dir::dot_attr(0);
+                reply.entry_with_ttls(&Duration::ZERO, &self.opts.entry_ttl, &attr, Generation(0));
+            }
+            r => self.reply_entry(reply, r),
+        }
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.ops.forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.ops.getattr(ino.0, fh.map(|f| f.0)) {
+            Ok(attr) => reply.attr(&self.opts.attr_ttl, &attr),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn setattr(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let a = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime: time_spec(atime),
+            mtime: time_spec(mtime),
+            fh: fh.map(|f| f.0),
+        };
+        match self.ops.setattr(&caller(req), ino.0, &a) {
+            Ok(attr) => reply.attr(&self.opts.attr_ttl, &attr),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.ops.readlink(ino.0) {
+            Ok(t) => reply.data(&t),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, rdev: u32, reply: ReplyEntry) {
+        self.reply_entry(reply, self.ops.mknod(&caller(req), parent.0, name, mode, umask, rdev));
+    }
+
+    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+        self.reply_entry(reply, self.ops.mkdir(&caller(req), parent.0, name, mode, umask));
+    }
+
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.ops.unlink(&caller(req), parent.0, name) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.ops.rmdir(&caller(req), parent.0, name) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
+        self.reply_entry(reply, self.ops.symlink(&caller(req), parent.0, link_name, target));
+    }
+
+    fn rename(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        match self.ops.rename(&caller(req), parent.0, name, newparent.0, newname, flags.bits()) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+        self.reply_entry(reply, self.ops.link(ino.0, newparent.0, newname));
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        match self.ops.open(ino.0, flags.0) {
+            Ok(opened) => {
+                let flags = Self::fopen_flags(opened.mode);
+                match self.backing_id(&opened, || reply.open_backing(&opened.file.fd)) {
+                    Some(id) => reply.opened_passthrough(FileHandle(opened.fh), flags, &id),
+                    None => {
+                        let flags = if opened.mode == OpenMode::Passthrough { flags | FopenFlags::FOPEN_KEEP_CACHE } else { flags };
+                        reply.opened(FileHandle(opened.fh), flags)
+                    }
+                }
+            }
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.ops.read(fh.0, offset, size) {
+            Ok(data) => reply.data(&data),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn write(
+        &self,
+        req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        match self.ops.write(&caller(req), fh.0, offset, data) {
+            Ok(n) => reply.written(n as u32),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        reply.ok();
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.drop_backing_id(fh.0);
+        self.ops.release(fh.0);
+        reply.ok();
+    }
+
+    fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
+        match self.ops.fsync(fh.0, datasync) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.ops.opendir(ino.0) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        let r = self.ops.readdir(ino.0, fh.0, offset as i64, false, |e| {
+            reply.add(INodeNo(e.ino), e.next_offset as u64, e.kind, OsStr::from_bytes(e.name.as_bytes()))
+        });
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn readdirplus(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+        let ttl = self.opts.entry_ttl;
+        let r = self.ops.readdir(ino.0, fh.0, offset as i64, true, |e| {
+            let name = OsStr::from_bytes(e.name.as_bytes());
+            match &e.entry {
+                Some(entry) => {
+                    reply.add(INodeNo(e.ino), e.next_offset as u64, name, &ttl, &entry.attr, Generation(entry.generation))
+                }
+                None => {
+                    let attr = crate::passthrough::dir::dot_attr(e.ino);
+                    reply.add(INodeNo(e.ino), e.next_offset as u64, name, &Duration::ZERO, &attr, Generation(0))
+                }
+            }
+        });
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+        self.ops.releasedir(fh.0);
+        reply.ok();
+    }
+
+    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
+        match self.ops.fsyncdir(fh.0, datasync) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
+        match self.ops.statfs(ino.0) {
+            Ok(s) => reply.statfs(s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn setxattr(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        match self.ops.setxattr(&caller(req), ino.0, name, value, flags) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        match self.ops.getxattr(ino.0, name, size) {
+            Ok(XattrReply::Size(n)) => reply.size(n),
+            Ok(XattrReply::Data(d)) => reply.data(&d),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        match self.ops.listxattr(ino.0, size) {
+            Ok(XattrReply::Size(n)) => reply.size(n),
+            Ok(XattrReply::Data(d)) => reply.data(&d),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.ops.removexattr(&caller(req), ino.0, name) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        match self.ops.access(&caller(req), ino.0, mask.bits()) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        match self.ops.create(&caller(req), parent.0, name, mode, umask, flags) {
+            Ok((entry, opened)) => {
+                let fopen = Self::fopen_flags(opened.mode);
+                let g = Generation(entry.generation);
+                let ttl = self.opts.entry_ttl;
+                match self.backing_id(&opened, || reply.open_backing(&opened.file.fd)) {
+                    Some(id) => reply.created_passthrough(&ttl, &entry.attr, g, FileHandle(opened.fh), fopen, &id),
+                    None => reply.created(&ttl, &entry.attr, g, FileHandle(opened.fh), fopen),
+                }
+            }
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn fallocate(
+        &self,
+        req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        match self.ops.fallocate(&caller(req), fh.0, offset, length, mode) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn lseek(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: i64, whence: i32, reply: ReplyLseek) {
+        match self.ops.lseek(fh.0, offset, whence) {
+            Ok(off) => reply.offset(off),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn copy_file_range(
+        &self,
+        req: &Request,
+        _ino_in: INodeNo,
+        fh_in: FileHandle,
+        offset_in: u64,
+        _ino_out: INodeNo,
+        fh_out: FileHandle,
+        offset_out: u64,
+        len: u64,
+        flags: CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        let flags = flags.bits() as u32;
+        match self.ops.copy_file_range(&caller(req), fh_in.0, offset_in, fh_out.0, offset_out, len, flags) {
+            Ok(n) => reply.written(n as u32),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    /// No ioctl is passed to the backing: FS_IOC_FSSETXATTR would let a tenant change its own
+    /// project id, and others reach into the backing file system's internals.
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        reply.error(fuser::Errno::ENOTTY);
+    }
+}

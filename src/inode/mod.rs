@@ -1,0 +1,206 @@
+//! The inode table: FUSE node ids ↔ backing inodes, lookup counts, and a bounded cache of
+//! `O_PATH` descriptors.
+//!
+//! # Node ids
+//! A node id is the backing inode number with the backing's index in the top 8 bits
+//! (`index << 56 | ino`); the root of backing 0 is node id 1 (`FUSE_ROOT_ID`). Node ids are thus
+//! stable across remounts and never equal across backings, and `st_ino` as seen through the
+//! mount is the node id. The FUSE generation is ext4's `i_generation`, read from the file handle.
+//!
+//! # What the table holds
+//! For every node id the kernel currently knows, the inode's *file handle*
+//! (`name_to_handle_at`), never an open fd: descriptors are opened on demand with
+//! `open_by_handle_at` and kept in a bounded FIFO cache (`fd_cache` entries), so a tree of any
+//! size can be looked up under a 20,000 open-file limit.
+//!
+//! # Lookup-count contract
+//! Every reply that hands the kernel an entry (lookup, create, mkdir, mknod, symlink, link, each
+//! readdirplus entry other than `.` and `..`) adds exactly one to the node's count; `forget(n)`
+//! subtracts n; at zero the node leaves the table (its cached fd is closed). The root is pinned.
+//! When ext4 reuses an inode number for a new file while the kernel still holds the old node,
+//! the slot takes the new handle and generation and keeps the sum of both counts: the kernel
+//! sees a new generation, marks its old inode stale and later forgets it, which subtracts the
+//! old inode's share. A node id the table does not hold is answered with ESTALE.
+
+use std::collections::VecDeque;
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Weak};
+
+use dashmap::DashMap;
+use parking_lot::Mutex;
+
+pub mod handles;
+
+use crate::backing::{Backing, BackingIndex, Errno, Handle};
+
+/// The FUSE root node id.
+pub const ROOT_ID: u64 = 1;
+const INDEX_SHIFT: u32 = 56;
+
+/// Computes the node id of backing inode `ino` on `backing`.
+pub fn node_id(backing: &Backing, ino: u64) -> Result<u64, Errno> {
+    if backing.index.0 == 0 && ino == backing.root_ino {
+        return Ok(ROOT_ID);
+    }
+    if ino >> INDEX_SHIFT != 0 || (backing.index.0 == 0 && ino == ROOT_ID) {
+        return Err(Errno(libc::EOVERFLOW));
+    }
+    Ok((u64::from(backing.index.0) << INDEX_SHIFT) | ino)
+}
+
+/// The backing index a node id belongs to.
+pub fn backing_of(id: u64) -> BackingIndex {
+    BackingIndex((id >> INDEX_SHIFT) as u8)
+}
+
+/// One backing inode known to the kernel.
+#[derive(Debug)]
+pub struct Inode {
+    pub id: u64,
+    pub backing: BackingIndex,
+    pub handle: Handle,
+    pub generation: u32,
+    /// `S_IFMT` bits of the mode.
+    pub kind: u32,
+    fd: Mutex<Option<Arc<OwnedFd>>>,
+}
+
+impl Inode {
+    pub fn is_dir(&self) -> bool {
+        self.kind == libc::S_IFDIR
+    }
+    pub fn is_reg(&self) -> bool {
+        self.kind == libc::S_IFREG
+    }
+}
+
+#[derive(Debug)]
+struct Slot {
+    inode: Arc<Inode>,
+    lookups: u64,
+}
+
+/// Node id → inode, with lookup counts. Thread safe; see the module docs for the contract.
+#[derive(Debug)]
+pub struct InodeTable {
+    map: DashMap<u64, Slot>,
+    fd_queue: Mutex<VecDeque<Weak<Inode>>>,
+    fd_capacity: usize,
+}
+
+impl InodeTable {
+    pub fn new(fd_capacity: usize) -> InodeTable {
+        InodeTable { map: DashMap::new(), fd_queue: Mutex::new(VecDeque::new()), fd_capacity: fd_capacity.max(16) }
+    }
+
+    /// Inserts the pinned root of backing 0.
+    pub fn insert_root(&self, backing: BackingIndex, handle: Handle) {
+        let generation = handle.ext4_generation().unwrap_or(0);
+        let inode = Arc::new(Inode { id: ROOT_ID, backing, handle, generation, kind: libc::S_IFDIR, fd: Mutex::new(None) });
+        self.map.insert(ROOT_ID, Slot { inode, lookups: u64::MAX / 2 });
+    }
+
+    pub fn get(&self, id: u64) -> Result<Arc<Inode>, Errno> {
+        self.map.get(&id).map(|s| Arc::clone(&s.inode)).ok_or(Errno(libc::ESTALE))
+    }
+
+    /// Records one more kernel reference to `id` (see the lookup-count contract) and returns
+    /// the inode as now stored.
+    pub fn reference(&self, id: u64, backing: BackingIndex, handle: Handle, kind: u32) -> Arc<Inode> {
+        let generation = handle.ext4_generation().unwrap_or(0);
+        let fresh = || Arc::new(Inode { id, backing, handle, generation, kind, fd: Mutex::new(None) });
+        let mut slot = self.map.entry(id).or_insert_with(|| Slot { inode: fresh(), lookups: 0 });
+        if slot.inode.handle != handle && id != ROOT_ID {
+            slot.inode = fresh();
+        }
+        slot.lookups = slot.lookups.saturating_add(1);
+        Arc::clone(&slot.inode)
+    }
+
+    /// Drops `n` kernel references to `id`.
+    pub fn forget(&self, id: u64, n: u64) {
+        if id == ROOT_ID {
+            return;
+        }
+        self.map.remove_if_mut(&id, |_, slot| {
+            slot.lookups = slot.lookups.saturating_sub(n);
+            slot.lookups == 0
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// An `O_PATH` fd of the inode: from the cache, or opened by handle and cached.
+    pub fn path_fd(&self, inode: &Arc<Inode>, backing: &Backing) -> Result<Arc<OwnedFd>, Errno> {
+        if let Some(fd) = inode.fd.lock().as_ref() {
+            return Ok(Arc::clone(fd));
+        }
+        let fd = Arc::new(backing.open_handle(&inode.handle, libc::O_PATH | libc::O_NOFOLLOW)?);
+        {
+            let mut slot = inode.fd.lock();
+            if let Some(existing) = slot.as_ref() {
+                return Ok(Arc::clone(existing));
+            }
+            *slot = Some(Arc::clone(&fd));
+        }
+        let evict = {
+            let mut q = self.fd_queue.lock();
+            q.push_back(Arc::downgrade(inode));
+            if q.len() > self.fd_capacity { q.pop_front() } else { None }
+        };
+        if let Some(old) = evict.and_then(|w| w.upgrade()) {
+            old.fd.lock().take();
+        }
+        Ok(fd)
+    }
+
+    /// Number of descriptors the cache may hold at most.
+    pub fn fd_capacity(&self) -> usize {
+        self.fd_capacity
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(ino: u32, generation: u32) -> Handle {
+        Handle::ext4(ino, generation)
+    }
+
+    #[test]
+    fn lookups_add_and_forget_removes_at_zero() {
+        let t = InodeTable::new(16);
+        let b = BackingIndex(0);
+        t.reference(12, b, h(12, 7), libc::S_IFREG);
+        t.reference(12, b, h(12, 7), libc::S_IFREG);
+        t.forget(12, 1);
+        assert!(t.get(12).is_ok(), "one reference left");
+        t.forget(12, 1);
+        assert_eq!(t.get(12).unwrap_err(), Errno(libc::ESTALE));
+    }
+
+    #[test]
+    fn reused_inode_number_takes_new_generation_and_keeps_counts() {
+        let t = InodeTable::new(16);
+        let b = BackingIndex(0);
+        t.reference(12, b, h(12, 7), libc::S_IFREG);
+        let new = t.reference(12, b, h(12, 8), libc::S_IFDIR);
+        assert_eq!(new.generation, 8);
+        assert!(new.is_dir());
+        t.forget(12, 1);
+        assert_eq!(t.get(12).unwrap().generation, 8, "the new file's reference is still held");
+        t.forget(12, 1);
+        assert!(t.get(12).is_err());
+    }
+
+    #[test]
+    fn root_is_pinned() {
+        let t = InodeTable::new(16);
+        t.insert_root(BackingIndex(0), h(2, 0));
+        t.forget(ROOT_ID, u64::MAX);
+        assert!(t.get(ROOT_ID).is_ok());
+    }
+}

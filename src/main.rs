@@ -1,0 +1,15 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = quotafs::cli::Cli::parse();
+    quotafs::logging::init();
+    match quotafs::cli::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("quotafs: {}", e.message);
+            ExitCode::from(e.code)
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Attributes and extended attributes: setattr, get/set/list/remove xattr, access.
+//!
+//! The `trusted.` xattr namespace is private to quotafs (the project id lives there, issue #4):
+//! through the mount it is invisible (get: ENODATA, list: filtered) and untouchable (set,
+//! remove: EPERM), for root callers too.
+
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+
+use fuser::FileAttr;
+
+use super::{Ctx, Passthrough};
+use crate::backing::creds::as_caller;
+use crate::backing::sys::TimeSpec;
+use crate::backing::{Errno, sys, xattr_name};
+
+/// The changes one SETATTR asks for.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SetAttr {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<TimeSpec>,
+    pub mtime: Option<TimeSpec>,
+    pub fh: Option<u64>,
+}
+
+/// Answer to a getxattr/listxattr: the size asked for, or the bytes.
+#[derive(Debug)]
+pub enum XattrReply {
+    Size(u32),
+    Data(Vec<u8>),
+}
+
+const PRIVATE_PREFIX: &[u8] = b"trusted.";
+
+fn is_private(name: &[u8]) -> bool {
+    name.starts_with(PRIVATE_PREFIX)
+}
+
+fn sized(data: Vec<u8>, size: u32) -> Result<XattrReply, Errno> {
+    if size == 0 {
+        Ok(XattrReply::Size(u32::try_from(data.len()).map_err(|_| Errno(libc::E2BIG))?))
+    } else if data.len() > size as usize {
+        Err(Errno(libc::ERANGE))
+    } else {
+        Ok(XattrReply::Data(data))
+    }
+}
+
+impl Passthrough {
+    /// Applies a SETATTR with the caller's credentials, in the order chown, chmod, truncate,
+    /// times (a chown may clear setuid bits that a chmod in the same request then sets).
+    pub fn setattr(&self, ctx: &Ctx, id: u64, a: &SetAttr) -> Result<FileAttr, Errno> {
+        let (inode, pfd) = self.resolve(id)?;
+        if a.uid.is_some() || a.gid.is_some() {
+            as_caller(ctx, || sys::chown_fd(pfd.as_fd(), a.uid, a.gid))?;
+        }
+        if let Some(mode) = a.mode {
+            as_caller(ctx, || sys::chmod_fd(pfd.as_fd(), mode & 0o7777))?;
+        }
+        if let Some(size) = a.size {
+            let open = a.fh.and_then(|fh| self.files.get(fh).ok()).filter(|f| f.writable && f.node == id);
+            match open {
+                Some(file) => as_caller(ctx, || sys::truncate_fd(file.fd.as_fd(), size))?,
+                None => {
+                    if !inode.is_reg() {
+                        return Err(Errno(if inode.is_dir() { libc::EISDIR } else { libc::EINVAL }));
+                    }
+                    let fd = self.backing(inode.backing)?.open_handle(&inode.handle, libc::O_WRONLY | libc::O_NOFOLLOW)?;
+                    as_caller(ctx, || sys::truncate_fd(fd.as_fd(), size))?;
+                }
+            }
+        }
+        if a.atime.is_some() || a.mtime.is_some() {
+            let (at, mt) = (a.atime.unwrap_or(TimeSpec::Omit), a.mtime.unwrap_or(TimeSpec::Omit));
+            as_caller(ctx, || sys::utimens_fd(pfd.as_fd(), at, mt))?;
+        }
+        self.getattr(id, a.fh)
+    }
+
+    /// A real descriptor for xattr calls (they refuse `O_PATH`): regular files and directories
+    /// only. Symlinks and special files carry no user xattrs on ext4; they answer ENOTSUP.
+    fn xattr_fd(&self, id: u64) -> Result<OwnedFd, Errno> {
+        let inode = self.inode(id)?;
+        let flags = if inode.is_dir() {
+            libc::O_RDONLY | libc::O_DIRECTORY
+        } else if inode.is_reg() {
+            libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOFOLLOW
+        } else {
+            return Err(Errno(libc::ENOTSUP));
+        };
+        self.backing(inode.backing)?.open_handle(&inode.handle, flags)
+    }
+
+    pub fn getxattr(&self, id: u64, name: &OsStr, size: u32) -> Result<XattrReply, Errno> {
+        if is_private(name.as_bytes()) {
+            return Err(Errno(libc::ENODATA));
+        }
+        let name = xattr_name(name)?;
+        let fd = self.xattr_fd(id).map_err(|e| if e.0 == libc::ENOTSUP { Errno(libc::ENODATA) } else { e })?;
+        if size == 0 {
+            let n = sys::get_xattr(fd.as_fd(), &name, &mut [])?;
+            return Ok(XattrReply::Size(n as u32));
+        }
+        let mut buf = vec![0u8; size as usize];
+        let n = sys::get_xattr(fd.as_fd(), &name, &mut buf)?;
+        buf.truncate(n);
+        Ok(XattrReply::Data(buf))
+    }
+
+    pub fn listxattr(&self, id: u64, size: u32) -> Result<XattrReply, Errno> {
+        let fd = match self.xattr_fd(id) {
+            Ok(fd) => fd,
+            Err(Errno(libc::ENOTSUP)) => return sized(Vec::new(), size),
+            Err(e) => return Err(e),
+        };
+        // The list can grow between the size query and the read: retry on ERANGE.
+        let raw = loop {
+            let n = sys::list_xattr(fd.as_fd(), &mut [])?;
+            let mut buf = vec![0u8; n];
+            match sys::list_xattr(fd.as_fd(), &mut buf) {
+                Ok(n) => {
+                    buf.truncate(n);
+                    break buf;
+                }
+                Err(Errno(libc::ERANGE)) => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        let visible: Vec<u8> = raw
+            .split_inclusive(|&b| b == 0)
+            .filter(|n| !is_private(n))
+            .flat_map(|n| n.iter().copied())
+            .collect();
+        sized(visible, size)
+    }
+
+    pub fn setxattr(&self, ctx: &Ctx, id: u64, name: &OsStr, value: &[u8], flags: i32) -> Result<(), Errno> {
+        if is_private(name.as_bytes()) {
+            return Err(Errno(libc::EPERM));
+        }
+        let name = xattr_name(name)?;
+        let fd = self.xattr_fd(id)?;
+        as_caller(ctx, || sys::set_xattr(fd.as_fd(), &name, value, flags))
+    }
+
+    pub fn removexattr(&self, ctx: &Ctx, id: u64, name: &OsStr) -> Result<(), Errno> {
+        if is_private(name.as_bytes()) {
+            return Err(Errno(libc::EPERM));
+        }
+        let name = xattr_name(name)?;
+        let fd = self.xattr_fd(id).map_err(|e| if e.0 == libc::ENOTSUP { Errno(libc::ENODATA) } else { e })?;
+        as_caller(ctx, || sys::remove_xattr(fd.as_fd(), &name))
+    }
+
+    /// access(2) as the caller (the kernel does not ask when default_permissions is on, but a
+    /// mount without it would).
+    pub fn access(&self, ctx: &Ctx, id: u64, mask: i32) -> Result<(), Errno> {
+        let (_, fd) = self.resolve(id)?;
+        as_caller(ctx, || sys::access_fd(fd.as_fd(), mask))
+    }
+}

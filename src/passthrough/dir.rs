@@ -1,0 +1,151 @@
+//! Directory streams: opendir, readdir(plus), fsyncdir, releasedir.
+//!
+//! The stream offset the kernel sees is the backing's own `d_off` cookie, so a reader that
+//! stops and resumes (or seeks back to a cookie it was given) continues exactly where ext4
+//! would. `d_ino` is translated to node ids, so it always equals `st_ino` from getattr.
+
+use std::ffi::{CString, OsStr};
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::time::UNIX_EPOCH;
+
+use fuser::{FileAttr, FileType, INodeNo};
+
+use super::{Entry, Passthrough};
+use crate::backing::sys::DirEntry;
+use crate::backing::{Errno, sys};
+use crate::inode::handles::{DirStream, OpenDir};
+use crate::inode::{self, ROOT_ID};
+
+/// One entry of a readdir reply. `entry` is set for readdirplus entries other than `.` and
+/// `..`; it holds a lookup reference that the caller must give back (`forget`) if the entry
+/// does not make it into the reply.
+#[derive(Debug)]
+pub struct DirEntryOut {
+    pub ino: u64,
+    pub next_offset: i64,
+    pub kind: FileType,
+    pub name: CString,
+    pub entry: Option<Entry>,
+}
+
+fn dt_kind(dt: u8) -> FileType {
+    match dt {
+        libc::DT_DIR => FileType::Directory,
+        libc::DT_LNK => FileType::Symlink,
+        libc::DT_FIFO => FileType::NamedPipe,
+        libc::DT_SOCK => FileType::Socket,
+        libc::DT_CHR => FileType::CharDevice,
+        libc::DT_BLK => FileType::BlockDevice,
+        _ => FileType::RegularFile,
+    }
+}
+
+/// Attributes for `.`/`..` in readdirplus: the kernel never links those entries, it only
+/// needs the inode number and type.
+pub fn dot_attr(ino: u64) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(ino),
+        size: 0,
+        blocks: 0,
+        atime: UNIX_EPOCH,
+        mtime: UNIX_EPOCH,
+        ctime: UNIX_EPOCH,
+        crtime: UNIX_EPOCH,
+        kind: FileType::Directory,
+        perm: 0,
+        nlink: 0,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: 0,
+        flags: 0,
+    }
+}
+
+impl Passthrough {
+    pub fn opendir(&self, id: u64) -> Result<u64, Errno> {
+        let inode = self.inode(id)?;
+        if !inode.is_dir() {
+            return Err(Errno(libc::ENOTDIR));
+        }
+        let fd = self.backing(inode.backing)?.open_handle(&inode.handle, libc::O_RDONLY | libc::O_DIRECTORY)?;
+        let (fh, _) = self.dirs.insert(OpenDir { node: id, fd, stream: parking_lot::Mutex::new(DirStream::default()) });
+        Ok(fh)
+    }
+
+    pub fn releasedir(&self, fh: u64) {
+        self.dirs.remove(fh);
+    }
+
+    pub fn fsyncdir(&self, fh: u64, datasync: bool) -> Result<(), Errno> {
+        let dir = self.dirs.get(fh)?;
+        sys::fsync(dir.fd.as_fd(), datasync)
+    }
+
+    /// Streams entries from `offset` into `emit`, which returns true when the reply is full
+    /// (the entry was not taken). With `plus`, each entry other than `.`/`..` is looked up.
+    pub fn readdir(
+        &self,
+        id: u64,
+        fh: u64,
+        offset: i64,
+        plus: bool,
+        mut emit: impl FnMut(&DirEntryOut) -> bool,
+    ) -> Result<(), Errno> {
+        let dir = self.dirs.get(fh)?;
+        if dir.node != id {
+            return Err(Errno(libc::EBADF));
+        }
+        let inode = self.inode(id)?;
+        let backing = self.backing(inode.backing)?;
+        let fd = dir.fd.as_fd();
+        let mut st = dir.stream.lock();
+        if offset != st.pos {
+            sys::lseek(fd, offset, libc::SEEK_SET)?;
+            *st = DirStream { pos: offset, ..DirStream::default() };
+        }
+        let mut buf = Vec::new();
+        loop {
+            if st.pending.is_empty() {
+                if st.eof {
+                    return Ok(());
+                }
+                buf.resize(64 * 1024, 0);
+                let batch = sys::read_dir(fd, &mut buf)?;
+                if batch.is_empty() {
+                    st.eof = true;
+                    return Ok(());
+                }
+                st.pending.extend(batch);
+            }
+            let DirEntry { ino, next_offset, kind, name } = st.pending.front().expect("not empty").clone();
+            let dot = name.as_bytes() == b"." || name.as_bytes() == b"..";
+            let node = if id == ROOT_ID && name.as_bytes() == b".." { ROOT_ID } else { inode::node_id(backing, ino)? };
+            let entry = if plus && !dot {
+                match self.lookup(id, OsStr::from_bytes(name.as_bytes())) {
+                    Ok(e) => Some(e),
+                    // Removed since getdents read it: leave it out, as a later getdents would.
+                    Err(Errno(libc::ENOENT)) => {
+                        st.pending.pop_front();
+                        st.pos = next_offset;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            } else {
+                None
+            };
+            let out = DirEntryOut { ino: node, next_offset, kind: dt_kind(kind), name, entry };
+            if emit(&out) {
+                if let Some(e) = out.entry {
+                    self.forget(e.attr.ino.0, 1);
+                }
+                return Ok(());
+            }
+            st.pending.pop_front();
+            st.pos = next_offset;
+        }
+    }
+}
+

@@ -1,0 +1,213 @@
+//! The passthrough layer: every file-system operation, done on the backing store through
+//! descriptors, returning `Result<_, Errno>`. It knows nothing of the FUSE wire protocol (the
+//! `fuse` front turns results into replies) and nothing of quotas (the quota layer wraps it).
+//!
+//! Operations are grouped by concern: `namespace` (names: lookup, create, link, rename, ...),
+//! `attr` (attributes and xattrs), `file` (open files and their data), `dir` (directory streams).
+
+pub mod attr;
+pub mod dir;
+mod file;
+mod namespace;
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{FileAttr, FileType, INodeNo};
+
+pub use dir::DirEntryOut;
+pub use file::{OpenMode, Opened};
+
+use crate::backing::creds::Caller;
+use crate::backing::{Backing, BackingIndex, Errno, sys};
+use crate::inode::handles::{HandleTable, OpenDir, OpenFile};
+use crate::inode::{self, Inode, InodeTable, ROOT_ID};
+
+/// Settings of the passthrough layer (from the validated config).
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Serve read-only opens through FUSE passthrough (kernel reads the backing directly).
+    pub passthrough: bool,
+    /// Entries in the `O_PATH` fd cache.
+    pub fd_cache: usize,
+}
+
+/// An entry handed to the kernel: attributes and generation. Each one returned by this layer
+/// has taken one lookup reference (see `inode`).
+#[derive(Clone, Copy, Debug)]
+pub struct Entry {
+    pub attr: FileAttr,
+    pub generation: u64,
+}
+
+/// File-system statistics of a backing, as `statfs` reports them.
+#[derive(Clone, Copy, Debug)]
+pub struct FsStats {
+    pub blocks: u64,
+    pub bfree: u64,
+    pub bavail: u64,
+    pub files: u64,
+    pub ffree: u64,
+    pub bsize: u32,
+    pub namelen: u32,
+    pub frsize: u32,
+}
+
+#[derive(Debug)]
+pub struct Passthrough {
+    backings: Vec<Backing>,
+    inodes: InodeTable,
+    files: HandleTable<OpenFile>,
+    dirs: HandleTable<OpenDir>,
+    opts: Options,
+    /// Apply the request's umask when creating (set when POSIX ACLs are negotiated: the
+    /// kernel then leaves the umask to the file system).
+    apply_umask: bool,
+}
+
+impl Passthrough {
+    pub fn new(backings: Vec<Backing>, opts: Options) -> Result<Passthrough, String> {
+        let inodes = InodeTable::new(opts.fd_cache);
+        let root = backings.first().ok_or("no backing store configured")?;
+        let handle = sys::fd_to_handle(root.root_fd())
+            .map_err(|e| format!("backing {} cannot give file handles ({e}); it must be ext4", root.path.display()))?;
+        inodes.insert_root(root.index, handle);
+        Ok(Passthrough { backings, inodes, files: HandleTable::new(), dirs: HandleTable::new(), opts, apply_umask: false })
+    }
+
+    pub fn set_apply_umask(&mut self, on: bool) {
+        self.apply_umask = on;
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    /// Inodes currently referenced by the kernel, open files, open directories.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        (self.inodes.len(), self.files.len(), self.dirs.len())
+    }
+
+    fn backing(&self, index: BackingIndex) -> Result<&Backing, Errno> {
+        self.backings.get(index.0 as usize).ok_or(Errno(libc::ESTALE))
+    }
+
+    fn inode(&self, id: u64) -> Result<Arc<Inode>, Errno> {
+        self.inodes.get(id)
+    }
+
+    /// The inode and an `O_PATH` fd of it.
+    fn resolve(&self, id: u64) -> Result<(Arc<Inode>, Arc<OwnedFd>), Errno> {
+        let inode = self.inode(id)?;
+        let fd = self.inodes.path_fd(&inode, self.backing(inode.backing)?)?;
+        Ok((inode, fd))
+    }
+
+    /// A directory's inode and `O_PATH` fd; ENOTDIR for anything else.
+    fn resolve_dir(&self, id: u64) -> Result<(Arc<Inode>, Arc<OwnedFd>), Errno> {
+        let (inode, fd) = self.resolve(id)?;
+        if !inode.is_dir() {
+            return Err(Errno(libc::ENOTDIR));
+        }
+        Ok((inode, fd))
+    }
+
+    /// Registers the inode behind `fd` (just created or found in `parent`) and returns its entry.
+    fn entry_from_fd(&self, backing: &Backing, fd: &OwnedFd) -> Result<Entry, Errno> {
+        let st = sys::stat_fd(fd.as_fd())?;
+        let handle = sys::fd_to_handle(fd.as_fd())?;
+        self.register(backing, &st, handle)
+    }
+
+    fn register(&self, backing: &Backing, st: &libc::stat, handle: sys::Handle) -> Result<Entry, Errno> {
+        if st.st_dev != backing.dev {
+            // Another file system is mounted inside the backing: its handles would not resolve
+            // against our mount fd, so it is not served.
+            tracing::warn!(dev = st.st_dev, "refusing to cross a mount point inside the backing");
+            return Err(Errno(libc::EACCES));
+        }
+        let id = inode::node_id(backing, st.st_ino)?;
+        let inode = self.inodes.reference(id, backing.index, handle, st.st_mode & libc::S_IFMT);
+        Ok(Entry { attr: to_attr(st, id), generation: u64::from(inode.generation) })
+    }
+
+    pub fn forget(&self, id: u64, n: u64) {
+        self.inodes.forget(id, n);
+    }
+
+    pub fn getattr(&self, id: u64, fh: Option<u64>) -> Result<FileAttr, Errno> {
+        if let Some(fh) = fh
+            && let Ok(file) = self.files.get(fh)
+            && file.node == id
+        {
+            return Ok(to_attr(&sys::stat_fd(file.fd.as_fd())?, id));
+        }
+        let (_, fd) = self.resolve(id)?;
+        Ok(to_attr(&sys::stat_fd(fd.as_fd())?, id))
+    }
+
+    pub fn statfs(&self, id: u64) -> Result<FsStats, Errno> {
+        let backing = self.backing(inode::backing_of(id))?;
+        let s = sys::statfs_fd(backing.root_fd())?;
+        Ok(FsStats {
+            blocks: s.f_blocks,
+            bfree: s.f_bfree,
+            bavail: s.f_bavail,
+            files: s.f_files,
+            ffree: s.f_ffree,
+            bsize: s.f_bsize as u32,
+            namelen: s.f_namelen as u32,
+            frsize: s.f_frsize as u32,
+        })
+    }
+}
+
+/// The caller context every operation receives from the front.
+pub type Ctx = Caller;
+
+fn to_time(secs: i64, nanos: i64) -> SystemTime {
+    if secs >= 0 {
+        UNIX_EPOCH + Duration::new(secs as u64, nanos as u32)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs()) + Duration::from_nanos(nanos as u64)
+    }
+}
+
+fn file_type(mode: u32) -> FileType {
+    match mode & libc::S_IFMT {
+        libc::S_IFDIR => FileType::Directory,
+        libc::S_IFLNK => FileType::Symlink,
+        libc::S_IFIFO => FileType::NamedPipe,
+        libc::S_IFSOCK => FileType::Socket,
+        libc::S_IFCHR => FileType::CharDevice,
+        libc::S_IFBLK => FileType::BlockDevice,
+        _ => FileType::RegularFile,
+    }
+}
+
+/// Attributes as the mount shows them: the backing's, with the node id as inode number.
+pub fn to_attr(st: &libc::stat, id: u64) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(id),
+        size: st.st_size as u64,
+        blocks: st.st_blocks as u64,
+        atime: to_time(st.st_atime, st.st_atime_nsec),
+        mtime: to_time(st.st_mtime, st.st_mtime_nsec),
+        ctime: to_time(st.st_ctime, st.st_ctime_nsec),
+        crtime: UNIX_EPOCH,
+        kind: file_type(st.st_mode),
+        perm: (st.st_mode & 0o7777) as u16,
+        nlink: st.st_nlink as u32,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        rdev: st.st_rdev as u32,
+        blksize: st.st_blksize as u32,
+        flags: 0,
+    }
+}
+
+/// True if `id` is the mount root.
+pub fn is_root(id: u64) -> bool {
+    id == ROOT_ID
+}
