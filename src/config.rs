@@ -43,8 +43,8 @@ pub struct FileConfig {
 
 impl FileConfig {
     pub fn load(path: &Path) -> Result<FileConfig, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
         toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))
     }
 }
@@ -163,7 +163,10 @@ pub fn validate_mount(file: FileConfig, flags: FileConfig) -> Result<MountConfig
                     tenant's credentials (run it as root, e.g. from the systemd unit in fixtures/)"
             .into());
     }
-    let backing = flags.backing.or(file.backing).ok_or("no backing directory: pass --backing DIR or set `backing` in the config file")?;
+    let backing = flags
+        .backing
+        .or(file.backing)
+        .ok_or("no backing directory: pass --backing DIR or set `backing` in the config file")?;
     let mountpoint = flags
         .mountpoint
         .or(file.mountpoint)
@@ -173,7 +176,8 @@ pub fn validate_mount(file: FileConfig, flags: FileConfig) -> Result<MountConfig
     let backing = existing_dir("backing", &backing, "create it (on an ext4 file system) or fix --backing")?;
     let root = sys::open_path(&crate::backing::cstring(&backing)?, libc::O_PATH | libc::O_DIRECTORY)
         .map_err(|e| format!("cannot open backing {}: {e}", backing.display()))?;
-    let fs = sys::statfs_fd(std::os::fd::AsFd::as_fd(&root)).map_err(|e| format!("statfs {}: {e}", backing.display()))?;
+    let fs =
+        sys::statfs_fd(std::os::fd::AsFd::as_fd(&root)).map_err(|e| format!("statfs {}: {e}", backing.display()))?;
     if fs.f_type as i64 != EXT4_MAGIC {
         return Err(format!(
             "backing {} is on {}, not ext4: quotafs needs ext4 (stable file handles and i_generation)",
@@ -217,7 +221,11 @@ pub fn validate_mount(file: FileConfig, flags: FileConfig) -> Result<MountConfig
         ));
     }
     if within(&state_dir, &mountpoint) {
-        return Err(format!("state dir {} is inside the mountpoint {}; put it elsewhere", state_dir.display(), mountpoint.display()));
+        return Err(format!(
+            "state dir {} is inside the mountpoint {}; put it elsewhere",
+            state_dir.display(),
+            mountpoint.display()
+        ));
     }
     if state_dir.exists() && !state_dir.is_dir() {
         return Err(format!("state dir {} exists and is not a directory", state_dir.display()));

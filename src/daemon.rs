@@ -37,7 +37,9 @@ pub fn lock_state_dir(dir: &Path) -> Result<std::fs::File, String> {
             dir.display()
         ));
     }
-    file.set_len(0).and_then(|()| writeln!(file, "{}", std::process::id())).map_err(|e| format!("{}: {e}", path.display()))?;
+    file.set_len(0)
+        .and_then(|()| writeln!(file, "{}", std::process::id()))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(file)
 }
 
@@ -47,7 +49,11 @@ pub fn run(cfg: &MountConfig) -> Result<(), String> {
     let _lock = lock_state_dir(&cfg.state_dir)?;
     let nofile = sys::raise_nofile_limit();
     if (nofile as usize) < cfg.fd_cache + 1024 {
-        tracing::warn!(nofile, fd_cache = cfg.fd_cache, "open-file limit is low for the fd cache; open files may fail with EMFILE");
+        tracing::warn!(
+            nofile,
+            fd_cache = cfg.fd_cache,
+            "open-file limit is low for the fd cache; open files may fail with EMFILE"
+        );
     }
     creds::init_process().map_err(|e| format!("cannot drop supplementary groups: {e}"))?;
 

@@ -26,7 +26,8 @@ fn signals_and_umount_end_the_daemon_with_exit_0() {
 
     // A busy mount: SIGTERM detaches it; an open file keeps working until closed.
     f.start(&[]);
-    let mut open = std::fs::OpenOptions::new().read(true).write(true).create(true).open(f.m("busy")).unwrap();
+    let mut open =
+        std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(f.m("busy")).unwrap();
     f.signal("TERM");
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert!(mounted_at(&f.mnt).is_none(), "detached from the tree");
@@ -47,7 +48,19 @@ fn help_explains_every_option() {
         assert!(top.contains(word), "quotafs --help mentions {word}:\n{top}");
     }
     let mount = run_ok(Command::new(BIN).args(["mount", "--help"]));
-    for word in ["--backing", "--threads", "--entry-ttl", "--attr-ttl", "--fd-cache", "--max-write", "--no-passthrough", "--no-acl", "MOUNTPOINT", "--state-dir", "--config"] {
+    for word in [
+        "--backing",
+        "--threads",
+        "--entry-ttl",
+        "--attr-ttl",
+        "--fd-cache",
+        "--max-write",
+        "--no-passthrough",
+        "--no-acl",
+        "MOUNTPOINT",
+        "--state-dir",
+        "--config",
+    ] {
         assert!(mount.contains(word), "quotafs mount --help mentions {word}:\n{mount}");
     }
 }

@@ -70,7 +70,7 @@ fn data_round_trip() {
 #[test]
 fn sparse_files_and_fallocate() {
     let f = Fixture::new("sparse");
-    let file = OpenOptions::new().read(true).write(true).create(true).open(f.m("sparse")).unwrap();
+    let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(f.m("sparse")).unwrap();
     // Data at 0 and at 64 MiB, a hole between.
     file.write_all_at(&[1u8; 4096], 0).unwrap();
     file.write_all_at(&[2u8; 4096], 64 << 20).unwrap();
@@ -87,7 +87,7 @@ fn sparse_files_and_fallocate() {
     assert!(buf.iter().all(|&b| b == 0), "holes read as zeros");
 
     // fallocate: plain preallocation grows the size and allocates.
-    let fa = OpenOptions::new().read(true).write(true).create(true).open(f.m("fa")).unwrap();
+    let fa = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(f.m("fa")).unwrap();
     fallocate(&fa, FallocateFlags::empty(), 0, 8 << 20).unwrap();
     let md = fa.metadata().unwrap();
     assert_eq!(md.len(), 8 << 20);
@@ -130,7 +130,7 @@ fn copy_file_range_and_unlinked_open_file() {
     assert_eq!(std::fs::read(f.m("dst")).unwrap(), src_data);
 
     // Unlinked but open: reads and writes keep working until close.
-    let mut keep = OpenOptions::new().read(true).write(true).create(true).open(f.m("gone")).unwrap();
+    let mut keep = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(f.m("gone")).unwrap();
     keep.write_all(b"still here").unwrap();
     std::fs::remove_file(f.m("gone")).unwrap();
     assert!(!f.m("gone").exists());
@@ -144,7 +144,7 @@ fn copy_file_range_and_unlinked_open_file() {
 
     // A read-only open (passthrough) of a file being written by another descriptor sees
     // the writes: passthrough and direct-I/O opens coexist on one inode.
-    let w = OpenOptions::new().write(true).create(true).open(f.m("shared")).unwrap();
+    let w = OpenOptions::new().write(true).create(true).truncate(true).open(f.m("shared")).unwrap();
     let r = OpenOptions::new().read(true).custom_flags(0).open(f.m("shared")).unwrap();
     w.write_all_at(b"fresh", 0).unwrap();
     let mut b5 = [0u8; 5];

@@ -37,7 +37,10 @@ fn bad_starts_are_refused_cleanly() {
     let state = s.dir.join("state");
     let st = state.to_str().unwrap();
 
-    refused(&["mount", "--backing", "/nonexistent/backing", "--state-dir", st, m], &["/nonexistent/backing", "does not exist"]);
+    refused(
+        &["mount", "--backing", "/nonexistent/backing", "--state-dir", st, m],
+        &["/nonexistent/backing", "does not exist"],
+    );
     refused(&["mount", "--backing", &format!("{b}/existing"), "--state-dir", st, m], &["not a directory"]);
     // A tmpfs directory is not ext4: the message names the type found.
     let tmpfs = s.dir.join("tmpfs");
@@ -45,14 +48,20 @@ fn bad_starts_are_refused_cleanly() {
     assert!(run(Command::new("mount").args(["-t", "tmpfs", "none"]).arg(&tmpfs)).status.success());
     refused(&["mount", "--backing", tmpfs.to_str().unwrap(), "--state-dir", st, m], &["tmpfs", "not ext4"]);
     run(Command::new("umount").arg(&tmpfs));
-    refused(&["mount", "--backing", &b, "--state-dir", st, "/nonexistent/mnt"], &["mountpoint", "does not exist", "mkdir"]);
+    refused(
+        &["mount", "--backing", &b, "--state-dir", st, "/nonexistent/mnt"],
+        &["mountpoint", "does not exist", "mkdir"],
+    );
     // Mountpoint inside the backing, backing inside the mountpoint.
     std::fs::create_dir(s.backing.join("inner")).unwrap();
     let inner_before = snapshot(&s.backing);
     refused(&["mount", "--backing", &b, "--state-dir", st, &format!("{b}/inner")], &["inside the backing"]);
     refused(&["mount", "--backing", &format!("{b}/inner"), "--state-dir", st, &b], &["inside the mountpoint"]);
     // The state dir may not live in the backing; it is not created there.
-    refused(&["mount", "--backing", &b, "--state-dir", &format!("{b}/inner/state"), m], &["state dir", "inside the backing"]);
+    refused(
+        &["mount", "--backing", &b, "--state-dir", &format!("{b}/inner/state"), m],
+        &["state dir", "inside the backing"],
+    );
     assert_eq!(snapshot(&s.backing), inner_before, "a refused start changes nothing in the backing");
     std::fs::remove_dir(s.backing.join("inner")).unwrap();
     assert_eq!(snapshot(&s.backing), before);
@@ -68,7 +77,18 @@ fn bad_starts_are_refused_cleanly() {
     refused(&["mount", "--backing", &b, "--state-dir", st, "--threads", "0", m], &["threads"]);
     refused(&["mount", "--backing", &b, "--state-dir", st, "--entry-ttl=-1", m], &["entry_ttl"]);
     // Not root.
-    let out = run(Command::new("setpriv").args(["--reuid=1000", "--regid=1000", "--clear-groups", BIN, "mount", "--backing", &b, "--state-dir", st, m]));
+    let out = run(Command::new("setpriv").args([
+        "--reuid=1000",
+        "--regid=1000",
+        "--clear-groups",
+        BIN,
+        "mount",
+        "--backing",
+        &b,
+        "--state-dir",
+        st,
+        m,
+    ]));
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("must run as root"));
 
@@ -84,13 +104,20 @@ fn second_mount_and_shared_state_are_refused() {
     let st = f.state.to_str().unwrap().to_string();
     // Already mounted at that mountpoint.
     let other_state = f.scratch.dir.join("state2");
-    refused(&["mount", "--backing", &b, "--state-dir", other_state.to_str().unwrap(), f.mnt.to_str().unwrap()], &["already mounted", "umount"]);
+    refused(
+        &["mount", "--backing", &b, "--state-dir", other_state.to_str().unwrap(), f.mnt.to_str().unwrap()],
+        &["already mounted", "umount"],
+    );
     // Another daemon holds the state dir.
     let mnt2 = f.scratch.dir.join("mnt2");
     std::fs::create_dir(&mnt2).unwrap();
     let out = run(Command::new(BIN).args(["mount", "--backing", &b, "--state-dir", &st, mnt2.to_str().unwrap()]));
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("another quotafs daemon"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("another quotafs daemon"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(mounted_at(&mnt2).is_none());
     // The first mount is unharmed.
     std::fs::write(f.m("still-works"), b"ok").unwrap();

@@ -178,7 +178,9 @@ pub fn stat_at(dir: BorrowedFd<'_>, name: &CStr) -> SysResult<libc::stat> {
 pub fn stat_fd(fd: BorrowedFd<'_>) -> SysResult<libc::stat> {
     let mut st = zeroed_stat();
     // SAFETY: `st` is a valid out-pointer; the empty path with AT_EMPTY_PATH names `fd` itself.
-    cvt(unsafe { libc::fstatat(fd.as_raw_fd(), EMPTY.as_ptr(), &mut st, libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW) })?;
+    cvt(unsafe {
+        libc::fstatat(fd.as_raw_fd(), EMPTY.as_ptr(), &mut st, libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW)
+    })?;
     Ok(st)
 }
 
@@ -234,9 +236,7 @@ pub fn rename_at(
 pub fn readlink_fd(fd: BorrowedFd<'_>) -> SysResult<Vec<u8>> {
     let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
     // SAFETY: `buf` is writable for its whole length, which we pass.
-    let n = cvt_size(unsafe {
-        libc::readlinkat(fd.as_raw_fd(), EMPTY.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
-    })?;
+    let n = cvt_size(unsafe { libc::readlinkat(fd.as_raw_fd(), EMPTY.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) })?;
     buf.truncate(n);
     Ok(buf)
 }
@@ -341,8 +341,16 @@ pub fn copy_file_range(
 /// `faccessat2(fd, "", mode, AT_EMPTY_PATH)` with the thread's current fs credentials.
 pub fn access_fd(fd: BorrowedFd<'_>, mode: i32) -> SysResult<()> {
     // SAFETY: plain syscall; the empty path with AT_EMPTY_PATH names `fd` itself.
-    cvt_long(unsafe { libc::syscall(libc::SYS_faccessat2, fd.as_raw_fd(), EMPTY.as_ptr(), mode, libc::AT_EMPTY_PATH | libc::AT_EACCESS) })
-        .map(drop)
+    cvt_long(unsafe {
+        libc::syscall(
+            libc::SYS_faccessat2,
+            fd.as_raw_fd(),
+            EMPTY.as_ptr(),
+            mode,
+            libc::AT_EMPTY_PATH | libc::AT_EACCESS,
+        )
+    })
+    .map(drop)
 }
 
 /// One entry of a directory read with `getdents64`.
@@ -360,8 +368,8 @@ pub struct DirEntry {
 /// An empty result means end of directory.
 pub fn read_dir(fd: BorrowedFd<'_>, buf: &mut [u8]) -> SysResult<Vec<DirEntry>> {
     // SAFETY: `buf` is writable for its whole length, which we pass.
-    let n = cvt_long(unsafe { libc::syscall(libc::SYS_getdents64, fd.as_raw_fd(), buf.as_mut_ptr(), buf.len()) })?
-        as usize;
+    let n =
+        cvt_long(unsafe { libc::syscall(libc::SYS_getdents64, fd.as_raw_fd(), buf.as_mut_ptr(), buf.len()) })? as usize;
     let mut out = Vec::new();
     let mut pos = 0;
     // linux_dirent64: u64 d_ino, i64 d_off, u16 d_reclen, u8 d_type, char d_name[].
@@ -388,8 +396,7 @@ pub fn get_xattr(fd: BorrowedFd<'_>, name: &CStr, buf: &mut [u8]) -> SysResult<u
 
 pub fn set_xattr(fd: BorrowedFd<'_>, name: &CStr, value: &[u8], flags: i32) -> SysResult<()> {
     // SAFETY: `value` is readable for its whole length, which we pass.
-    cvt(unsafe { libc::fsetxattr(fd.as_raw_fd(), name.as_ptr(), value.as_ptr().cast(), value.len(), flags) })
-        .map(drop)
+    cvt(unsafe { libc::fsetxattr(fd.as_raw_fd(), name.as_ptr(), value.as_ptr().cast(), value.len(), flags) }).map(drop)
 }
 
 pub fn list_xattr(fd: BorrowedFd<'_>, buf: &mut [u8]) -> SysResult<usize> {

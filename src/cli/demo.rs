@@ -100,6 +100,7 @@ pub fn run(args: &DemoArgs) -> Result<(), CliError> {
         .arg("--state-dir")
         .arg(dir.join("state"))
         .arg(demo.mnt())
+        .env("QUOTAFS_LOG", std::env::var("QUOTAFS_LOG").unwrap_or_else(|_| "warn".into()))
         .stdin(Stdio::null())
         .spawn()
         .map_err(|e| CliError::failed(format!("cannot start quotafs mount: {e}")))?;
@@ -131,7 +132,10 @@ pub fn run(args: &DemoArgs) -> Result<(), CliError> {
     show("du -sh /home/alice", Command::new("du").arg("-sh").arg(&home))?;
     show("df -h (the mount)", Command::new("df").arg("-h").arg(&mnt))?;
     show("cmp data.bin copy.bin", Command::new("cmp").arg(home.join("data.bin")).arg(home.join("copy.bin")))?;
-    show("ls -lan (the backing ext4 holds the same files, owned by the tenant)", Command::new("ls").arg("-lan").arg(demo.backing().join("home/alice")))?;
+    show(
+        "ls -lan (the backing ext4 holds the same files, owned by the tenant)",
+        Command::new("ls").arg("-lan").arg(demo.backing().join("home/alice")),
+    )?;
     step("unmount", Command::new("umount").arg(&mnt))?;
     if let Some(mut child) = demo.daemon.take() {
         let status = child.wait().map_err(|e| CliError::failed(e.to_string()))?;

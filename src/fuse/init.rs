@@ -19,6 +19,9 @@ pub(super) fn negotiate(config: &mut KernelConfig, opts: &FrontOptions, want_pas
         ("direct io mmap", InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP),
         ("async dio", InitFlags::FUSE_ASYNC_DIO),
         ("cache symlinks", InitFlags::FUSE_CACHE_SYMLINKS),
+        // The kernel sends mode and umask unmasked; the worker thread takes the caller's
+        // umask and ext4 applies it, unless the parent has a default ACL (POSIX semantics).
+        ("dont mask", InitFlags::FUSE_DONT_MASK),
     ];
     if opts.acl {
         want.push(("posix acl", InitFlags::FUSE_POSIX_ACL));

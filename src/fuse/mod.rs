@@ -14,8 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use fuser::{
     AccessFlags, BackingId, CopyFileRangeFlags, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, IoctlFlags,
     KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite,
-    ReplyXattr, Request, TimeOrNow, WriteFlags,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
+    Request, TimeOrNow, WriteFlags,
 };
 use parking_lot::Mutex;
 
@@ -83,7 +83,9 @@ impl FuseFront {
 
     fn reply_entry(&self, reply: ReplyEntry, r: Result<Entry, Errno>) {
         match r {
-            Ok(e) => reply.entry_with_ttls(&self.opts.attr_ttl, &self.opts.entry_ttl, &e.attr, Generation(e.generation)),
+            Ok(e) => {
+                reply.entry_with_ttls(&self.opts.attr_ttl, &self.opts.entry_ttl, &e.attr, Generation(e.generation))
+            }
             Err(e) => reply.error(errno(e)),
         }
     }
@@ -137,10 +139,10 @@ impl FuseFront {
 impl Filesystem for FuseFront {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         self.passthrough = init::negotiate(config, &self.opts, self.ops.options().passthrough);
-        let acl = config.capabilities().contains(fuser::InitFlags::FUSE_POSIX_ACL) && self.opts.acl;
-        // With POSIX ACLs on, the kernel leaves the umask to us (ext4 applies it unless the
-        // parent directory has a default ACL).
-        self.ops.set_apply_umask(acl);
+        // With FUSE_DONT_MASK the kernel leaves the umask to us: each create runs with the
+        // caller's umask on its thread, and ext4 applies it unless the parent directory has
+        // a default ACL.
+        self.ops.set_apply_umask(config.capabilities().contains(fuser::InitFlags::FUSE_DONT_MASK));
         Ok(())
     }
 
@@ -189,15 +191,7 @@ impl Filesystem for FuseFront {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let a = SetAttr {
-            mode,
-            uid,
-            gid,
-            size,
-            atime: time_spec(atime),
-            mtime: time_spec(mtime),
-            fh: fh.map(|f| f.0),
-        };
+        let a = SetAttr { mode, uid, gid, size, atime: time_spec(atime), mtime: time_spec(mtime), fh: fh.map(|f| f.0) };
         match self.ops.setattr(&caller(req), ino.0, &a) {
             Ok(attr) => reply.attr(&self.opts.attr_ttl, &attr),
             Err(e) => reply.error(errno(e)),
@@ -264,7 +258,11 @@ impl Filesystem for FuseFront {
                 match self.backing_id(&opened, || reply.open_backing(&opened.file.fd)) {
                     Some(id) => reply.opened_passthrough(FileHandle(opened.fh), flags, &id),
                     None => {
-                        let flags = if opened.mode == OpenMode::Passthrough { flags | FopenFlags::FOPEN_KEEP_CACHE } else { flags };
+                        let flags = if opened.mode == OpenMode::Passthrough {
+                            flags | FopenFlags::FOPEN_KEEP_CACHE
+                        } else {
+                            flags
+                        };
                         reply.opened(FileHandle(opened.fh), flags)
                     }
                 }
@@ -356,9 +354,14 @@ impl Filesystem for FuseFront {
         let r = self.ops.readdir(ino.0, fh.0, offset as i64, true, |e| {
             let name = OsStr::from_bytes(e.name.as_bytes());
             match &e.entry {
-                Some(entry) => {
-                    reply.add(INodeNo(e.ino), e.next_offset as u64, name, &ttl, &entry.attr, Generation(entry.generation))
-                }
+                Some(entry) => reply.add(
+                    INodeNo(e.ino),
+                    e.next_offset as u64,
+                    name,
+                    &ttl,
+                    &entry.attr,
+                    Generation(entry.generation),
+                ),
                 None => {
                     let attr = crate::passthrough::dir::dot_attr(e.ino);
                     reply.add(INodeNo(e.ino), e.next_offset as u64, name, &Duration::ZERO, &attr, Generation(0))

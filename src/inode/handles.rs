@@ -66,10 +66,6 @@ impl<T> HandleTable<T> {
     pub fn remove(&self, fh: u64) -> Option<Arc<T>> {
         self.map.remove(&fh).map(|(_, v)| v)
     }
-
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
 }
 
 impl<T> Default for HandleTable<T> {

@@ -96,7 +96,8 @@ impl InodeTable {
     /// Inserts the pinned root of backing 0.
     pub fn insert_root(&self, backing: BackingIndex, handle: Handle) {
         let generation = handle.ext4_generation().unwrap_or(0);
-        let inode = Arc::new(Inode { id: ROOT_ID, backing, handle, generation, kind: libc::S_IFDIR, fd: Mutex::new(None) });
+        let inode =
+            Arc::new(Inode { id: ROOT_ID, backing, handle, generation, kind: libc::S_IFDIR, fd: Mutex::new(None) });
         self.map.insert(ROOT_ID, Slot { inode, lookups: u64::MAX / 2 });
     }
 
@@ -128,10 +129,6 @@ impl InodeTable {
         });
     }
 
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
     /// An `O_PATH` fd of the inode: from the cache, or opened by handle and cached.
     pub fn path_fd(&self, inode: &Arc<Inode>, backing: &Backing) -> Result<Arc<OwnedFd>, Errno> {
         if let Some(fd) = inode.fd.lock().as_ref() {
@@ -154,11 +151,6 @@ impl InodeTable {
             old.fd.lock().take();
         }
         Ok(fd)
-    }
-
-    /// Number of descriptors the cache may hold at most.
-    pub fn fd_capacity(&self) -> usize {
-        self.fd_capacity
     }
 }
 

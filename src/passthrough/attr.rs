@@ -69,7 +69,8 @@ impl Passthrough {
                     if !inode.is_reg() {
                         return Err(Errno(if inode.is_dir() { libc::EISDIR } else { libc::EINVAL }));
                     }
-                    let fd = self.backing(inode.backing)?.open_handle(&inode.handle, libc::O_WRONLY | libc::O_NOFOLLOW)?;
+                    let fd =
+                        self.backing(inode.backing)?.open_handle(&inode.handle, libc::O_WRONLY | libc::O_NOFOLLOW)?;
                     as_caller(ctx, || sys::truncate_fd(fd.as_fd(), size))?;
                 }
             }
@@ -130,11 +131,8 @@ impl Passthrough {
                 Err(e) => return Err(e),
             }
         };
-        let visible: Vec<u8> = raw
-            .split_inclusive(|&b| b == 0)
-            .filter(|n| !is_private(n))
-            .flat_map(|n| n.iter().copied())
-            .collect();
+        let visible: Vec<u8> =
+            raw.split_inclusive(|&b| b == 0).filter(|n| !is_private(n)).flat_map(|n| n.iter().copied()).collect();
         sized(visible, size)
     }
 

@@ -61,7 +61,7 @@ pub struct Passthrough {
     files: HandleTable<OpenFile>,
     dirs: HandleTable<OpenDir>,
     opts: Options,
-    /// Apply the request's umask when creating (set when POSIX ACLs are negotiated: the
+    /// Apply the request's umask when creating (set when FUSE_DONT_MASK is negotiated: the
     /// kernel then leaves the umask to the file system).
     apply_umask: bool,
 }
@@ -73,7 +73,14 @@ impl Passthrough {
         let handle = sys::fd_to_handle(root.root_fd())
             .map_err(|e| format!("backing {} cannot give file handles ({e}); it must be ext4", root.path.display()))?;
         inodes.insert_root(root.index, handle);
-        Ok(Passthrough { backings, inodes, files: HandleTable::new(), dirs: HandleTable::new(), opts, apply_umask: false })
+        Ok(Passthrough {
+            backings,
+            inodes,
+            files: HandleTable::new(),
+            dirs: HandleTable::new(),
+            opts,
+            apply_umask: false,
+        })
     }
 
     pub fn set_apply_umask(&mut self, on: bool) {
@@ -82,11 +89,6 @@ impl Passthrough {
 
     pub fn options(&self) -> &Options {
         &self.opts
-    }
-
-    /// Inodes currently referenced by the kernel, open files, open directories.
-    pub fn counts(&self) -> (usize, usize, usize) {
-        (self.inodes.len(), self.files.len(), self.dirs.len())
     }
 
     fn backing(&self, index: BackingIndex) -> Result<&Backing, Errno> {

@@ -56,7 +56,15 @@ impl Passthrough {
         self.lookup_at(&dir, dirfd.as_fd(), &name)
     }
 
-    pub fn mknod(&self, ctx: &Ctx, parent: u64, name: &OsStr, mode: u32, umask: u32, rdev: u32) -> Result<Entry, Errno> {
+    pub fn mknod(
+        &self,
+        ctx: &Ctx,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+    ) -> Result<Entry, Errno> {
         let (dir, dirfd) = self.resolve_dir(parent)?;
         let name = entry_name(name)?;
         self.apply_umask(umask)?;

@@ -28,8 +28,7 @@ pub fn mounted_at(path: &Path) -> Option<String> {
 }
 
 pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    out
+    cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
 }
 
 pub fn run_ok(cmd: &mut Command) -> String {
@@ -242,10 +241,8 @@ impl Fixture {
 
 impl Drop for Fixture {
     fn drop(&mut self) {
-        if mounted_at(&self.mnt).is_some() {
-            if !run(Command::new("umount").arg(&self.mnt)).status.success() {
-                let _ = run(Command::new("umount").arg("-l").arg(&self.mnt));
-            }
+        if mounted_at(&self.mnt).is_some() && !run(Command::new("umount").arg(&self.mnt)).status.success() {
+            let _ = run(Command::new("umount").arg("-l").arg(&self.mnt));
         }
         if let Some(mut child) = self.daemon.take() {
             let deadline = Instant::now() + Duration::from_secs(10);
