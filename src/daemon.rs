@@ -5,6 +5,8 @@ use std::io::Write;
 use std::os::fd::AsFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use fuser::{MountOption, Session, SessionACL};
 
@@ -88,11 +90,14 @@ pub fn run(cfg: &MountConfig) -> Result<(), String> {
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let handle = signals.handle();
+    let requested = Arc::new(AtomicBool::new(false));
+    let requested_by_signal = Arc::clone(&requested);
     let watcher = std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             if let Some(sig) = signals.forever().next() {
                 tracing::info!(signal = sig, "unmounting on signal");
+                requested_by_signal.store(true, Ordering::SeqCst);
                 // A busy mount is detached lazily: open files keep working until closed, and
                 // the session ends after that.
                 if let Err(e) = unmounter.unmount() {
@@ -108,7 +113,19 @@ pub fn run(cfg: &MountConfig) -> Result<(), String> {
     let result = session.run();
     handle.close();
     let _ = watcher.join();
-    result.map_err(|e| format!("FUSE session failed: {e}"))?;
+    match result {
+        Ok(()) => {}
+        // After an unmount the kernel tears the connection down; worker threads blocked in a
+        // read may see ECONNABORTED instead of ENODEV (fuser only treats ENODEV as the end).
+        Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => {
+            if requested.load(Ordering::SeqCst) {
+                tracing::info!("connection closed after unmount");
+            } else {
+                tracing::warn!("FUSE connection aborted (e.g. through /sys/fs/fuse/connections/*/abort)");
+            }
+        }
+        Err(e) => return Err(format!("FUSE session failed: {e}")),
+    }
     tracing::info!("unmounted; exiting");
     Ok(())
 }

@@ -37,7 +37,8 @@ fn signals_and_umount_end_the_daemon_with_exit_0() {
     open.read_to_string(&mut s).unwrap();
     assert_eq!(s, "after detach");
     drop(open);
-    assert!(f.wait_exit().success());
+    let status = f.wait_exit();
+    assert!(status.success(), "busy mount, SIGTERM -> {status}:\n{}", f.log_text());
     assert_eq!(std::fs::read(f.b("busy")).unwrap(), b"after detach");
 }
 
