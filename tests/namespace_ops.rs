@@ -133,6 +133,24 @@ fn readdir_matches_stat_and_lists_everything() {
     assert_eq!(out.trim(), "3003", "total line + . + .. + 3000");
     assert_eq!(ino(&f.m("many/..")), ino(&f.mnt));
     assert_eq!(ino(&f.mnt), 1, "the mount root is node 1");
+
+    // The kernel caches listings (directories have no open state); every change made through
+    // the mount must show in the very next listing.
+    let names = |dir: &str| -> HashSet<String> {
+        std::fs::read_dir(f.m(dir)).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect()
+    };
+    std::fs::create_dir(f.m("small")).unwrap();
+    std::fs::write(f.m("small/a"), b"").unwrap();
+    assert_eq!(names("small"), HashSet::from(["a".to_string()]));
+    std::fs::write(f.m("small/b"), b"").unwrap();
+    assert_eq!(names("small"), HashSet::from(["a".to_string(), "b".to_string()]));
+    std::fs::rename(f.m("small/a"), f.m("small/c")).unwrap();
+    std::fs::rename(f.m("small/b"), f.m("many/moved-in")).unwrap();
+    assert_eq!(names("small"), HashSet::from(["c".to_string()]));
+    assert!(names("many").contains("moved-in"));
+    std::fs::remove_file(f.m("small/c")).unwrap();
+    assert!(names("small").is_empty());
+    assert_eq!(names("many").len(), 3001);
 }
 
 use std::os::unix::fs::DirEntryExt;

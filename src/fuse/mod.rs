@@ -332,15 +332,14 @@ impl Filesystem for FuseFront {
         }
     }
 
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.ops.opendir(ino.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
-            Err(e) => reply.error(errno(e)),
-        }
+    /// ENOSYS once: the kernel then stops sending OPENDIR/RELEASEDIR and caches readdir
+    /// results (FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR); `readdir` is stateless.
+    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        reply.error(fuser::Errno::ENOSYS);
     }
 
-    fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        let r = self.ops.readdir(ino.0, fh.0, offset as i64, false, |e| {
+    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        let r = self.ops.readdir(ino.0, offset as i64, false, |e| {
             reply.add(INodeNo(e.ino), e.next_offset as u64, e.kind, OsStr::from_bytes(e.name.as_bytes()))
         });
         match r {
@@ -349,9 +348,9 @@ impl Filesystem for FuseFront {
         }
     }
 
-    fn readdirplus(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+    fn readdirplus(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
         let ttl = self.opts.entry_ttl;
-        let r = self.ops.readdir(ino.0, fh.0, offset as i64, true, |e| {
+        let r = self.ops.readdir(ino.0, offset as i64, true, |e| {
             let name = OsStr::from_bytes(e.name.as_bytes());
             match &e.entry {
                 Some(entry) => reply.add(
@@ -374,13 +373,8 @@ impl Filesystem for FuseFront {
         }
     }
 
-    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
-        self.ops.releasedir(fh.0);
-        reply.ok();
-    }
-
-    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
-        match self.ops.fsyncdir(fh.0, datasync) {
+    fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
+        match self.ops.fsyncdir(ino.0, datasync) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(e)),
         }

@@ -1,19 +1,15 @@
-//! Open files and directories: FUSE file handles ↔ backing descriptors.
+//! Open files: FUSE file handles ↔ backing descriptors.
 //!
-//! A file handle (`fh`) lives from a successful open/create/opendir reply until the matching
-//! release/releasedir; it owns the backing descriptor for that time, which is what keeps an
+//! A file handle (`fh`) lives from a successful open/create reply until the matching release; it owns the backing descriptor for that time, which is what keeps an
 //! unlinked-but-open file usable until its last close.
 
-use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use dashmap::DashMap;
-use parking_lot::Mutex;
 
 use crate::backing::Errno;
-use crate::backing::sys::DirEntry;
 
 /// An open regular file (or other openable inode).
 #[derive(Debug)]
@@ -21,23 +17,6 @@ pub struct OpenFile {
     pub node: u64,
     pub fd: OwnedFd,
     pub writable: bool,
-}
-
-/// Position of a directory stream: the backing `d_off` cookie after the last entry returned,
-/// and entries read from the backing but not yet returned.
-#[derive(Debug, Default)]
-pub struct DirStream {
-    pub pos: i64,
-    pub pending: VecDeque<DirEntry>,
-    pub eof: bool,
-}
-
-/// An open directory.
-#[derive(Debug)]
-pub struct OpenDir {
-    pub node: u64,
-    pub fd: OwnedFd,
-    pub stream: Mutex<DirStream>,
 }
 
 /// fh → open object. Handles are never reused within one daemon run.

@@ -1,4 +1,4 @@
-//! Directory streams: opendir, readdir(plus), fsyncdir, releasedir.
+//! Directories: readdir(plus) and fsyncdir, both stateless.
 //!
 //! The stream offset the kernel sees is the backing's own `d_off` cookie, so a reader that
 //! stops and resumes (or seeks back to a cookie it was given) continues exactly where ext4
@@ -14,7 +14,6 @@ use fuser::{FileAttr, FileType, INodeNo};
 use super::{Entry, Passthrough};
 use crate::backing::sys::DirEntry;
 use crate::backing::{Errno, sys};
-use crate::inode::handles::{DirStream, OpenDir};
 use crate::inode::{self, ROOT_ID};
 
 /// One entry of a readdir reply. `entry` is set for readdirplus entries other than `.` and
@@ -64,87 +63,71 @@ pub fn dot_attr(ino: u64) -> FileAttr {
 }
 
 impl Passthrough {
-    pub fn opendir(&self, id: u64) -> Result<u64, Errno> {
+    /// fsync of a directory, by handle (directories have no open state: see `readdir`).
+    pub fn fsyncdir(&self, id: u64, datasync: bool) -> Result<(), Errno> {
+        let fd = self.open_dir(id)?;
+        sys::fsync(fd.as_fd(), datasync)
+    }
+
+    fn open_dir(&self, id: u64) -> Result<std::os::fd::OwnedFd, Errno> {
         let inode = self.inode(id)?;
         if !inode.is_dir() {
             return Err(Errno(libc::ENOTDIR));
         }
-        let fd = self.backing(inode.backing)?.open_handle(&inode.handle, libc::O_RDONLY | libc::O_DIRECTORY)?;
-        let (fh, _) = self.dirs.insert(OpenDir { node: id, fd, stream: parking_lot::Mutex::new(DirStream::default()) });
-        Ok(fh)
+        self.backing(inode.backing)?.open_handle(&inode.handle, libc::O_RDONLY | libc::O_DIRECTORY)
     }
 
-    pub fn releasedir(&self, fh: u64) {
-        self.dirs.remove(fh);
-    }
-
-    pub fn fsyncdir(&self, fh: u64, datasync: bool) -> Result<(), Errno> {
-        let dir = self.dirs.get(fh)?;
-        sys::fsync(dir.fd.as_fd(), datasync)
-    }
-
-    /// Streams entries from `offset` into `emit`, which returns true when the reply is full
-    /// (the entry was not taken). With `plus`, each entry other than `.`/`..` is looked up.
+    /// Streams the entries of directory `id` from the backing cookie `offset` into `emit`,
+    /// which returns true when the reply is full (the entry was not taken). With `plus`, each
+    /// entry other than `.`/`..` is looked up.
+    ///
+    /// Stateless: each call opens the directory by handle and seeks to `offset`, a `d_off`
+    /// cookie ext4 gave out earlier (stable for the directory's lifetime, which NFS relies on
+    /// too). The front answers OPENDIR with ENOSYS, so the kernel sends no OPENDIR/RELEASEDIR
+    /// round trips and caches readdir results itself (FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR),
+    /// invalidating them whenever the directory changes through the mount.
     pub fn readdir(
         &self,
         id: u64,
-        fh: u64,
         offset: i64,
         plus: bool,
         mut emit: impl FnMut(&DirEntryOut) -> bool,
     ) -> Result<(), Errno> {
-        let dir = self.dirs.get(fh)?;
-        if dir.node != id {
-            return Err(Errno(libc::EBADF));
+        let backing = self.backing(inode::backing_of(id))?;
+        let fd = self.open_dir(id)?;
+        if offset != 0 {
+            sys::lseek(fd.as_fd(), offset, libc::SEEK_SET)?;
         }
-        let inode = self.inode(id)?;
-        let backing = self.backing(inode.backing)?;
-        let fd = dir.fd.as_fd();
-        let mut st = dir.stream.lock();
-        if offset != st.pos {
-            sys::lseek(fd, offset, libc::SEEK_SET)?;
-            *st = DirStream { pos: offset, ..DirStream::default() };
-        }
-        let mut buf = Vec::new();
+        // About one kernel reply's worth of entries per getdents (they are of similar size);
+        // plus entries are much larger in the reply, so read fewer.
+        let mut buf = vec![0u8; if plus { 4096 } else { 8192 }];
         loop {
-            if st.pending.is_empty() {
-                if st.eof {
-                    return Ok(());
-                }
-                buf.resize(64 * 1024, 0);
-                let batch = sys::read_dir(fd, &mut buf)?;
-                if batch.is_empty() {
-                    st.eof = true;
-                    return Ok(());
-                }
-                st.pending.extend(batch);
-            }
-            let DirEntry { ino, next_offset, kind, name } = st.pending.front().expect("not empty").clone();
-            let dot = name.as_bytes() == b"." || name.as_bytes() == b"..";
-            let node = if id == ROOT_ID && name.as_bytes() == b".." { ROOT_ID } else { inode::node_id(backing, ino)? };
-            let entry = if plus && !dot {
-                match self.lookup(id, OsStr::from_bytes(name.as_bytes())) {
-                    Ok(e) => Some(e),
-                    // Removed since getdents read it: leave it out, as a later getdents would.
-                    Err(Errno(libc::ENOENT)) => {
-                        st.pending.pop_front();
-                        st.pos = next_offset;
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                }
-            } else {
-                None
-            };
-            let out = DirEntryOut { ino: node, next_offset, kind: dt_kind(kind), name, entry };
-            if emit(&out) {
-                if let Some(e) = out.entry {
-                    self.forget(e.attr.ino.0, 1);
-                }
+            let batch = sys::read_dir(fd.as_fd(), &mut buf)?;
+            if batch.is_empty() {
                 return Ok(());
             }
-            st.pending.pop_front();
-            st.pos = next_offset;
+            for DirEntry { ino, next_offset, kind, name } in batch {
+                let dot = name.as_bytes() == b"." || name.as_bytes() == b"..";
+                let node =
+                    if id == ROOT_ID && name.as_bytes() == b".." { ROOT_ID } else { inode::node_id(backing, ino)? };
+                let entry = if plus && !dot {
+                    match self.lookup(id, OsStr::from_bytes(name.as_bytes())) {
+                        Ok(e) => Some(e),
+                        // Removed since getdents read it: leave it out, as a later getdents would.
+                        Err(Errno(libc::ENOENT)) => continue,
+                        Err(e) => return Err(e),
+                    }
+                } else {
+                    None
+                };
+                let out = DirEntryOut { ino: node, next_offset, kind: dt_kind(kind), name, entry };
+                if emit(&out) {
+                    if let Some(e) = out.entry {
+                        self.forget(e.attr.ino.0, 1);
+                    }
+                    return Ok(());
+                }
+            }
         }
     }
 }

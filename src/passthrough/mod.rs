@@ -21,7 +21,7 @@ pub use file::{OpenMode, Opened};
 
 use crate::backing::creds::Caller;
 use crate::backing::{Backing, BackingIndex, Errno, sys};
-use crate::inode::handles::{HandleTable, OpenDir, OpenFile};
+use crate::inode::handles::{HandleTable, OpenFile};
 use crate::inode::{self, Inode, InodeTable, ROOT_ID};
 
 /// Settings of the passthrough layer (from the validated config).
@@ -59,7 +59,6 @@ pub struct Passthrough {
     backings: Vec<Backing>,
     inodes: InodeTable,
     files: HandleTable<OpenFile>,
-    dirs: HandleTable<OpenDir>,
     opts: Options,
     /// Apply the request's umask when creating (set when FUSE_DONT_MASK is negotiated: the
     /// kernel then leaves the umask to the file system).
@@ -73,14 +72,7 @@ impl Passthrough {
         let handle = sys::fd_to_handle(root.root_fd())
             .map_err(|e| format!("backing {} cannot give file handles ({e}); it must be ext4", root.path.display()))?;
         inodes.insert_root(root.index, handle);
-        Ok(Passthrough {
-            backings,
-            inodes,
-            files: HandleTable::new(),
-            dirs: HandleTable::new(),
-            opts,
-            apply_umask: false,
-        })
+        Ok(Passthrough { backings, inodes, files: HandleTable::new(), opts, apply_umask: false })
     }
 
     pub fn set_apply_umask(&mut self, on: bool) {
