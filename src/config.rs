@@ -39,6 +39,8 @@ pub struct FileConfig {
     pub acl: Option<bool>,
     /// Largest write request in bytes. Default: 1 MiB.
     pub max_write: Option<u32>,
+    /// Seconds between ledger checkpoints (snapshot + new activity log). Default: 30.
+    pub checkpoint_interval: Option<f64>,
 }
 
 impl FileConfig {
@@ -62,6 +64,7 @@ pub struct MountConfig {
     pub passthrough: bool,
     pub acl: bool,
     pub max_write: u32,
+    pub checkpoint_interval: Duration,
 }
 
 fn default_threads() -> usize {
@@ -254,6 +257,13 @@ pub fn validate_mount(file: FileConfig, flags: FileConfig) -> Result<MountConfig
         passthrough: flags.passthrough.or(file.passthrough).unwrap_or(true),
         acl: flags.acl.or(file.acl).unwrap_or(true),
         max_write,
+        checkpoint_interval: {
+            let secs = flags.checkpoint_interval.or(file.checkpoint_interval).unwrap_or(30.0);
+            if !(0.1..=86_400.0).contains(&secs) {
+                return Err(format!("checkpoint_interval must be between 0.1 and 86400 seconds, got {secs}"));
+            }
+            Duration::from_secs_f64(secs)
+        },
     })
 }
 

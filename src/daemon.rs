@@ -7,13 +7,34 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use fuser::{MountOption, Session, SessionACL};
 
 use crate::backing::{Backing, BackingIndex, creds, cstring, sys};
 use crate::config::MountConfig;
 use crate::fuse::{FrontOptions, FuseFront};
+use crate::ledger::Ledger;
 use crate::passthrough::{Options, Passthrough};
+
+/// Checkpoints every `interval`, or sooner when the activity log passes 64 MiB.
+fn spawn_checkpointer(ledger: Arc<Ledger>, stop: Arc<AtomicBool>, interval: Duration) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("checkpoint".into())
+        .spawn(move || {
+            let mut last = Instant::now();
+            while !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(200));
+                if last.elapsed() >= interval || ledger.log_len() > 64 << 20 {
+                    if let Err(e) = ledger.checkpoint() {
+                        tracing::error!(error = %e, "checkpoint failed");
+                    }
+                    last = Instant::now();
+                }
+            }
+        })
+        .expect("spawn the checkpoint thread")
+}
 
 /// Creates the state dir (0700) if needed and takes its lock, so two daemons never share one
 /// ledger. The returned file holds the lock for the daemon's lifetime.
@@ -59,8 +80,24 @@ pub fn run(cfg: &MountConfig) -> Result<(), String> {
     }
     creds::init_process().map_err(|e| format!("cannot drop supplementary groups: {e}"))?;
 
-    let backing = Backing::open(BackingIndex(0), &cfg.backing)?;
-    let ops = Passthrough::new(vec![backing], Options { passthrough: cfg.passthrough, fd_cache: cfg.fd_cache })?;
+    let backings = Arc::new(vec![Backing::open(BackingIndex(0), &cfg.backing)?]);
+    // Recovery (or the first-mount scan) runs to completion before anything is mounted: the
+    // mount never serves a request against a ledger that is not exact.
+    let ledger = Arc::new(Ledger::open(&cfg.state_dir, Arc::clone(&backings))?);
+    let ops = Arc::new(Passthrough::new(
+        Arc::clone(&backings),
+        Arc::clone(&ledger),
+        Options { passthrough: cfg.passthrough, fd_cache: cfg.fd_cache },
+    )?);
+    crate::admin::server::start(
+        &cfg.state_dir,
+        crate::admin::server::Server {
+            mountpoint: cfg.mountpoint.clone(),
+            ledger: Arc::clone(&ledger),
+            ops: Arc::clone(&ops),
+            threads: cfg.threads,
+        },
+    )?;
     let front = FuseFront::new(
         ops,
         FrontOptions { entry_ttl: cfg.entry_ttl, attr_ttl: cfg.attr_ttl, max_write: cfg.max_write, acl: cfg.acl },
@@ -110,9 +147,19 @@ pub fn run(cfg: &MountConfig) -> Result<(), String> {
         })
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;
 
+    let stop = Arc::new(AtomicBool::new(false));
+    let checkpointer = spawn_checkpointer(Arc::clone(&ledger), Arc::clone(&stop), cfg.checkpoint_interval);
+
     let result = session.run();
     handle.close();
     let _ = watcher.join();
+    stop.store(true, Ordering::SeqCst);
+    let _ = checkpointer.join();
+    // A last checkpoint: the next mount then has nothing to replay.
+    match ledger.checkpoint() {
+        Ok(epoch) => tracing::info!(epoch, "final checkpoint"),
+        Err(e) => tracing::error!(error = %e, "final checkpoint failed; the next mount recovers from the log"),
+    }
     match result {
         Ok(()) => {}
         // After an unmount the kernel tears the connection down; worker threads blocked in a
@@ -126,6 +173,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), String> {
         }
         Err(e) => return Err(format!("FUSE session failed: {e}")),
     }
+    let _ = std::fs::remove_file(crate::admin::socket_path(&cfg.state_dir));
     tracing::info!("unmounted; exiting");
     Ok(())
 }

@@ -5,11 +5,15 @@
 //! operations, on descriptors) → `backing` (the only `unsafe`: system calls), with `inode`
 //! holding the state the operations share.
 
+pub mod admin;
 pub mod backing;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod fuse;
 pub mod inode;
+pub mod ledger;
 pub mod logging;
 pub mod passthrough;
+pub mod quota;

@@ -447,3 +447,66 @@ pub fn try_lock_exclusive(fd: BorrowedFd<'_>) -> SysResult<bool> {
         Err(e) => Err(e),
     }
 }
+
+/// `syncfs`: flushes every dirty page and inode of the file system `fd` lives on.
+pub fn syncfs(fd: BorrowedFd<'_>) -> SysResult<()> {
+    // SAFETY: plain syscall on a valid fd.
+    cvt(unsafe { libc::syncfs(fd.as_raw_fd()) }).map(drop)
+}
+
+/// x86-64 number of `getxattrat` (Linux 6.13+); the libc crate does not have it yet.
+const SYS_GETXATTRAT: libc::c_long = 464;
+
+#[repr(C)]
+struct XattrArgs {
+    value: u64,
+    size: u32,
+    flags: u32,
+}
+
+/// The xattr `xname` of `name` in `dir`, not following a final symlink (`getxattrat` with
+/// AT_SYMLINK_NOFOLLOW); `dir` may be an `O_PATH` fd. Returns the value's length.
+pub fn get_xattr_at(dir: BorrowedFd<'_>, name: &CStr, xname: &CStr, buf: &mut [u8]) -> SysResult<usize> {
+    let mut args = XattrArgs { value: buf.as_mut_ptr() as u64, size: buf.len() as u32, flags: 0 };
+    // SAFETY: `args` points at `buf`, writable for `size` bytes; the strings are NUL-terminated
+    // and we pass the exact size of the argument struct.
+    cvt_long(unsafe {
+        libc::syscall(
+            SYS_GETXATTRAT,
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+            xname.as_ptr(),
+            &raw mut args,
+            std::mem::size_of::<XattrArgs>(),
+        )
+    })
+    .map(|n| n as usize)
+}
+
+/// `/proc/self/fd/N` of a descriptor. The kernel resolves this magic link to exactly the inode
+/// the descriptor holds, whatever its type; no tenant-controlled name is walked.
+fn proc_fd_path(fd: BorrowedFd<'_>) -> CString {
+    CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).expect("no NUL in a number")
+}
+
+/// Reads xattr `xname` of the inode `fd` refers to; works for `O_PATH` descriptors of any
+/// inode type, symlinks included (xattr calls on the fd itself refuse `O_PATH`).
+pub fn get_xattr_of(fd: BorrowedFd<'_>, xname: &CStr, buf: &mut [u8]) -> SysResult<usize> {
+    let path = proc_fd_path(fd);
+    // SAFETY: `buf` is writable for its whole length, which we pass; strings are NUL-terminated.
+    cvt_size(unsafe { libc::getxattr(path.as_ptr(), xname.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) })
+}
+
+/// Sets xattr `xname` on the inode `fd` refers to (any inode type, `O_PATH` fds included).
+pub fn set_xattr_of(fd: BorrowedFd<'_>, xname: &CStr, value: &[u8]) -> SysResult<()> {
+    let path = proc_fd_path(fd);
+    // SAFETY: `value` is readable for its whole length, which we pass; strings are NUL-terminated.
+    cvt(unsafe { libc::setxattr(path.as_ptr(), xname.as_ptr(), value.as_ptr().cast(), value.len(), 0) }).map(drop)
+}
+
+/// Opens `name` in `dir` as an `O_PATH` descriptor of the entry itself (never following it).
+pub fn open_entry(dir: BorrowedFd<'_>, name: &CStr) -> SysResult<OwnedFd> {
+    // SAFETY: plain syscall on a valid fd and a NUL-terminated name.
+    owned(unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) })
+}

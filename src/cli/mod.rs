@@ -1,8 +1,12 @@
 //! The command line: one file per subcommand. Arguments become a validated config before
 //! anything runs; errors are printed once, by `main`.
 
+mod check;
 mod demo;
 mod mount;
+mod project;
+mod report;
+mod status;
 
 use std::path::PathBuf;
 
@@ -52,6 +56,67 @@ pub enum Command {
     Mount(MountArgs),
     /// Run quotafs on a built-in example: an ext4 image, a mount, a tenant writing, cleanup.
     Demo(DemoArgs),
+    /// Usage per user and per project, one row each.
+    Report(ReportArgs),
+    /// The ledger's state: epoch, activity log, last checkpoint, last recovery.
+    Status(StatusArgs),
+    /// Rescan the backings in full and compare with the ledger (exit 1 on drift).
+    Check(CheckArgs),
+    /// Directory-tree quotas: assign, list, clear project ids.
+    #[command(subcommand)]
+    Project(ProjectCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// One JSON list of objects (kind, id, name, bytes_used, inodes_used).
+    #[arg(long)]
+    pub json: bool,
+    /// Sizes in bytes instead of human units.
+    #[arg(long)]
+    pub bytes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print the status as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Replace the ledger's figures with the rescan's (the mount may stay up).
+    #[arg(long)]
+    pub repair: bool,
+    /// The backing directory, when no daemon is running (or `backing` in --config).
+    #[arg(long, value_name = "DIR")]
+    pub backing: Option<PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectCommand {
+    /// Make PATH (a directory seen through the mount) and everything in it project ID.
+    Assign {
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
+        /// Project id (1 to 4294967295; 0 is the default project).
+        #[arg(long, value_name = "N")]
+        id: u32,
+        /// A name for the project, shown by `report` and `project list`.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Projects with their usage.
+    List,
+    /// Return PATH's tree to the default project 0.
+    Clear {
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -77,6 +142,9 @@ pub struct MountArgs {
     /// Largest write request in bytes [default: 1048576].
     #[arg(long, value_name = "BYTES")]
     pub max_write: Option<u32>,
+    /// Seconds between ledger checkpoints [default: 30].
+    #[arg(long, value_name = "SECS")]
+    pub checkpoint_interval: Option<f64>,
     /// Serve read-only opens through the daemon instead of FUSE passthrough.
     #[arg(long)]
     pub no_passthrough: bool,
@@ -99,9 +167,40 @@ pub fn load_file_config(cli: &Cli) -> Result<FileConfig, CliError> {
     }
 }
 
+/// The state dir every subcommand works on: --state-dir, else the config's, else the default.
+pub fn state_dir(cli: &Cli) -> Result<PathBuf, CliError> {
+    if let Some(d) = &cli.state_dir {
+        return Ok(d.clone());
+    }
+    let file = load_file_config(cli)?;
+    Ok(file.state_dir.unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_STATE_DIR)))
+}
+
+/// Human size in powers of 1024, as repquota -s prints them.
+pub fn human(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["", "K", "M", "G", "T", "P"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < UNITS.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{bytes}")
+    } else if v < 10.0 {
+        format!("{v:.1}{}", UNITS[i])
+    } else {
+        format!("{v:.0}{}", UNITS[i])
+    }
+}
+
 pub fn run(cli: Cli) -> Result<(), CliError> {
     match &cli.command {
         Command::Mount(args) => mount::run(&cli, args),
         Command::Demo(args) => demo::run(args),
+        Command::Report(args) => report::run(&cli, args),
+        Command::Status(args) => status::run(&cli, args),
+        Command::Check(args) => check::run(&cli, args),
+        Command::Project(cmd) => project::run(&cli, cmd),
     }
 }

@@ -16,6 +16,7 @@ pub fn run(cli: &Cli, args: &MountArgs) -> Result<(), CliError> {
         passthrough: args.no_passthrough.then_some(false),
         acl: args.no_acl.then_some(false),
         max_write: args.max_write,
+        checkpoint_interval: args.checkpoint_interval,
     };
     let cfg = validate_mount(file, flags).map_err(CliError::usage)?;
     crate::daemon::run(&cfg).map_err(CliError::failed)

@@ -43,7 +43,7 @@ struct PassthroughIds {
 }
 
 pub struct FuseFront {
-    ops: Passthrough,
+    ops: Arc<Passthrough>,
     opts: FrontOptions,
     /// Set in `init` once the kernel has agreed to passthrough.
     passthrough: bool,
@@ -77,7 +77,7 @@ fn time_spec(t: Option<TimeOrNow>) -> Option<TimeSpec> {
 }
 
 impl FuseFront {
-    pub fn new(ops: Passthrough, opts: FrontOptions) -> FuseFront {
+    pub fn new(ops: Arc<Passthrough>, opts: FrontOptions) -> FuseFront {
         FuseFront { ops, opts, passthrough: false, ids: Mutex::new(PassthroughIds::default()) }
     }
 

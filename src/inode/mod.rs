@@ -32,6 +32,8 @@ use parking_lot::Mutex;
 pub mod handles;
 
 use crate::backing::{Backing, BackingIndex, Errno, Handle};
+use crate::ledger::tag::Tag;
+use crate::ledger::wal::InodeRef;
 
 /// The FUSE root node id.
 pub const ROOT_ID: u64 = 1;
@@ -58,14 +60,23 @@ pub fn backing_of(id: u64) -> BackingIndex {
 pub struct Inode {
     pub id: u64,
     pub backing: BackingIndex,
+    /// The ext4 inode number on the backing.
+    pub ino: u64,
     pub handle: Handle,
     pub generation: u32,
     /// `S_IFMT` bits of the mode.
     pub kind: u32,
     fd: Mutex<Option<Arc<OwnedFd>>>,
+    /// The inode's quotafs tag (project, birth epoch), once read or written.
+    pub tag: Mutex<Option<Tag>>,
 }
 
 impl Inode {
+    /// The inode as the ledger names it.
+    pub fn key(&self) -> InodeRef {
+        InodeRef { backing: self.backing.0, ino: self.ino, generation: self.generation }
+    }
+
     pub fn is_dir(&self) -> bool {
         self.kind == libc::S_IFDIR
     }
@@ -94,10 +105,18 @@ impl InodeTable {
     }
 
     /// Inserts the pinned root of backing 0.
-    pub fn insert_root(&self, backing: BackingIndex, handle: Handle) {
+    pub fn insert_root(&self, backing: BackingIndex, ino: u64, handle: Handle) {
         let generation = handle.ext4_generation().unwrap_or(0);
-        let inode =
-            Arc::new(Inode { id: ROOT_ID, backing, handle, generation, kind: libc::S_IFDIR, fd: Mutex::new(None) });
+        let inode = Arc::new(Inode {
+            id: ROOT_ID,
+            backing,
+            ino,
+            handle,
+            generation,
+            kind: libc::S_IFDIR,
+            fd: Mutex::new(None),
+            tag: Mutex::new(None),
+        });
         self.map.insert(ROOT_ID, Slot { inode, lookups: u64::MAX / 2 });
     }
 
@@ -107,9 +126,11 @@ impl InodeTable {
 
     /// Records one more kernel reference to `id` (see the lookup-count contract) and returns
     /// the inode as now stored.
-    pub fn reference(&self, id: u64, backing: BackingIndex, handle: Handle, kind: u32) -> Arc<Inode> {
+    pub fn reference(&self, id: u64, backing: BackingIndex, ino: u64, handle: Handle, kind: u32) -> Arc<Inode> {
         let generation = handle.ext4_generation().unwrap_or(0);
-        let fresh = || Arc::new(Inode { id, backing, handle, generation, kind, fd: Mutex::new(None) });
+        let fresh = || {
+            Arc::new(Inode { id, backing, ino, handle, generation, kind, fd: Mutex::new(None), tag: Mutex::new(None) })
+        };
         let mut slot = self.map.entry(id).or_insert_with(|| Slot { inode: fresh(), lookups: 0 });
         if slot.inode.handle != handle && id != ROOT_ID {
             slot.inode = fresh();
@@ -127,6 +148,15 @@ impl InodeTable {
             slot.lookups = slot.lookups.saturating_sub(n);
             slot.lookups == 0
         });
+    }
+
+    /// Nodes held.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
     }
 
     /// An `O_PATH` fd of the inode: from the cache, or opened by handle and cached.
@@ -166,8 +196,8 @@ mod tests {
     fn lookups_add_and_forget_removes_at_zero() {
         let t = InodeTable::new(16);
         let b = BackingIndex(0);
-        t.reference(12, b, h(12, 7), libc::S_IFREG);
-        t.reference(12, b, h(12, 7), libc::S_IFREG);
+        t.reference(12, b, 12, h(12, 7), libc::S_IFREG);
+        t.reference(12, b, 12, h(12, 7), libc::S_IFREG);
         t.forget(12, 1);
         assert!(t.get(12).is_ok(), "one reference left");
         t.forget(12, 1);
@@ -178,8 +208,8 @@ mod tests {
     fn reused_inode_number_takes_new_generation_and_keeps_counts() {
         let t = InodeTable::new(16);
         let b = BackingIndex(0);
-        t.reference(12, b, h(12, 7), libc::S_IFREG);
-        let new = t.reference(12, b, h(12, 8), libc::S_IFDIR);
+        t.reference(12, b, 12, h(12, 7), libc::S_IFREG);
+        let new = t.reference(12, b, 12, h(12, 8), libc::S_IFDIR);
         assert_eq!(new.generation, 8);
         assert!(new.is_dir());
         t.forget(12, 1);
@@ -191,7 +221,7 @@ mod tests {
     #[test]
     fn root_is_pinned() {
         let t = InodeTable::new(16);
-        t.insert_root(BackingIndex(0), h(2, 0));
+        t.insert_root(BackingIndex(0), 2, h(2, 0));
         t.forget(ROOT_ID, u64::MAX);
         assert!(t.get(ROOT_ID).is_ok());
     }

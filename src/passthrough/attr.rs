@@ -5,7 +5,7 @@
 //! remove: EPERM), for root callers too.
 
 use std::ffi::OsStr;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
 use fuser::FileAttr;
@@ -14,6 +14,7 @@ use super::{Ctx, Passthrough};
 use crate::backing::creds::as_caller;
 use crate::backing::sys::TimeSpec;
 use crate::backing::{Errno, sys, xattr_name};
+use crate::inode::Inode;
 
 /// The changes one SETATTR asks for.
 #[derive(Clone, Copy, Debug, Default)]
@@ -55,14 +56,29 @@ impl Passthrough {
     /// times (a chown may clear setuid bits that a chmod in the same request then sets).
     pub fn setattr(&self, ctx: &Ctx, id: u64, a: &SetAttr) -> Result<FileAttr, Errno> {
         let (inode, pfd) = self.resolve(id)?;
+        // Owner and size changes move usage; mode and times do not.
+        let r = if a.uid.is_some() || a.gid.is_some() || a.size.is_some() {
+            let ch = self.ledger.change();
+            let _lock = self.ledger.lock_inode(inode.ino);
+            let t = self.track(&ch, &inode, pfd.as_fd())?;
+            let r = self.apply_setattr(ctx, &inode, pfd.as_fd(), a);
+            self.settle(&ch, &t, pfd.as_fd());
+            r
+        } else {
+            self.apply_setattr(ctx, &inode, pfd.as_fd(), a)
+        };
+        r.and_then(|()| self.getattr(id, a.fh))
+    }
+
+    fn apply_setattr(&self, ctx: &Ctx, inode: &Inode, pfd: BorrowedFd<'_>, a: &SetAttr) -> Result<(), Errno> {
         if a.uid.is_some() || a.gid.is_some() {
-            as_caller(ctx, || sys::chown_fd(pfd.as_fd(), a.uid, a.gid))?;
+            as_caller(ctx, || sys::chown_fd(pfd, a.uid, a.gid))?;
         }
         if let Some(mode) = a.mode {
-            as_caller(ctx, || sys::chmod_fd(pfd.as_fd(), mode & 0o7777))?;
+            as_caller(ctx, || sys::chmod_fd(pfd, mode & 0o7777))?;
         }
         if let Some(size) = a.size {
-            let open = a.fh.and_then(|fh| self.files.get(fh).ok()).filter(|f| f.writable && f.node == id);
+            let open = a.fh.and_then(|fh| self.files.get(fh).ok()).filter(|f| f.writable && f.node == inode.id);
             match open {
                 Some(file) => as_caller(ctx, || sys::truncate_fd(file.fd.as_fd(), size))?,
                 None => {
@@ -77,9 +93,9 @@ impl Passthrough {
         }
         if a.atime.is_some() || a.mtime.is_some() {
             let (at, mt) = (a.atime.unwrap_or(TimeSpec::Omit), a.mtime.unwrap_or(TimeSpec::Omit));
-            as_caller(ctx, || sys::utimens_fd(pfd.as_fd(), at, mt))?;
+            as_caller(ctx, || sys::utimens_fd(pfd, at, mt))?;
         }
-        self.getattr(id, a.fh)
+        Ok(())
     }
 
     /// A real descriptor for xattr calls (they refuse `O_PATH`): regular files and directories
@@ -142,7 +158,18 @@ impl Passthrough {
         }
         let name = xattr_name(name)?;
         let fd = self.xattr_fd(id)?;
-        as_caller(ctx, || sys::set_xattr(fd.as_fd(), &name, value, flags))
+        // An xattr that does not fit in the inode takes a block: that is usage.
+        self.xattr_change(id, &fd, || as_caller(ctx, || sys::set_xattr(fd.as_fd(), &name, value, flags)))
+    }
+
+    fn xattr_change(&self, id: u64, fd: &OwnedFd, op: impl FnOnce() -> Result<(), Errno>) -> Result<(), Errno> {
+        let inode = self.inode(id)?;
+        let ch = self.ledger.change();
+        let _lock = self.ledger.lock_inode(inode.ino);
+        let t = self.track(&ch, &inode, fd.as_fd())?;
+        let r = op();
+        self.settle(&ch, &t, fd.as_fd());
+        r
     }
 
     pub fn removexattr(&self, ctx: &Ctx, id: u64, name: &OsStr) -> Result<(), Errno> {
@@ -151,7 +178,7 @@ impl Passthrough {
         }
         let name = xattr_name(name)?;
         let fd = self.xattr_fd(id).map_err(|e| if e.0 == libc::ENOTSUP { Errno(libc::ENODATA) } else { e })?;
-        as_caller(ctx, || sys::remove_xattr(fd.as_fd(), &name))
+        self.xattr_change(id, &fd, || as_caller(ctx, || sys::remove_xattr(fd.as_fd(), &name)))
     }
 
     /// access(2) as the caller (the kernel does not ask when default_permissions is on, but a

@@ -63,6 +63,7 @@ impl Passthrough {
             OpenMode::Cached
         };
         let (fh, file) = self.files.insert(OpenFile { node, fd, writable });
+        self.opened(node);
         Opened { fh, file, mode }
     }
 
@@ -90,21 +91,35 @@ impl Passthrough {
         Ok(buf)
     }
 
+    /// Runs `op` on open file `fh` as a usage-changing operation on its inode: tracked before,
+    /// settled after (also if `op` failed part-way).
+    fn changing<T>(&self, fh: u64, op: impl FnOnce(&OpenFile) -> Result<T, Errno>) -> Result<T, Errno> {
+        let file = self.files.get(fh)?;
+        let inode = self.inode(file.node)?;
+        let ch = self.ledger.change();
+        let _lock = self.ledger.lock_inode(inode.ino);
+        let t = self.track(&ch, &inode, file.fd.as_fd())?;
+        let r = op(&file);
+        self.settle(&ch, &t, file.fd.as_fd());
+        r
+    }
+
     /// Writes `data` at `offset` with the caller's credentials (so ext4 clears setuid/setgid
     /// bits for a non-root writer). A write that fails part-way returns the count written.
     pub fn write(&self, ctx: &Ctx, fh: u64, offset: u64, data: &[u8]) -> Result<usize, Errno> {
-        let file = self.files.get(fh)?;
-        as_caller(ctx, || {
-            let mut done = 0;
-            while done < data.len() {
-                match sys::pwrite(file.fd.as_fd(), &data[done..], offset + done as u64) {
-                    Ok(0) => break,
-                    Ok(n) => done += n,
-                    Err(_) if done > 0 => break,
-                    Err(e) => return Err(e),
+        self.changing(fh, |file| {
+            as_caller(ctx, || {
+                let mut done = 0;
+                while done < data.len() {
+                    match sys::pwrite(file.fd.as_fd(), &data[done..], offset + done as u64) {
+                        Ok(0) => break,
+                        Ok(n) => done += n,
+                        Err(_) if done > 0 => break,
+                        Err(e) => return Err(e),
+                    }
                 }
-            }
-            Ok(done)
+                Ok(done)
+            })
         })
     }
 
@@ -114,12 +129,13 @@ impl Passthrough {
     }
 
     pub fn release(&self, fh: u64) {
-        self.files.remove(fh);
+        if let Some(file) = self.files.remove(fh) {
+            self.closed(file.node, file.fd.as_fd());
+        }
     }
 
     pub fn fallocate(&self, ctx: &Ctx, fh: u64, offset: u64, len: u64, mode: i32) -> Result<(), Errno> {
-        let file = self.files.get(fh)?;
-        as_caller(ctx, || sys::fallocate(file.fd.as_fd(), mode, offset, len))
+        self.changing(fh, |file| as_caller(ctx, || sys::fallocate(file.fd.as_fd(), mode, offset, len)))
     }
 
     /// SEEK_DATA / SEEK_HOLE (the kernel answers the other whences itself).
@@ -140,8 +156,9 @@ impl Passthrough {
         flags: u32,
     ) -> Result<usize, Errno> {
         let src = self.files.get(fh_in)?;
-        let dst = self.files.get(fh_out)?;
         let len = usize::try_from(len).unwrap_or(usize::MAX);
-        as_caller(ctx, || sys::copy_file_range(src.fd.as_fd(), off_in, dst.fd.as_fd(), off_out, len, flags))
+        self.changing(fh_out, |dst| {
+            as_caller(ctx, || sys::copy_file_range(src.fd.as_fd(), off_in, dst.fd.as_fd(), off_out, len, flags))
+        })
     }
 }

@@ -5,10 +5,12 @@
 //! Operations are grouped by concern: `namespace` (names: lookup, create, link, rename, ...),
 //! `attr` (attributes and xattrs), `file` (open files and their data), `dir` (directory streams).
 
+mod account;
 pub mod attr;
 pub mod dir;
 mod file;
 mod namespace;
+mod project;
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
@@ -23,6 +25,8 @@ use crate::backing::creds::Caller;
 use crate::backing::{Backing, BackingIndex, Errno, sys};
 use crate::inode::handles::{HandleTable, OpenFile};
 use crate::inode::{self, Inode, InodeTable, ROOT_ID};
+use crate::ledger::Ledger;
+use dashmap::DashMap;
 
 /// Settings of the passthrough layer (from the validated config).
 #[derive(Clone, Debug)]
@@ -54,29 +58,51 @@ pub struct FsStats {
     pub frsize: u32,
 }
 
-#[derive(Debug)]
 pub struct Passthrough {
-    backings: Vec<Backing>,
+    backings: Arc<Vec<Backing>>,
+    ledger: Arc<Ledger>,
+    /// Open handles per node id (an unlinked inode stays charged until its last close).
+    open_count: DashMap<u64, u32>,
+    /// Unlinked-while-open inodes: node id → project, charged off at their last release.
+    orphans: DashMap<u64, u32>,
     inodes: InodeTable,
     files: HandleTable<OpenFile>,
     opts: Options,
     /// Apply the request's umask when creating (set when FUSE_DONT_MASK is negotiated: the
     /// kernel then leaves the umask to the file system).
-    apply_umask: bool,
+    apply_umask: std::sync::atomic::AtomicBool,
 }
 
 impl Passthrough {
-    pub fn new(backings: Vec<Backing>, opts: Options) -> Result<Passthrough, String> {
+    pub fn new(backings: Arc<Vec<Backing>>, ledger: Arc<Ledger>, opts: Options) -> Result<Passthrough, String> {
         let inodes = InodeTable::new(opts.fd_cache);
         let root = backings.first().ok_or("no backing store configured")?;
         let handle = sys::fd_to_handle(root.root_fd())
             .map_err(|e| format!("backing {} cannot give file handles ({e}); it must be ext4", root.path.display()))?;
-        inodes.insert_root(root.index, handle);
-        Ok(Passthrough { backings, inodes, files: HandleTable::new(), opts, apply_umask: false })
+        inodes.insert_root(root.index, root.root_ino, handle);
+        Ok(Passthrough {
+            backings,
+            ledger,
+            open_count: DashMap::new(),
+            orphans: DashMap::new(),
+            inodes,
+            files: HandleTable::new(),
+            opts,
+            apply_umask: std::sync::atomic::AtomicBool::new(false),
+        })
     }
 
-    pub fn set_apply_umask(&mut self, on: bool) {
-        self.apply_umask = on;
+    pub fn set_apply_umask(&self, on: bool) {
+        self.apply_umask.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Nodes the kernel currently holds.
+    pub fn cached_inodes(&self) -> usize {
+        self.inodes.len()
+    }
+
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
     }
 
     pub fn options(&self) -> &Options {
@@ -107,13 +133,6 @@ impl Passthrough {
         Ok((inode, fd))
     }
 
-    /// Registers the inode behind `fd` (just created or found in `parent`) and returns its entry.
-    fn entry_from_fd(&self, backing: &Backing, fd: &OwnedFd) -> Result<Entry, Errno> {
-        let st = sys::stat_fd(fd.as_fd())?;
-        let handle = sys::fd_to_handle(fd.as_fd())?;
-        self.register(backing, &st, handle)
-    }
-
     fn register(&self, backing: &Backing, st: &libc::stat, handle: sys::Handle) -> Result<Entry, Errno> {
         if st.st_dev != backing.dev {
             // Another file system is mounted inside the backing: its handles would not resolve
@@ -122,7 +141,7 @@ impl Passthrough {
             return Err(Errno(libc::EACCES));
         }
         let id = inode::node_id(backing, st.st_ino)?;
-        let inode = self.inodes.reference(id, backing.index, handle, st.st_mode & libc::S_IFMT);
+        let inode = self.inodes.reference(id, backing.index, st.st_ino, handle, st.st_mode & libc::S_IFMT);
         Ok(Entry { attr: to_attr(st, id), generation: u64::from(inode.generation) })
     }
 

@@ -3,16 +3,33 @@
 //! Every name is one validated component resolved against the parent's descriptor with
 //! `AT_SYMLINK_NOFOLLOW`/`O_NOFOLLOW`; creations and removals run with the caller's fs
 //! credentials, so ext4 assigns ownership and enforces permissions and sticky bits itself.
+//!
+//! Accounting: the parent directory's stripe lock is held from before the backing call until
+//! the new inode is tagged, so no rename or unlink in that directory can swap the entry in
+//! between; a removal charges the victim off when its last link goes (or at its last close if
+//! it is still open); a rename into a directory of another project moves a file's usage to
+//! that project (a directory: EXDEV, see the man page).
 
-use std::ffi::{CStr, OsStr};
-use std::os::fd::AsFd;
+use std::ffi::{CStr, CString, OsStr};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
+use super::account::Tracked;
 use super::file::Opened;
 use super::{Ctx, Entry, Passthrough};
 use crate::backing::creds::{as_caller, set_thread_umask};
 use crate::backing::{Errno, entry_name, sys};
 use crate::inode::{Inode, ROOT_ID};
+use crate::ledger::Change;
+use crate::ledger::tag;
+use crate::quota::Charge;
+
+/// Stripe locks held, and the stats of the entries they cover (None: no such entry).
+type LockedEntries<'a> = (Vec<parking_lot::MutexGuard<'a, ()>>, Vec<Option<libc::stat>>);
+
+fn is_dir(st: &libc::stat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFDIR
+}
 
 impl Passthrough {
     /// Looks `name` up in directory `parent`: one lookup reference on success.
@@ -28,7 +45,7 @@ impl Passthrough {
         self.lookup_at(&dir, dirfd.as_fd(), &name)
     }
 
-    fn lookup_at(&self, dir: &Inode, dirfd: std::os::fd::BorrowedFd<'_>, name: &CStr) -> Result<Entry, Errno> {
+    fn lookup_at(&self, dir: &Inode, dirfd: BorrowedFd<'_>, name: &CStr) -> Result<Entry, Errno> {
         let backing = self.backing(dir.backing)?;
         // stat and handle are two calls; a rename racing between them could pair one file's
         // attributes with another's handle. The ext4 handle carries the inode number: retry
@@ -45,15 +62,73 @@ impl Passthrough {
     }
 
     fn apply_umask(&self, umask: u32) -> Result<(), Errno> {
-        if self.apply_umask { set_thread_umask(umask) } else { Ok(()) }
+        if self.apply_umask.load(std::sync::atomic::Ordering::Relaxed) { set_thread_umask(umask) } else { Ok(()) }
+    }
+
+    /// The common frame of every creation: parent tracked and marked dirty, `make` run as the
+    /// caller, the new inode tagged with the parent's project and charged, the parent's growth
+    /// settled. `make` returns a descriptor of the new inode, or None to open it by name.
+    fn create_with(
+        &self,
+        ctx: &Ctx,
+        parent: u64,
+        name: &CStr,
+        make: impl FnMut(BorrowedFd<'_>) -> Result<Option<OwnedFd>, Errno>,
+    ) -> Result<(Entry, Option<OwnedFd>), Errno> {
+        let (dir, dirfd) = self.resolve_dir(parent)?;
+        let backing = self.backing(dir.backing)?;
+        let ch = self.ledger.change();
+        let _lock = self.ledger.lock_inode(dir.ino);
+        let pt = self.track(&ch, &dir, dirfd.as_fd())?;
+        ch.dir_dirty(dir.key())?;
+        let mut make = make;
+        let made = as_caller(ctx, || make(dirfd.as_fd()));
+        let result = made.and_then(|fd| match fd {
+            None => self.finish_by_name(&ch, backing.index.0, dirfd.as_fd(), name, pt.tag.project),
+            Some(fd) => {
+                let (st, tag, handle) =
+                    self.charge_new(&ch, backing.index.0, fd.as_fd(), pt.tag.project).inspect_err(|_| {
+                        let _ = sys::unlink_at(dirfd.as_fd(), name, 0);
+                    })?;
+                let entry = self.register(backing, &st, handle)?;
+                self.inode(entry.attr.ino.0).map(|i| *i.tag.lock() = Some(tag)).ok();
+                Ok((entry, Some(fd)))
+            }
+        });
+        self.settle(&ch, &pt, dirfd.as_fd());
+        result
+    }
+
+    /// Tags, charges and registers a new inode that has no descriptor yet.
+    fn finish_by_name(
+        &self,
+        ch: &Change<'_>,
+        backing: u8,
+        dirfd: BorrowedFd<'_>,
+        name: &CStr,
+        project: u32,
+    ) -> Result<(Entry, Option<OwnedFd>), Errno> {
+        let fd = Self::entry_fd(dirfd, name)?;
+        let removal = |st: &libc::stat| if is_dir(st) { libc::AT_REMOVEDIR } else { 0 };
+        if tag::read_fd(fd.as_fd())?.is_some() {
+            // Not the inode we just made: refuse rather than charge something twice.
+            return Err(Errno(libc::EAGAIN));
+        }
+        let (st, tag, handle) = self.charge_new(ch, backing, fd.as_fd(), project).inspect_err(|_| {
+            if let Ok(st) = sys::stat_fd(fd.as_fd()) {
+                let _ = sys::unlink_at(dirfd, name, removal(&st));
+            }
+        })?;
+        let entry = self.register(self.backing(crate::backing::BackingIndex(backing))?, &st, handle)?;
+        self.inode(entry.attr.ino.0).map(|i| *i.tag.lock() = Some(tag)).ok();
+        Ok((entry, None))
     }
 
     pub fn mkdir(&self, ctx: &Ctx, parent: u64, name: &OsStr, mode: u32, umask: u32) -> Result<Entry, Errno> {
-        let (dir, dirfd) = self.resolve_dir(parent)?;
         let name = entry_name(name)?;
         self.apply_umask(umask)?;
-        as_caller(ctx, || sys::mkdir_at(dirfd.as_fd(), &name, mode & 0o7777))?;
-        self.lookup_at(&dir, dirfd.as_fd(), &name)
+        self.create_with(ctx, parent, &name, |dirfd| sys::mkdir_at(dirfd, &name, mode & 0o7777).map(|()| None))
+            .map(|(e, _)| e)
     }
 
     pub fn mknod(
@@ -65,19 +140,17 @@ impl Passthrough {
         umask: u32,
         rdev: u32,
     ) -> Result<Entry, Errno> {
-        let (dir, dirfd) = self.resolve_dir(parent)?;
         let name = entry_name(name)?;
         self.apply_umask(umask)?;
-        as_caller(ctx, || sys::mknod_at(dirfd.as_fd(), &name, mode, u64::from(rdev)))?;
-        self.lookup_at(&dir, dirfd.as_fd(), &name)
+        self.create_with(ctx, parent, &name, |dirfd| sys::mknod_at(dirfd, &name, mode, u64::from(rdev)).map(|()| None))
+            .map(|(e, _)| e)
     }
 
     pub fn symlink(&self, ctx: &Ctx, parent: u64, name: &OsStr, target: &std::path::Path) -> Result<Entry, Errno> {
-        let (dir, dirfd) = self.resolve_dir(parent)?;
         let name = entry_name(name)?;
-        let target = std::ffi::CString::new(target.as_os_str().as_bytes()).map_err(|_| Errno(libc::EINVAL))?;
-        as_caller(ctx, || sys::symlink_at(&target, dirfd.as_fd(), &name))?;
-        self.lookup_at(&dir, dirfd.as_fd(), &name)
+        let target = CString::new(target.as_os_str().as_bytes()).map_err(|_| Errno(libc::EINVAL))?;
+        self.create_with(ctx, parent, &name, |dirfd| sys::symlink_at(&target, dirfd, &name).map(|()| None))
+            .map(|(e, _)| e)
     }
 
     /// Creates and opens a regular file: one lookup reference and one open handle on success.
@@ -90,20 +163,21 @@ impl Passthrough {
         umask: u32,
         flags: i32,
     ) -> Result<(Entry, Opened), Errno> {
-        let (dir, dirfd) = self.resolve_dir(parent)?;
-        let backing = self.backing(dir.backing)?;
         let name = entry_name(name)?;
         self.apply_umask(umask)?;
         let open_flags = super::file::backing_open_flags(flags) | libc::O_CREAT;
-        let fd = as_caller(ctx, || sys::openat_beneath(dirfd.as_fd(), &name, open_flags, mode & 0o7777))?;
-        let entry = self.entry_from_fd(backing, &fd)?;
+        let (entry, fd) = self.create_with(ctx, parent, &name, |dirfd| {
+            sys::openat_beneath(dirfd, &name, open_flags, mode & 0o7777).map(Some)
+        })?;
+        let fd = fd.ok_or(Errno(libc::EIO))?;
         let opened = self.register_open(entry.attr.ino.0, fd, flags);
         Ok((entry, opened))
     }
 
     /// A new name for inode `id`. The link is made with the daemon's credentials (linking by
     /// descriptor needs CAP_DAC_READ_SEARCH); the kernel has already checked the caller's
-    /// permission on the new parent and the protected_hardlinks rules.
+    /// permission on the new parent and the protected_hardlinks rules. A link into another
+    /// project is EXDEV: one inode, one project.
     pub fn link(&self, id: u64, newparent: u64, newname: &OsStr) -> Result<Entry, Errno> {
         let (inode, fd) = self.resolve(id)?;
         let (dir, dirfd) = self.resolve_dir(newparent)?;
@@ -111,24 +185,97 @@ impl Passthrough {
             return Err(Errno(libc::EXDEV));
         }
         let name = entry_name(newname)?;
-        sys::link_fd(fd.as_fd(), dirfd.as_fd(), &name)?;
-        self.lookup_at(&dir, dirfd.as_fd(), &name)
+        let ch = self.ledger.change();
+        let _locks = self.ledger.lock_inodes(&[inode.ino, dir.ino]);
+        let itag = self.tag_of(&inode, fd.as_fd())?;
+        let pt = self.track(&ch, &dir, dirfd.as_fd())?;
+        if itag.project != pt.tag.project {
+            return Err(Errno(libc::EXDEV));
+        }
+        if ch.is_born(inode.key()) {
+            ch.dir_dirty(dir.key())?;
+        }
+        let r =
+            sys::link_fd(fd.as_fd(), dirfd.as_fd(), &name).and_then(|()| self.lookup_at(&dir, dirfd.as_fd(), &name));
+        self.settle(&ch, &pt, dirfd.as_fd());
+        r
     }
 
     pub fn unlink(&self, ctx: &Ctx, parent: u64, name: &OsStr) -> Result<(), Errno> {
-        let (_, dirfd) = self.resolve_dir(parent)?;
-        let name = entry_name(name)?;
-        as_caller(ctx, || sys::unlink_at(dirfd.as_fd(), &name, 0))
+        self.remove(ctx, parent, name, 0)
     }
 
     pub fn rmdir(&self, ctx: &Ctx, parent: u64, name: &OsStr) -> Result<(), Errno> {
-        let (_, dirfd) = self.resolve_dir(parent)?;
+        self.remove(ctx, parent, name, libc::AT_REMOVEDIR)
+    }
+
+    /// Locks the stripes of `dirs` and of the entries `names` currently name, and returns the
+    /// entries' stats; retries if an entry changed while the locks were taken.
+    fn lock_entries<'a>(
+        &'a self,
+        dirs: &[&Inode],
+        names: &[(BorrowedFd<'_>, &CStr)],
+    ) -> Result<LockedEntries<'a>, Errno> {
+        let stat_all = || -> Result<Vec<Option<libc::stat>>, Errno> {
+            names
+                .iter()
+                .map(|(d, n)| match sys::stat_at(*d, n) {
+                    Ok(st) => Ok(Some(st)),
+                    Err(Errno(libc::ENOENT)) => Ok(None),
+                    Err(e) => Err(e),
+                })
+                .collect()
+        };
+        loop {
+            let seen = stat_all()?;
+            let mut inos: Vec<u64> = dirs.iter().map(|d| d.ino).collect();
+            inos.extend(seen.iter().flatten().map(|st| st.st_ino));
+            let locks = self.ledger.lock_inodes(&inos);
+            let now = stat_all()?;
+            let same = seen.iter().zip(&now).all(|(a, b)| a.map(|s| s.st_ino) == b.map(|s| s.st_ino));
+            if same {
+                return Ok((locks, now));
+            }
+        }
+    }
+
+    /// Charges off a victim that just lost a link: if that was its last link (a directory has
+    /// only one), its usage goes — at once, or at its last close if it is still open.
+    fn victim_gone(&self, ch: &Change<'_>, v: &Tracked) {
+        if !(is_dir(&v.st) || v.st.st_nlink <= 1) {
+            return;
+        }
+        let backing = match self.backing(crate::backing::BackingIndex(v.key.backing)) {
+            Ok(b) => b,
+            Err(_) => return,
+        };
+        let node = crate::inode::node_id(backing, v.key.ino).unwrap_or(0);
+        if self.is_open(node) {
+            self.orphans.insert(node, v.tag.project);
+        } else {
+            ch.apply(Some(v.before), None);
+        }
+    }
+
+    fn remove(&self, ctx: &Ctx, parent: u64, name: &OsStr, flags: i32) -> Result<(), Errno> {
+        let (dir, dirfd) = self.resolve_dir(parent)?;
         let name = entry_name(name)?;
-        as_caller(ctx, || sys::unlink_at(dirfd.as_fd(), &name, libc::AT_REMOVEDIR))
+        let b = dir.backing.0;
+        let ch = self.ledger.change();
+        let (_locks, _) = self.lock_entries(&[&dir], &[(dirfd.as_fd(), &name)])?;
+        let pt = self.track(&ch, &dir, dirfd.as_fd())?;
+        let victim = self.track_at(&ch, b, dirfd.as_fd(), &name);
+        let r = victim.and_then(|v| as_caller(ctx, || sys::unlink_at(dirfd.as_fd(), &name, flags)).map(|()| v));
+        if let Ok(v) = &r {
+            self.victim_gone(&ch, v);
+        }
+        self.settle(&ch, &pt, dirfd.as_fd());
+        r.map(drop)
     }
 
     /// `renameat2` with RENAME_NOREPLACE and RENAME_EXCHANGE; RENAME_WHITEOUT is refused.
-    /// Node ids follow inodes, not names, so the table needs no update.
+    /// Node ids follow inodes, not names, so the table needs no update. A file moved into a
+    /// directory of another project takes its usage there; a directory answers EXDEV.
     pub fn rename(
         &self,
         ctx: &Ctx,
@@ -141,14 +288,89 @@ impl Passthrough {
         if flags & !(libc::RENAME_NOREPLACE | libc::RENAME_EXCHANGE) != 0 {
             return Err(Errno(libc::EINVAL));
         }
+        let exchange = flags & libc::RENAME_EXCHANGE != 0;
         let (from, fromfd) = self.resolve_dir(parent)?;
         let (to, tofd) = self.resolve_dir(newparent)?;
         if from.backing != to.backing {
             return Err(Errno(libc::EXDEV));
         }
+        let b = from.backing.0;
         let name = entry_name(name)?;
         let newname = entry_name(newname)?;
-        as_caller(ctx, || sys::rename_at(fromfd.as_fd(), &name, tofd.as_fd(), &newname, flags))
+        let ch = self.ledger.change();
+        let (_locks, sts) = self.lock_entries(&[&from, &to], &[(fromfd.as_fd(), &name), (tofd.as_fd(), &newname)])?;
+        let Some(src_st) = sts[0] else { return Err(Errno(libc::ENOENT)) };
+        let target_st = sts[1].filter(|t| t.st_ino != src_st.st_ino);
+        let ft = self.track(&ch, &from, fromfd.as_fd())?;
+        let tt = if from.id == to.id { None } else { Some(self.track(&ch, &to, tofd.as_fd())?) };
+        let to_project = tt.as_ref().map_or(ft.tag.project, |t| t.tag.project);
+        let src_tag = tag::read_at(fromfd.as_fd(), &name)?.map_or(ft.tag.project, |t| t.project);
+        let cross = src_tag != to_project;
+        let tgt_tag = match target_st {
+            Some(_) => tag::read_at(tofd.as_fd(), &newname)?.map_or(to_project, |t| t.project),
+            None => to_project,
+        };
+        let back_cross = exchange && target_st.is_some() && tgt_tag != ft.tag.project;
+        if (cross && is_dir(&src_st)) || (back_cross && target_st.is_some_and(|t| is_dir(&t))) {
+            return Err(Errno(libc::EXDEV));
+        }
+        // Log what the rename will change before it happens.
+        let src = if cross { Some(self.track_at(&ch, b, fromfd.as_fd(), &name)?) } else { None };
+        let target = match target_st {
+            Some(_) if exchange && back_cross => Some(self.track_at(&ch, b, tofd.as_fd(), &newname)?),
+            Some(_) if !exchange => Some(self.track_at(&ch, b, tofd.as_fd(), &newname)?),
+            _ => None,
+        };
+        let src_key = self.key_at(b, fromfd.as_fd(), &name)?;
+        if ch.is_born(src_key) {
+            ch.dir_dirty(to.key())?;
+        }
+        if exchange && target_st.is_some() && ch.is_born(self.key_at(b, tofd.as_fd(), &newname)?) {
+            ch.dir_dirty(from.key())?;
+        }
+        let r = as_caller(ctx, || sys::rename_at(fromfd.as_fd(), &name, tofd.as_fd(), &newname, flags));
+        if r.is_ok() {
+            if let Some(s) = &src {
+                self.move_project(&ch, s, tofd.as_fd(), &newname, to_project);
+            }
+            match &target {
+                Some(t) if exchange => self.move_project(&ch, t, fromfd.as_fd(), &name, ft.tag.project),
+                Some(t) => self.victim_gone(&ch, t),
+                None => {}
+            }
+        }
+        self.settle(&ch, &ft, fromfd.as_fd());
+        if let Some(tt) = &tt {
+            self.settle(&ch, tt, tofd.as_fd());
+        }
+        r
+    }
+
+    /// The ledger key of `name` in `dir`.
+    fn key_at(&self, backing: u8, dir: BorrowedFd<'_>, name: &CStr) -> Result<crate::ledger::wal::InodeRef, Errno> {
+        let st = sys::stat_at(dir, name)?;
+        let h = sys::name_to_handle(dir, name)?;
+        Ok(crate::ledger::wal::InodeRef { backing, ino: st.st_ino, generation: h.ext4_generation().unwrap_or(0) })
+    }
+
+    /// Re-tags a renamed file (now `name` in `dir`) with `project` and moves its usage there.
+    fn move_project(&self, ch: &Change<'_>, t: &Tracked, dir: BorrowedFd<'_>, name: &CStr, project: u32) {
+        let result = Self::entry_fd(dir, name).and_then(|fd| {
+            tag::write_fd(fd.as_fd(), tag::Tag { project, birth: t.tag.birth })?;
+            sys::stat_fd(fd.as_fd())
+        });
+        match result {
+            Ok(st) => {
+                ch.apply(Some(t.before), Some(Charge::of(&st, project)));
+                if let Ok(b) = self.backing(crate::backing::BackingIndex(t.key.backing))
+                    && let Ok(node) = crate::inode::node_id(b, t.key.ino)
+                    && let Ok(inode) = self.inode(node)
+                {
+                    *inode.tag.lock() = Some(tag::Tag { project, birth: t.tag.birth });
+                }
+            }
+            Err(e) => tracing::error!(ino = t.key.ino, error = %e, "cannot re-tag a file moved to another project"),
+        }
     }
 
     pub fn readlink(&self, id: u64) -> Result<Vec<u8>, Errno> {

@@ -265,3 +265,99 @@ pub fn errno_of<T>(r: std::io::Result<T>) -> i32 {
         Err(e) => e.raw_os_error().unwrap_or(-1),
     }
 }
+
+/// Usage per (kind, id): (bytes, inodes).
+pub type UsageMap = std::collections::BTreeMap<(String, u32), (u64, u64)>;
+
+/// An independent recount of a backing, written for the tests (it shares no code with
+/// quotafs): every inode once, st_blocks * 512 bytes, charged to its owner and to the project
+/// in its `trusted.quotafs` tag (version 1 | project u32 LE | birth u64 LE), an untagged inode
+/// to its directory's project.
+pub fn recount(backing: &Path) -> UsageMap {
+    fn project_of(p: &Path, inherited: u32) -> u32 {
+        let mut buf = [0u8; 64];
+        match rustix::fs::lgetxattr(p, "trusted.quotafs", &mut buf[..]) {
+            Ok(13) if buf[0] == 1 => u32::from_le_bytes(buf[1..5].try_into().unwrap()),
+            _ => inherited,
+        }
+    }
+    fn add(map: &mut UsageMap, md: &std::fs::Metadata, project: u32) {
+        for key in [("user".to_string(), md.uid()), ("project".to_string(), project)] {
+            let e = map.entry(key).or_default();
+            e.0 += md.blocks() * 512;
+            e.1 += 1;
+        }
+    }
+    fn walk(dir: &Path, project: u32, dev: u64, seen: &mut std::collections::HashSet<u64>, map: &mut UsageMap) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let Ok(md) = std::fs::symlink_metadata(&path) else { continue };
+            if md.dev() != dev || !seen.insert(md.ino()) {
+                continue;
+            }
+            let p = project_of(&path, project);
+            add(map, &md, p);
+            if md.is_dir() {
+                walk(&path, p, dev, seen, map);
+            }
+        }
+    }
+    let mut map = UsageMap::new();
+    let md = std::fs::symlink_metadata(backing).unwrap();
+    let root_project = project_of(backing, 0);
+    add(&mut map, &md, root_project);
+    let mut seen = std::collections::HashSet::new();
+    walk(backing, root_project, md.dev(), &mut seen, &mut map);
+    map
+}
+
+/// `quotafs report --json` of a state dir, as a UsageMap.
+pub fn report(state: &Path) -> UsageMap {
+    let out = run_ok(Command::new(BIN).arg("--state-dir").arg(state).args(["report", "--json"]));
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("report --json: {e}: {out}"));
+    rows.iter()
+        .map(|r| {
+            (
+                (r["kind"].as_str().unwrap().to_string(), r["id"].as_u64().unwrap() as u32),
+                (r["bytes_used"].as_u64().unwrap(), r["inodes_used"].as_u64().unwrap()),
+            )
+        })
+        .collect()
+}
+
+/// Asserts the ledger equals the independent recount, showing the differences.
+pub fn assert_exact(state: &Path, backing: &Path, when: &str) {
+    let (ledger, truth) = (report(state), recount(backing));
+    if ledger != truth {
+        let mut diff = String::new();
+        for k in ledger.keys().chain(truth.keys()).collect::<std::collections::BTreeSet<_>>() {
+            let (l, t) = (ledger.get(k), truth.get(k));
+            if l != t {
+                diff.push_str(&format!("  {k:?}: ledger {l:?}, recount {t:?}\n"));
+            }
+        }
+        panic!("{when}: ledger differs from the recount:\n{diff}");
+    }
+}
+
+/// A small deterministic PRNG (xorshift64*), so failures replay from the printed seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+pub fn seed() -> u64 {
+    std::env::var("QUOTAFS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
+    })
+}

@@ -1,0 +1,85 @@
+//! The control socket: `control.sock` in the state dir, mode 0600 (root only), one JSON
+//! request line → one JSON response line. The CLI uses it to reach a running daemon; with no
+//! daemon the CLI works on the store directly.
+
+pub mod server;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub const SOCKET: &str = "control.sock";
+
+pub fn socket_path(state_dir: &Path) -> PathBuf {
+    state_dir.join(SOCKET)
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    Report,
+    Status,
+    Check { repair: bool },
+    ProjectAssign { node: u64, id: u32, name: Option<String> },
+}
+
+/// One row of `quotafs report`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Row {
+    pub kind: String,
+    pub id: u32,
+    pub name: Option<String>,
+    pub bytes_used: u64,
+    pub inodes_used: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DriftRow {
+    pub kind: String,
+    pub id: u32,
+    pub expected_bytes: u64,
+    pub expected_inodes: u64,
+    pub found_bytes: u64,
+    pub found_inodes: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CheckReport {
+    pub inodes: u64,
+    pub seconds: f64,
+    pub drift: Vec<DriftRow>,
+    pub repaired: bool,
+    pub errors: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Response {
+    Report { rows: Vec<Row> },
+    Status { status: serde_json::Value },
+    Check { report: CheckReport },
+    Done { message: String },
+    Error { message: String },
+}
+
+/// Sends one request to the daemon. `Ok(None)`: no daemon is listening.
+pub fn call(state_dir: &Path, req: &Request) -> Result<Option<Response>, String> {
+    let path = socket_path(state_dir);
+    let mut stream = match UnixStream::connect(&path) {
+        Ok(s) => s,
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
+            return Ok(None);
+        }
+        Err(e) => return Err(format!("cannot reach the daemon at {}: {e}", path.display())),
+    };
+    stream.set_read_timeout(Some(Duration::from_secs(3600))).ok();
+    let mut line = serde_json::to_string(req).map_err(|e| e.to_string())?;
+    line.push('\n');
+    stream.write_all(line.as_bytes()).map_err(|e| format!("write to {}: {e}", path.display()))?;
+    let mut reply = String::new();
+    BufReader::new(stream).read_line(&mut reply).map_err(|e| format!("read from {}: {e}", path.display()))?;
+    serde_json::from_str(&reply).map(Some).map_err(|e| format!("bad reply from the daemon: {e}"))
+}

@@ -1,0 +1,180 @@
+//! The daemon's side of the control socket.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::{CheckReport, DriftRow, Request, Response, Row};
+use crate::check::{self, scan};
+use crate::ledger::Ledger;
+use crate::passthrough::Passthrough;
+use crate::quota::{Subject, Usage};
+
+/// Usage rows for `report`, names resolved.
+pub fn rows(usage: &std::collections::BTreeMap<Subject, Usage>, names: &Names) -> Vec<Row> {
+    usage
+        .iter()
+        .map(|(s, u)| Row {
+            kind: s.kind().to_string(),
+            id: s.id(),
+            name: names.name(*s),
+            bytes_used: u.bytes,
+            inodes_used: u.inodes,
+        })
+        .collect()
+}
+
+/// User names from /etc/passwd, project names from the store.
+#[derive(Default)]
+pub struct Names {
+    users: std::collections::HashMap<u32, String>,
+    projects: std::collections::BTreeMap<u32, String>,
+}
+
+impl Names {
+    pub fn load(projects: std::collections::BTreeMap<u32, String>) -> Names {
+        let users = std::fs::read_to_string("/etc/passwd")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split(':');
+                let name = f.next()?.to_string();
+                let uid = f.nth(1)?.parse().ok()?;
+                Some((uid, name))
+            })
+            .collect();
+        Names { users, projects }
+    }
+
+    pub fn name(&self, s: Subject) -> Option<String> {
+        match s {
+            Subject::User(id) => self.users.get(&id).cloned(),
+            Subject::Project(id) => self.projects.get(&id).cloned(),
+        }
+    }
+
+    pub fn uid_of(&self, name: &str) -> Option<u32> {
+        self.users.iter().find(|(_, n)| n.as_str() == name).map(|(u, _)| *u)
+    }
+}
+
+pub fn check_report(result: &scan::ScanResult, ledger: &std::collections::BTreeMap<Subject, Usage>) -> CheckReport {
+    let drift = check::compare(&result.usage, ledger)
+        .into_iter()
+        .map(|d| DriftRow {
+            kind: d.subject.kind().into(),
+            id: d.subject.id(),
+            expected_bytes: d.expected.bytes,
+            expected_inodes: d.expected.inodes,
+            found_bytes: d.found.bytes,
+            found_inodes: d.found.inodes,
+        })
+        .collect();
+    CheckReport {
+        inodes: result.inodes,
+        seconds: result.duration.as_secs_f64(),
+        drift,
+        repaired: false,
+        errors: result.errors,
+    }
+}
+
+pub struct Server {
+    pub mountpoint: PathBuf,
+    pub ledger: Arc<Ledger>,
+    pub ops: Arc<Passthrough>,
+    pub threads: usize,
+}
+
+impl Server {
+    fn handle(&self, req: Request) -> Response {
+        match req {
+            Request::Report => {
+                let names = Names::load(self.ledger.project_names());
+                Response::Report { rows: rows(&self.ledger.table().snapshot(), &names) }
+            }
+            Request::Status => {
+                let mut status = self.ledger.status_json(&self.ops);
+                status["mountpoint"] = serde_json::json!(self.mountpoint.display().to_string());
+                status["pid"] = serde_json::json!(std::process::id());
+                Response::Status { status }
+            }
+            Request::Check { repair } => {
+                // Usage changes wait while the backings are counted, so the two agree exactly.
+                let result = self.ledger.paused(|| {
+                    let scanned = scan::scan(self.ops.backings(), scan::Mode::Count, self.threads);
+                    scanned.map(|r| {
+                        let mut report = check_report(&r, &self.ledger.table().snapshot());
+                        if repair && !report.drift.is_empty() && r.errors == 0 {
+                            self.ledger.table().replace(r.usage.clone());
+                            report.repaired = true;
+                        }
+                        report
+                    })
+                });
+                match result {
+                    Ok(report) => {
+                        if report.repaired
+                            && let Err(e) = self.ledger.checkpoint()
+                        {
+                            return Response::Error {
+                                message: format!("repaired in memory, but the checkpoint failed: {e}"),
+                            };
+                        }
+                        Response::Check { report }
+                    }
+                    Err(e) => Response::Error { message: e },
+                }
+            }
+            Request::ProjectAssign { node, id, name } => {
+                if let Some(name) = &name
+                    && let Err(e) = self.ledger.set_project_name(id, Some(name))
+                {
+                    return Response::Error { message: e };
+                }
+                match self.ops.assign_project(node, id) {
+                    Ok(n) => Response::Done { message: format!("project {id}: {n} inodes moved") },
+                    Err(e) => Response::Error { message: e },
+                }
+            }
+        }
+    }
+
+    fn serve(&self, stream: UnixStream) {
+        let mut line = String::new();
+        let mut reader = BufReader::new(&stream);
+        if reader.read_line(&mut line).is_err() {
+            return;
+        }
+        let resp = match serde_json::from_str::<Request>(&line) {
+            Ok(req) => self.handle(req),
+            Err(e) => Response::Error { message: format!("bad request: {e}") },
+        };
+        let mut out =
+            serde_json::to_string(&resp).unwrap_or_else(|e| format!("{{\"result\":\"error\",\"message\":\"{e}\"}}"));
+        out.push('\n');
+        let _ = (&stream).write_all(out.as_bytes());
+    }
+}
+
+/// Binds the socket (root only) and serves it on a thread for the daemon's lifetime.
+pub fn start(state_dir: &Path, server: Server) -> Result<PathBuf, String> {
+    let path = super::socket_path(state_dir);
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path).map_err(|e| format!("cannot bind {}: {e}", path.display()))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("chmod {}: {e}", path.display()))?;
+    let server = Arc::new(server);
+    std::thread::Builder::new()
+        .name("control".into())
+        .spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let server = Arc::clone(&server);
+                std::thread::spawn(move || server.serve(stream));
+            }
+        })
+        .map_err(|e| format!("cannot start the control thread: {e}"))?;
+    Ok(path)
+}

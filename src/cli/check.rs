@@ -1,0 +1,80 @@
+//! `quotafs check [--repair]`: full parallel rescan compared with the ledger. Through the
+//! running daemon when there is one (usage changes wait during the scan; `--repair` fixes the
+//! live ledger), else offline on the backing and the store.
+
+use super::{CheckArgs, Cli, CliError, human, load_file_config, state_dir};
+use crate::admin::server::check_report;
+use crate::admin::{CheckReport, Request, Response, call};
+use crate::backing::{Backing, BackingIndex};
+use crate::check::scan;
+use crate::ledger::{recovery, store::Snapshot, store::Store};
+
+fn offline(cli: &Cli, args: &CheckArgs, dir: &std::path::Path) -> Result<CheckReport, CliError> {
+    let backing = match &args.backing {
+        Some(b) => b.clone(),
+        None => load_file_config(cli)?.backing.ok_or_else(|| {
+            CliError::usage("no daemon is running: pass --backing DIR (or --config with `backing`) to check offline")
+        })?,
+    };
+    let _lock = crate::daemon::lock_state_dir(dir).map_err(CliError::failed)?;
+    let backings = vec![Backing::open(BackingIndex(0), &backing).map_err(CliError::usage)?];
+    let store = Store::open(dir).map_err(CliError::failed)?;
+    // Bring the ledger up to date exactly as a mount would, then compare.
+    let (snap, _) = recovery::recover(dir, &store, &backings).map_err(CliError::failed)?;
+    recovery::remove_logs_before(dir, snap.epoch);
+    let threads = std::thread::available_parallelism().map(|n| n.get() * 2).unwrap_or(4);
+    let result = scan::scan(&backings, scan::Mode::Count, threads).map_err(CliError::failed)?;
+    let mut report = check_report(&result, &snap.usage);
+    if args.repair && !report.drift.is_empty() && result.errors == 0 {
+        store.commit(&Snapshot { epoch: snap.epoch + 1, usage: result.usage }).map_err(CliError::failed)?;
+        recovery::remove_logs_before(dir, snap.epoch + 1);
+        report.repaired = true;
+    }
+    Ok(report)
+}
+
+pub fn run(cli: &Cli, args: &CheckArgs) -> Result<(), CliError> {
+    let dir = state_dir(cli)?;
+    let report = match call(&dir, &Request::Check { repair: args.repair }).map_err(CliError::failed)? {
+        Some(Response::Check { report }) => report,
+        Some(Response::Error { message }) => return Err(CliError::failed(message)),
+        Some(other) => return Err(CliError::failed(format!("unexpected reply: {other:?}"))),
+        None => offline(cli, args, &dir)?,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| CliError::failed(e.to_string()))?);
+    } else {
+        println!("scanned {} inodes in {:.2} s", report.inodes, report.seconds);
+        for d in &report.drift {
+            println!(
+                "drift: {} {}: expected {} ({} bytes), {} inodes; ledger has {} ({} bytes), {} inodes",
+                d.kind,
+                d.id,
+                human(d.expected_bytes),
+                d.expected_bytes,
+                d.expected_inodes,
+                human(d.found_bytes),
+                d.found_bytes,
+                d.found_inodes
+            );
+        }
+        if report.drift.is_empty() {
+            println!("ledger matches the backing exactly");
+        } else if report.repaired {
+            println!("repaired: the ledger now holds the rescan's figures");
+        }
+    }
+    if report.errors > 0 {
+        return Err(CliError::failed(format!(
+            "{} entries could not be read; the comparison is not exact",
+            report.errors
+        )));
+    }
+    if !report.drift.is_empty() && !report.repaired {
+        return Err(CliError::failed(format!(
+            "{} subjects differ from the backing; run `quotafs check --repair` to fix the ledger",
+            report.drift.len()
+        )));
+    }
+    Ok(())
+}

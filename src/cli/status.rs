@@ -1,0 +1,43 @@
+//! `quotafs status`.
+
+use super::{Cli, CliError, StatusArgs, state_dir};
+use crate::admin::{Request, Response, call};
+use crate::ledger::{recovery, store::Store};
+
+pub fn run(cli: &Cli, args: &StatusArgs) -> Result<(), CliError> {
+    let dir = state_dir(cli)?;
+    let status = match call(&dir, &Request::Status).map_err(CliError::failed)? {
+        Some(Response::Status { status }) => status,
+        Some(Response::Error { message }) => return Err(CliError::failed(message)),
+        Some(other) => return Err(CliError::failed(format!("unexpected reply: {other:?}"))),
+        None => {
+            let store = Store::open(&dir).map_err(CliError::failed)?;
+            let snap = store.load().map_err(CliError::failed)?;
+            let logs: Vec<String> =
+                recovery::list_logs(&dir).unwrap_or_default().iter().map(|(_, p)| p.display().to_string()).collect();
+            serde_json::json!({
+                "running": false,
+                "checkpoint_epoch": snap.map(|s| s.epoch),
+                "logs": logs,
+            })
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status).map_err(|e| CliError::failed(e.to_string()))?);
+    } else {
+        print_flat("", &status);
+    }
+    Ok(())
+}
+
+fn print_flat(prefix: &str, v: &serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                print_flat(&key, v);
+            }
+        }
+        other => println!("{prefix}: {other}"),
+    }
+}

@@ -1,0 +1,311 @@
+//! The usage ledger: the in-memory usage table, the activity log of the current epoch, the
+//! redb snapshot, checkpoints. docs/design.md §9 is the argument for why this is exact after
+//! any crash; the invariants it relies on are enforced here:
+//!
+//! * a `Touch` (an existing inode's charge before its first change in the epoch) and a
+//!   `DirDirty` (a directory that may gain inodes born in the epoch) are durable before the
+//!   backing call they guard — a second caller finding the entry already present waits for the
+//!   same record to be durable, it never races past it;
+//! * every usage-changing operation holds a `Change` (the epoch lock, shared) from its log write
+//!   to its table update, so a checkpoint's rotation sees no operation half done;
+//! * changes to one inode are serialised by its stripe lock, so before/after pairs of two
+//!   operations never interleave.
+
+pub mod recovery;
+pub mod store;
+pub mod tag;
+pub mod wal;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use dashmap::mapref::entry::Entry;
+use dashmap::{DashMap, DashSet};
+use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
+
+use crate::backing::{Backing, Errno, sys};
+use crate::quota::{Charge, UsageTable};
+use store::{Snapshot, Store};
+use wal::{InodeRef, LogWriter, Record};
+
+const STRIPES: usize = 1024;
+
+/// What the last recovery did, for `quotafs status`.
+#[derive(Clone, Debug, Default)]
+pub struct RecoveryReport {
+    pub from_epoch: u64,
+    pub logs: usize,
+    pub records: usize,
+    pub touched: usize,
+    pub dirty_dirs: usize,
+    pub listed_dirs: usize,
+    pub new_inodes: usize,
+    pub torn_bytes: u64,
+    pub initial_scan: bool,
+    pub scanned_inodes: u64,
+    pub duration: Duration,
+}
+
+struct EpochState {
+    epoch: u64,
+    log: Arc<LogWriter>,
+    /// Inode → sequence number of its `Touch` in `log`.
+    touched: DashMap<InodeRef, u64>,
+    /// Directory → sequence number of its `DirDirty` in `log`.
+    dirty: DashMap<InodeRef, u64>,
+    /// Inodes created in this epoch (not in the snapshot the epoch started from).
+    born: DashSet<InodeRef>,
+}
+
+impl EpochState {
+    fn new(epoch: u64, log: LogWriter) -> EpochState {
+        EpochState { epoch, log: Arc::new(log), touched: DashMap::new(), dirty: DashMap::new(), born: DashSet::new() }
+    }
+}
+
+pub struct Ledger {
+    state_dir: PathBuf,
+    store: Store,
+    backings: Arc<Vec<Backing>>,
+    table: UsageTable,
+    state: RwLock<EpochState>,
+    stripes: Box<[Mutex<()>]>,
+    checkpoint_lock: Mutex<()>,
+    last_checkpoint: Mutex<Option<SystemTime>>,
+    last_recovery: Mutex<RecoveryReport>,
+    /// Set when a checkpoint's syncfs or commit failed: no usage change is accepted after it.
+    poison: Mutex<Option<String>>,
+}
+
+fn poisoned(why: &str) -> Errno {
+    tracing::error!(reason = why, "usage-changing operation refused: the ledger is poisoned");
+    Errno(libc::EIO)
+}
+
+/// A usage-changing operation in progress (holds the epoch lock shared).
+pub struct Change<'a> {
+    ledger: &'a Ledger,
+    state: RwLockReadGuard<'a, EpochState>,
+}
+
+impl Change<'_> {
+    pub fn epoch(&self) -> u64 {
+        self.state.epoch
+    }
+
+    fn logged(&self, map: &DashMap<InodeRef, u64>, key: InodeRef, rec: Record) -> Result<(), Errno> {
+        if let Some(why) = self.ledger.poison.lock().as_ref() {
+            return Err(poisoned(why));
+        }
+        let seq = match map.entry(key) {
+            Entry::Occupied(e) => *e.get(),
+            Entry::Vacant(v) => {
+                let seq = self.state.log.enqueue(&rec).map_err(|e| poisoned(&e.to_string()))?;
+                v.insert(seq);
+                seq
+            }
+        };
+        self.state.log.sync_to(seq).map_err(|e| poisoned(&e.to_string()))
+    }
+
+    /// Call before changing the charge of existing inode `r` (born in epoch `birth`), with its
+    /// stripe lock held. Logs its charge before the change, once per epoch, unless it was born
+    /// in this epoch.
+    pub fn touch(&self, r: InodeRef, before: Charge, birth: u64) -> Result<(), Errno> {
+        if self.state.born.contains(&r) {
+            return Ok(());
+        }
+        let rec = Record::Touch { inode: r, uid: before.uid, project: before.project, bytes: before.bytes, birth };
+        self.logged(&self.state.touched, r, rec)
+    }
+
+    /// Call before an inode born in this epoch can appear in directory `dir` (a creation in
+    /// it, or a rename or link of a newly born inode into it).
+    pub fn dir_dirty(&self, dir: InodeRef) -> Result<(), Errno> {
+        if self.state.born.contains(&dir) {
+            // Recovery descends into directories born in the epoch by itself.
+            return Ok(());
+        }
+        self.logged(&self.state.dirty, dir, Record::DirDirty { dir })
+    }
+
+    pub fn is_born(&self, r: InodeRef) -> bool {
+        self.state.born.contains(&r)
+    }
+
+    pub fn born(&self, r: InodeRef) {
+        self.state.born.insert(r);
+    }
+
+    /// Settles one inode's charge in the usage table.
+    pub fn apply(&self, before: Option<Charge>, after: Option<Charge>) {
+        self.ledger.table.apply(before, after);
+    }
+}
+
+/// Figures for `quotafs status`.
+#[derive(Clone, Debug)]
+pub struct LedgerStatus {
+    pub epoch: u64,
+    pub log_path: PathBuf,
+    pub log_bytes: u64,
+    pub log_records: u64,
+    pub log_syncs: u64,
+    pub last_checkpoint: Option<SystemTime>,
+    pub last_recovery: RecoveryReport,
+    pub poisoned: Option<String>,
+}
+
+impl Ledger {
+    /// Opens the ledger in `state_dir` for `backings`, recovering it (or counting the backings
+    /// on first mount) before anything is served.
+    pub fn open(state_dir: &Path, backings: Arc<Vec<Backing>>) -> Result<Ledger, String> {
+        let store = Store::open(state_dir)?;
+        let (snapshot, report) = recovery::recover(state_dir, &store, &backings)?;
+        let log = LogWriter::create(state_dir, snapshot.epoch)
+            .map_err(|e| format!("cannot create the activity log in {}: {e}", state_dir.display()))?;
+        recovery::remove_logs_before(state_dir, snapshot.epoch);
+        let ledger = Ledger {
+            state_dir: state_dir.to_path_buf(),
+            store,
+            backings,
+            table: UsageTable::from_map(snapshot.usage),
+            state: RwLock::new(EpochState::new(snapshot.epoch, log)),
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            checkpoint_lock: Mutex::new(()),
+            last_checkpoint: Mutex::new(Some(SystemTime::now())),
+            last_recovery: Mutex::new(report),
+            poison: Mutex::new(None),
+        };
+        Ok(ledger)
+    }
+
+    pub fn table(&self) -> &UsageTable {
+        &self.table
+    }
+
+    /// Begins a usage-changing operation.
+    pub fn change(&self) -> Change<'_> {
+        Change { ledger: self, state: self.state.read() }
+    }
+
+    /// Serialises changes to one inode.
+    pub fn lock_inode(&self, ino: u64) -> MutexGuard<'_, ()> {
+        self.stripes[(ino as usize) % STRIPES].lock()
+    }
+
+    /// Locks the stripes of several inodes, always in ascending stripe order (so two callers
+    /// can never wait on each other), each stripe once.
+    pub fn lock_inodes(&self, inos: &[u64]) -> Vec<MutexGuard<'_, ()>> {
+        let mut idx: Vec<usize> = inos.iter().map(|i| (*i as usize) % STRIPES).collect();
+        idx.sort_unstable();
+        idx.dedup();
+        idx.into_iter().map(|i| self.stripes[i].lock()).collect()
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.state.read().epoch
+    }
+
+    pub fn status(&self) -> LedgerStatus {
+        let st = self.state.read();
+        let (syncs, records) = st.log.counters();
+        LedgerStatus {
+            epoch: st.epoch,
+            log_path: st.log.path().to_path_buf(),
+            log_bytes: st.log.bytes(),
+            log_records: records,
+            log_syncs: syncs,
+            last_checkpoint: *self.last_checkpoint.lock(),
+            last_recovery: self.last_recovery.lock().clone(),
+            poisoned: self.poison.lock().clone().or_else(|| st.log.poisoned()),
+        }
+    }
+
+    /// Runs `f` with every usage-changing operation held off (a consistent moment for a
+    /// full rescan).
+    pub fn paused<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _st = self.state.write();
+        f()
+    }
+
+    pub fn project_names(&self) -> std::collections::BTreeMap<u32, String> {
+        self.store.project_names().unwrap_or_default()
+    }
+
+    pub fn set_project_name(&self, id: u32, name: Option<&str>) -> Result<(), String> {
+        self.store.set_project_name(id, name)
+    }
+
+    /// `quotafs status` as JSON.
+    pub fn status_json(&self, ops: &crate::passthrough::Passthrough) -> serde_json::Value {
+        let s = self.status();
+        let secs =
+            |t: Option<SystemTime>| t.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()).map(|d| d.as_secs());
+        let r = &s.last_recovery;
+        serde_json::json!({
+            "epoch": s.epoch,
+            "log": s.log_path.display().to_string(),
+            "log_bytes": s.log_bytes,
+            "log_records": s.log_records,
+            "log_fsyncs": s.log_syncs,
+            "last_checkpoint_unix": secs(s.last_checkpoint),
+            "poisoned": s.poisoned,
+            "last_recovery": {
+                "initial_scan": r.initial_scan,
+                "scanned_inodes": r.scanned_inodes,
+                "from_epoch": r.from_epoch,
+                "logs": r.logs,
+                "records": r.records,
+                "touched_inodes": r.touched,
+                "dirty_dirs": r.dirty_dirs,
+                "listed_dirs": r.listed_dirs,
+                "new_inodes": r.new_inodes,
+                "torn_bytes": r.torn_bytes,
+                "millis": r.duration.as_millis() as u64,
+            },
+            "inodes_cached": ops.cached_inodes(),
+            "subjects": self.table.snapshot().len(),
+        })
+    }
+
+    /// Log bytes of the current epoch (the checkpoint trigger).
+    pub fn log_len(&self) -> u64 {
+        self.state.read().log.bytes()
+    }
+
+    /// Ends the current epoch: a new log, then (without blocking operations) syncfs of every
+    /// backing, the snapshot commit, and the removal of the old log (docs/design.md §9.5).
+    pub fn checkpoint(&self) -> Result<u64, String> {
+        let _one = self.checkpoint_lock.lock();
+        if let Some(why) = self.poison.lock().as_ref() {
+            return Err(format!("ledger poisoned: {why}"));
+        }
+        let started = Instant::now();
+        let snapshot = {
+            let mut st = self.state.write();
+            let epoch = st.epoch + 1;
+            let log = LogWriter::create(&self.state_dir, epoch)
+                .map_err(|e| format!("cannot create the activity log of epoch {epoch}: {e}"))?;
+            let snapshot = Snapshot { epoch, usage: self.table.snapshot() };
+            *st = EpochState::new(epoch, log);
+            snapshot
+        };
+        let finish = || -> Result<(), String> {
+            for b in self.backings.iter() {
+                sys::syncfs(b.root_fd()).map_err(|e| format!("syncfs of backing {}: {e}", b.path.display()))?;
+            }
+            self.store.commit(&snapshot)
+        };
+        if let Err(why) = finish() {
+            tracing::error!(error = %why, "checkpoint failed; the ledger refuses usage changes until restarted");
+            *self.poison.lock() = Some(why.clone());
+            return Err(why);
+        }
+        recovery::remove_logs_before(&self.state_dir, snapshot.epoch);
+        *self.last_checkpoint.lock() = Some(SystemTime::now());
+        tracing::debug!(epoch = snapshot.epoch, ms = started.elapsed().as_millis() as u64, "checkpoint");
+        Ok(snapshot.epoch)
+    }
+}

@@ -1,0 +1,261 @@
+//! Recovery at mount: from the newest snapshot `S` and every activity log of epoch `≥ S`,
+//! re-examining only what the logs name (docs/design.md §9.3). On a first mount (no snapshot
+//! yet) the backings are counted and tagged by a full parallel scan instead.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::ffi::CStr;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::RecoveryReport;
+use super::store::{Snapshot, Store};
+use super::tag;
+use super::wal::{self, InodeRef, LogError, Record};
+use crate::backing::{Backing, Errno, Handle, sys};
+use crate::check::scan::{self, Mode};
+use crate::quota::{Charge, UsageTable};
+
+/// Activity logs in `dir`, by epoch.
+pub fn list_logs(dir: &Path) -> Result<Vec<(u64, PathBuf)>, String> {
+    let mut logs = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot list state dir {}: {e}", dir.display()))?;
+    for e in entries.flatten() {
+        if let Some(epoch) = e.file_name().to_str().and_then(wal::epoch_of) {
+            logs.push((epoch, e.path()));
+        }
+    }
+    logs.sort();
+    Ok(logs)
+}
+
+/// Removes the logs of epochs before `epoch` (their content is in the snapshot).
+pub fn remove_logs_before(dir: &Path, epoch: u64) {
+    let Ok(logs) = list_logs(dir) else { return };
+    let mut removed = false;
+    for (e, path) in logs {
+        if e < epoch {
+            if let Err(err) = std::fs::remove_file(&path) {
+                tracing::warn!(path = %path.display(), error = %err, "cannot remove an old activity log");
+            }
+            removed = true;
+        }
+    }
+    if removed {
+        let _ = wal::sync_dir(dir);
+    }
+}
+
+fn scan_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get() * 2).unwrap_or(4).clamp(2, 16)
+}
+
+/// The charge of the inode `r` now, or None if it no longer exists.
+fn current_charge(backings: &[Backing], r: InodeRef) -> Result<Option<Charge>, String> {
+    let Some(b) = backings.get(r.backing as usize) else {
+        return Err(format!(
+            "the activity log names backing #{} but only {} are configured",
+            r.backing,
+            backings.len()
+        ));
+    };
+    let handle = Handle::ext4(r.ino as u32, r.generation);
+    let fd = match b.open_handle(&handle, libc::O_PATH | libc::O_NOFOLLOW) {
+        Ok(fd) => fd,
+        Err(Errno(libc::ESTALE | libc::ENOENT)) => return Ok(None),
+        Err(e) => return Err(format!("cannot open inode {} on backing {}: {e}", r.ino, b.path.display())),
+    };
+    let st = sys::stat_fd(fd.as_fd()).map_err(|e| format!("stat inode {}: {e}", r.ino))?;
+    if st.st_nlink == 0 {
+        return Ok(None);
+    }
+    let project =
+        tag::read_fd(fd.as_fd()).map_err(|e| format!("tag of inode {}: {e}", r.ino))?.map_or(0, |t| t.project);
+    Ok(Some(Charge::of(&st, project)))
+}
+
+struct Walk<'a> {
+    backings: &'a [Backing],
+    from_epoch: u64,
+    touched: &'a HashMap<InodeRef, Option<Charge>>,
+    seen: HashSet<(u8, u64)>,
+    table: &'a UsageTable,
+    listed: usize,
+    new_inodes: usize,
+}
+
+impl Walk<'_> {
+    /// Lists directory `dir` (project `project`) and charges every child born since the
+    /// snapshot (or untagged: created just before the crash), descending into new directories.
+    fn list(&mut self, backing: u8, dir: BorrowedFd<'_>, project: u32) -> Result<(), String> {
+        self.listed += 1;
+        let b = &self.backings[backing as usize];
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let batch = sys::read_dir(dir, &mut buf).map_err(|e| format!("cannot list a directory: {e}"))?;
+            if batch.is_empty() {
+                return Ok(());
+            }
+            for e in batch {
+                let name: &CStr = &e.name;
+                if name == c"." || name == c".." {
+                    continue;
+                }
+                let st = match sys::stat_at(dir, name) {
+                    Ok(st) => st,
+                    Err(Errno(libc::ENOENT)) => continue,
+                    Err(err) => return Err(format!("stat during recovery: {err}")),
+                };
+                if st.st_dev != b.dev {
+                    continue;
+                }
+                let t = tag::read_at(dir, name).map_err(|e| format!("tag during recovery: {e}"))?;
+                if t.is_some_and(|t| t.birth < self.from_epoch) {
+                    continue; // in the snapshot; if it changed since, a Touch names it
+                }
+                let handle = sys::name_to_handle(dir, name).map_err(|e| format!("handle during recovery: {e}"))?;
+                let r = InodeRef { backing, ino: st.st_ino, generation: handle.ext4_generation().unwrap_or(0) };
+                if self.touched.contains_key(&r) || !self.seen.insert((backing, st.st_ino)) {
+                    continue;
+                }
+                let child_project = t.map_or(project, |t| t.project);
+                if t.is_none() {
+                    // Created just before the crash: finish what creation would have done.
+                    let fd = sys::open_entry(dir, name).map_err(|e| format!("open during recovery: {e}"))?;
+                    let tag = tag::Tag { project: child_project, birth: self.from_epoch };
+                    tag::write_fd(fd.as_fd(), tag).map_err(|e| format!("tag during recovery: {e}"))?;
+                }
+                let st = sys::stat_at(dir, name).unwrap_or(st);
+                self.table.apply(None, Some(Charge::of(&st, child_project)));
+                self.new_inodes += 1;
+                if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+                    let sub = b
+                        .open_handle(&handle, libc::O_RDONLY | libc::O_DIRECTORY)
+                        .map_err(|e| format!("open a new directory during recovery: {e}"))?;
+                    self.list(backing, sub.as_fd(), child_project)?;
+                }
+            }
+        }
+    }
+}
+
+/// Brings the ledger up to date with the backings and commits a fresh snapshot; returns it.
+pub fn recover(state_dir: &Path, store: &Store, backings: &[Backing]) -> Result<(Snapshot, RecoveryReport), String> {
+    let started = Instant::now();
+    let logs = list_logs(state_dir)?;
+    let Some(snapshot) = store.load()? else {
+        tracing::info!(backings = backings.len(), "first mount: counting and tagging every inode (once)");
+        let result = scan::scan(backings, Mode::Tag, scan_threads())?;
+        if result.errors > 0 {
+            return Err(format!(
+                "the first-mount scan could not read {} entries (see the log); fix them and mount again",
+                result.errors
+            ));
+        }
+        sync_backings(backings)?;
+        let epoch = logs.last().map_or(1, |(e, _)| e + 1);
+        let snap = Snapshot { epoch, usage: result.usage };
+        store.commit(&snap)?;
+        tracing::info!(
+            inodes = result.inodes,
+            tagged = result.tagged,
+            secs = result.duration.as_secs_f64(),
+            "first-mount scan done"
+        );
+        let report = RecoveryReport {
+            from_epoch: 0,
+            initial_scan: true,
+            scanned_inodes: result.inodes,
+            duration: started.elapsed(),
+            ..RecoveryReport::default()
+        };
+        return Ok((snap, report));
+    };
+
+    let mut report = RecoveryReport { from_epoch: snapshot.epoch, ..RecoveryReport::default() };
+    let mut touched: HashMap<InodeRef, Option<Charge>> = HashMap::new();
+    let mut dirty: BTreeSet<InodeRef> = BTreeSet::new();
+    let relevant: Vec<_> = logs.iter().filter(|(e, _)| *e >= snapshot.epoch).collect();
+    let mut last_epoch = snapshot.epoch;
+    for (i, (epoch, path)) in relevant.iter().enumerate() {
+        last_epoch = last_epoch.max(*epoch);
+        let contents = match wal::read(path) {
+            Ok(c) => c,
+            // The newest log may have been cut before its header was durable: nothing in it
+            // can have been relied on.
+            Err(LogError::BadHeader { .. }) if i + 1 == relevant.len() => {
+                tracing::warn!(path = %path.display(), "newest activity log has no valid header; treating it as empty");
+                continue;
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        if let Some(torn) = &contents.torn {
+            tracing::warn!(path = %path.display(), offset = torn.offset, bytes = torn.bytes, "cut a torn tail off the activity log");
+            report.torn_bytes += torn.bytes;
+        }
+        report.logs += 1;
+        report.records += contents.records.len();
+        for rec in contents.records {
+            match rec {
+                Record::Touch { inode, uid, project, bytes, birth } => {
+                    // Born after the snapshot: the snapshot never charged it, so there is no
+                    // "before" to take back; it is counted whole if it still exists.
+                    let before = (birth < snapshot.epoch).then_some(Charge { uid, project, bytes });
+                    touched.entry(inode).or_insert(before);
+                }
+                Record::DirDirty { dir } => {
+                    dirty.insert(dir);
+                }
+            }
+        }
+    }
+    report.touched = touched.len();
+    report.dirty_dirs = dirty.len();
+
+    let table = UsageTable::from_map(snapshot.usage);
+    let mut seen = HashSet::new();
+    for (r, before) in &touched {
+        let now = current_charge(backings, *r)?;
+        table.apply(*before, now);
+        seen.insert((r.backing, r.ino));
+    }
+    let mut walk =
+        Walk { backings, from_epoch: snapshot.epoch, touched: &touched, seen, table: &table, listed: 0, new_inodes: 0 };
+    for d in &dirty {
+        let Some(b) = backings.get(d.backing as usize) else { continue };
+        let handle = Handle::ext4(d.ino as u32, d.generation);
+        let fd = match b.open_handle(&handle, libc::O_RDONLY | libc::O_DIRECTORY) {
+            Ok(fd) => fd,
+            Err(Errno(libc::ESTALE | libc::ENOENT | libc::ENOTDIR)) => continue,
+            Err(e) => return Err(format!("cannot open a logged directory on {}: {e}", b.path.display())),
+        };
+        let project =
+            tag::read_fd(fd.as_fd()).map_err(|e| format!("tag of a logged directory: {e}"))?.map_or(0, |t| t.project);
+        walk.list(d.backing, fd.as_fd(), project)?;
+    }
+    report.listed_dirs = walk.listed;
+    report.new_inodes = walk.new_inodes;
+
+    sync_backings(backings)?;
+    let snap = Snapshot { epoch: last_epoch + 1, usage: table.snapshot() };
+    store.commit(&snap)?;
+    report.duration = started.elapsed();
+    tracing::info!(
+        from_epoch = report.from_epoch,
+        logs = report.logs,
+        records = report.records,
+        touched = report.touched,
+        dirty_dirs = report.dirty_dirs,
+        new_inodes = report.new_inodes,
+        ms = report.duration.as_millis() as u64,
+        "ledger recovered"
+    );
+    Ok((snap, report))
+}
+
+fn sync_backings(backings: &[Backing]) -> Result<(), String> {
+    for b in backings {
+        sys::syncfs(b.root_fd()).map_err(|e| format!("syncfs of backing {}: {e}", b.path.display()))?;
+    }
+    Ok(())
+}

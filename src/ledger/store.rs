@@ -1,0 +1,151 @@
+//! Checkpoints of the usage table in redb: one snapshot, the epoch it starts.
+//!
+//! Tables: `usage` maps `Subject::key()` → `(bytes, inodes)`; `meta` holds `epoch` and
+//! `format` (1). A snapshot is written in one write transaction with `Durability::Immediate`:
+//! after `commit` returns it is the durable snapshot, before it the previous one is.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::quota::{Subject, Usage};
+
+const USAGE: TableDefinition<u64, (u64, u64)> = TableDefinition::new("usage");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const PROJECT_NAMES: TableDefinition<u32, &str> = TableDefinition::new("project_names");
+const FORMAT: u64 = 1;
+
+/// The file name of the store in the state dir.
+pub const FILE: &str = "ledger.redb";
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub epoch: u64,
+    pub usage: BTreeMap<Subject, Usage>,
+}
+
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+}
+
+fn err(path: &Path, what: &str, e: impl std::fmt::Display) -> String {
+    format!(
+        "ledger store {}: {what}: {e}. The files on the backing are not affected; \
+         run `quotafs check --repair` to rebuild the ledger by a full rescan",
+        path.display()
+    )
+}
+
+impl Store {
+    /// Opens (or creates) the store in `state_dir`.
+    pub fn open(state_dir: &Path) -> Result<Store, String> {
+        let path = state_dir.join(FILE);
+        let db = Database::create(&path).map_err(|e| err(&path, "cannot open", e))?;
+        Ok(Store { db, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The durable snapshot, or None for a store that never had one (first mount).
+    pub fn load(&self) -> Result<Option<Snapshot>, String> {
+        let p = &self.path;
+        let txn = self.db.begin_read().map_err(|e| err(p, "read", e))?;
+        let meta = match txn.open_table(META) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(err(p, "read meta", e)),
+        };
+        let Some(epoch) = meta.get("epoch").map_err(|e| err(p, "read epoch", e))?.map(|v| v.value()) else {
+            return Ok(None);
+        };
+        let format = meta.get("format").map_err(|e| err(p, "read format", e))?.map(|v| v.value());
+        if format != Some(FORMAT) {
+            return Err(err(p, "unknown format", format!("{format:?}, this quotafs reads format {FORMAT}")));
+        }
+        let table = txn.open_table(USAGE).map_err(|e| err(p, "read usage", e))?;
+        let mut usage = BTreeMap::new();
+        for row in table.iter().map_err(|e| err(p, "read usage", e))? {
+            let (k, v) = row.map_err(|e| err(p, "read usage row", e))?;
+            let subject = Subject::from_key(k.value()).ok_or_else(|| err(p, "bad subject key", k.value()))?;
+            let (bytes, inodes) = v.value();
+            usage.insert(subject, Usage { bytes, inodes });
+        }
+        Ok(Some(Snapshot { epoch, usage }))
+    }
+
+    /// Names given to projects (`project assign --name`).
+    pub fn project_names(&self) -> Result<BTreeMap<u32, String>, String> {
+        let p = &self.path;
+        let txn = self.db.begin_read().map_err(|e| err(p, "read", e))?;
+        let table = match txn.open_table(PROJECT_NAMES) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(BTreeMap::new()),
+            Err(e) => return Err(err(p, "read project names", e)),
+        };
+        let mut out = BTreeMap::new();
+        for row in table.iter().map_err(|e| err(p, "read project names", e))? {
+            let (k, v) = row.map_err(|e| err(p, "read project names", e))?;
+            out.insert(k.value(), v.value().to_string());
+        }
+        Ok(out)
+    }
+
+    /// Names (Some) or unnames (None) project `id`; durable on return.
+    pub fn set_project_name(&self, id: u32, name: Option<&str>) -> Result<(), String> {
+        let p = &self.path;
+        let txn = self.db.begin_write().map_err(|e| err(p, "begin write", e))?;
+        {
+            let mut t = txn.open_table(PROJECT_NAMES).map_err(|e| err(p, "open project names", e))?;
+            match name {
+                Some(n) => t.insert(id, n).map(drop),
+                None => t.remove(id).map(drop),
+            }
+            .map_err(|e| err(p, "write project name", e))?;
+        }
+        txn.commit().map_err(|e| err(p, "commit", e))
+    }
+
+    /// Makes `snap` the durable snapshot (returns after it is on disk).
+    pub fn commit(&self, snap: &Snapshot) -> Result<(), String> {
+        let p = &self.path;
+        let txn = self.db.begin_write().map_err(|e| err(p, "begin write", e))?;
+        {
+            let mut table = txn.open_table(USAGE).map_err(|e| err(p, "open usage", e))?;
+            table.retain(|_, _| false).map_err(|e| err(p, "clear usage", e))?;
+            for (s, u) in &snap.usage {
+                table.insert(s.key(), (u.bytes, u.inodes)).map_err(|e| err(p, "write usage", e))?;
+            }
+            let mut meta = txn.open_table(META).map_err(|e| err(p, "open meta", e))?;
+            meta.insert("epoch", snap.epoch).map_err(|e| err(p, "write epoch", e))?;
+            meta.insert("format", FORMAT).map_err(|e| err(p, "write format", e))?;
+        }
+        txn.commit().map_err(|e| err(p, "commit", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_round_trip_and_replace() {
+        let dir = std::env::temp_dir().join(format!("quotafs-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&dir).unwrap();
+        assert_eq!(store.load().unwrap(), None, "a new store has no snapshot");
+        let mut usage = BTreeMap::new();
+        usage.insert(Subject::User(1000), Usage { bytes: 4096, inodes: 1 });
+        usage.insert(Subject::Project(3), Usage { bytes: 4096, inodes: 1 });
+        store.commit(&Snapshot { epoch: 2, usage: usage.clone() }).unwrap();
+        drop(store);
+        let store = Store::open(&dir).unwrap();
+        assert_eq!(store.load().unwrap(), Some(Snapshot { epoch: 2, usage }));
+        store.commit(&Snapshot { epoch: 3, usage: BTreeMap::new() }).unwrap();
+        assert_eq!(store.load().unwrap(), Some(Snapshot { epoch: 3, usage: BTreeMap::new() }), "old rows removed");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

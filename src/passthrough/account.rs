@@ -1,0 +1,134 @@
+//! How operations settle their charges with the ledger (docs/design.md §9).
+//!
+//! An operation that may change an existing inode's charge holds a `Change` and the inode's
+//! stripe lock, calls `track` before the backing call (which logs the inode's charge before the
+//! change, once per epoch) and `settle` after it (which charges whatever fstat then says, also
+//! when the call failed half-way). Directories are tracked too: adding an entry can grow them.
+
+use std::os::fd::BorrowedFd;
+
+use super::Passthrough;
+use crate::backing::{Errno, sys};
+use crate::inode::Inode;
+use crate::ledger::Change;
+use crate::ledger::tag::{self, Tag};
+use crate::ledger::wal::InodeRef;
+use crate::quota::Charge;
+
+/// An inode whose charge an operation is changing.
+pub(super) struct Tracked {
+    pub key: InodeRef,
+    pub tag: Tag,
+    pub before: Charge,
+    pub st: libc::stat,
+}
+
+fn untagged(key: InodeRef) -> Tag {
+    tracing::warn!(ino = key.ino, "inode without a quotafs tag; charging it to project 0");
+    Tag { project: 0, birth: 0 }
+}
+
+impl Passthrough {
+    /// The tag of `inode`, read once through `fd` (any descriptor of it) and cached.
+    pub(super) fn tag_of(&self, inode: &Inode, fd: BorrowedFd<'_>) -> Result<Tag, Errno> {
+        if let Some(t) = *inode.tag.lock() {
+            return Ok(t);
+        }
+        let t = tag::read_fd(fd)?.unwrap_or_else(|| untagged(inode.key()));
+        *inode.tag.lock() = Some(t);
+        Ok(t)
+    }
+
+    /// Before changing an existing inode (stripe lock held): its charge now, logged if this is
+    /// its first change in the epoch.
+    pub(super) fn track(&self, ch: &Change<'_>, inode: &Inode, fd: BorrowedFd<'_>) -> Result<Tracked, Errno> {
+        let tag = self.tag_of(inode, fd)?;
+        let st = sys::stat_fd(fd)?;
+        let before = Charge::of(&st, tag.project);
+        ch.touch(inode.key(), before, tag.birth)?;
+        Ok(Tracked { key: inode.key(), tag, before, st })
+    }
+
+    /// Like `track`, for the entry `name` of directory `dir`, which the inode table may not
+    /// hold (the victim of an unlink or of a replacing rename).
+    pub(super) fn track_at(
+        &self,
+        ch: &Change<'_>,
+        backing: u8,
+        dir: BorrowedFd<'_>,
+        name: &std::ffi::CStr,
+    ) -> Result<Tracked, Errno> {
+        let st = sys::stat_at(dir, name)?;
+        let handle = sys::name_to_handle(dir, name)?;
+        let key = InodeRef { backing, ino: st.st_ino, generation: handle.ext4_generation().unwrap_or(0) };
+        let tag = tag::read_at(dir, name)?.unwrap_or_else(|| untagged(key));
+        let before = Charge::of(&st, tag.project);
+        ch.touch(key, before, tag.birth)?;
+        Ok(Tracked { key, tag, before, st })
+    }
+
+    /// After the change: charge what the inode holds now.
+    pub(super) fn settle(&self, ch: &Change<'_>, t: &Tracked, fd: BorrowedFd<'_>) {
+        match sys::stat_fd(fd) {
+            Ok(st) => ch.apply(Some(t.before), Some(Charge::of(&st, t.tag.project))),
+            Err(e) => tracing::error!(ino = t.key.ino, error = %e, "cannot stat after a change; the ledger may drift"),
+        }
+    }
+
+    /// Charges an inode just created in `dir` (whose project it inherits) and tags it. `fd`
+    /// is any descriptor of the new inode. Returns its stat after tagging, its tag and handle.
+    pub(super) fn charge_new(
+        &self,
+        ch: &Change<'_>,
+        backing: u8,
+        fd: BorrowedFd<'_>,
+        project: u32,
+    ) -> Result<(libc::stat, Tag, crate::backing::Handle), Errno> {
+        let tag = Tag { project, birth: ch.epoch() };
+        tag::write_fd(fd, tag)?;
+        // Tagged before it is counted: a tag that needs an xattr block is charged too.
+        let st = sys::stat_fd(fd)?;
+        let handle = sys::fd_to_handle(fd)?;
+        let key = InodeRef { backing, ino: st.st_ino, generation: handle.ext4_generation().unwrap_or(0) };
+        ch.born(key);
+        ch.apply(None, Some(Charge::of(&st, project)));
+        Ok((st, tag, handle))
+    }
+
+    /// Counts an open of node `id` (unlinked inodes stay charged until their last close).
+    pub(super) fn opened(&self, id: u64) {
+        *self.open_count.entry(id).or_insert(0) += 1;
+    }
+
+    /// Called at release: if this was the last open of an inode unlinked while open, its
+    /// charge goes now.
+    pub(super) fn closed(&self, id: u64, fd: BorrowedFd<'_>) {
+        let last = match self.open_count.get_mut(&id) {
+            Some(mut n) => {
+                *n -= 1;
+                *n == 0
+            }
+            None => false,
+        };
+        if !last {
+            return;
+        }
+        self.open_count.remove_if(&id, |_, n| *n == 0);
+        if let Some((_, project)) = self.orphans.remove(&id) {
+            let ch = self.ledger.change();
+            if let Ok(st) = sys::stat_fd(fd) {
+                ch.apply(Some(Charge::of(&st, project)), None);
+            }
+        }
+    }
+
+    /// True if node `id` has an open file handle.
+    pub(super) fn is_open(&self, id: u64) -> bool {
+        self.open_count.get(&id).is_some_and(|n| *n > 0)
+    }
+
+    /// An `O_PATH` descriptor of `name` in `dir`, for tagging a just-created inode.
+    pub(super) fn entry_fd(dir: BorrowedFd<'_>, name: &std::ffi::CStr) -> Result<std::os::fd::OwnedFd, Errno> {
+        sys::open_entry(dir, name)
+    }
+}
