@@ -23,6 +23,7 @@ pub enum Request {
     Report,
     Status,
     Check { repair: bool },
+    Checkpoint,
     ProjectAssign { node: u64, id: u32, name: Option<String> },
 }
 

@@ -128,6 +128,10 @@ impl Server {
                     Err(e) => Response::Error { message: e },
                 }
             }
+            Request::Checkpoint => match self.ledger.checkpoint() {
+                Ok(epoch) => Response::Done { message: format!("checkpoint committed; epoch {epoch} begins") },
+                Err(e) => Response::Error { message: e },
+            },
             Request::ProjectAssign { node, id, name } => {
                 if let Some(name) = &name
                     && let Err(e) = self.ledger.set_project_name(id, Some(name))

@@ -62,6 +62,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Rescan the backings in full and compare with the ledger (exit 1 on drift).
     Check(CheckArgs),
+    /// Snapshot the ledger now (e.g. before backing up the state dir); needs the daemon.
+    Checkpoint,
     /// Directory-tree quotas: assign, list, clear project ids.
     #[command(subcommand)]
     Project(ProjectCommand),
@@ -194,6 +196,19 @@ pub fn human(bytes: u64) -> String {
     }
 }
 
+fn checkpoint(cli: &Cli) -> Result<(), CliError> {
+    let dir = state_dir(cli)?;
+    match crate::admin::call(&dir, &crate::admin::Request::Checkpoint).map_err(CliError::failed)? {
+        Some(crate::admin::Response::Done { message }) => {
+            println!("{message}");
+            Ok(())
+        }
+        Some(crate::admin::Response::Error { message }) => Err(CliError::failed(message)),
+        None => Err(CliError::usage(format!("no quotafs daemon is running on state dir {}", dir.display()))),
+        Some(other) => Err(CliError::failed(format!("unexpected reply: {other:?}"))),
+    }
+}
+
 pub fn run(cli: Cli) -> Result<(), CliError> {
     match &cli.command {
         Command::Mount(args) => mount::run(&cli, args),
@@ -202,5 +217,6 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Status(args) => status::run(&cli, args),
         Command::Check(args) => check::run(&cli, args),
         Command::Project(cmd) => project::run(&cli, cmd),
+        Command::Checkpoint => checkpoint(&cli),
     }
 }

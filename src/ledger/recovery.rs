@@ -110,6 +110,7 @@ impl Walk<'_> {
                     continue;
                 }
                 let t = tag::read_at(dir, name).map_err(|e| format!("tag during recovery: {e}"))?;
+                tracing::trace!(ino = st.st_ino, ?t, "recovery: child of a listed directory");
                 if t.is_some_and(|t| t.birth < self.from_epoch) {
                     continue; // in the snapshot; if it changed since, a Touch names it
                 }
@@ -213,11 +214,16 @@ pub fn recover(state_dir: &Path, store: &Store, backings: &[Backing]) -> Result<
     report.dirty_dirs = dirty.len();
 
     let table = UsageTable::from_map(snapshot.usage);
+    // Inode numbers already charged, so the listing below counts each live inode once. A
+    // touched inode that is gone does not count: ext4 reuses inode numbers at once, and the
+    // new inode under the same number (another generation) must still be found.
     let mut seen = HashSet::new();
     for (r, before) in &touched {
         let now = current_charge(backings, *r)?;
         table.apply(*before, now);
-        seen.insert((r.backing, r.ino));
+        if now.is_some() {
+            seen.insert((r.backing, r.ino));
+        }
     }
     let mut walk =
         Walk { backings, from_epoch: snapshot.epoch, touched: &touched, seen, table: &table, listed: 0, new_inodes: 0 };

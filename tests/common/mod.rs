@@ -135,7 +135,7 @@ impl Fixture {
 
     pub fn start(&mut self, args: &[&str]) {
         assert!(self.daemon.is_none(), "daemon already running");
-        let log = std::fs::File::create(&self.log).unwrap();
+        let log = std::fs::OpenOptions::new().append(true).create(true).open(&self.log).unwrap();
         let child = Command::new(BIN)
             .arg("mount")
             .arg("--backing")
@@ -172,6 +172,36 @@ impl Fixture {
     pub fn unmount(&mut self) -> ExitStatus {
         run_ok(Command::new("umount").arg(&self.mnt));
         self.wait_exit()
+    }
+
+    /// kill -9 of the daemon, then a lazy unmount of its dead mount (what an operator does
+    /// after a crash before restarting it).
+    pub fn kill9(&mut self) {
+        let mut child = self.daemon.take().expect("daemon running");
+        let _ = child.kill();
+        let _ = child.wait();
+        if mounted_at(&self.mnt).is_some() {
+            let _ = run(Command::new("umount").arg("-l").arg(&self.mnt));
+        }
+    }
+
+    /// Starts the daemon without waiting for the mount (to kill it during recovery).
+    pub fn start_nowait(&mut self, args: &[&str]) {
+        let log = std::fs::OpenOptions::new().append(true).create(true).open(&self.log).unwrap();
+        let child = Command::new(BIN)
+            .arg("mount")
+            .arg("--backing")
+            .arg(&self.scratch.backing)
+            .arg("--state-dir")
+            .arg(&self.state)
+            .args(args)
+            .arg(&self.mnt)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn quotafs");
+        self.daemon = Some(child);
     }
 
     pub fn signal(&self, sig: &str) {
