@@ -18,11 +18,35 @@ fn offline(cli: &Cli, args: &CheckArgs, dir: &std::path::Path) -> Result<CheckRe
     };
     let _lock = crate::daemon::lock_state_dir(dir).map_err(CliError::failed)?;
     let backings = vec![Backing::open(BackingIndex(0), &backing).map_err(CliError::usage)?];
-    let store = Store::open(dir).map_err(CliError::failed)?;
-    // Bring the ledger up to date exactly as a mount would, then compare.
-    let (snap, _) = recovery::recover(dir, &store, &backings).map_err(CliError::failed)?;
-    recovery::remove_logs_before(dir, snap.epoch);
     let threads = std::thread::available_parallelism().map(|n| n.get() * 2).unwrap_or(4);
+    // Bring the ledger up to date exactly as a mount would, then compare. If the store or a
+    // log cannot be read, --repair rebuilds from a full rescan (the damaged files are kept).
+    let recovered = Store::open(dir).and_then(|store| recovery::recover(dir, &store, &backings).map(|r| (store, r)));
+    let (store, snap) = match recovered {
+        Ok((store, (snap, _))) => (store, snap),
+        Err(e) if args.repair => {
+            eprintln!("quotafs: {e}");
+            eprintln!("quotafs: rebuilding the ledger from a full rescan");
+            if Store::open(dir).and_then(|s| s.load()).is_err() {
+                let aside = Store::quarantine(dir).map_err(CliError::failed)?;
+                eprintln!("quotafs: the unreadable store was moved to {}", aside.display());
+            }
+            let store = Store::open(dir).map_err(CliError::failed)?;
+            let epoch = recovery::list_logs(dir).unwrap_or_default().last().map_or(1, |(e, _)| e + 1);
+            for (_, log) in recovery::list_logs(dir).unwrap_or_default() {
+                let aside = log.with_extension("log.damaged");
+                let _ = std::fs::rename(&log, &aside);
+            }
+            let result = scan::scan(&backings, scan::Mode::Tag, threads).map_err(CliError::failed)?;
+            let snap = Snapshot { epoch, usage: result.usage.clone() };
+            store.commit(&snap).map_err(CliError::failed)?;
+            let mut report = check_report(&result, &snap.usage);
+            report.repaired = true;
+            return Ok(report);
+        }
+        Err(e) => return Err(CliError::failed(e)),
+    };
+    recovery::remove_logs_before(dir, snap.epoch);
     let result = scan::scan(&backings, scan::Mode::Count, threads).map_err(CliError::failed)?;
     let mut report = check_report(&result, &snap.usage);
     if args.repair && !report.drift.is_empty() && result.errors == 0 {

@@ -5,6 +5,7 @@
 //! after `commit` returns it is the durable snapshot, before it the previous one is.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -32,8 +33,9 @@ pub struct Store {
 
 fn err(path: &Path, what: &str, e: impl std::fmt::Display) -> String {
     format!(
-        "ledger store {}: {what}: {e}. The files on the backing are not affected; \
-         run `quotafs check --repair` to rebuild the ledger by a full rescan",
+        "ledger store {}: {what}: {e}. The files on the backing are not affected; with the daemon \
+         stopped, run `quotafs check --repair` (with --config or --backing) to rebuild the ledger by a \
+         full rescan (the damaged store is kept aside)",
         path.display()
     )
 }
@@ -42,8 +44,28 @@ impl Store {
     /// Opens (or creates) the store in `state_dir`.
     pub fn open(state_dir: &Path) -> Result<Store, String> {
         let path = state_dir.join(FILE);
+        if !path.exists() {
+            // Created empty with mode 0600 first: redb initialises an empty file, and the
+            // daemon's umask is 0.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(|e| err(&path, "cannot create", e))?;
+        }
         let db = Database::create(&path).map_err(|e| err(&path, "cannot open", e))?;
         Ok(Store { db, path })
+    }
+
+    /// Moves an unreadable store aside (`ledger.redb.corrupt-<unix time>`) so that a repair can
+    /// rebuild the ledger; returns where it went. Nothing is deleted.
+    pub fn quarantine(state_dir: &Path) -> Result<PathBuf, String> {
+        let path = state_dir.join(FILE);
+        let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let aside = state_dir.join(format!("{FILE}.corrupt-{secs}"));
+        std::fs::rename(&path, &aside).map_err(|e| format!("cannot move {} aside: {e}", path.display()))?;
+        Ok(aside)
     }
 
     pub fn path(&self) -> &Path {

@@ -22,6 +22,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -197,7 +198,8 @@ impl std::fmt::Display for LogError {
             LogError::Corrupt { path, offset, later_seq } => write!(
                 f,
                 "activity log {} is damaged at byte offset {offset} with valid records after it (sequence {later_seq}); \
-                 the ledger cannot be recovered from it: run `quotafs check --repair` to rebuild it by a full rescan",
+                 the ledger cannot be recovered from it: with the daemon stopped, run `quotafs check --repair` \
+                 (with --config or --backing) to rebuild it by a full rescan; the damaged log is kept",
                 path.display()
             ),
             LogError::Io { path, error } => write!(f, "activity log {}: {error}", path.display()),
@@ -288,7 +290,7 @@ impl LogWriter {
     /// Creates the log of `epoch` in `dir` (header written and synced, directory synced).
     pub fn create(dir: &Path, epoch: u64) -> std::io::Result<LogWriter> {
         let path = dir.join(file_name(epoch));
-        let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(&path)?;
+        let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path)?;
         file.write_all(&header(epoch))?;
         file.sync_all()?;
         // IMPORTANT: the new file's directory entry must be durable too.
@@ -502,6 +504,51 @@ mod tests {
         inos.dedup();
         assert_eq!(inos.len(), 800);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn frozen_fixtures() {
+        let p = Path::new("fixtures/ledger");
+        let r = |n: &str| decode(&p.join(n), &std::fs::read(p.join(n)).unwrap());
+        let complete = r("v1-complete.log").unwrap();
+        assert_eq!(complete.epoch, 5);
+        assert_eq!(complete.torn, None);
+        assert_eq!(
+            complete.records,
+            vec![
+                Record::Touch {
+                    inode: InodeRef { backing: 0, ino: 12, generation: 0xdead_beef },
+                    uid: 1000,
+                    project: 7,
+                    bytes: 8192,
+                    birth: 3
+                },
+                Record::DirDirty { dir: InodeRef { backing: 0, ino: 2, generation: 0 } },
+                Record::Touch {
+                    inode: InodeRef { backing: 0, ino: 13, generation: 42 },
+                    uid: 1001,
+                    project: 0,
+                    bytes: 0,
+                    birth: 5
+                },
+                Record::DirDirty { dir: InodeRef { backing: 0, ino: 8194, generation: 1_545_020_094 } },
+                Record::Touch {
+                    inode: InodeRef { backing: 0, ino: 99, generation: 7 },
+                    uid: 0,
+                    project: 1,
+                    bytes: 4096,
+                    birth: 0
+                },
+            ]
+        );
+        let torn = r("v1-torn-tail.log").unwrap();
+        assert_eq!(torn.records, complete.records[..4]);
+        assert!(torn.torn.is_some());
+        let zeros = r("v1-zero-tail.log").unwrap();
+        assert_eq!(zeros.records, complete.records);
+        assert_eq!(zeros.torn.map(|t| t.bytes), Some(512));
+        assert!(matches!(r("v1-corrupt-middle.log"), Err(LogError::Corrupt { offset: 20, .. })));
+        assert!(matches!(r("v1-bad-header.log"), Err(LogError::BadHeader { .. })));
     }
 
     #[test]
