@@ -138,7 +138,7 @@ impl Server {
                 {
                     return Response::Error { message: e };
                 }
-                match self.ops.assign_project(node, id) {
+                match self.ops.assign_project(node, id, self.threads) {
                     Ok(n) => Response::Done { message: format!("project {id}: {n} inodes moved") },
                     Err(e) => Response::Error { message: e },
                 }

@@ -76,6 +76,7 @@ pub struct Ledger {
     last_recovery: Mutex<RecoveryReport>,
     /// Set when a checkpoint's syncfs or commit failed: no usage change is accepted after it.
     poison: Mutex<Option<String>>,
+    poisoned: std::sync::atomic::AtomicBool,
 }
 
 fn poisoned(why: &str) -> Errno {
@@ -94,10 +95,19 @@ impl Change<'_> {
         self.state.epoch
     }
 
-    fn logged(&self, map: &DashMap<InodeRef, u64>, key: InodeRef, rec: Record) -> Result<(), Errno> {
-        if let Some(why) = self.ledger.poison.lock().as_ref() {
-            return Err(poisoned(why));
+    /// Refuses every usage change once the ledger is poisoned (a failed log write or
+    /// checkpoint): what is durable is no longer known.
+    fn check_poison(&self) -> Result<(), Errno> {
+        if self.ledger.poisoned.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(poisoned(self.ledger.poison.lock().as_deref().unwrap_or("checkpoint failed")));
         }
+        if self.state.log.is_poisoned() {
+            return Err(poisoned(&self.state.log.poisoned().unwrap_or_default()));
+        }
+        Ok(())
+    }
+
+    fn logged(&self, map: &DashMap<InodeRef, u64>, key: InodeRef, rec: Record) -> Result<(), Errno> {
         let seq = match map.entry(key) {
             Entry::Occupied(e) => *e.get(),
             Entry::Vacant(v) => {
@@ -113,6 +123,7 @@ impl Change<'_> {
     /// stripe lock held. Logs its charge before the change, once per epoch, unless it was born
     /// in this epoch.
     pub fn touch(&self, r: InodeRef, before: Charge, birth: u64) -> Result<(), Errno> {
+        self.check_poison()?;
         if self.state.born.contains(&r) {
             return Ok(());
         }
@@ -123,6 +134,7 @@ impl Change<'_> {
     /// Call before an inode born in this epoch can appear in directory `dir` (a creation in
     /// it, or a rename or link of a newly born inode into it).
     pub fn dir_dirty(&self, dir: InodeRef) -> Result<(), Errno> {
+        self.check_poison()?;
         if self.state.born.contains(&dir) {
             // Recovery descends into directories born in the epoch by itself.
             return Ok(());
@@ -177,6 +189,7 @@ impl Ledger {
             last_checkpoint: Mutex::new(Some(SystemTime::now())),
             last_recovery: Mutex::new(report),
             poison: Mutex::new(None),
+            poisoned: std::sync::atomic::AtomicBool::new(false),
         };
         Ok(ledger)
     }
@@ -301,6 +314,7 @@ impl Ledger {
         if let Err(why) = finish() {
             tracing::error!(error = %why, "checkpoint failed; the ledger refuses usage changes until restarted");
             *self.poison.lock() = Some(why.clone());
+            self.poisoned.store(true, std::sync::atomic::Ordering::Release);
             return Err(why);
         }
         recovery::remove_logs_before(&self.state_dir, snapshot.epoch);

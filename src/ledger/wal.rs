@@ -282,6 +282,8 @@ pub struct LogWriter {
     file: Mutex<File>,
     durable_seq: AtomicU64,
     poison: Mutex<Option<String>>,
+    /// Set with `poison`, read on every usage-changing operation.
+    poisoned_flag: std::sync::atomic::AtomicBool,
     syncs: AtomicU64,
     records: AtomicU64,
 }
@@ -302,6 +304,7 @@ impl LogWriter {
             file: Mutex::new(file),
             durable_seq: AtomicU64::new(0),
             poison: Mutex::new(None),
+            poisoned_flag: std::sync::atomic::AtomicBool::new(false),
             syncs: AtomicU64::new(0),
             records: AtomicU64::new(0),
         })
@@ -318,6 +321,11 @@ impl LogWriter {
     /// fdatasync calls made, records appended.
     pub fn counters(&self) -> (u64, u64) {
         (self.syncs.load(Ordering::Relaxed), self.records.load(Ordering::Relaxed))
+    }
+
+    /// Cheap check: has a write or sync of this log failed?
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned_flag.load(Ordering::Acquire)
     }
 
     pub fn poisoned(&self) -> Option<String> {
@@ -367,6 +375,7 @@ impl LogWriter {
                 let why = format!("{}: {e}", self.path.display());
                 tracing::error!(error = %why, "activity log write failed; refusing usage-changing operations");
                 *self.poison.lock() = Some(why.clone());
+                self.poisoned_flag.store(true, Ordering::Release);
                 Err(AppendError::Poisoned(why))
             }
         }

@@ -1,5 +1,5 @@
 //! `quotafs project assign`: re-tagging a directory tree with a project id and moving its
-//! usage, top-down, while tenants keep working in it.
+//! usage, top-down and in parallel, while tenants keep working in it.
 //!
 //! Each directory is re-tagged before it is listed, so whatever is created in it afterwards
 //! inherits the new project; each inode is moved under its stripe lock with its charge before
@@ -8,6 +8,9 @@
 
 use std::ffi::CStr;
 use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::{Condvar, Mutex};
 
 use super::Passthrough;
 use crate::backing::{Backing, Errno, Handle, sys};
@@ -47,44 +50,98 @@ impl Passthrough {
         Ok(true)
     }
 
-    /// Assigns `project` to the directory node `node` and everything beneath it.
-    pub fn assign_project(&self, node: u64, project: u32) -> Result<u64, String> {
+    /// Assigns `project` to the directory node `node` and everything beneath it, walking the
+    /// tree with `threads` workers. Returns how many inodes moved.
+    pub fn assign_project(&self, node: u64, project: u32, threads: usize) -> Result<u64, String> {
         let b = self.backing(inode::backing_of(node)).map_err(|e| format!("node {node}: {e}"))?;
         let ino = if node == inode::ROOT_ID { b.root_ino } else { node & ((1 << 56) - 1) };
         let root = Handle::ext4(ino as u32, 0);
         b.open_handle(&root, libc::O_RDONLY | libc::O_DIRECTORY)
             .map_err(|e| format!("cannot open the directory (node {node}): {e}"))?;
-        let mut changed = 0u64;
-        // Directories wait as handles, not descriptors: the walk holds one open directory.
-        let mut queue = vec![root];
-        let mut buf = vec![0u8; 64 * 1024];
-        while let Some(h) = queue.pop() {
-            let Ok(dir) = b.open_handle(&h, libc::O_RDONLY | libc::O_DIRECTORY) else { continue };
-            changed += u64::from(self.retag(b, dir.as_fd(), project).map_err(|e| format!("re-tag: {e}"))?);
+        // Directories wait as handles, not descriptors: each worker holds one open directory.
+        let queue = Mutex::new((vec![root], 0usize));
+        let wake = Condvar::new();
+        let changed = AtomicU64::new(0);
+        let failure = Mutex::new(None::<String>);
+        let next = || -> Option<Handle> {
+            let mut q = queue.lock();
             loop {
-                let batch = sys::read_dir(dir.as_fd(), &mut buf).map_err(|e| format!("list: {e}"))?;
-                if batch.is_empty() {
-                    break;
+                if failure.lock().is_some() {
+                    return None;
                 }
-                for e in batch {
-                    let name: &CStr = &e.name;
-                    if name == c"." || name == c".." {
-                        continue;
-                    }
-                    let st = match sys::stat_at(dir.as_fd(), name) {
-                        Ok(st) if st.st_dev == b.dev => st,
-                        _ => continue,
-                    };
-                    if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-                        if let Ok(h) = sys::name_to_handle(dir.as_fd(), name) {
-                            queue.push(h);
+                if let Some(h) = q.0.pop() {
+                    q.1 += 1;
+                    return Some(h);
+                }
+                if q.1 == 0 {
+                    wake.notify_all();
+                    return None;
+                }
+                wake.wait(&mut q);
+            }
+        };
+        std::thread::scope(|scope| {
+            for _ in 0..threads.max(1) {
+                scope.spawn(|| {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Some(h) = next() {
+                        let mut found = Vec::new();
+                        let r = self.assign_dir(b, &h, project, &mut buf, &mut found);
+                        match r {
+                            Ok(n) => {
+                                changed.fetch_add(n, Ordering::Relaxed);
+                            }
+                            Err(e) => *failure.lock() = Some(e),
                         }
-                    } else if let Ok(fd) = sys::open_entry(dir.as_fd(), name) {
-                        changed += u64::from(self.retag(b, fd.as_fd(), project).map_err(|e| format!("re-tag: {e}"))?);
+                        let mut q = queue.lock();
+                        q.1 -= 1;
+                        q.0.extend(found);
+                        wake.notify_all();
                     }
+                });
+            }
+        });
+        match failure.into_inner() {
+            Some(e) => Err(e),
+            None => Ok(changed.into_inner()),
+        }
+    }
+
+    /// Re-tags directory `h` (before listing it, so what is created in it from now on
+    /// inherits the new project), then its non-directory entries; returns its subdirectories
+    /// in `found`.
+    fn assign_dir(
+        &self,
+        b: &Backing,
+        h: &Handle,
+        project: u32,
+        buf: &mut [u8],
+        found: &mut Vec<Handle>,
+    ) -> Result<u64, String> {
+        let Ok(dir) = b.open_handle(h, libc::O_RDONLY | libc::O_DIRECTORY) else { return Ok(0) };
+        let mut changed = u64::from(self.retag(b, dir.as_fd(), project).map_err(|e| format!("re-tag: {e}"))?);
+        loop {
+            let batch = sys::read_dir(dir.as_fd(), buf).map_err(|e| format!("list: {e}"))?;
+            if batch.is_empty() {
+                return Ok(changed);
+            }
+            for e in batch {
+                let name: &CStr = &e.name;
+                if name == c"." || name == c".." {
+                    continue;
+                }
+                let st = match sys::stat_at(dir.as_fd(), name) {
+                    Ok(st) if st.st_dev == b.dev => st,
+                    _ => continue,
+                };
+                if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+                    if let Ok(h) = sys::name_to_handle(dir.as_fd(), name) {
+                        found.push(h);
+                    }
+                } else if let Ok(fd) = sys::open_entry(dir.as_fd(), name) {
+                    changed += u64::from(self.retag(b, fd.as_fd(), project).map_err(|e| format!("re-tag: {e}"))?);
                 }
             }
         }
-        Ok(changed)
     }
 }

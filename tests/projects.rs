@@ -1,0 +1,87 @@
+//! Projects: assigning a tree while tenants write in it moves its usage exactly; new inodes
+//! inherit their directory's project; a file renamed into another project takes its usage
+//! along; a hard link or a directory rename into another project answers EXDEV (and `mv` of a
+//! directory falls back to copying, charged to the new project); `project list` and `clear`.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{BIN, Fixture, assert_exact, errno_of, report, run_ok};
+
+fn project(f: &Fixture, id: u32) -> (u64, u64) {
+    report(&f.state).get(&("project".to_string(), id)).copied().unwrap_or_default()
+}
+
+#[test]
+fn assign_while_tenants_write_and_cross_project_moves() {
+    let f = Fixture::new("projects");
+    let st = f.state.to_str().unwrap().to_string();
+    f.home("site", 1000, 1000);
+    f.sh_ok(1000, 1000, "cd site && for d in $(seq 20); do mkdir d$d; for i in $(seq 50); do head -c $((i * 100)) /dev/zero > d$d/f$i; done; done");
+    // A tenant keeps creating, growing and removing files in the tree during the assignment.
+    let mut tenant = Command::new("setpriv")
+        .args(["--reuid=1000", "--regid=1000", "--clear-groups", "sh", "-c"])
+        .arg("i=0; while true; do i=$((i+1)); d=d$((i % 20 + 1)); echo $i >> site/$d/live; head -c 5000 /dev/zero > site/$d/n$i; rm -f site/$d/n$((i-3)); done")
+        .current_dir(&f.mnt)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    run_ok(
+        Command::new(BIN)
+            .args(["--state-dir", &st, "project", "assign"])
+            .arg(f.m("site"))
+            .args(["--id", "42", "--name", "site"]),
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = tenant.kill();
+    let _ = tenant.wait();
+    assert_exact(&f.state, f.backing(), "after assigning while a tenant writes");
+    // Everything in the tree is project 42, including what was created during the walk.
+    let inodes = run_ok(Command::new("sh").arg("-c").arg(format!("find {} | wc -l", f.m("site").display())));
+    assert_eq!(project(&f, 42).1, inodes.trim().parse::<u64>().unwrap(), "every inode of the tree is in project 42");
+    let list = run_ok(Command::new(BIN).args(["--state-dir", &st, "project", "list"]));
+    assert!(list.lines().any(|l| l.contains("42") && l.contains("site")), "{list}");
+
+    // New inodes inherit; a file renamed into another project takes its usage along.
+    std::fs::create_dir(f.m("other")).unwrap();
+    run_ok(Command::new(BIN).args(["--state-dir", &st, "project", "assign"]).arg(f.m("other")).args(["--id", "43"]));
+    std::fs::write(f.m("site/big"), vec![1u8; 1 << 20]).unwrap();
+    let (before42, before43) = (project(&f, 42), project(&f, 43));
+    std::fs::rename(f.m("site/big"), f.m("other/big")).unwrap();
+    let (after42, after43) = (project(&f, 42), project(&f, 43));
+    assert!(
+        before42.0 - after42.0 >= 1 << 20 && after43.0 - before43.0 >= 1 << 20,
+        "{before42:?} {after42:?} {before43:?} {after43:?}"
+    );
+    assert_eq!((before42.1 - after42.1, after43.1 - before43.1), (1, 1));
+
+    // A hard link into another project, or a directory renamed into one: EXDEV.
+    assert_eq!(errno_of(std::fs::hard_link(f.m("other/big"), f.m("site/big-link"))), libc::EXDEV);
+    assert_eq!(errno_of(std::fs::rename(f.m("site/d1"), f.m("other/d1"))), libc::EXDEV);
+    // Within one project both work.
+    std::fs::hard_link(f.m("site/d2/f1"), f.m("site/d3/link")).unwrap();
+    std::fs::rename(f.m("site/d4"), f.m("site/d3/d4")).unwrap();
+    // mv falls back to copying a directory; the copy is charged to the new project.
+    run_ok(Command::new("mv").arg(f.m("site/d5")).arg(f.m("other/")));
+    assert!(f.m("other/d5/f50").exists() && !f.m("site/d5").exists());
+    assert_exact(&f.state, f.backing(), "after cross-project moves");
+
+    // clear returns a tree to project 0.
+    run_ok(Command::new(BIN).args(["--state-dir", &st, "project", "clear"]).arg(f.m("other")));
+    assert_eq!(project(&f, 43), (0, 0));
+    assert_exact(&f.state, f.backing(), "after clear");
+
+    // Bad input: not a directory, not on the mount, id 0.
+    for args in [
+        vec!["project".to_string(), "assign".into(), f.m("other/big").display().to_string(), "--id".into(), "5".into()],
+        vec!["project".to_string(), "assign".into(), "/tmp".into(), "--id".into(), "5".into()],
+        vec!["project".to_string(), "assign".into(), f.m("site").display().to_string(), "--id".into(), "0".into()],
+    ] {
+        let out = Command::new(BIN).args(["--state-dir", &st]).args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
