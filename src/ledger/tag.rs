@@ -57,10 +57,15 @@ fn parse(r: Result<usize, Errno>, buf: &[u8]) -> Result<Option<Tag>, Errno> {
     }
 }
 
-/// The tag of the inode `fd` refers to (any descriptor, `O_PATH` included).
+/// The tag of the inode `fd` refers to (any descriptor, `O_PATH` included: xattr calls on an
+/// `O_PATH` fd fail with EBADF, and then go through `/proc/self/fd`).
 pub fn read_fd(fd: BorrowedFd<'_>) -> Result<Option<Tag>, Errno> {
     let mut buf = [0u8; 32];
-    parse(sys::get_xattr_of(fd, NAME, &mut buf), &buf)
+    let r = match sys::get_xattr(fd, NAME, &mut buf) {
+        Err(Errno(libc::EBADF)) => sys::get_xattr_of(fd, NAME, &mut buf),
+        other => other,
+    };
+    parse(r, &buf)
 }
 
 /// The tag of `name` in directory `dir`.
@@ -70,7 +75,10 @@ pub fn read_at(dir: BorrowedFd<'_>, name: &CStr) -> Result<Option<Tag>, Errno> {
 }
 
 pub fn write_fd(fd: BorrowedFd<'_>, tag: Tag) -> Result<(), Errno> {
-    sys::set_xattr_of(fd, NAME, &tag.encode())
+    match sys::set_xattr(fd, NAME, &tag.encode(), 0) {
+        Err(Errno(libc::EBADF)) => sys::set_xattr_of(fd, NAME, &tag.encode()),
+        other => other,
+    }
 }
 
 #[cfg(test)]
