@@ -41,6 +41,9 @@ pub struct FileConfig {
     pub max_write: Option<u32>,
     /// Seconds between ledger checkpoints (snapshot + new activity log). Default: 30.
     pub checkpoint_interval: Option<f64>,
+    /// Uids never refused for quota (root always is); their usage is still counted.
+    /// Default: none.
+    pub exempt_uids: Option<Vec<u32>>,
 }
 
 impl FileConfig {
@@ -65,6 +68,7 @@ pub struct MountConfig {
     pub acl: bool,
     pub max_write: u32,
     pub checkpoint_interval: Duration,
+    pub exempt_uids: Vec<u32>,
 }
 
 fn default_threads() -> usize {
@@ -264,6 +268,7 @@ pub fn validate_mount(file: FileConfig, flags: FileConfig) -> Result<MountConfig
             }
             Duration::from_secs_f64(secs)
         },
+        exempt_uids: flags.exempt_uids.or(file.exempt_uids).unwrap_or_default(),
     })
 }
 

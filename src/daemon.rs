@@ -84,7 +84,8 @@ pub fn run(cfg: &MountConfig) -> Result<(), String> {
     let backings = Arc::new(vec![Backing::open(BackingIndex(0), &cfg.backing)?]);
     // Recovery (or the first-mount scan) runs to completion before anything is mounted: the
     // mount never serves a request against a ledger that is not exact.
-    let ledger = Arc::new(Ledger::open(&cfg.state_dir, Arc::clone(&backings))?);
+    let ledger =
+        Arc::new(Ledger::open(&cfg.state_dir, Arc::clone(&backings), cfg.exempt_uids.iter().copied().collect())?);
     let ops = Arc::new(Passthrough::new(
         Arc::clone(&backings),
         Arc::clone(&ledger),

@@ -63,7 +63,15 @@ fn new_trees_moves_and_open_unlinked_files_survive_kill9() {
     let p1 = report[&("project".to_string(), 21)];
     assert!(p1.0 >= 100_000, "the unlinked file is still charged while open: {p1:?}");
     drop(held);
-    let after = common::report(&f.state)[&("project".to_string(), 21)];
+    // RELEASE reaches the daemon asynchronously after close() returns.
+    let mut after = p1;
+    for _ in 0..100 {
+        after = common::report(&f.state)[&("project".to_string(), 21)];
+        if after.1 + 1 == p1.1 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     assert!(after.0 + 100_000 <= p1.0 && after.1 + 1 == p1.1, "charged off at the last close: {p1:?} -> {after:?}");
     assert_exact(&f.state, f.backing(), "live");
     f.kill9();

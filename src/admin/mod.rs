@@ -22,12 +22,30 @@ pub fn socket_path(state_dir: &Path) -> PathBuf {
 pub enum Request {
     Report,
     Status,
-    Check { repair: bool },
+    Check {
+        repair: bool,
+    },
     Checkpoint,
-    ProjectAssign { node: u64, id: u32, name: Option<String> },
+    ProjectAssign {
+        node: u64,
+        id: u32,
+        name: Option<String>,
+    },
+    /// Merges `change` into the limits of `key` (a `LimitKey::key()`).
+    QuotaSet {
+        key: u64,
+        change: crate::quota::limits::Limits,
+    },
+    QuotaClear {
+        key: u64,
+    },
+    QuotaGet {
+        key: u64,
+    },
 }
 
-/// One row of `quotafs report`.
+/// One row of `quotafs report`: usage, the limits in force (own or default; null: none), and
+/// when a running grace period ends (RFC 3339, null: none running).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Row {
     pub kind: String,
@@ -35,6 +53,13 @@ pub struct Row {
     pub name: Option<String>,
     pub bytes_used: u64,
     pub inodes_used: u64,
+    pub bytes_soft: Option<u64>,
+    pub bytes_hard: Option<u64>,
+    pub inodes_soft: Option<u64>,
+    pub inodes_hard: Option<u64>,
+    pub grace_expires: Option<String>,
+    /// Also for inodes, when its grace period differs from the bytes'.
+    pub inodes_grace_expires: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

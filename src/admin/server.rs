@@ -10,18 +10,41 @@ use super::{CheckReport, DriftRow, Request, Response, Row};
 use crate::check::{self, scan};
 use crate::ledger::Ledger;
 use crate::passthrough::Passthrough;
+use crate::quota::limits::{LimitKey, Limits, rfc3339};
 use crate::quota::{Subject, Usage};
 
-/// Usage rows for `report`, names resolved.
-pub fn rows(usage: &std::collections::BTreeMap<Subject, Usage>, names: &Names) -> Vec<Row> {
-    usage
-        .iter()
-        .map(|(s, u)| Row {
-            kind: s.kind().to_string(),
-            id: s.id(),
-            name: names.name(*s),
-            bytes_used: u.bytes,
-            inodes_used: u.inodes,
+/// Rows for `report`: every subject with usage or limits of its own, sorted by kind and id.
+pub fn rows(
+    usage: &std::collections::BTreeMap<Subject, Usage>,
+    names: &Names,
+    limits: &std::collections::HashMap<LimitKey, Limits>,
+    grace: &crate::quota::enforce::GraceMap,
+) -> Vec<Row> {
+    let mut subjects: std::collections::BTreeSet<Subject> = usage.keys().copied().collect();
+    subjects.extend(limits.keys().filter_map(|k| if let LimitKey::Subject(s) = k { Some(*s) } else { None }));
+    subjects
+        .into_iter()
+        .map(|s| {
+            let u = usage.get(&s).copied().unwrap_or_default();
+            let default = match s {
+                Subject::User(_) => LimitKey::DefaultUser,
+                Subject::Project(_) => LimitKey::DefaultProject,
+            };
+            let l = limits.get(&LimitKey::Subject(s)).or_else(|| limits.get(&default)).copied().unwrap_or_default();
+            let expires = |inodes: bool| grace.get(&(s, inodes)).map(|since| rfc3339(since + l.grace_secs()));
+            Row {
+                kind: s.kind().to_string(),
+                id: s.id(),
+                name: names.name(s),
+                bytes_used: u.bytes,
+                inodes_used: u.inodes,
+                bytes_soft: l.bytes_soft,
+                bytes_hard: l.bytes_hard,
+                inodes_soft: l.inodes_soft,
+                inodes_hard: l.inodes_hard,
+                grace_expires: expires(false),
+                inodes_grace_expires: expires(true),
+            }
         })
         .collect()
 }
@@ -93,7 +116,36 @@ impl Server {
         match req {
             Request::Report => {
                 let names = Names::load(self.ledger.project_names());
-                Response::Report { rows: rows(&self.ledger.table().snapshot(), &names) }
+                let e = self.ledger.enforcer();
+                Response::Report {
+                    rows: rows(&self.ledger.table().snapshot(), &names, &e.all_limits(), &e.grace_snapshot()),
+                }
+            }
+            Request::QuotaSet { key, change } => {
+                let Some(key) = LimitKey::from_key(key) else {
+                    return Response::Error { message: "bad limit key".into() };
+                };
+                let current = self.ledger.enforcer().get(key).unwrap_or_default();
+                match current.merged(&change).and_then(|m| self.ledger.set_limits(key, Some(m)).map(|()| m)) {
+                    Ok(m) => Response::Done { message: serde_json::to_string(&m).unwrap_or_default() },
+                    Err(e) => Response::Error { message: e },
+                }
+            }
+            Request::QuotaGet { key } => match LimitKey::from_key(key) {
+                Some(key) => Response::Done {
+                    message: serde_json::to_string(&self.ledger.enforcer().get(key).unwrap_or_default())
+                        .unwrap_or_default(),
+                },
+                None => Response::Error { message: "bad limit key".into() },
+            },
+            Request::QuotaClear { key } => {
+                let Some(key) = LimitKey::from_key(key) else {
+                    return Response::Error { message: "bad limit key".into() };
+                };
+                match self.ledger.set_limits(key, None) {
+                    Ok(()) => Response::Done { message: "cleared".into() },
+                    Err(e) => Response::Error { message: e },
+                }
             }
             Request::Status => {
                 let mut status = self.ledger.status_json(&self.ops);

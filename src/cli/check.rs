@@ -38,7 +38,7 @@ fn offline(cli: &Cli, args: &CheckArgs, dir: &std::path::Path) -> Result<CheckRe
                 let _ = std::fs::rename(&log, &aside);
             }
             let result = scan::scan(&backings, scan::Mode::Tag, threads).map_err(CliError::failed)?;
-            let snap = Snapshot { epoch, usage: result.usage.clone() };
+            let snap = Snapshot { epoch, usage: result.usage.clone(), grace: None };
             store.commit(&snap).map_err(CliError::failed)?;
             let mut report = check_report(&result, &snap.usage);
             report.repaired = true;
@@ -50,7 +50,9 @@ fn offline(cli: &Cli, args: &CheckArgs, dir: &std::path::Path) -> Result<CheckRe
     let result = scan::scan(&backings, scan::Mode::Count, threads).map_err(CliError::failed)?;
     let mut report = check_report(&result, &snap.usage);
     if args.repair && !report.drift.is_empty() && result.errors == 0 {
-        store.commit(&Snapshot { epoch: snap.epoch + 1, usage: result.usage }).map_err(CliError::failed)?;
+        store
+            .commit(&Snapshot { epoch: snap.epoch + 1, usage: result.usage, grace: None })
+            .map_err(CliError::failed)?;
         recovery::remove_logs_before(dir, snap.epoch + 1);
         report.repaired = true;
     }

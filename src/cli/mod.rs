@@ -5,6 +5,7 @@ mod check;
 mod demo;
 mod mount;
 mod project;
+mod quota;
 mod report;
 mod status;
 
@@ -64,6 +65,9 @@ pub enum Command {
     Check(CheckArgs),
     /// Snapshot the ledger now (e.g. before backing up the state dir); needs the daemon.
     Checkpoint,
+    /// Limits: set, get or clear a user's, a project's or the default limits.
+    #[command(subcommand)]
+    Quota(QuotaCommand),
     /// Directory-tree quotas: assign, list, clear project ids.
     #[command(subcommand)]
     Project(ProjectCommand),
@@ -77,6 +81,12 @@ pub struct ReportArgs {
     /// Sizes in bytes instead of human units.
     #[arg(long)]
     pub bytes: bool,
+    /// Only users (a uid or name, or `all`).
+    #[arg(long, value_name = "UID|NAME")]
+    pub user: Option<String>,
+    /// Only projects (an id or name, or `all`).
+    #[arg(long, value_name = "ID|NAME")]
+    pub project: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -97,6 +107,55 @@ pub struct CheckArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Whose limits: exactly one of these.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct Target {
+    /// A user, by uid or name.
+    #[arg(long, value_name = "UID|NAME")]
+    pub user: Option<String>,
+    /// A project, by id or name.
+    #[arg(long, value_name = "ID|NAME")]
+    pub project: Option<String>,
+    /// The limits of users that have none of their own.
+    #[arg(long)]
+    pub default_user: bool,
+    /// The limits of projects that have none of their own.
+    #[arg(long)]
+    pub default_project: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QuotaCommand {
+    /// Set limits (fields not given keep their value). Sizes: bytes or K/M/G/T (powers of
+    /// 1024); durations: 30s, 15m, 12h, 7d, 2w. Durable and in force when this returns.
+    Set {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, value_name = "SIZE")]
+        bytes_soft: Option<String>,
+        #[arg(long, value_name = "SIZE")]
+        bytes_hard: Option<String>,
+        #[arg(long, value_name = "N")]
+        inodes_soft: Option<String>,
+        #[arg(long, value_name = "N")]
+        inodes_hard: Option<String>,
+        /// How long usage may stay over a soft limit [default: 7d].
+        #[arg(long, value_name = "DURATION")]
+        grace: Option<String>,
+    },
+    /// Show limits and usage.
+    Get {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Remove limits (a subject then falls back to the defaults, if any).
+    Clear {
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,6 +206,9 @@ pub struct MountArgs {
     /// Seconds between ledger checkpoints [default: 30].
     #[arg(long, value_name = "SECS")]
     pub checkpoint_interval: Option<f64>,
+    /// A uid never refused for quota (repeatable; root always is). Usage is still counted.
+    #[arg(long, value_name = "UID")]
+    pub exempt_uid: Vec<u32>,
     /// Serve read-only opens through the daemon instead of FUSE passthrough.
     #[arg(long)]
     pub no_passthrough: bool,
@@ -218,5 +280,6 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Check(args) => check::run(&cli, args),
         Command::Project(cmd) => project::run(&cli, cmd),
         Command::Checkpoint => checkpoint(&cli),
+        Command::Quota(cmd) => quota::run(&cli, cmd),
     }
 }

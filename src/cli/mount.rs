@@ -17,6 +17,7 @@ pub fn run(cli: &Cli, args: &MountArgs) -> Result<(), CliError> {
         acl: args.no_acl.then_some(false),
         max_write: args.max_write,
         checkpoint_interval: args.checkpoint_interval,
+        exempt_uids: (!args.exempt_uid.is_empty()).then(|| args.exempt_uid.clone()),
     };
     let cfg = validate_mount(file, flags).map_err(CliError::usage)?;
     crate::daemon::run(&cfg).map_err(CliError::failed)

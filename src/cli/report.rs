@@ -38,27 +38,60 @@ pub fn fetch(cli: &Cli) -> Result<Vec<Row>, CliError> {
                     String::new()
                 }
             );
-            Ok(rows(&snap.usage, &Names::load(store.project_names().unwrap_or_default())))
+            Ok(rows(
+                &snap.usage,
+                &Names::load(store.project_names().unwrap_or_default()),
+                &store.limits().unwrap_or_default(),
+                &store.grace().unwrap_or_default(),
+            ))
         }
     }
 }
 
 pub fn run(cli: &Cli, args: &ReportArgs) -> Result<(), CliError> {
-    let rows = fetch(cli)?;
+    let matches = |want: &str, r: &Row| want == "all" || want == r.id.to_string() || r.name.as_deref() == Some(want);
+    let rows: Vec<Row> = fetch(cli)?
+        .into_iter()
+        .filter(|r| match (&args.user, &args.project) {
+            (None, None) => true,
+            (u, p) => {
+                (r.kind == "user" && u.as_deref().is_some_and(|u| matches(u, r)))
+                    || (r.kind == "project" && p.as_deref().is_some_and(|p| matches(p, r)))
+            }
+        })
+        .collect();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows).map_err(|e| CliError::failed(e.to_string()))?);
         return Ok(());
     }
-    let size = |b: u64| if args.bytes { b.to_string() } else { human(b) };
-    println!("{:<8} {:>10}  {:<16} {:>12} {:>10}", "KIND", "ID", "NAME", "USED", "INODES");
+    let size = |b: Option<u64>| match b {
+        None => "-".to_string(),
+        Some(b) if args.bytes => b.to_string(),
+        Some(b) => human(b),
+    };
+    let count = |n: Option<u64>| n.map_or("-".to_string(), |n| n.to_string());
+    let left = |t: &Option<String>| t.clone().unwrap_or_else(|| "-".into());
+    println!(
+        "{:<8} {:>10} {:<14} {:<2} {:>9} {:>9} {:>9} {:>20}  {:>9} {:>9} {:>9} {:>20}",
+        "KIND", "ID", "NAME", "", "USED", "SOFT", "HARD", "GRACE ENDS", "INODES", "SOFT", "HARD", "GRACE ENDS"
+    );
     for r in rows {
+        let over = |used: u64, soft: Option<u64>| if soft.is_some_and(|s| used > s) { '+' } else { '-' };
         println!(
-            "{:<8} {:>10}  {:<16} {:>12} {:>10}",
+            "{:<8} {:>10} {:<14} {}{} {:>9} {:>9} {:>9} {:>20}  {:>9} {:>9} {:>9} {:>20}",
             r.kind,
             r.id,
             r.name.as_deref().unwrap_or("-"),
-            size(r.bytes_used),
-            r.inodes_used
+            over(r.bytes_used, r.bytes_soft),
+            over(r.inodes_used, r.inodes_soft),
+            size(Some(r.bytes_used)),
+            size(r.bytes_soft),
+            size(r.bytes_hard),
+            left(&r.grace_expires),
+            r.inodes_used,
+            count(r.inodes_soft),
+            count(r.inodes_hard),
+            left(&r.inodes_grace_expires),
         );
     }
     Ok(())

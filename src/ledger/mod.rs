@@ -25,7 +25,9 @@ use dashmap::{DashMap, DashSet};
 use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use crate::backing::{Backing, Errno, sys};
-use crate::quota::{Charge, UsageTable};
+use crate::quota::enforce::Enforcer;
+use crate::quota::limits::{LimitKey, Limits};
+use crate::quota::{Charge, Subject, UsageTable};
 use store::{Snapshot, Store};
 use wal::{InodeRef, LogWriter, Record};
 
@@ -74,6 +76,8 @@ pub struct Ledger {
     checkpoint_lock: Mutex<()>,
     last_checkpoint: Mutex<Option<SystemTime>>,
     last_recovery: Mutex<RecoveryReport>,
+    /// Limits in force, grace timers, refusals.
+    enforcer: Enforcer,
     /// Set when a checkpoint's syncfs or commit failed: no usage change is accepted after it.
     poison: Mutex<Option<String>>,
     poisoned: std::sync::atomic::AtomicBool,
@@ -150,9 +154,12 @@ impl Change<'_> {
         self.state.born.insert(r);
     }
 
-    /// Settles one inode's charge in the usage table.
+    /// Settles one inode's charge in the usage table (and the grace timers of its subjects).
     pub fn apply(&self, before: Option<Charge>, after: Option<Charge>) {
         self.ledger.table.apply(before, after);
+        for c in [before, after].into_iter().flatten() {
+            self.ledger.enforcer.settled(&self.ledger.table, &[Subject::User(c.uid), Subject::Project(c.project)]);
+        }
     }
 }
 
@@ -172,8 +179,13 @@ pub struct LedgerStatus {
 impl Ledger {
     /// Opens the ledger in `state_dir` for `backings`, recovering it (or counting the backings
     /// on first mount) before anything is served.
-    pub fn open(state_dir: &Path, backings: Arc<Vec<Backing>>) -> Result<Ledger, String> {
+    pub fn open(
+        state_dir: &Path,
+        backings: Arc<Vec<Backing>>,
+        exempt: std::collections::HashSet<u32>,
+    ) -> Result<Ledger, String> {
         let store = Store::open(state_dir)?;
+        let enforcer = Enforcer::new(store.limits()?, store.grace()?, exempt);
         let (snapshot, report) = recovery::recover(state_dir, &store, &backings)?;
         let log = LogWriter::create(state_dir, snapshot.epoch)
             .map_err(|e| format!("cannot create the activity log in {}: {e}", state_dir.display()))?;
@@ -188,6 +200,7 @@ impl Ledger {
             checkpoint_lock: Mutex::new(()),
             last_checkpoint: Mutex::new(Some(SystemTime::now())),
             last_recovery: Mutex::new(report),
+            enforcer,
             poison: Mutex::new(None),
             poisoned: std::sync::atomic::AtomicBool::new(false),
         };
@@ -196,6 +209,21 @@ impl Ledger {
 
     pub fn table(&self) -> &UsageTable {
         &self.table
+    }
+
+    pub fn enforcer(&self) -> &Enforcer {
+        &self.enforcer
+    }
+
+    /// Sets or removes the limits of `key`: durable in the store, then in force.
+    pub fn set_limits(&self, key: LimitKey, limits: Option<Limits>) -> Result<(), String> {
+        self.store.set_limits(key, limits.as_ref())?;
+        self.enforcer.set(key, limits);
+        // A lowered or removed soft limit starts or stops grace timers at once.
+        if let LimitKey::Subject(s) = key {
+            self.enforcer.settled(&self.table, &[s]);
+        }
+        Ok(())
     }
 
     /// Begins a usage-changing operation.
@@ -243,6 +271,10 @@ impl Ledger {
         f()
     }
 
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     pub fn project_names(&self) -> std::collections::BTreeMap<u32, String> {
         self.store.project_names().unwrap_or_default()
     }
@@ -279,6 +311,7 @@ impl Ledger {
                 "millis": r.duration.as_millis() as u64,
             },
             "inodes_cached": ops.cached_inodes(),
+            "refusals": self.enforcer.refusals().iter().map(|(s, n)| serde_json::json!({"kind": s.kind(), "id": s.id(), "refused": n})).collect::<Vec<_>>(),
             "subjects": self.table.snapshot().len(),
         })
     }
@@ -301,7 +334,8 @@ impl Ledger {
             let epoch = st.epoch + 1;
             let log = LogWriter::create(&self.state_dir, epoch)
                 .map_err(|e| format!("cannot create the activity log of epoch {epoch}: {e}"))?;
-            let snapshot = Snapshot { epoch, usage: self.table.snapshot() };
+            let snapshot =
+                Snapshot { epoch, usage: self.table.snapshot(), grace: Some(self.enforcer.grace_snapshot()) };
             *st = EpochState::new(epoch, log);
             snapshot
         };

@@ -155,7 +155,7 @@ pub fn recover(state_dir: &Path, store: &Store, backings: &[Backing]) -> Result<
         }
         sync_backings(backings)?;
         let epoch = logs.last().map_or(1, |(e, _)| e + 1);
-        let snap = Snapshot { epoch, usage: result.usage };
+        let snap = Snapshot { epoch, usage: result.usage, grace: None };
         store.commit(&snap)?;
         tracing::info!(
             inodes = result.inodes,
@@ -243,7 +243,7 @@ pub fn recover(state_dir: &Path, store: &Store, backings: &[Backing]) -> Result<
     report.new_inodes = walk.new_inodes;
 
     sync_backings(backings)?;
-    let snap = Snapshot { epoch: last_epoch + 1, usage: table.snapshot() };
+    let snap = Snapshot { epoch: last_epoch + 1, usage: table.snapshot(), grace: None };
     store.commit(&snap)?;
     report.duration = started.elapsed();
     tracing::info!(

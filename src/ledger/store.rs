@@ -10,11 +10,16 @@ use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+use crate::quota::enforce::GraceMap;
+use crate::quota::limits::{LimitKey, Limits};
 use crate::quota::{Subject, Usage};
 
 const USAGE: TableDefinition<u64, (u64, u64)> = TableDefinition::new("usage");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const PROJECT_NAMES: TableDefinition<u32, &str> = TableDefinition::new("project_names");
+const LIMITS: TableDefinition<u64, (u64, u64, u64, u64, u64, u64)> = TableDefinition::new("limits");
+/// Grace timers: (subject key << 1 | inodes) → Unix time the soft limit was first exceeded.
+const GRACE: TableDefinition<u128, u64> = TableDefinition::new("grace");
 const FORMAT: u64 = 1;
 
 /// The file name of the store in the state dir.
@@ -24,6 +29,8 @@ pub const FILE: &str = "ledger.redb";
 pub struct Snapshot {
     pub epoch: u64,
     pub usage: BTreeMap<Subject, Usage>,
+    /// Grace timers at the snapshot (saved with it; at most one checkpoint interval old).
+    pub grace: Option<GraceMap>,
 }
 
 pub struct Store {
@@ -96,7 +103,59 @@ impl Store {
             let (bytes, inodes) = v.value();
             usage.insert(subject, Usage { bytes, inodes });
         }
-        Ok(Some(Snapshot { epoch, usage }))
+        Ok(Some(Snapshot { epoch, usage, grace: None }))
+    }
+
+    /// Limits in force (per subject and defaults).
+    pub fn limits(&self) -> Result<std::collections::HashMap<LimitKey, Limits>, String> {
+        let p = &self.path;
+        let txn = self.db.begin_read().map_err(|e| err(p, "read", e))?;
+        let table = match txn.open_table(LIMITS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Default::default()),
+            Err(e) => return Err(err(p, "read limits", e)),
+        };
+        let mut out = std::collections::HashMap::new();
+        for row in table.iter().map_err(|e| err(p, "read limits", e))? {
+            let (k, v) = row.map_err(|e| err(p, "read limits", e))?;
+            let key = LimitKey::from_key(k.value()).ok_or_else(|| err(p, "bad limit key", k.value()))?;
+            out.insert(key, Limits::decode(v.value()));
+        }
+        Ok(out)
+    }
+
+    /// Sets (Some) or removes (None) the limits of `key`; durable on return.
+    pub fn set_limits(&self, key: LimitKey, limits: Option<&Limits>) -> Result<(), String> {
+        let p = &self.path;
+        let txn = self.db.begin_write().map_err(|e| err(p, "begin write", e))?;
+        {
+            let mut t = txn.open_table(LIMITS).map_err(|e| err(p, "open limits", e))?;
+            match limits {
+                Some(l) => t.insert(key.key(), l.encode()).map(drop),
+                None => t.remove(key.key()).map(drop),
+            }
+            .map_err(|e| err(p, "write limits", e))?;
+        }
+        txn.commit().map_err(|e| err(p, "commit", e))
+    }
+
+    /// Grace timers saved with the last snapshot.
+    pub fn grace(&self) -> Result<GraceMap, String> {
+        let p = &self.path;
+        let txn = self.db.begin_read().map_err(|e| err(p, "read", e))?;
+        let table = match txn.open_table(GRACE) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(GraceMap::new()),
+            Err(e) => return Err(err(p, "read grace timers", e)),
+        };
+        let mut out = GraceMap::new();
+        for row in table.iter().map_err(|e| err(p, "read grace timers", e))? {
+            let (k, v) = row.map_err(|e| err(p, "read grace timers", e))?;
+            if let Some(s) = Subject::from_key((k.value() >> 1) as u64) {
+                out.insert((s, k.value() & 1 == 1), v.value());
+            }
+        }
+        Ok(out)
     }
 
     /// Names given to projects (`project assign --name`).
@@ -143,6 +202,14 @@ impl Store {
             }
             let mut meta = txn.open_table(META).map_err(|e| err(p, "open meta", e))?;
             meta.insert("epoch", snap.epoch).map_err(|e| err(p, "write epoch", e))?;
+            if let Some(grace) = &snap.grace {
+                let mut g = txn.open_table(GRACE).map_err(|e| err(p, "open grace timers", e))?;
+                g.retain(|_, _| false).map_err(|e| err(p, "clear grace timers", e))?;
+                for ((s, inodes), since) in grace {
+                    let key = (u128::from(s.key()) << 1) | u128::from(*inodes);
+                    g.insert(key, *since).map_err(|e| err(p, "write grace timers", e))?;
+                }
+            }
             meta.insert("format", FORMAT).map_err(|e| err(p, "write format", e))?;
         }
         txn.commit().map_err(|e| err(p, "commit", e))
@@ -162,12 +229,16 @@ mod tests {
         let mut usage = BTreeMap::new();
         usage.insert(Subject::User(1000), Usage { bytes: 4096, inodes: 1 });
         usage.insert(Subject::Project(3), Usage { bytes: 4096, inodes: 1 });
-        store.commit(&Snapshot { epoch: 2, usage: usage.clone() }).unwrap();
+        store.commit(&Snapshot { epoch: 2, usage: usage.clone(), grace: None }).unwrap();
         drop(store);
         let store = Store::open(&dir).unwrap();
-        assert_eq!(store.load().unwrap(), Some(Snapshot { epoch: 2, usage }));
-        store.commit(&Snapshot { epoch: 3, usage: BTreeMap::new() }).unwrap();
-        assert_eq!(store.load().unwrap(), Some(Snapshot { epoch: 3, usage: BTreeMap::new() }), "old rows removed");
+        assert_eq!(store.load().unwrap(), Some(Snapshot { epoch: 2, usage, grace: None }));
+        store.commit(&Snapshot { epoch: 3, usage: BTreeMap::new(), grace: None }).unwrap();
+        assert_eq!(
+            store.load().unwrap(),
+            Some(Snapshot { epoch: 3, usage: BTreeMap::new(), grace: None }),
+            "old rows removed"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

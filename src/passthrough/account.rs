@@ -13,7 +13,50 @@ use crate::inode::Inode;
 use crate::ledger::Change;
 use crate::ledger::tag::{self, Tag};
 use crate::ledger::wal::InodeRef;
-use crate::quota::Charge;
+use crate::quota::enforce::Reservation;
+use crate::quota::{Charge, Subject};
+
+const BLOCK: u64 = 4096;
+
+/// Bytes of the blocks `[offset, offset + len)` touches.
+pub(super) fn span(offset: u64, len: u64) -> u64 {
+    if len == 0 {
+        return 0;
+    }
+    let start = offset / BLOCK * BLOCK;
+    let end = (offset + len).div_ceil(BLOCK) * BLOCK;
+    end - start
+}
+
+/// Bytes of the blocks in `[offset, offset + len)` that are not allocated yet (holes and the
+/// part past the end of file), from SEEK_DATA / SEEK_HOLE on the backing.
+fn new_blocks(fd: BorrowedFd<'_>, offset: u64, len: u64) -> Result<u64, Errno> {
+    if len == 0 {
+        return Ok(0);
+    }
+    let start = offset / BLOCK * BLOCK;
+    let end = (offset + len).div_ceil(BLOCK) * BLOCK;
+    let mut pos = start;
+    let mut holes = 0;
+    while pos < end {
+        let data = match sys::lseek(fd, pos as i64, libc::SEEK_DATA) {
+            Ok(d) => d as u64,
+            Err(Errno(libc::ENXIO)) => end, // no data from here on
+            Err(e) => return Err(e),
+        };
+        let data = data.max(pos);
+        if data >= end {
+            holes += end - pos;
+            break;
+        }
+        holes += data / BLOCK * BLOCK - pos.min(data / BLOCK * BLOCK);
+        pos = match sys::lseek(fd, data as i64, libc::SEEK_HOLE) {
+            Ok(h) => (h as u64).div_ceil(BLOCK) * BLOCK,
+            Err(e) => return Err(e),
+        };
+    }
+    Ok(holes)
+}
 
 /// An inode whose charge an operation is changing.
 pub(super) struct Tracked {
@@ -93,6 +136,55 @@ impl Passthrough {
         ch.born(key);
         ch.apply(None, Some(Charge::of(&st, project)));
         Ok((st, tag, handle))
+    }
+
+    /// Reserves an allocation of `want` bytes and `inodes` inodes for `subjects` (see
+    /// `Enforcer::reserve`); EDQUOT when it does not fit.
+    pub(super) fn reserve(
+        &self,
+        ctx: &super::Ctx,
+        subjects: &[Subject],
+        want: u64,
+        inodes: u64,
+        partial: bool,
+    ) -> Result<Reservation<'_>, Errno> {
+        self.ledger.enforcer().reserve(self.ledger.table(), ctx.uid, subjects, want, inodes, partial)
+    }
+
+    /// Reserves for writing `len` bytes at `offset` of open file `fd` (charged to `subjects`):
+    /// the worst case (every block the range touches is new) if it fits; else only the blocks
+    /// the range would newly allocate, and, with `partial`, as long a prefix as fits. Returns
+    /// the reservation and the length that may be written.
+    pub(super) fn reserve_range(
+        &self,
+        ctx: &super::Ctx,
+        subjects: &[Subject],
+        fd: BorrowedFd<'_>,
+        offset: u64,
+        len: u64,
+        partial: bool,
+    ) -> Result<(Reservation<'_>, u64), Errno> {
+        if let Ok(r) = self.reserve(ctx, subjects, span(offset, len), 0, false) {
+            return Ok((r, len));
+        }
+        let need_all = new_blocks(fd, offset, len)?;
+        if let Ok(r) = self.reserve(ctx, subjects, need_all, 0, false) {
+            return Ok((r, len));
+        }
+        if !partial {
+            return Err(Errno(libc::EDQUOT));
+        }
+        let r = self.reserve(ctx, subjects, need_all, 0, true)?;
+        // The longest prefix whose new blocks fit in what was granted.
+        let (mut lo, mut hi) = (0u64, len);
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            if new_blocks(fd, offset, mid)? <= r.bytes { lo = mid } else { hi = mid - 1 }
+        }
+        if lo == 0 {
+            return Err(Errno(libc::EDQUOT));
+        }
+        Ok((r, lo))
     }
 
     /// Counts an open of node `id` (unlinked inodes stay charged until their last close).

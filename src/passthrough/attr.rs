@@ -15,6 +15,7 @@ use crate::backing::creds::as_caller;
 use crate::backing::sys::TimeSpec;
 use crate::backing::{Errno, sys, xattr_name};
 use crate::inode::Inode;
+use crate::quota::Subject;
 
 /// The changes one SETATTR asks for.
 #[derive(Clone, Copy, Debug, Default)]
@@ -61,6 +62,20 @@ impl Passthrough {
             let ch = self.ledger.change();
             let _lock = self.ledger.lock_inode(inode.ino);
             let t = self.track(&ch, &inode, pfd.as_fd())?;
+            let owner = Subject::User(t.st.st_uid);
+            let project = Subject::Project(t.tag.project);
+            // A new owner takes the whole inode: it must fit under the new owner's limits.
+            let _chown = match a.uid {
+                Some(uid) if uid != t.st.st_uid => {
+                    Some(self.reserve(ctx, &[Subject::User(uid)], t.before.bytes, 1, false)?)
+                }
+                _ => None,
+            };
+            // Growing a file (a hole: nothing allocated yet) is refused only once over a limit.
+            let _grow = match a.size {
+                Some(size) if size > t.st.st_size as u64 => Some(self.reserve(ctx, &[owner, project], 0, 0, false)?),
+                _ => None,
+            };
             let r = self.apply_setattr(ctx, &inode, pfd.as_fd(), a);
             self.settle(&ch, &t, pfd.as_fd());
             r
@@ -159,14 +174,27 @@ impl Passthrough {
         let name = xattr_name(name)?;
         let fd = self.xattr_fd(id)?;
         // An xattr that does not fit in the inode takes a block: that is usage.
-        self.xattr_change(id, &fd, || as_caller(ctx, || sys::set_xattr(fd.as_fd(), &name, value, flags)))
+        self.xattr_change(ctx, id, &fd, true, || as_caller(ctx, || sys::set_xattr(fd.as_fd(), &name, value, flags)))
     }
 
-    fn xattr_change(&self, id: u64, fd: &OwnedFd, op: impl FnOnce() -> Result<(), Errno>) -> Result<(), Errno> {
+    fn xattr_change(
+        &self,
+        ctx: &Ctx,
+        id: u64,
+        fd: &OwnedFd,
+        allocates: bool,
+        op: impl FnOnce() -> Result<(), Errno>,
+    ) -> Result<(), Errno> {
         let inode = self.inode(id)?;
         let ch = self.ledger.change();
         let _lock = self.ledger.lock_inode(inode.ino);
         let t = self.track(&ch, &inode, fd.as_fd())?;
+        // An xattr may take a block: refused once the owner or project is over a limit.
+        let _r = if allocates {
+            Some(self.reserve(ctx, &[Subject::User(t.st.st_uid), Subject::Project(t.tag.project)], 0, 0, false)?)
+        } else {
+            None
+        };
         let r = op();
         self.settle(&ch, &t, fd.as_fd());
         r
@@ -178,7 +206,7 @@ impl Passthrough {
         }
         let name = xattr_name(name)?;
         let fd = self.xattr_fd(id).map_err(|e| if e.0 == libc::ENOTSUP { Errno(libc::ENODATA) } else { e })?;
-        self.xattr_change(id, &fd, || as_caller(ctx, || sys::remove_xattr(fd.as_fd(), &name)))
+        self.xattr_change(ctx, id, &fd, false, || as_caller(ctx, || sys::remove_xattr(fd.as_fd(), &name)))
     }
 
     /// access(2) as the caller (the kernel does not ask when default_permissions is on, but a

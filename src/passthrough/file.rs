@@ -18,6 +18,7 @@ use super::{Ctx, Passthrough};
 use crate::backing::creds::as_caller;
 use crate::backing::{Errno, sys};
 use crate::inode::handles::OpenFile;
+use crate::quota::Subject;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OpenMode {
@@ -92,22 +93,41 @@ impl Passthrough {
     }
 
     /// Runs `op` on open file `fh` as a usage-changing operation on its inode: tracked before,
-    /// settled after (also if `op` failed part-way).
-    fn changing<T>(&self, fh: u64, op: impl FnOnce(&OpenFile) -> Result<T, Errno>) -> Result<T, Errno> {
+    /// settled after (also if `op` failed part-way). `alloc` says what the operation may
+    /// allocate: `(offset, len, partial)` of a range, checked against the limits of the file's
+    /// owner and project; `op` gets the length it may use.
+    fn changing<T>(
+        &self,
+        ctx: &Ctx,
+        fh: u64,
+        alloc: Option<(u64, u64, bool)>,
+        op: impl FnOnce(&OpenFile, u64) -> Result<T, Errno>,
+    ) -> Result<T, Errno> {
         let file = self.files.get(fh)?;
         let inode = self.inode(file.node)?;
         let ch = self.ledger.change();
         let _lock = self.ledger.lock_inode(inode.ino);
         let t = self.track(&ch, &inode, file.fd.as_fd())?;
-        let r = op(&file);
+        let subjects = [Subject::User(t.st.st_uid), Subject::Project(t.tag.project)];
+        let (reservation, len) = match alloc {
+            Some((offset, len, partial)) => {
+                let (r, n) = self.reserve_range(ctx, &subjects, file.fd.as_fd(), offset, len, partial)?;
+                (Some(r), n)
+            }
+            None => (None, 0),
+        };
+        let r = op(&file, len);
         self.settle(&ch, &t, file.fd.as_fd());
+        drop(reservation);
         r
     }
 
     /// Writes `data` at `offset` with the caller's credentials (so ext4 clears setuid/setgid
-    /// bits for a non-root writer). A write that fails part-way returns the count written.
+    /// bits for a non-root writer). A write that fails part-way, or that would pass a quota
+    /// limit part-way, returns the count written (EDQUOT if nothing fits).
     pub fn write(&self, ctx: &Ctx, fh: u64, offset: u64, data: &[u8]) -> Result<usize, Errno> {
-        self.changing(fh, |file| {
+        self.changing(ctx, fh, Some((offset, data.len() as u64, true)), |file, len| {
+            let data = &data[..len as usize];
             as_caller(ctx, || {
                 let mut done = 0;
                 while done < data.len() {
@@ -135,7 +155,10 @@ impl Passthrough {
     }
 
     pub fn fallocate(&self, ctx: &Ctx, fh: u64, offset: u64, len: u64, mode: i32) -> Result<(), Errno> {
-        self.changing(fh, |file| as_caller(ctx, || sys::fallocate(file.fd.as_fd(), mode, offset, len)))
+        // Punching a hole or collapsing a range frees space; everything else may allocate.
+        let frees = mode & (libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_COLLAPSE_RANGE) != 0;
+        let alloc = (!frees).then_some((offset, len, false));
+        self.changing(ctx, fh, alloc, |file, _| as_caller(ctx, || sys::fallocate(file.fd.as_fd(), mode, offset, len)))
     }
 
     /// SEEK_DATA / SEEK_HOLE (the kernel answers the other whences itself).
@@ -156,8 +179,8 @@ impl Passthrough {
         flags: u32,
     ) -> Result<usize, Errno> {
         let src = self.files.get(fh_in)?;
-        let len = usize::try_from(len).unwrap_or(usize::MAX);
-        self.changing(fh_out, |dst| {
+        self.changing(ctx, fh_out, Some((off_out, len, true)), |dst, len| {
+            let len = usize::try_from(len).unwrap_or(usize::MAX);
             as_caller(ctx, || sys::copy_file_range(src.fd.as_fd(), off_in, dst.fd.as_fd(), off_out, len, flags))
         })
     }

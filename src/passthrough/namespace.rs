@@ -22,7 +22,7 @@ use crate::backing::{Errno, entry_name, sys};
 use crate::inode::{Inode, ROOT_ID};
 use crate::ledger::Change;
 use crate::ledger::tag;
-use crate::quota::Charge;
+use crate::quota::{Charge, Subject};
 
 /// Stripe locks held, and the stats of the entries they cover (None: no such entry).
 type LockedEntries<'a> = (Vec<parking_lot::MutexGuard<'a, ()>>, Vec<Option<libc::stat>>);
@@ -73,6 +73,7 @@ impl Passthrough {
         ctx: &Ctx,
         parent: u64,
         name: &CStr,
+        new_bytes: u64,
         make: impl FnMut(BorrowedFd<'_>) -> Result<Option<OwnedFd>, Errno>,
     ) -> Result<(Entry, Option<OwnedFd>), Errno> {
         let (dir, dirfd) = self.resolve_dir(parent)?;
@@ -80,6 +81,9 @@ impl Passthrough {
         let ch = self.ledger.change();
         let _lock = self.ledger.lock_inode(dir.ino);
         let pt = self.track(&ch, &dir, dirfd.as_fd())?;
+        // The new inode belongs to the caller and to the directory's project.
+        let _reservation =
+            self.reserve(ctx, &[Subject::User(ctx.uid), Subject::Project(pt.tag.project)], new_bytes, 1, false)?;
         ch.dir_dirty(dir.key())?;
         let mut make = make;
         let made = as_caller(ctx, || make(dirfd.as_fd()));
@@ -127,7 +131,7 @@ impl Passthrough {
     pub fn mkdir(&self, ctx: &Ctx, parent: u64, name: &OsStr, mode: u32, umask: u32) -> Result<Entry, Errno> {
         let name = entry_name(name)?;
         self.apply_umask(umask)?;
-        self.create_with(ctx, parent, &name, |dirfd| sys::mkdir_at(dirfd, &name, mode & 0o7777).map(|()| None))
+        self.create_with(ctx, parent, &name, 4096, |dirfd| sys::mkdir_at(dirfd, &name, mode & 0o7777).map(|()| None))
             .map(|(e, _)| e)
     }
 
@@ -142,14 +146,18 @@ impl Passthrough {
     ) -> Result<Entry, Errno> {
         let name = entry_name(name)?;
         self.apply_umask(umask)?;
-        self.create_with(ctx, parent, &name, |dirfd| sys::mknod_at(dirfd, &name, mode, u64::from(rdev)).map(|()| None))
-            .map(|(e, _)| e)
+        self.create_with(ctx, parent, &name, 0, |dirfd| {
+            sys::mknod_at(dirfd, &name, mode, u64::from(rdev)).map(|()| None)
+        })
+        .map(|(e, _)| e)
     }
 
     pub fn symlink(&self, ctx: &Ctx, parent: u64, name: &OsStr, target: &std::path::Path) -> Result<Entry, Errno> {
         let name = entry_name(name)?;
         let target = CString::new(target.as_os_str().as_bytes()).map_err(|_| Errno(libc::EINVAL))?;
-        self.create_with(ctx, parent, &name, |dirfd| sys::symlink_at(&target, dirfd, &name).map(|()| None))
+        // ext4 keeps targets under 60 bytes in the inode; longer ones take a block.
+        let bytes = if target.as_bytes().len() >= 60 { 4096 } else { 0 };
+        self.create_with(ctx, parent, &name, bytes, |dirfd| sys::symlink_at(&target, dirfd, &name).map(|()| None))
             .map(|(e, _)| e)
     }
 
@@ -166,7 +174,7 @@ impl Passthrough {
         let name = entry_name(name)?;
         self.apply_umask(umask)?;
         let open_flags = super::file::backing_open_flags(flags) | libc::O_CREAT;
-        let (entry, fd) = self.create_with(ctx, parent, &name, |dirfd| {
+        let (entry, fd) = self.create_with(ctx, parent, &name, 0, |dirfd| {
             sys::openat_beneath(dirfd, &name, open_flags, mode & 0o7777).map(Some)
         })?;
         let fd = fd.ok_or(Errno(libc::EIO))?;
@@ -178,7 +186,7 @@ impl Passthrough {
     /// descriptor needs CAP_DAC_READ_SEARCH); the kernel has already checked the caller's
     /// permission on the new parent and the protected_hardlinks rules. A link into another
     /// project is EXDEV: one inode, one project.
-    pub fn link(&self, id: u64, newparent: u64, newname: &OsStr) -> Result<Entry, Errno> {
+    pub fn link(&self, ctx: &Ctx, id: u64, newparent: u64, newname: &OsStr) -> Result<Entry, Errno> {
         let (inode, fd) = self.resolve(id)?;
         let (dir, dirfd) = self.resolve_dir(newparent)?;
         if inode.backing != dir.backing {
@@ -192,6 +200,9 @@ impl Passthrough {
         if itag.project != pt.tag.project {
             return Err(Errno(libc::EXDEV));
         }
+        let st = sys::stat_fd(fd.as_fd())?;
+        let _reservation =
+            self.reserve(ctx, &[Subject::User(st.st_uid), Subject::Project(itag.project)], 0, 0, false)?;
         if ch.is_born(inode.key()) {
             ch.dir_dirty(dir.key())?;
         }
@@ -314,6 +325,18 @@ impl Passthrough {
         if (cross && is_dir(&src_st)) || (back_cross && target_st.is_some_and(|t| is_dir(&t))) {
             return Err(Errno(libc::EXDEV));
         }
+        // A file moving into another project must fit there (and the exchanged one back).
+        let _in = if cross {
+            Some(self.reserve(ctx, &[Subject::Project(to_project)], (src_st.st_blocks as u64) * 512, 1, false)?)
+        } else {
+            None
+        };
+        let _back = match target_st {
+            Some(t) if back_cross => {
+                Some(self.reserve(ctx, &[Subject::Project(ft.tag.project)], (t.st_blocks as u64) * 512, 1, false)?)
+            }
+            _ => None,
+        };
         // Log what the rename will change before it happens.
         let src = if cross { Some(self.track_at(&ch, b, fromfd.as_fd(), &name)?) } else { None };
         let target = match target_st {

@@ -1,5 +1,8 @@
 //! Subjects (users and projects), usage, and what one inode is charged.
 
+pub mod enforce;
+pub mod limits;
+
 use std::collections::BTreeMap;
 
 use parking_lot::Mutex;
@@ -64,12 +67,6 @@ impl Charge {
     }
 }
 
-/// The in-memory usage table: exact at every moment a change has settled.
-#[derive(Debug, Default)]
-pub struct UsageTable {
-    map: Mutex<BTreeMap<Subject, Usage>>,
-}
-
 fn add(map: &mut BTreeMap<Subject, Usage>, s: Subject, bytes: u64, sign: i8) {
     let u = map.entry(s).or_default();
     if sign > 0 {
@@ -87,9 +84,33 @@ fn add(map: &mut BTreeMap<Subject, Usage>, s: Subject, bytes: u64, sign: i8) {
     }
 }
 
+/// Why a reservation was refused: which subject, which resource, its usage and the limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub subject: Subject,
+    pub inodes: bool,
+    pub usage: u64,
+    pub limit: u64,
+}
+
+#[derive(Debug, Default)]
+struct Tables {
+    usage: BTreeMap<Subject, Usage>,
+    /// Held by operations between their check and their settle (worst case).
+    reserved: BTreeMap<Subject, Usage>,
+}
+
+/// The in-memory usage table: exact at every moment a change has settled. It also holds the
+/// reservations of operations in flight, under the same lock, so that checking a limit and
+/// reserving against it is one atomic step for concurrent writers of one subject.
+#[derive(Debug, Default)]
+pub struct UsageTable {
+    t: Mutex<Tables>,
+}
+
 impl UsageTable {
     pub fn from_map(map: BTreeMap<Subject, Usage>) -> UsageTable {
-        UsageTable { map: Mutex::new(map) }
+        UsageTable { t: Mutex::new(Tables { usage: map, reserved: BTreeMap::new() }) }
     }
 
     /// Moves one inode's charge from `before` (None: it did not exist) to `after` (None: gone).
@@ -97,27 +118,86 @@ impl UsageTable {
         if before == after {
             return;
         }
-        let mut m = self.map.lock();
+        let mut t = self.t.lock();
+        let m = &mut t.usage;
         if let Some(b) = before {
-            add(&mut m, Subject::User(b.uid), b.bytes, -1);
-            add(&mut m, Subject::Project(b.project), b.bytes, -1);
+            add(m, Subject::User(b.uid), b.bytes, -1);
+            add(m, Subject::Project(b.project), b.bytes, -1);
         }
         if let Some(a) = after {
-            add(&mut m, Subject::User(a.uid), a.bytes, 1);
-            add(&mut m, Subject::Project(a.project), a.bytes, 1);
+            add(m, Subject::User(a.uid), a.bytes, 1);
+            add(m, Subject::Project(a.project), a.bytes, 1);
         }
     }
 
     pub fn get(&self, s: Subject) -> Usage {
-        self.map.lock().get(&s).copied().unwrap_or_default()
+        self.t.lock().usage.get(&s).copied().unwrap_or_default()
     }
 
     pub fn snapshot(&self) -> BTreeMap<Subject, Usage> {
-        self.map.lock().clone()
+        self.t.lock().usage.clone()
     }
 
     pub fn replace(&self, map: BTreeMap<Subject, Usage>) {
-        *self.map.lock() = map;
+        self.t.lock().usage = map;
+    }
+
+    /// Reserves up to `want_bytes` bytes and `inodes` inodes for every subject in `subjects`,
+    /// given each subject's caps `(bytes, inodes)` from `cap`. Grants all of `want_bytes` if it
+    /// fits, else (with `partial`) the most that fits for every subject; refuses if nothing
+    /// fits, or if an inode does not, or — for a request of nothing — if a subject is already
+    /// over a cap. Returns the bytes granted, now held until `release`.
+    pub fn reserve(
+        &self,
+        subjects: &[Subject],
+        want_bytes: u64,
+        inodes: u64,
+        partial: bool,
+        cap: impl Fn(Subject, Usage) -> (Option<u64>, Option<u64>),
+    ) -> Result<u64, Refusal> {
+        let mut t = self.t.lock();
+        let mut grant = want_bytes;
+        for &s in subjects {
+            let u = t.usage.get(&s).copied().unwrap_or_default();
+            let r = t.reserved.get(&s).copied().unwrap_or_default();
+            let (bytes_cap, inode_cap) = cap(s, u);
+            let used_bytes = u.bytes + r.bytes;
+            let used_inodes = u.inodes + r.inodes;
+            if let Some(c) = inode_cap
+                && (if inodes == 0 { used_inodes > c } else { used_inodes + inodes > c })
+            {
+                return Err(Refusal { subject: s, inodes: true, usage: u.inodes, limit: c });
+            }
+            if let Some(c) = bytes_cap {
+                let room = c.saturating_sub(used_bytes);
+                let refuse =
+                    if want_bytes == 0 { used_bytes > c } else { room == 0 || (!partial && room < want_bytes) };
+                if refuse {
+                    return Err(Refusal { subject: s, inodes: false, usage: u.bytes, limit: c });
+                }
+                grant = grant.min(room);
+            }
+        }
+        for &s in subjects {
+            let r = t.reserved.entry(s).or_default();
+            r.bytes += grant;
+            r.inodes += inodes;
+        }
+        Ok(grant)
+    }
+
+    /// Gives back a reservation.
+    pub fn release(&self, subjects: &[Subject], bytes: u64, inodes: u64) {
+        let mut t = self.t.lock();
+        for &s in subjects {
+            if let Some(r) = t.reserved.get_mut(&s) {
+                r.bytes = r.bytes.saturating_sub(bytes);
+                r.inodes = r.inodes.saturating_sub(inodes);
+                if *r == Usage::default() {
+                    t.reserved.remove(&s);
+                }
+            }
+        }
     }
 }
 
@@ -146,6 +226,25 @@ mod tests {
         assert_eq!(t.get(Subject::Project(7)), Usage { bytes: 8192, inodes: 1 });
         t.apply(Some(b), None);
         assert!(t.snapshot().is_empty(), "zero rows are dropped");
+    }
+
+    #[test]
+    fn reservations_are_atomic_and_partial() {
+        let t = UsageTable::default();
+        t.apply(None, Some(Charge { uid: 1, project: 0, bytes: 900 }));
+        let cap = |_: Subject, _: Usage| (Some(1000), Some(5));
+        let u = [Subject::User(1)];
+        assert_eq!(t.reserve(&u, 50, 1, false, cap), Ok(50));
+        // 950 used or reserved: 100 more does not fit whole; partial grants the 50 left.
+        assert!(t.reserve(&u, 100, 0, false, cap).is_err());
+        assert_eq!(t.reserve(&u, 100, 0, true, cap), Ok(50));
+        assert!(t.reserve(&u, 1, 0, true, cap).is_err(), "nothing left");
+        t.release(&u, 100, 1);
+        assert_eq!(t.reserve(&u, 100, 0, true, cap), Ok(100));
+        // A request of nothing is refused only when already over.
+        assert!(t.reserve(&u, 0, 0, false, cap).is_ok());
+        t.apply(None, Some(Charge { uid: 1, project: 0, bytes: 500 }));
+        assert!(t.reserve(&u, 0, 0, false, cap).is_err());
     }
 
     #[test]
