@@ -154,6 +154,11 @@ impl Server {
                 Response::Status { status }
             }
             Request::Check { repair } => {
+                // Everything written so far on disk with its final allocation, charged.
+                for b in self.ops.backings() {
+                    let _ = crate::backing::sys::syncfs(b.root_fd());
+                }
+                self.ledger.reconcile();
                 // Usage changes wait while the backings are counted, so the two agree exactly.
                 let result = self.ledger.paused(|| {
                     let scanned = scan::scan(self.ops.backings(), scan::Mode::Count, self.threads);

@@ -80,6 +80,8 @@ struct Walk<'a> {
     touched: &'a HashMap<InodeRef, Option<Charge>>,
     seen: HashSet<(u8, u64)>,
     table: &'a UsageTable,
+    /// Directories already listed (a logged directory can also be reached by descent).
+    listed_set: HashSet<(u8, u64)>,
     listed: usize,
     new_inodes: usize,
 }
@@ -116,20 +118,23 @@ impl Walk<'_> {
                 }
                 let handle = sys::name_to_handle(dir, name).map_err(|e| format!("handle during recovery: {e}"))?;
                 let r = InodeRef { backing, ino: st.st_ino, generation: handle.ext4_generation().unwrap_or(0) };
-                if self.touched.contains_key(&r) || !self.seen.insert((backing, st.st_ino)) {
-                    continue;
-                }
                 let child_project = t.map_or(project, |t| t.project);
-                if t.is_none() {
-                    // Created just before the crash: finish what creation would have done.
-                    let fd = sys::open_entry(dir, name).map_err(|e| format!("open during recovery: {e}"))?;
-                    let tag = tag::Tag { project: child_project, birth: self.from_epoch };
-                    tag::write_fd(fd.as_fd(), tag).map_err(|e| format!("tag during recovery: {e}"))?;
+                // Charged once: by the touched pass, or here the first time it is seen (hard
+                // links). But a new directory is always descended into, charged or not: what
+                // was created in it is only reachable this way.
+                let counted = self.touched.contains_key(&r) || !self.seen.insert((backing, st.st_ino));
+                if !counted {
+                    if t.is_none() {
+                        // Created just before the crash: finish what creation would have done.
+                        let fd = sys::open_entry(dir, name).map_err(|e| format!("open during recovery: {e}"))?;
+                        let tag = tag::Tag { project: child_project, birth: self.from_epoch };
+                        tag::write_fd(fd.as_fd(), tag).map_err(|e| format!("tag during recovery: {e}"))?;
+                    }
+                    let st = sys::stat_at(dir, name).unwrap_or(st);
+                    self.table.apply(None, Some(Charge::of(&st, child_project)));
+                    self.new_inodes += 1;
                 }
-                let st = sys::stat_at(dir, name).unwrap_or(st);
-                self.table.apply(None, Some(Charge::of(&st, child_project)));
-                self.new_inodes += 1;
-                if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+                if st.st_mode & libc::S_IFMT == libc::S_IFDIR && self.listed_set.insert((backing, st.st_ino)) {
                     let sub = b
                         .open_handle(&handle, libc::O_RDONLY | libc::O_DIRECTORY)
                         .map_err(|e| format!("open a new directory during recovery: {e}"))?;
@@ -225,8 +230,16 @@ pub fn recover(state_dir: &Path, store: &Store, backings: &[Backing]) -> Result<
             seen.insert((r.backing, r.ino));
         }
     }
-    let mut walk =
-        Walk { backings, from_epoch: snapshot.epoch, touched: &touched, seen, table: &table, listed: 0, new_inodes: 0 };
+    let mut walk = Walk {
+        backings,
+        from_epoch: snapshot.epoch,
+        touched: &touched,
+        seen,
+        table: &table,
+        listed_set: HashSet::new(),
+        listed: 0,
+        new_inodes: 0,
+    };
     for d in &dirty {
         let Some(b) = backings.get(d.backing as usize) else { continue };
         let handle = Handle::ext4(d.ino as u32, d.generation);

@@ -87,7 +87,9 @@ impl Passthrough {
     pub(super) fn track(&self, ch: &Change<'_>, inode: &Inode, fd: BorrowedFd<'_>) -> Result<Tracked, Errno> {
         let tag = self.tag_of(inode, fd)?;
         let st = sys::stat_fd(fd)?;
-        let before = Charge::of(&st, tag.project);
+        // What the ledger holds for it, if known; a block ext4 allocated at writeback since is
+        // then charged by this change.
+        let before = ch.remembered(inode.key()).unwrap_or(Charge::of(&st, tag.project));
         ch.touch(inode.key(), before, tag.birth)?;
         Ok(Tracked { key: inode.key(), tag, before, st })
     }
@@ -105,7 +107,7 @@ impl Passthrough {
         let handle = sys::name_to_handle(dir, name)?;
         let key = InodeRef { backing, ino: st.st_ino, generation: handle.ext4_generation().unwrap_or(0) };
         let tag = tag::read_at(dir, name)?.unwrap_or_else(|| untagged(key));
-        let before = Charge::of(&st, tag.project);
+        let before = ch.remembered(key).unwrap_or(Charge::of(&st, tag.project));
         ch.touch(key, before, tag.birth)?;
         Ok(Tracked { key, tag, before, st })
     }
@@ -113,7 +115,13 @@ impl Passthrough {
     /// After the change: charge what the inode holds now.
     pub(super) fn settle(&self, ch: &Change<'_>, t: &Tracked, fd: BorrowedFd<'_>) {
         match sys::stat_fd(fd) {
-            Ok(st) => ch.apply(Some(t.before), Some(Charge::of(&st, t.tag.project))),
+            Ok(st) => {
+                let after = Charge::of(&st, t.tag.project);
+                ch.apply(Some(t.before), Some(after));
+                if st.st_mode & libc::S_IFMT == libc::S_IFREG {
+                    ch.remember(t.key, Some(after), t.tag.birth);
+                }
+            }
             Err(e) => tracing::error!(ino = t.key.ino, error = %e, "cannot stat after a change; the ledger may drift"),
         }
     }

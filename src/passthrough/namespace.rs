@@ -265,6 +265,7 @@ impl Passthrough {
             self.orphans.insert(node, v.tag.project);
         } else {
             ch.apply(Some(v.before), None);
+            ch.remember(v.key, None, v.tag.birth);
         }
     }
 
@@ -385,6 +386,9 @@ impl Passthrough {
         match result {
             Ok(st) => {
                 ch.apply(Some(t.before), Some(Charge::of(&st, project)));
+                if ch.remembered(t.key).is_some() {
+                    ch.remember(t.key, Some(Charge::of(&st, project)), t.tag.birth);
+                }
                 if let Ok(b) = self.backing(crate::backing::BackingIndex(t.key.backing))
                     && let Ok(node) = crate::inode::node_id(b, t.key.ino)
                     && let Ok(inode) = self.inode(node)

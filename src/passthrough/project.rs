@@ -36,12 +36,15 @@ impl Passthrough {
             return Ok(false);
         }
         let st = sys::stat_fd(fd)?;
-        let before = Charge::of(&st, old.project);
+        let before = ch.remembered(key).unwrap_or(Charge::of(&st, old.project));
         ch.touch(key, before, old.birth)?;
         let new = Tag { project, birth: old.birth };
         tag::write_fd(fd, new)?;
         let after = sys::stat_fd(fd).map(|st| Charge::of(&st, project)).unwrap_or(Charge { project, ..before });
         ch.apply(Some(before), Some(after));
+        if ch.remembered(key).is_some() {
+            ch.remember(key, Some(after), old.birth);
+        }
         if let Ok(node) = inode::node_id(b, st.st_ino)
             && let Ok(i) = self.inodes.get(node)
         {

@@ -134,6 +134,10 @@ impl Fixture {
     }
 
     pub fn start(&mut self, args: &[&str]) {
+        self.start_with_env(args, &[]);
+    }
+
+    pub fn start_with_env(&mut self, args: &[&str], env: &[(&str, &str)]) {
         assert!(self.daemon.is_none(), "daemon already running");
         let log = std::fs::OpenOptions::new().append(true).create(true).open(&self.log).unwrap();
         let child = Command::new(BIN)
@@ -144,6 +148,8 @@ impl Fixture {
             .arg(&self.state)
             .args(args)
             .arg(&self.mnt)
+            .env("QUOTAFS_LOG", std::env::var("QUOTAFS_TEST_LOG").unwrap_or_else(|_| "info,fuser=error".into()))
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -271,6 +277,12 @@ impl Fixture {
 
 impl Drop for Fixture {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            let keep = std::env::temp_dir().join(format!("quotafs-failed-{}.log", std::process::id()));
+            if std::fs::copy(&self.log, &keep).is_ok() {
+                eprintln!("daemon log kept at {}", keep.display());
+            }
+        }
         if mounted_at(&self.mnt).is_some() && !run(Command::new("umount").arg(&self.mnt)).status.success() {
             let _ = run(Command::new("umount").arg("-l").arg(&self.mnt));
         }
@@ -356,8 +368,11 @@ pub fn report(state: &Path) -> UsageMap {
         .collect()
 }
 
-/// Asserts the ledger equals the independent recount, showing the differences.
+/// Asserts the ledger equals the independent recount, showing the differences. A running
+/// daemon first checkpoints (syncfs, then it charges what writeback allocated since the
+/// changes were settled), so both sides see the final allocation.
 pub fn assert_exact(state: &Path, backing: &Path, when: &str) {
+    let _ = run(Command::new(BIN).arg("--state-dir").arg(state).arg("checkpoint"));
     let (ledger, truth) = (report(state), recount(backing));
     if ledger != truth {
         let mut diff = String::new();
