@@ -15,6 +15,10 @@ use crate::backing::Errno;
 #[derive(Debug)]
 pub struct OpenFile {
     pub node: u64,
+    /// The inode it was opened on. Not looked up again by node id: if the file is unlinked
+    /// while open and ext4 gives its number to a new file, the node id then names the new
+    /// file, but this handle still writes to the old one.
+    pub inode: std::sync::Arc<super::Inode>,
     pub fd: OwnedFd,
     pub writable: bool,
 }

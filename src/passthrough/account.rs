@@ -195,15 +195,15 @@ impl Passthrough {
         Ok((r, lo))
     }
 
-    /// Counts an open of node `id` (unlinked inodes stay charged until their last close).
-    pub(super) fn opened(&self, id: u64) {
-        *self.open_count.entry(id).or_insert(0) += 1;
+    /// Counts an open of inode `key` (unlinked inodes stay charged until their last close).
+    pub(super) fn opened(&self, key: InodeRef) {
+        *self.open_count.entry(key).or_insert(0) += 1;
     }
 
     /// Called at release: if this was the last open of an inode unlinked while open, its
     /// charge goes now.
-    pub(super) fn closed(&self, id: u64, fd: BorrowedFd<'_>) {
-        let last = match self.open_count.get_mut(&id) {
+    pub(super) fn closed(&self, key: InodeRef, fd: BorrowedFd<'_>) {
+        let last = match self.open_count.get_mut(&key) {
             Some(mut n) => {
                 *n -= 1;
                 *n == 0
@@ -213,18 +213,21 @@ impl Passthrough {
         if !last {
             return;
         }
-        self.open_count.remove_if(&id, |_, n| *n == 0);
-        if let Some((_, project)) = self.orphans.remove(&id) {
+        self.open_count.remove_if(&key, |_, n| *n == 0);
+        if let Some((_, project)) = self.orphans.remove(&key) {
             let ch = self.ledger.change();
+            let _lock = self.ledger.lock_inode(key.ino);
             if let Ok(st) = sys::stat_fd(fd) {
-                ch.apply(Some(Charge::of(&st, project)), None);
+                let before = ch.remembered(key).unwrap_or(Charge::of(&st, project));
+                ch.apply(Some(before), None);
+                ch.remember(key, None, 0);
             }
         }
     }
 
-    /// True if node `id` has an open file handle.
-    pub(super) fn is_open(&self, id: u64) -> bool {
-        self.open_count.get(&id).is_some_and(|n| *n > 0)
+    /// True if inode `key` has an open file handle.
+    pub(super) fn is_open(&self, key: InodeRef) -> bool {
+        self.open_count.get(&key).is_some_and(|n| *n > 0)
     }
 
     /// An `O_PATH` descriptor of `name` in `dir`, for tagging a just-created inode.

@@ -56,7 +56,15 @@ impl Passthrough {
     /// Applies a SETATTR with the caller's credentials, in the order chown, chmod, truncate,
     /// times (a chown may clear setuid bits that a chmod in the same request then sets).
     pub fn setattr(&self, ctx: &Ctx, id: u64, a: &SetAttr) -> Result<FileAttr, Errno> {
-        let (inode, pfd) = self.resolve(id)?;
+        // Through an open file: the inode it was opened on (see `OpenFile::inode`).
+        let (inode, pfd) = match a.fh.and_then(|fh| self.files.get(fh).ok()).filter(|f| f.node == id) {
+            Some(file) => {
+                let inode = std::sync::Arc::clone(&file.inode);
+                let fd = self.inodes.path_fd(&inode, self.backing(inode.backing)?)?;
+                (inode, fd)
+            }
+            None => self.resolve(id)?,
+        };
         // Owner and size changes move usage; mode and times do not.
         let r = if a.uid.is_some() || a.gid.is_some() || a.size.is_some() {
             let ch = self.ledger.change();

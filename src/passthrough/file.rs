@@ -17,6 +17,7 @@ use std::sync::Arc;
 use super::{Ctx, Passthrough};
 use crate::backing::creds::as_caller;
 use crate::backing::{Errno, sys};
+use crate::inode::Inode;
 use crate::inode::handles::OpenFile;
 use crate::quota::Subject;
 
@@ -54,7 +55,8 @@ pub(super) fn backing_open_flags(flags: i32) -> i32 {
 }
 
 impl Passthrough {
-    pub(super) fn register_open(&self, node: u64, fd: OwnedFd, flags: i32) -> Opened {
+    pub(super) fn register_open(&self, inode: Arc<Inode>, fd: OwnedFd, flags: i32) -> Opened {
+        let node = inode.id;
         let writable = is_writable(flags);
         let mode = if writable {
             OpenMode::DirectIo
@@ -63,8 +65,8 @@ impl Passthrough {
         } else {
             OpenMode::Cached
         };
-        let (fh, file) = self.files.insert(OpenFile { node, fd, writable });
-        self.opened(node);
+        self.opened(inode.key());
+        let (fh, file) = self.files.insert(OpenFile { node, inode, fd, writable });
         Opened { fh, file, mode }
     }
 
@@ -75,7 +77,7 @@ impl Passthrough {
         }
         let backing = self.backing(inode.backing)?;
         let fd = backing.open_handle(&inode.handle, backing_open_flags(flags) & !libc::O_TRUNC & !libc::O_EXCL)?;
-        Ok(self.register_open(id, fd, flags))
+        Ok(self.register_open(inode, fd, flags))
     }
 
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
@@ -104,7 +106,7 @@ impl Passthrough {
         op: impl FnOnce(&OpenFile, u64) -> Result<T, Errno>,
     ) -> Result<T, Errno> {
         let file = self.files.get(fh)?;
-        let inode = self.inode(file.node)?;
+        let inode = Arc::clone(&file.inode);
         let ch = self.ledger.change();
         let _lock = self.ledger.lock_inode(inode.ino);
         let t = self.track(&ch, &inode, file.fd.as_fd())?;
@@ -150,7 +152,7 @@ impl Passthrough {
 
     pub fn release(&self, fh: u64) {
         if let Some(file) = self.files.remove(fh) {
-            self.closed(file.node, file.fd.as_fd());
+            self.closed(file.inode.key(), file.fd.as_fd());
         }
     }
 

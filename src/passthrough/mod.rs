@@ -62,10 +62,10 @@ pub struct FsStats {
 pub struct Passthrough {
     backings: Arc<Vec<Backing>>,
     ledger: Arc<Ledger>,
-    /// Open handles per node id (an unlinked inode stays charged until its last close).
-    open_count: DashMap<u64, u32>,
-    /// Unlinked-while-open inodes: node id → project, charged off at their last release.
-    orphans: DashMap<u64, u32>,
+    /// Open handles per inode (an unlinked inode stays charged until its last close).
+    open_count: DashMap<crate::ledger::wal::InodeRef, u32>,
+    /// Unlinked-while-open inodes → project, charged off at their last release.
+    orphans: DashMap<crate::ledger::wal::InodeRef, u32>,
     inodes: InodeTable,
     files: HandleTable<OpenFile>,
     opts: Options,
@@ -155,6 +155,7 @@ impl Passthrough {
             && let Ok(file) = self.files.get(fh)
             && file.node == id
         {
+            // The open file's own inode, even if its node id now names a newer file.
             return Ok(to_attr(&sys::stat_fd(file.fd.as_fd())?, id));
         }
         let (_, fd) = self.resolve(id)?;

@@ -178,7 +178,8 @@ impl Passthrough {
             sys::openat_beneath(dirfd, &name, open_flags, mode & 0o7777).map(Some)
         })?;
         let fd = fd.ok_or(Errno(libc::EIO))?;
-        let opened = self.register_open(entry.attr.ino.0, fd, flags);
+        let inode = self.inode(entry.attr.ino.0)?;
+        let opened = self.register_open(inode, fd, flags);
         Ok((entry, opened))
     }
 
@@ -260,9 +261,9 @@ impl Passthrough {
             Ok(b) => b,
             Err(_) => return,
         };
-        let node = crate::inode::node_id(backing, v.key.ino).unwrap_or(0);
-        if self.is_open(node) {
-            self.orphans.insert(node, v.tag.project);
+        let _ = backing;
+        if self.is_open(v.key) {
+            self.orphans.insert(v.key, v.tag.project);
         } else {
             ch.apply(Some(v.before), None);
             ch.remember(v.key, None, v.tag.birth);
