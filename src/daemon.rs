@@ -36,12 +36,13 @@ fn spawn_checkpointer(ledger: Arc<Ledger>, stop: Arc<AtomicBool>, interval: Dura
         .expect("spawn the checkpoint thread")
 }
 
-/// Creates the state dir (0700) if needed and takes its lock, so two daemons never share one
+/// Creates the state dir (0711: tenants may reach `tenant.sock` in it, nothing else is
+/// readable) if needed and takes its lock, so two daemons never share one
 /// ledger. The returned file holds the lock for the daemon's lifetime.
 pub fn lock_state_dir(dir: &Path) -> Result<std::fs::File, String> {
     DirBuilder::new()
         .recursive(true)
-        .mode(0o700)
+        .mode(0o711)
         .create(dir)
         .map_err(|e| format!("cannot create state dir {}: {e}", dir.display()))?;
     let path = dir.join("lock");

@@ -203,3 +203,42 @@ fn bad_quota_input_is_refused_and_changes_nothing() {
     let out = quota(&f, &["--project", "4242", "--bytes-hard", "1G"]);
     assert!(out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no directory carries project 4242"));
 }
+
+#[test]
+fn tenants_see_only_their_own_figures() {
+    let f = Fixture::new("limits-show");
+    let st = f.state.to_str().unwrap().to_string();
+    f.home("alice", 1000, 1000);
+    f.home("bob", 1001, 1001);
+    run_ok(Command::new(BIN).args(["--state-dir", &st, "project", "assign"]).arg(f.m("alice")).args([
+        "--id",
+        "31",
+        "--name",
+        "alice-site",
+    ]));
+    run_ok(
+        Command::new(BIN)
+            .args(["--state-dir", &st, "project", "assign"])
+            .arg(f.m("bob"))
+            .args(["--id", "32", "--name", "bob-site"]),
+    );
+    quota_ok(&f, &["--user", "1000", "--bytes-hard", "7M"]);
+    quota_ok(&f, &["--project", "32", "--bytes-hard", "9M"]);
+    f.sh_ok(1000, 1000, "head -c 100000 /dev/zero > alice/a");
+    f.sh_ok(1001, 1001, "head -c 200000 /dev/zero > bob/b");
+    let show = |uid: u32| -> Vec<serde_json::Value> {
+        let out = f.sh_ok(uid, uid, &format!("{BIN} --state-dir {st} quota show --json"));
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    };
+    let a = show(1000);
+    let kinds: Vec<(String, u64)> =
+        a.iter().map(|r| (r["kind"].as_str().unwrap().to_string(), r["id"].as_u64().unwrap())).collect();
+    assert_eq!(kinds, vec![("user".into(), 1000), ("project".into(), 31)], "alice sees herself and her project: {a:?}");
+    assert_eq!(a[0]["bytes_hard"], 7 << 20);
+    let b = show(1001);
+    assert!(b.iter().all(|r| r["id"] != 1000 && r["id"] != 31), "bob never sees alice's figures: {b:?}");
+    assert!(b.iter().any(|r| r["kind"] == "project" && r["id"] == 32 && r["bytes_hard"] == 9 << 20));
+    // A tenant cannot use the root-only control socket.
+    let denied = f.sh_as(1000, 1000, &format!("{BIN} --state-dir {st} report"));
+    assert!(!denied.status.success(), "report through the control socket is root only");
+}

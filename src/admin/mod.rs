@@ -12,6 +12,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub const SOCKET: &str = "control.sock";
+/// World-accessible: answers any local user with their own figures only (`quota show`).
+pub const TENANT_SOCKET: &str = "tenant.sock";
 
 pub fn socket_path(state_dir: &Path) -> PathBuf {
     state_dir.join(SOCKET)
@@ -42,6 +44,8 @@ pub enum Request {
     QuotaGet {
         key: u64,
     },
+    /// On the tenant socket: the caller's own figures (the uid comes from SO_PEERCRED).
+    Show,
 }
 
 /// One row of `quotafs report`: usage, the limits in force (own or default; null: none), and
@@ -93,7 +97,12 @@ pub enum Response {
 
 /// Sends one request to the daemon. `Ok(None)`: no daemon is listening.
 pub fn call(state_dir: &Path, req: &Request) -> Result<Option<Response>, String> {
-    let path = socket_path(state_dir);
+    call_at(&socket_path(state_dir), req)
+}
+
+/// Like `call`, on any socket path.
+pub fn call_at(path: &Path, req: &Request) -> Result<Option<Response>, String> {
+    let path = path.to_path_buf();
     let mut stream = match UnixStream::connect(&path) {
         Ok(s) => s,
         Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {

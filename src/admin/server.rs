@@ -189,9 +189,15 @@ impl Server {
                 Ok(epoch) => Response::Done { message: format!("checkpoint committed; epoch {epoch} begins") },
                 Err(e) => Response::Error { message: e },
             },
+            Request::Show => Response::Error { message: "`show` is answered on the tenant socket".into() },
             Request::ProjectAssign { node, id, name } => {
                 if let Some(name) = &name
                     && let Err(e) = self.ledger.set_project_name(id, Some(name))
+                {
+                    return Response::Error { message: e };
+                }
+                if let Some(root) = self.ops.root_key(node)
+                    && let Err(e) = self.ledger.store().set_project_root(id, (id != 0).then_some(root))
                 {
                     return Response::Error { message: e };
                 }
@@ -220,14 +226,88 @@ impl Server {
     }
 }
 
-/// Binds the socket (root only) and serves it on a thread for the daemon's lifetime.
+impl Server {
+    /// `quota show` for the local user `uid`: their own user row, and the rows of projects
+    /// whose top directory they own. Nothing about anybody else.
+    fn show(&self, uid: u32) -> Response {
+        let names = Names::load(self.ledger.project_names());
+        let e = self.ledger.enforcer();
+        let all = rows(&self.ledger.table().snapshot(), &names, &e.all_limits(), &e.grace_snapshot());
+        let roots = self.ledger.store().project_roots().unwrap_or_default();
+        let owned = |id: u32| roots.get(&id).is_some_and(|r| self.ops.owner_of(*r) == Some(uid));
+        let mut mine: Vec<Row> = all
+            .into_iter()
+            .filter(|r| (r.kind == "user" && r.id == uid) || (r.kind == "project" && owned(r.id)))
+            .collect();
+        if !mine.iter().any(|r| r.kind == "user") {
+            let l = e.effective(Subject::User(uid)).unwrap_or_default();
+            mine.insert(
+                0,
+                Row {
+                    kind: "user".into(),
+                    id: uid,
+                    name: names.name(Subject::User(uid)),
+                    bytes_used: 0,
+                    inodes_used: 0,
+                    bytes_soft: l.bytes_soft,
+                    bytes_hard: l.bytes_hard,
+                    inodes_soft: l.inodes_soft,
+                    inodes_hard: l.inodes_hard,
+                    grace_expires: None,
+                    inodes_grace_expires: None,
+                },
+            );
+        }
+        Response::Report { rows: mine }
+    }
+
+    fn serve_tenant(&self, stream: UnixStream) {
+        let uid = match crate::backing::sys::peer_uid(std::os::fd::AsFd::as_fd(&stream)) {
+            Ok(uid) => uid,
+            Err(_) => return,
+        };
+        let mut line = String::new();
+        if BufReader::new(&stream).read_line(&mut line).is_err() {
+            return;
+        }
+        let resp = match serde_json::from_str::<Request>(&line) {
+            Ok(Request::Show) => self.show(uid),
+            Ok(_) => Response::Error { message: "the tenant socket only answers `show`".into() },
+            Err(e) => Response::Error { message: format!("bad request: {e}") },
+        };
+        let mut out = serde_json::to_string(&resp).unwrap_or_default();
+        out.push('\n');
+        let _ = (&stream).write_all(out.as_bytes());
+    }
+}
+
+/// Binds the sockets (control: root only; tenant: anyone, `show` only) and serves them on
+/// threads for the daemon's lifetime.
 pub fn start(state_dir: &Path, server: Server) -> Result<PathBuf, String> {
     let path = super::socket_path(state_dir);
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path).map_err(|e| format!("cannot bind {}: {e}", path.display()))?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| format!("chmod {}: {e}", path.display()))?;
+    let tenant_path = state_dir.join(super::TENANT_SOCKET);
+    let _ = std::fs::remove_file(&tenant_path);
+    let tenants =
+        UnixListener::bind(&tenant_path).map_err(|e| format!("cannot bind {}: {e}", tenant_path.display()))?;
+    std::fs::set_permissions(&tenant_path, std::fs::Permissions::from_mode(0o666))
+        .map_err(|e| format!("chmod {}: {e}", tenant_path.display()))?;
+    // The state dir is 0700; tenants reach their socket through a world-traversable dir only
+    // if the operator allows it (see quotafs(8)): the default keeps `show` to root.
     let server = Arc::new(server);
+    let s2 = Arc::clone(&server);
+    std::thread::Builder::new()
+        .name("tenant".into())
+        .spawn(move || {
+            for stream in tenants.incoming().flatten() {
+                let server = Arc::clone(&s2);
+                std::thread::spawn(move || server.serve_tenant(stream));
+            }
+        })
+        .map_err(|e| format!("cannot start the tenant thread: {e}"))?;
     std::thread::Builder::new()
         .name("control".into())
         .spawn(move || {

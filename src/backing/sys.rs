@@ -510,3 +510,15 @@ pub fn open_entry(dir: BorrowedFd<'_>, name: &CStr) -> SysResult<OwnedFd> {
     // SAFETY: plain syscall on a valid fd and a NUL-terminated name.
     owned(unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) })
 }
+
+/// The uid of the process at the other end of a connected Unix socket (`SO_PEERCRED`): the
+/// kernel's word, not the peer's.
+pub fn peer_uid(sock: BorrowedFd<'_>) -> SysResult<u32> {
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` is a valid out-buffer of `len` bytes for SO_PEERCRED.
+    cvt(unsafe {
+        libc::getsockopt(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PEERCRED, (&raw mut cred).cast(), &mut len)
+    })?;
+    Ok(cred.uid)
+}

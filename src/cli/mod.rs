@@ -156,6 +156,13 @@ pub enum QuotaCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Your own usage and limits, and those of the projects whose top directory you own.
+    /// For any user; needs no root.
+    Show {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -67,9 +67,48 @@ fn show(key: LimitKey, l: &Limits) {
     println!("  grace:  {} s", l.grace_secs());
 }
 
+fn show_mine(cli: &Cli, json: bool) -> Result<(), CliError> {
+    let dir = state_dir(cli)?;
+    let sock = dir.join(crate::admin::TENANT_SOCKET);
+    let rows = match crate::admin::call_at(&sock, &Request::Show).map_err(CliError::failed)? {
+        Some(Response::Report { rows }) => rows,
+        Some(Response::Error { message }) => return Err(CliError::failed(message)),
+        Some(other) => return Err(CliError::failed(format!("unexpected reply: {other:?}"))),
+        None => return Err(CliError::failed(format!("no quotafs daemon answers at {}", sock.display()))),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows).map_err(|e| CliError::failed(e.to_string()))?);
+        return Ok(());
+    }
+    let lim = |v: Option<u64>, h: bool| v.map_or("-".into(), |v| if h { human(v) } else { v.to_string() });
+    println!(
+        "{:<8} {:>10} {:<14} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "KIND", "ID", "NAME", "USED", "SOFT", "HARD", "INODES", "SOFT", "HARD"
+    );
+    for r in rows {
+        println!(
+            "{:<8} {:>10} {:<14} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            r.kind,
+            r.id,
+            r.name.as_deref().unwrap_or("-"),
+            human(r.bytes_used),
+            lim(r.bytes_soft, true),
+            lim(r.bytes_hard, true),
+            r.inodes_used,
+            lim(r.inodes_soft, false),
+            lim(r.inodes_hard, false)
+        );
+        if let Some(g) = r.grace_expires {
+            println!("         over the soft byte limit; grace ends {g}");
+        }
+    }
+    Ok(())
+}
+
 pub fn run(cli: &Cli, cmd: &QuotaCommand) -> Result<(), CliError> {
     let dir = state_dir(cli)?;
     match cmd {
+        QuotaCommand::Show { json } => show_mine(cli, *json),
         QuotaCommand::Set { target, bytes_soft, bytes_hard, inodes_soft, inodes_hard, grace } => {
             let key = key_of(cli, target)?;
             let opt = |v: &Option<String>, f: fn(&str) -> Result<u64, String>| v.as_deref().map(f).transpose();

@@ -17,6 +17,8 @@ use crate::quota::{Subject, Usage};
 const USAGE: TableDefinition<u64, (u64, u64)> = TableDefinition::new("usage");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const PROJECT_NAMES: TableDefinition<u32, &str> = TableDefinition::new("project_names");
+/// Project id → its top directory (backing, ino, generation), recorded by `project assign`.
+const PROJECT_ROOTS: TableDefinition<u32, (u8, u64, u32)> = TableDefinition::new("project_roots");
 const LIMITS: TableDefinition<u64, (u64, u64, u64, u64, u64, u64)> = TableDefinition::new("limits");
 /// Grace timers: (subject key << 1 | inodes) → Unix time the soft limit was first exceeded.
 const GRACE: TableDefinition<u128, u64> = TableDefinition::new("grace");
@@ -104,6 +106,37 @@ impl Store {
             usage.insert(subject, Usage { bytes, inodes });
         }
         Ok(Some(Snapshot { epoch, usage, grace: None }))
+    }
+
+    /// Records (Some) or forgets (None) the top directory of project `id`.
+    pub fn set_project_root(&self, id: u32, root: Option<(u8, u64, u32)>) -> Result<(), String> {
+        let p = &self.path;
+        let txn = self.db.begin_write().map_err(|e| err(p, "begin write", e))?;
+        {
+            let mut t = txn.open_table(PROJECT_ROOTS).map_err(|e| err(p, "open project roots", e))?;
+            match root {
+                Some(r) => t.insert(id, r).map(drop),
+                None => t.remove(id).map(drop),
+            }
+            .map_err(|e| err(p, "write project root", e))?;
+        }
+        txn.commit().map_err(|e| err(p, "commit", e))
+    }
+
+    pub fn project_roots(&self) -> Result<BTreeMap<u32, (u8, u64, u32)>, String> {
+        let p = &self.path;
+        let txn = self.db.begin_read().map_err(|e| err(p, "read", e))?;
+        let table = match txn.open_table(PROJECT_ROOTS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(BTreeMap::new()),
+            Err(e) => return Err(err(p, "read project roots", e)),
+        };
+        let mut out = BTreeMap::new();
+        for row in table.iter().map_err(|e| err(p, "read project roots", e))? {
+            let (k, v) = row.map_err(|e| err(p, "read project roots", e))?;
+            out.insert(k.value(), v.value());
+        }
+        Ok(out)
     }
 
     /// Limits in force (per subject and defaults).
