@@ -64,6 +64,10 @@ impl Scratch {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("backing")).unwrap();
         std::fs::create_dir_all(dir.join("mnt")).unwrap();
+        // Tenants (other uids) must reach the mount whatever the runner's umask.
+        for d in [dir.clone(), dir.join("mnt")] {
+            std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        }
         let img = dir.join("backing.img");
         run_ok(Command::new("truncate").arg("-s").arg(size).arg(&img));
         run_ok(Command::new("mkfs.ext4").args(["-q", "-F", "-N", "300000"]).arg(&img));
