@@ -281,41 +281,42 @@ impl Server {
     }
 }
 
-/// Binds the sockets (control: root only; tenant: anyone, `show` only) and serves them on
-/// threads for the daemon's lifetime.
-pub fn start(state_dir: &Path, server: Server) -> Result<PathBuf, String> {
-    let path = super::socket_path(state_dir);
-    let _ = std::fs::remove_file(&path);
-    let listener = UnixListener::bind(&path).map_err(|e| format!("cannot bind {}: {e}", path.display()))?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+fn listen(path: &Path, mode: u32) -> Result<UnixListener, String> {
+    let _ = std::fs::remove_file(path);
+    let l = UnixListener::bind(path).map_err(|e| format!("cannot bind {}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| format!("chmod {}: {e}", path.display()))?;
-    let tenant_path = state_dir.join(super::TENANT_SOCKET);
-    let _ = std::fs::remove_file(&tenant_path);
-    let tenants =
-        UnixListener::bind(&tenant_path).map_err(|e| format!("cannot bind {}: {e}", tenant_path.display()))?;
-    std::fs::set_permissions(&tenant_path, std::fs::Permissions::from_mode(0o666))
-        .map_err(|e| format!("chmod {}: {e}", tenant_path.display()))?;
-    // The state dir is 0700; tenants reach their socket through a world-traversable dir only
-    // if the operator allows it (see quotafs(8)): the default keeps `show` to root.
-    let server = Arc::new(server);
-    let s2 = Arc::clone(&server);
+    Ok(l)
+}
+
+/// Accepts connections on `listener` for the daemon's lifetime, one thread per connection.
+fn accept(
+    name: &str,
+    listener: UnixListener,
+    server: Arc<Server>,
+    handle: fn(&Server, UnixStream),
+) -> Result<(), String> {
     std::thread::Builder::new()
-        .name("tenant".into())
-        .spawn(move || {
-            for stream in tenants.incoming().flatten() {
-                let server = Arc::clone(&s2);
-                std::thread::spawn(move || server.serve_tenant(stream));
-            }
-        })
-        .map_err(|e| format!("cannot start the tenant thread: {e}"))?;
-    std::thread::Builder::new()
-        .name("control".into())
+        .name(name.into())
         .spawn(move || {
             for stream in listener.incoming().flatten() {
                 let server = Arc::clone(&server);
-                std::thread::spawn(move || server.serve(stream));
+                std::thread::spawn(move || handle(&server, stream));
             }
         })
-        .map_err(|e| format!("cannot start the control thread: {e}"))?;
+        .map(drop)
+        .map_err(|e| format!("cannot start the {name} thread: {e}"))
+}
+
+/// Binds the sockets and serves them for the daemon's lifetime: `control.sock` (0600, root
+/// only, every request) and `tenant.sock` (0666, `show` only, for the peer's own uid; the
+/// state dir is 0711 so tenants can reach it). Returns the control socket's path.
+pub fn start(state_dir: &Path, server: Server) -> Result<PathBuf, String> {
+    let path = super::socket_path(state_dir);
+    let control = listen(&path, 0o600)?;
+    let tenants = listen(&state_dir.join(super::TENANT_SOCKET), 0o666)?;
+    let server = Arc::new(server);
+    accept("tenant", tenants, Arc::clone(&server), Server::serve_tenant)?;
+    accept("control", control, server, Server::serve)?;
     Ok(path)
 }

@@ -90,12 +90,9 @@ impl Passthrough {
         let result = made.and_then(|fd| match fd {
             None => self.finish_by_name(&ch, backing.index.0, dirfd.as_fd(), name, pt.tag.project),
             Some(fd) => {
-                let (st, tag, handle) =
-                    self.charge_new(&ch, backing.index.0, fd.as_fd(), pt.tag.project).inspect_err(|_| {
-                        let _ = sys::unlink_at(dirfd.as_fd(), name, 0);
-                    })?;
-                let entry = self.register(backing, &st, handle)?;
-                self.inode(entry.attr.ino.0).map(|i| *i.tag.lock() = Some(tag)).ok();
+                let entry = self.register_new(&ch, backing.index.0, fd.as_fd(), pt.tag.project).inspect_err(|_| {
+                    let _ = sys::unlink_at(dirfd.as_fd(), name, 0);
+                })?;
                 Ok((entry, Some(fd)))
             }
         });
@@ -118,14 +115,23 @@ impl Passthrough {
             // Not the inode we just made: refuse rather than charge something twice.
             return Err(Errno(libc::EAGAIN));
         }
-        let (st, tag, handle) = self.charge_new(ch, backing, fd.as_fd(), project).inspect_err(|_| {
+        let entry = self.register_new(ch, backing, fd.as_fd(), project).inspect_err(|_| {
             if let Ok(st) = sys::stat_fd(fd.as_fd()) {
                 let _ = sys::unlink_at(dirfd, name, removal(&st));
             }
         })?;
-        let entry = self.register(self.backing(crate::backing::BackingIndex(backing))?, &st, handle)?;
-        self.inode(entry.attr.ino.0).map(|i| *i.tag.lock() = Some(tag)).ok();
         Ok((entry, None))
+    }
+
+    /// Tags and charges a just-created inode (`fd`: any descriptor of it) and registers it:
+    /// one lookup reference, its tag cached.
+    fn register_new(&self, ch: &Change<'_>, backing: u8, fd: BorrowedFd<'_>, project: u32) -> Result<Entry, Errno> {
+        let (st, tag, handle) = self.charge_new(ch, backing, fd, project)?;
+        let entry = self.register(self.backing(crate::backing::BackingIndex(backing))?, &st, handle)?;
+        if let Ok(i) = self.inode(entry.attr.ino.0) {
+            *i.tag.lock() = Some(tag);
+        }
+        Ok(entry)
     }
 
     pub fn mkdir(&self, ctx: &Ctx, parent: u64, name: &OsStr, mode: u32, umask: u32) -> Result<Entry, Errno> {

@@ -142,24 +142,7 @@ impl Fixture {
     }
 
     pub fn start_with_env(&mut self, args: &[&str], env: &[(&str, &str)]) {
-        assert!(self.daemon.is_none(), "daemon already running");
-        let log = std::fs::OpenOptions::new().append(true).create(true).open(&self.log).unwrap();
-        let child = Command::new(BIN)
-            .arg("mount")
-            .arg("--backing")
-            .arg(&self.scratch.backing)
-            .arg("--state-dir")
-            .arg(&self.state)
-            .args(args)
-            .arg(&self.mnt)
-            .env("QUOTAFS_LOG", std::env::var("QUOTAFS_TEST_LOG").unwrap_or_else(|_| "info,fuser=error".into()))
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawn quotafs");
-        self.daemon = Some(child);
+        self.spawn(args, env);
         let deadline = Instant::now() + Duration::from_secs(20);
         while mounted_at(&self.mnt).as_deref() != Some("fuse") {
             if let Some(status) = self.daemon.as_mut().unwrap().try_wait().unwrap() {
@@ -197,6 +180,11 @@ impl Fixture {
 
     /// Starts the daemon without waiting for the mount (to kill it during recovery).
     pub fn start_nowait(&mut self, args: &[&str]) {
+        self.spawn(args, &[]);
+    }
+
+    fn spawn(&mut self, args: &[&str], env: &[(&str, &str)]) {
+        assert!(self.daemon.is_none(), "daemon already running");
         let log = std::fs::OpenOptions::new().append(true).create(true).open(&self.log).unwrap();
         let child = Command::new(BIN)
             .arg("mount")
@@ -206,6 +194,8 @@ impl Fixture {
             .arg(&self.state)
             .args(args)
             .arg(&self.mnt)
+            .env("QUOTAFS_LOG", std::env::var("QUOTAFS_TEST_LOG").unwrap_or_else(|_| "info,fuser=error".into()))
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
