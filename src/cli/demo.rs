@@ -100,7 +100,7 @@ pub fn run(args: &DemoArgs) -> Result<(), CliError> {
         .arg("--state-dir")
         .arg(dir.join("state"))
         .arg(demo.mnt())
-        .env("QUOTAFS_LOG", std::env::var("QUOTAFS_LOG").unwrap_or_else(|_| "warn".into()))
+        .env("QUOTAFS_LOG", std::env::var("QUOTAFS_LOG").unwrap_or_else(|_| "warn,fuser=error".into()))
         .stdin(Stdio::null())
         .spawn()
         .map_err(|e| CliError::failed(format!("cannot start quotafs mount: {e}")))?;
@@ -118,6 +118,16 @@ pub fn run(args: &DemoArgs) -> Result<(), CliError> {
     let mnt = demo.mnt();
     step("make a home", Command::new("install").args(["-d", "-o", "1000", "-g", "1000"]).arg(mnt.join("home/alice")))?;
     let home = mnt.join("home/alice");
+    let state = dir.join("state");
+    let quotafs = |args: &[&str]| {
+        let mut c = Command::new(&exe);
+        c.arg("--state-dir").arg(&state).args(args);
+        c
+    };
+    show(
+        "quotafs quota set --user 1000 --bytes-hard 12M",
+        &mut quotafs(&["quota", "set", "--user", "1000", "--bytes-hard", "12M"]),
+    )?;
     show(
         "(as uid 1000) write, append, copy and link files in /home/alice",
         &mut as_tenant(
@@ -130,7 +140,15 @@ pub fn run(args: &DemoArgs) -> Result<(), CliError> {
     show("ls -lan /home/alice (through quotafs)", Command::new("ls").arg("-lan").arg(&home))?;
     show("cat /home/alice/link", Command::new("cat").arg(home.join("link")))?;
     show("du -sh /home/alice", Command::new("du").arg("-sh").arg(&home))?;
-    show("df -h (the mount)", Command::new("df").arg("-h").arg(&mnt))?;
+    show("(as uid 1000) df -h /home/alice: the tenant sees its own quota", &mut as_tenant("df -h .", &home))?;
+    println!("\n$ (as uid 1000) head -c 8M /dev/zero > big   # 8 MiB more would pass the 12 MiB limit");
+    let out = as_tenant("head -c 8388608 /dev/zero > big; ls -l big", &home)
+        .output()
+        .map_err(|e| CliError::failed(format!("tenant write: {e}")))?;
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    print!("{}", String::from_utf8_lossy(&out.stderr));
+    show("quotafs report", &mut quotafs(&["report"]))?;
+    show("quotafs check (full rescan vs the ledger)", &mut quotafs(&["check"]))?;
     show("cmp data.bin copy.bin", Command::new("cmp").arg(home.join("data.bin")).arg(home.join("copy.bin")))?;
     show(
         "ls -lan (the backing ext4 holds the same files, owned by the tenant)",
