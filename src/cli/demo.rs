@@ -1,7 +1,7 @@
 //! `quotafs demo`: a built-in example on a throwaway ext4 image. It makes the image, mounts it
-//! as the backing, mounts quotafs over it (this same binary, `quotafs mount`), lets a tenant
-//! (uid 1000) write and list files, shows what the backing holds, then unmounts and removes
-//! everything, also when a step fails.
+//! as the backing, mounts quotafs over it (this same binary, `quotafs mount`), gives a tenant
+//! (uid 1000) a 12 MiB quota, lets it write until EDQUOT, shows `df`, `report` and `check` and
+//! what the backing holds, then unmounts and removes everything, also when a step fails.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
