@@ -90,6 +90,19 @@ fn project_limit_binds_a_uid_without_user_limits() {
     assert!(edquot(&f.sh_as(1000, 1000, "head -c 2000000 /dev/zero > site/b")));
     // The same uid writes freely elsewhere.
     f.sh_ok(1000, 1000, "head -c 2000000 /dev/zero > other/b");
+    // Every other allocating path in the full project, for a uid with no user limit.
+    for cmd in [
+        "head -c 100000 /dev/zero >> site/a",
+        "fallocate -l 1M site/fa",
+        "truncate -s 10M site/a",
+        "ln site/a site/hl",
+        "mkdir site/newdir",
+        "touch site/newfile",
+        "mkfifo site/fifo",
+        "ln -s target site/sl",
+    ] {
+        assert!(edquot(&f.sh_as(1000, 1000, cmd)), "{cmd} in a project over its limit");
+    }
     // Moving a file into the full project is refused (mv's copy fallback too).
     assert!(edquot(&f.sh_as(1000, 1000, "mv other/b site/b2")));
     assert!(f.m("other/b").exists(), "nothing lost");

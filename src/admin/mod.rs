@@ -64,6 +64,11 @@ pub struct Row {
     pub grace_expires: Option<String>,
     /// Also for inodes, when its grace period differs from the bytes'.
     pub inodes_grace_expires: Option<String>,
+    /// The same two instants as Unix seconds (for "grace left").
+    #[serde(default)]
+    pub grace_expires_unix: Option<u64>,
+    #[serde(default)]
+    pub inodes_grace_expires_unix: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -31,7 +31,8 @@ pub fn rows(
                 Subject::Project(_) => LimitKey::DefaultProject,
             };
             let l = limits.get(&LimitKey::Subject(s)).or_else(|| limits.get(&default)).copied().unwrap_or_default();
-            let expires = |inodes: bool| grace.get(&(s, inodes)).map(|since| rfc3339(since + l.grace_secs()));
+            let ends = |inodes: bool| grace.get(&(s, inodes)).map(|since| since + l.grace_secs());
+            let expires = |inodes: bool| ends(inodes).map(rfc3339);
             Row {
                 kind: s.kind().to_string(),
                 id: s.id(),
@@ -44,6 +45,8 @@ pub fn rows(
                 inodes_hard: l.inodes_hard,
                 grace_expires: expires(false),
                 inodes_grace_expires: expires(true),
+                grace_expires_unix: ends(false),
+                inodes_grace_expires_unix: ends(true),
             }
         })
         .collect()
@@ -255,6 +258,8 @@ impl Server {
                     inodes_hard: l.inodes_hard,
                     grace_expires: None,
                     inodes_grace_expires: None,
+                    grace_expires_unix: None,
+                    inodes_grace_expires_unix: None,
                 },
             );
         }

@@ -70,10 +70,23 @@ pub fn run(cli: &Cli, args: &ReportArgs) -> Result<(), CliError> {
         Some(b) => human(b),
     };
     let count = |n: Option<u64>| n.map_or("-".to_string(), |n| n.to_string());
-    let left = |t: &Option<String>| t.clone().unwrap_or_else(|| "-".into());
+    // Grace left, as repquota shows it: time remaining, or "none" once it has run out.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let left = |t: &Option<String>, ends: Option<u64>| match (t, ends) {
+        (None, _) | (_, None) => "-".to_string(),
+        (Some(_), Some(end)) if end <= now => "none".to_string(),
+        (Some(_), Some(end)) => {
+            let s = end - now;
+            if s >= 86_400 {
+                format!("{}d{}h", s / 86_400, s % 86_400 / 3600)
+            } else {
+                format!("{}:{:02}:{:02}", s / 3600, s % 3600 / 60, s % 60)
+            }
+        }
+    };
     println!(
         "{:<8} {:>10} {:<14} {:<2} {:>9} {:>9} {:>9} {:>20}  {:>9} {:>9} {:>9} {:>20}",
-        "KIND", "ID", "NAME", "", "USED", "SOFT", "HARD", "GRACE ENDS", "INODES", "SOFT", "HARD", "GRACE ENDS"
+        "KIND", "ID", "NAME", "", "USED", "SOFT", "HARD", "GRACE LEFT", "INODES", "SOFT", "HARD", "GRACE LEFT"
     );
     for r in rows {
         let over = |used: u64, soft: Option<u64>| if soft.is_some_and(|s| used > s) { '+' } else { '-' };
@@ -87,11 +100,11 @@ pub fn run(cli: &Cli, args: &ReportArgs) -> Result<(), CliError> {
             size(Some(r.bytes_used)),
             size(r.bytes_soft),
             size(r.bytes_hard),
-            left(&r.grace_expires),
+            left(&r.grace_expires, r.grace_expires_unix),
             r.inodes_used,
             count(r.inodes_soft),
             count(r.inodes_hard),
-            left(&r.inodes_grace_expires),
+            left(&r.inodes_grace_expires, r.inodes_grace_expires_unix),
         );
     }
     Ok(())
