@@ -2,8 +2,10 @@
 //! per-user and per-project disk quotas. See docs/design.md for the layers and invariants.
 //!
 //! Request path: `fuse` (the kernel protocol, the one errno boundary) → `passthrough` (the
-//! operations, on descriptors) → `backing` (the only `unsafe`: system calls), with `inode`
-//! holding the state the operations share.
+//! operations, on descriptors; each usage-changing one reserves against `quota` limits and
+//! settles its charge with the `ledger`) → `backing` (the only `unsafe`: system calls), with
+//! `inode` holding the node and open-file tables. `check` rescans, `admin` serves the control
+//! and tenant sockets.
 
 pub mod admin;
 pub mod backing;

@@ -77,6 +77,27 @@ impl Store {
         Ok(aside)
     }
 
+    /// Calls `row` for every row of table `def`; a table never written yet has none.
+    fn each_row<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &self,
+        def: TableDefinition<K, V>,
+        what: &str,
+        mut row: impl FnMut(redb::AccessGuard<'_, K>, redb::AccessGuard<'_, V>) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let p = &self.path;
+        let txn = self.db.begin_read().map_err(|e| err(p, "read", e))?;
+        let table = match txn.open_table(def) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(e) => return Err(err(p, what, e)),
+        };
+        for r in table.iter().map_err(|e| err(p, what, e))? {
+            let (k, v) = r.map_err(|e| err(p, what, e))?;
+            row(k, v)?;
+        }
+        Ok(())
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -124,36 +145,22 @@ impl Store {
     }
 
     pub fn project_roots(&self) -> Result<BTreeMap<u32, (u8, u64, u32)>, String> {
-        let p = &self.path;
-        let txn = self.db.begin_read().map_err(|e| err(p, "read", e))?;
-        let table = match txn.open_table(PROJECT_ROOTS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(BTreeMap::new()),
-            Err(e) => return Err(err(p, "read project roots", e)),
-        };
         let mut out = BTreeMap::new();
-        for row in table.iter().map_err(|e| err(p, "read project roots", e))? {
-            let (k, v) = row.map_err(|e| err(p, "read project roots", e))?;
+        self.each_row(PROJECT_ROOTS, "read project roots", |k, v| {
             out.insert(k.value(), v.value());
-        }
+            Ok(())
+        })?;
         Ok(out)
     }
 
     /// Limits in force (per subject and defaults).
     pub fn limits(&self) -> Result<std::collections::HashMap<LimitKey, Limits>, String> {
-        let p = &self.path;
-        let txn = self.db.begin_read().map_err(|e| err(p, "read", e))?;
-        let table = match txn.open_table(LIMITS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Default::default()),
-            Err(e) => return Err(err(p, "read limits", e)),
-        };
         let mut out = std::collections::HashMap::new();
-        for row in table.iter().map_err(|e| err(p, "read limits", e))? {
-            let (k, v) = row.map_err(|e| err(p, "read limits", e))?;
-            let key = LimitKey::from_key(k.value()).ok_or_else(|| err(p, "bad limit key", k.value()))?;
+        self.each_row(LIMITS, "read limits", |k, v| {
+            let key = LimitKey::from_key(k.value()).ok_or_else(|| err(&self.path, "bad limit key", k.value()))?;
             out.insert(key, Limits::decode(v.value()));
-        }
+            Ok(())
+        })?;
         Ok(out)
     }
 
@@ -174,37 +181,23 @@ impl Store {
 
     /// Grace timers saved with the last snapshot.
     pub fn grace(&self) -> Result<GraceMap, String> {
-        let p = &self.path;
-        let txn = self.db.begin_read().map_err(|e| err(p, "read", e))?;
-        let table = match txn.open_table(GRACE) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(GraceMap::new()),
-            Err(e) => return Err(err(p, "read grace timers", e)),
-        };
         let mut out = GraceMap::new();
-        for row in table.iter().map_err(|e| err(p, "read grace timers", e))? {
-            let (k, v) = row.map_err(|e| err(p, "read grace timers", e))?;
+        self.each_row(GRACE, "read grace timers", |k, v| {
             if let Some(s) = Subject::from_key((k.value() >> 1) as u64) {
                 out.insert((s, k.value() & 1 == 1), v.value());
             }
-        }
+            Ok(())
+        })?;
         Ok(out)
     }
 
     /// Names given to projects (`project assign --name`).
     pub fn project_names(&self) -> Result<BTreeMap<u32, String>, String> {
-        let p = &self.path;
-        let txn = self.db.begin_read().map_err(|e| err(p, "read", e))?;
-        let table = match txn.open_table(PROJECT_NAMES) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(BTreeMap::new()),
-            Err(e) => return Err(err(p, "read project names", e)),
-        };
         let mut out = BTreeMap::new();
-        for row in table.iter().map_err(|e| err(p, "read project names", e))? {
-            let (k, v) = row.map_err(|e| err(p, "read project names", e))?;
+        self.each_row(PROJECT_NAMES, "read project names", |k, v| {
             out.insert(k.value(), v.value().to_string());
-        }
+            Ok(())
+        })?;
         Ok(out)
     }
 

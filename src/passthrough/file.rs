@@ -5,7 +5,7 @@
 //! * Read-only opens are served by FUSE passthrough (`OpenMode::Passthrough`): the kernel reads
 //!   the backing file itself, at ext4 speed; the daemon sees no READ requests for them.
 //! * Opens that can write are `OpenMode::DirectIo`: every write comes to the daemon (where the
-//!   quota layer will check and charge it) and none is cached in the FUSE page cache. The
+//!   limits are checked and usage charged) and none is cached in the FUSE page cache. The
 //!   kernel forbids mixing passthrough and page-cached opens of one inode (the second open
 //!   fails with EIO); direct-I/O opens may coexist with both, which is why writers use it.
 //!   Shared writable mmap still works through FUSE_DIRECT_IO_ALLOW_MMAP.

@@ -1,9 +1,11 @@
 //! The passthrough layer: every file-system operation, done on the backing store through
 //! descriptors, returning `Result<_, Errno>`. It knows nothing of the FUSE wire protocol (the
-//! `fuse` front turns results into replies) and nothing of quotas (the quota layer wraps it).
+//! `fuse` front turns results into replies). Each usage-changing operation settles its charge
+//! with the ledger and reserves against limits at the syscall itself (`account`).
 //!
 //! Operations are grouped by concern: `namespace` (names: lookup, create, link, rename, ...),
-//! `attr` (attributes and xattrs), `file` (open files and their data), `dir` (directory streams).
+//! `attr` (attributes and xattrs), `file` (open files and their data), `dir` (directory
+//! listings), `account` (charges and reservations), `project` (project assignment).
 
 mod account;
 pub mod attr;
