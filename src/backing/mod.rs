@@ -60,6 +60,8 @@ pub struct Backing {
     /// Device and inode of the backing root.
     pub dev: u64,
     pub root_ino: u64,
+    /// Whether the backing root is its file system's root (then every inode is beneath it).
+    fs_root: bool,
 }
 
 impl Backing {
@@ -69,7 +71,15 @@ impl Backing {
         let root = sys::open_path(&c, libc::O_RDONLY | libc::O_DIRECTORY)
             .map_err(|e| format!("cannot open backing {}: {e}", path.display()))?;
         let st = sys::stat_fd(root.as_fd()).map_err(|e| format!("cannot stat backing {}: {e}", path.display()))?;
-        Ok(Backing { index, path: path.to_path_buf(), root, dev: st.st_dev, root_ino: st.st_ino })
+        let parent = sys::openat_dotdot(root.as_fd())
+            .and_then(|p| sys::stat_fd(p.as_fd()))
+            .map_err(|e| format!("cannot stat the parent of backing {}: {e}", path.display()))?;
+        let fs_root = parent.st_dev == st.st_dev && parent.st_ino == st.st_ino;
+        Ok(Backing { index, path: path.to_path_buf(), root, dev: st.st_dev, root_ino: st.st_ino, fs_root })
+    }
+
+    pub fn root_is_fs_root(&self) -> bool {
+        self.fs_root
     }
 
     pub fn root_fd(&self) -> BorrowedFd<'_> {

@@ -511,6 +511,18 @@ pub fn open_entry(dir: BorrowedFd<'_>, name: &CStr) -> SysResult<OwnedFd> {
     owned(unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) })
 }
 
+/// The parent of directory `dir`, as an `O_PATH` descriptor (the root's parent is itself).
+pub fn openat_dotdot(dir: BorrowedFd<'_>) -> SysResult<OwnedFd> {
+    // SAFETY: plain syscall on a valid fd and a NUL-terminated name.
+    owned(unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c"..".as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    })
+}
+
 /// The uid of the process at the other end of a connected Unix socket (`SO_PEERCRED`): the
 /// kernel's word, not the peer's.
 pub fn peer_uid(sock: BorrowedFd<'_>) -> SysResult<u32> {

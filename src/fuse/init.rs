@@ -22,6 +22,9 @@ pub(super) fn negotiate(config: &mut KernelConfig, opts: &FrontOptions, want_pas
         // The kernel sends mode and umask unmasked; the worker thread takes the caller's
         // umask and ext4 applies it, unless the parent has a default ACL (POSIX semantics).
         ("dont mask", InitFlags::FUSE_DONT_MASK),
+        // NFS export: the kernel may LOOKUP(node id, ".") and (dir, "..") to reopen file
+        // handles; node ids and generations are the backing's, stable across restarts.
+        ("export support", InitFlags::FUSE_EXPORT_SUPPORT),
     ];
     if opts.acl {
         want.push(("posix acl", InitFlags::FUSE_POSIX_ACL));

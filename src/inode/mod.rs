@@ -38,6 +38,8 @@ use crate::ledger::wal::InodeRef;
 /// The FUSE root node id.
 pub const ROOT_ID: u64 = 1;
 const INDEX_SHIFT: u32 = 56;
+/// The ext4 inode number part of a node id.
+pub const INO_MASK: u64 = (1 << INDEX_SHIFT) - 1;
 
 /// Computes the node id of backing inode `ino` on `backing`.
 pub fn node_id(backing: &Backing, ino: u64) -> Result<u64, Errno> {

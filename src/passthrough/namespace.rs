@@ -18,8 +18,8 @@ use super::account::Tracked;
 use super::file::Opened;
 use super::{Ctx, Entry, Passthrough};
 use crate::backing::creds::{as_caller, set_thread_umask};
-use crate::backing::{Errno, entry_name, sys};
-use crate::inode::{Inode, ROOT_ID};
+use crate::backing::{Backing, Errno, entry_name, sys};
+use crate::inode::{self, Inode, ROOT_ID};
 use crate::ledger::Change;
 use crate::ledger::tag;
 use crate::quota::{Charge, Subject};
@@ -35,14 +35,80 @@ impl Passthrough {
     /// Looks `name` up in directory `parent`: one lookup reference on success.
     /// `.` and `..` are answered too (NFS export asks for them).
     pub fn lookup(&self, parent: u64, name: &OsStr) -> Result<Entry, Errno> {
+        if name.as_bytes() == b"." {
+            // NFS export reopening a handle: any node id, of any type, with or without a
+            // prior lookup (after a restart too).
+            return match self.resolve(parent) {
+                Ok((inode, fd)) => {
+                    let st = sys::stat_fd(fd.as_fd())?;
+                    self.register(self.backing(inode.backing)?, &st, inode.handle)
+                }
+                Err(Errno(libc::ESTALE)) => self.lookup_node(parent),
+                Err(e) => Err(e),
+            };
+        }
         let (dir, dirfd) = self.resolve_dir(parent)?;
         let name = match name.as_bytes() {
-            b"." => c".".to_owned(),
             b".." if parent == ROOT_ID => c".".to_owned(),
             b".." => c"..".to_owned(),
             _ => entry_name(name)?,
         };
         self.lookup_at(&dir, dirfd.as_fd(), &name)
+    }
+
+    /// LOOKUP(id, ".") for a node id not in the table: open the ext4 inode by number (a
+    /// generation of 0 skips ext4's check; the kernel compares our generation with the one in
+    /// the NFS handle and answers ESTALE itself on a mismatch). A deleted inode is ESTALE; an
+    /// inode outside the backing root is ESTALE too, never served.
+    fn lookup_node(&self, id: u64) -> Result<Entry, Errno> {
+        let stale = Errno(libc::ESTALE);
+        let backing = self.backing(inode::backing_of(id))?;
+        let ino = if id == ROOT_ID { backing.root_ino } else { id & inode::INO_MASK };
+        let ino32 = u32::try_from(ino).map_err(|_| stale)?;
+        let fd = match backing.open_handle(&sys::Handle::ext4(ino32, 0), libc::O_PATH | libc::O_NOFOLLOW) {
+            Ok(fd) => fd,
+            Err(Errno(libc::ESTALE | libc::ENOENT | libc::EINVAL)) => return Err(stale),
+            Err(e) => return Err(e),
+        };
+        let st = sys::stat_fd(fd.as_fd())?;
+        if st.st_nlink == 0 || st.st_ino != ino || inode::node_id(backing, st.st_ino)? != id {
+            return Err(stale);
+        }
+        if !self.beneath_root(backing, fd.as_fd(), &st)? {
+            tracing::warn!(node = id, "refusing a handle for an inode outside the backing root");
+            return Err(stale);
+        }
+        let handle = sys::fd_to_handle(fd.as_fd())?;
+        self.register(backing, &st, handle)
+    }
+
+    /// Whether the inode `fd` (with stat `st`) lies beneath `backing`'s root. A backing that is
+    /// its file system's root holds everything on it. Otherwise a directory is walked up by
+    /// `..`; a non-directory has no way up, so it must carry our tag (every inode in the tree
+    /// is tagged at first mount, and every inode made through the mount at birth).
+    fn beneath_root(&self, backing: &Backing, fd: BorrowedFd<'_>, st: &libc::stat) -> Result<bool, Errno> {
+        if backing.root_is_fs_root() || st.st_ino == backing.root_ino {
+            return Ok(true);
+        }
+        if !is_dir(st) {
+            return Ok(tag::read_fd(fd)?.is_some());
+        }
+        let mut cur = sys::openat_dotdot(fd)?;
+        for _ in 0..4096 {
+            let up = sys::stat_fd(cur.as_fd())?;
+            if up.st_dev != backing.dev {
+                return Ok(false);
+            }
+            if up.st_ino == backing.root_ino {
+                return Ok(true);
+            }
+            let next = sys::openat_dotdot(cur.as_fd())?;
+            if sys::stat_fd(next.as_fd())?.st_ino == up.st_ino {
+                return Ok(false); // reached the file system's root
+            }
+            cur = next;
+        }
+        Ok(false)
     }
 
     fn lookup_at(&self, dir: &Inode, dirfd: BorrowedFd<'_>, name: &CStr) -> Result<Entry, Errno> {
