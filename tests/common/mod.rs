@@ -9,6 +9,8 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod nfs;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_quotafs");
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
@@ -98,6 +100,8 @@ impl Drop for Scratch {
 /// A running quotafs mount over a fresh ext4 image.
 pub struct Fixture {
     pub mnt: PathBuf,
+    /// The backing directory served: the image's root, or a directory inside it.
+    pub served: PathBuf,
     pub state: PathBuf,
     daemon: Option<Child>,
     pub log: PathBuf,
@@ -111,8 +115,24 @@ impl Fixture {
     }
 
     pub fn with_args(name: &str, args: &[&str]) -> Fixture {
+        Self::serving(name, None, args)
+    }
+
+    /// A fixture whose backing is the directory `sub` inside the image (created 0755), so
+    /// the image holds files outside the backing root.
+    pub fn serving(name: &str, sub: Option<&str>, args: &[&str]) -> Fixture {
         let scratch = Scratch::new(name);
+        let served = match sub {
+            Some(sub) => {
+                let p = scratch.backing.join(sub);
+                std::fs::create_dir_all(&p).unwrap();
+                std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+                p
+            }
+            None => scratch.backing.clone(),
+        };
         let mut f = Fixture {
+            served,
             mnt: scratch.dir.join("mnt"),
             state: scratch.dir.join("state"),
             log: scratch.dir.join("daemon.log"),
@@ -124,7 +144,7 @@ impl Fixture {
     }
 
     pub fn backing(&self) -> &Path {
-        &self.scratch.backing
+        &self.served
     }
 
     /// A path inside the mount.
@@ -134,7 +154,7 @@ impl Fixture {
 
     /// The same path on the backing ext4.
     pub fn b(&self, rel: &str) -> PathBuf {
-        self.scratch.backing.join(rel)
+        self.served.join(rel)
     }
 
     pub fn start(&mut self, args: &[&str]) {
@@ -189,7 +209,7 @@ impl Fixture {
         let child = Command::new(BIN)
             .arg("mount")
             .arg("--backing")
-            .arg(&self.scratch.backing)
+            .arg(&self.served)
             .arg("--state-dir")
             .arg(&self.state)
             .args(args)
