@@ -8,7 +8,7 @@
 
 use std::ffi::{CStr, CString};
 use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use super::Errno;
 
@@ -466,7 +466,21 @@ struct XattrArgs {
 
 /// The xattr `xname` of `name` in `dir`, not following a final symlink (`getxattrat` with
 /// AT_SYMLINK_NOFOLLOW); `dir` may be an `O_PATH` fd. Returns the value's length.
+/// Kernels before 6.13 lack `getxattrat`: the same is then done with an `O_PATH` open of the
+/// entry and `/proc/self/fd` (one more syscall and a descriptor).
 pub fn get_xattr_at(dir: BorrowedFd<'_>, name: &CStr, xname: &CStr, buf: &mut [u8]) -> SysResult<usize> {
+    static NO_GETXATTRAT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !NO_GETXATTRAT.load(std::sync::atomic::Ordering::Relaxed) {
+        match getxattrat(dir, name, xname, buf) {
+            Err(Errno(libc::ENOSYS)) => NO_GETXATTRAT.store(true, std::sync::atomic::Ordering::Relaxed),
+            other => return other,
+        }
+    }
+    let fd = open_entry(dir, name)?;
+    get_xattr_of(fd.as_fd(), xname, buf)
+}
+
+fn getxattrat(dir: BorrowedFd<'_>, name: &CStr, xname: &CStr, buf: &mut [u8]) -> SysResult<usize> {
     let mut args = XattrArgs { value: buf.as_mut_ptr() as u64, size: buf.len() as u32, flags: 0 };
     // SAFETY: `args` points at `buf`, writable for `size` bytes; the strings are NUL-terminated
     // and we pass the exact size of the argument struct.
