@@ -1,0 +1,48 @@
+# One torture cycle inside the guest (run by guest-init from the tools disk).
+# Kernel command line: torture.cycle=N torture.seed=S torture.crash_ms=M torture.ckpt=SECS
+#   torture.setup=1 (first cycle: make homes, projects, limits)
+# 1. mount quotafs over /data/back (recovery runs), report recovery figures;
+# 2. quotafs check: ledger vs full rescan, each drift line reported;
+# 3. start the workload, then hard-reset the guest (sysrq b) crash_ms later.
+say() { echo "<2>TORTURE $*" > /dev/kmsg; }
+for a in $(cat /proc/cmdline); do
+  case $a in torture.*=*) k=${a#torture.}; eval "T_${k%%=*}=${a#*=}" ;; esac
+done
+Q=/tools/quotafs
+S=/data/state
+export QUOTAFS_LOG=warn,fuser=error
+start=$(cut -d' ' -f1 /proc/uptime)
+$Q mount --backing /data/back --state-dir $S --checkpoint-interval "${T_ckpt:-2}" /mnt > /tmp/quotafs.log 2>&1 &
+n=0
+until grep -q " /mnt fuse" /proc/mounts; do
+  n=$((n + 1))
+  if [ $n -gt 3000 ] || ! kill -0 $! 2>/dev/null; then
+    say "fatal cycle=$T_cycle quotafs did not mount"
+    while read -r l; do say "log $l"; done < /tmp/quotafs.log
+    poweroff -f
+  fi
+  usleep 50000
+done
+$Q --state-dir $S status > /tmp/status.txt 2>&1
+ms=$(sed -n 's/^last_recovery.millis: //p' /tmp/status.txt)
+recs=$(sed -n 's/^last_recovery.records: //p' /tmp/status.txt)
+touched=$(sed -n 's/^last_recovery.touched_inodes: //p' /tmp/status.txt)
+listed=$(sed -n 's/^last_recovery.listed_dirs: //p' /tmp/status.txt)
+torn=$(sed -n 's/^last_recovery.torn_bytes: //p' /tmp/status.txt)
+scan=$(sed -n 's/^last_recovery.initial_scan: //p' /tmp/status.txt)
+say "recovery cycle=$T_cycle millis=$ms records=$recs touched=$touched listed_dirs=$listed torn_bytes=$torn initial_scan=$scan"
+$Q --state-dir $S check > /tmp/check.txt 2>&1
+rc=$?
+inodes=$(sed -n 's/^scanned \([0-9]*\) inodes.*/\1/p' /tmp/check.txt)
+say "check cycle=$T_cycle rc=$rc inodes=$inodes"
+grep '^drift' /tmp/check.txt | while read -r l; do say "$l"; done
+[ $rc -eq 0 ] || while read -r l; do say "checkout $l"; done < /tmp/check.txt
+
+if [ "$T_setup" = 1 ]; then
+  sh /tools/setup.sh > /tmp/setup.log 2>&1 || { say "fatal setup failed"; while read -r l; do say "setup $l"; done < /tmp/setup.log; poweroff -f; }
+fi
+say "workload cycle=$T_cycle crash_ms=$T_crash_ms"
+WORKLOAD_SEED=$T_seed sh /tools/workload.sh > /dev/null 2>&1 &
+usleep $((T_crash_ms * 1000))
+say "crash cycle=$T_cycle"
+echo b > /proc/sysrq-trigger
