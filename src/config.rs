@@ -44,6 +44,26 @@ pub struct FileConfig {
     /// Uids never refused for quota (root always is); their usage is still counted.
     /// Default: none.
     pub exempt_uids: Option<Vec<u32>>,
+    /// `[[route]]` tables: a path pattern whose subtrees live on another backing.
+    pub route: Option<Vec<RouteConfig>>,
+}
+
+/// One `[[route]]` table: `pattern = "/home/*/Dropbox"`, `backing = "/srv/dropbox"`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub pattern: String,
+    pub backing: PathBuf,
+}
+
+impl RouteConfig {
+    /// `--route PATTERN=DIR`.
+    pub fn parse_flag(s: &str) -> Result<RouteConfig, String> {
+        match s.split_once('=') {
+            Some((p, d)) if !d.is_empty() => Ok(RouteConfig { pattern: p.to_string(), backing: PathBuf::from(d) }),
+            _ => Err(format!("--route {s:?}: expected PATTERN=DIR, e.g. --route '/home/*/Dropbox=/srv/dropbox'")),
+        }
+    }
 }
 
 impl FileConfig {
@@ -69,6 +89,8 @@ pub struct MountConfig {
     pub max_write: u32,
     pub checkpoint_interval: Duration,
     pub exempt_uids: Vec<u32>,
+    /// Validated routes: pattern and the ext4 directory its subtrees live on.
+    pub routes: Vec<(crate::route::Pattern, PathBuf)>,
 }
 
 fn default_threads() -> usize {
@@ -131,6 +153,73 @@ fn existing_dir(what: &str, path: &Path, hint: &str) -> Result<PathBuf, String> 
     }
 }
 
+/// An existing directory on ext4, canonicalized.
+fn ext4_dir(what: &str, path: &Path, hint: &str) -> Result<PathBuf, String> {
+    let dir = existing_dir(what, path, hint)?;
+    let root = sys::open_path(&crate::backing::cstring(&dir)?, libc::O_PATH | libc::O_DIRECTORY)
+        .map_err(|e| format!("cannot open {what} {}: {e}", dir.display()))?;
+    let fs = sys::statfs_fd(std::os::fd::AsFd::as_fd(&root)).map_err(|e| format!("statfs {}: {e}", dir.display()))?;
+    if fs.f_type as i64 != EXT4_MAGIC {
+        return Err(format!(
+            "{what} {} is on {}, not ext4: quotafs needs ext4 (stable file handles and i_generation)",
+            dir.display(),
+            fs_type_name(fs.f_type as i64)
+        ));
+    }
+    Ok(dir)
+}
+
+/// Validates the routes against each other and against the main backing, mountpoint and state
+/// dir: every route's backing an ext4 directory of its own, no pattern overlapping another.
+fn validate_routes(
+    routes: Vec<RouteConfig>,
+    backing: &Path,
+    mountpoint: &Path,
+    state_dir: &Path,
+) -> Result<Vec<(crate::route::Pattern, PathBuf)>, String> {
+    let mut out: Vec<(crate::route::Pattern, PathBuf)> = Vec::new();
+    if routes.len() > 200 {
+        return Err(format!("at most 200 routes, got {}", routes.len()));
+    }
+    for r in routes {
+        let pattern = crate::route::Pattern::parse(&r.pattern)?;
+        let dir = ext4_dir(
+            &format!("route {:?}: backing", r.pattern),
+            &r.backing,
+            "create it (on an ext4 file system of its own) or fix the route",
+        )?;
+        let mut others: Vec<(String, &Path)> = vec![("the main backing".into(), backing)];
+        for (p, d) in &out {
+            others.push((format!("the backing of route {:?}", p.text), d.as_path()));
+        }
+        for (what, other) in others {
+            if within(&dir, other) || within(other, &dir) {
+                return Err(format!(
+                    "route {:?}: backing {} is the same as, inside, or around {what} ({}); give each route a directory of its own, outside the others",
+                    r.pattern,
+                    dir.display(),
+                    other.display()
+                ));
+            }
+        }
+        if within(mountpoint, &dir) || within(&dir, mountpoint) || within(state_dir, &dir) {
+            return Err(format!(
+                "route {:?}: backing {} contains or lies inside the mountpoint or state dir; put it elsewhere",
+                r.pattern,
+                dir.display()
+            ));
+        }
+        if let Some((p, _)) = out.iter().find(|(p, _)| p.overlaps(&pattern)) {
+            return Err(format!(
+                "route pattern {:?} overlaps {:?}: a path could match both, or one routed directory would lie inside the other",
+                pattern.text, p.text
+            ));
+        }
+        out.push((pattern, dir));
+    }
+    Ok(out)
+}
+
 /// Decodes the octal escapes (`\040`) of /proc/self/mountinfo paths.
 fn unescape_mountinfo(s: &str) -> String {
     let b = s.as_bytes();
@@ -180,18 +269,7 @@ pub fn validate_mount(file: FileConfig, flags: FileConfig) -> Result<MountConfig
         .ok_or("no mountpoint: pass MOUNTPOINT or set `mountpoint` in the config file")?;
     let state_dir = flags.state_dir.or(file.state_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
 
-    let backing = existing_dir("backing", &backing, "create it (on an ext4 file system) or fix --backing")?;
-    let root = sys::open_path(&crate::backing::cstring(&backing)?, libc::O_PATH | libc::O_DIRECTORY)
-        .map_err(|e| format!("cannot open backing {}: {e}", backing.display()))?;
-    let fs =
-        sys::statfs_fd(std::os::fd::AsFd::as_fd(&root)).map_err(|e| format!("statfs {}: {e}", backing.display()))?;
-    if fs.f_type as i64 != EXT4_MAGIC {
-        return Err(format!(
-            "backing {} is on {}, not ext4: quotafs needs ext4 (stable file handles and i_generation)",
-            backing.display(),
-            fs_type_name(fs.f_type as i64)
-        ));
-    }
+    let backing = ext4_dir("backing", &backing, "create it (on an ext4 file system) or fix --backing")?;
     let mountpoint = existing_dir("mountpoint", &mountpoint, "create it with mkdir")?;
     if let Some((fstype, source)) = mount_at(&mountpoint)
         && fstype.starts_with("fuse")
@@ -250,6 +328,11 @@ pub fn validate_mount(file: FileConfig, flags: FileConfig) -> Result<MountConfig
     if !(4096..=(16 << 20)).contains(&max_write) {
         return Err(format!("max_write must be between 4096 and 16777216 bytes, got {max_write}"));
     }
+    let routes = {
+        let mut routes = file.route.unwrap_or_default();
+        routes.extend(flags.route.unwrap_or_default());
+        validate_routes(routes, &backing, &mountpoint, &state_dir)?
+    };
     Ok(MountConfig {
         backing,
         state_dir,
@@ -269,6 +352,7 @@ pub fn validate_mount(file: FileConfig, flags: FileConfig) -> Result<MountConfig
             Duration::from_secs_f64(secs)
         },
         exempt_uids: flags.exempt_uids.or(file.exempt_uids).unwrap_or_default(),
+        routes,
     })
 }
 

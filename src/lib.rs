@@ -19,3 +19,4 @@ pub mod ledger;
 pub mod logging;
 pub mod passthrough;
 pub mod quota;
+pub mod route;

@@ -222,6 +222,10 @@ pub struct MountArgs {
     /// Do not negotiate POSIX ACLs with the kernel.
     #[arg(long)]
     pub no_acl: bool,
+    /// Serve the subtrees matching PATTERN from the ext4 directory DIR (repeatable), e.g.
+    /// '/home/*/Dropbox=/srv/dropbox'. Added to the config file's [[route]] tables.
+    #[arg(long, value_name = "PATTERN=DIR")]
+    pub route: Vec<String>,
 }
 
 #[derive(Debug, Args)]

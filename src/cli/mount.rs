@@ -1,7 +1,7 @@
 //! `quotafs mount`.
 
 use super::{Cli, CliError, MountArgs, load_file_config};
-use crate::config::{FileConfig, validate_mount};
+use crate::config::{FileConfig, RouteConfig, validate_mount};
 
 pub fn run(cli: &Cli, args: &MountArgs) -> Result<(), CliError> {
     let file = load_file_config(cli)?;
@@ -18,6 +18,17 @@ pub fn run(cli: &Cli, args: &MountArgs) -> Result<(), CliError> {
         max_write: args.max_write,
         checkpoint_interval: args.checkpoint_interval,
         exempt_uids: (!args.exempt_uid.is_empty()).then(|| args.exempt_uid.clone()),
+        route: if args.route.is_empty() {
+            None
+        } else {
+            Some(
+                args.route
+                    .iter()
+                    .map(|r| RouteConfig::parse_flag(r))
+                    .collect::<Result<_, _>>()
+                    .map_err(CliError::usage)?,
+            )
+        },
     };
     let cfg = validate_mount(file, flags).map_err(CliError::usage)?;
     crate::daemon::run(&cfg).map_err(CliError::failed)

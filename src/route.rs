@@ -1,0 +1,286 @@
+//! Routes: path patterns whose subtrees live on another backing (each user's `Dropbox` on a
+//! disk of its own). Pure logic: parsing, overlap checks, and the per-directory match state
+//! the passthrough layer carries down the tree (docs/design.md §14).
+//!
+//! A pattern is a path from the mount root, `/`-separated; `*` matches any one component,
+//! anything else matches itself. The last component must be a literal name: it is the routed
+//! directory (`/home/*/Dropbox`). The routed subtree lives on its backing at the same relative
+//! path (`home/a/Dropbox/...`); the directories above it exist there too (same owners, modes
+//! and project), invisible through the mount.
+
+use std::ffi::{CStr, CString};
+
+/// One component of a pattern.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Comp {
+    Any,
+    Name(CString),
+}
+
+impl Comp {
+    fn matches(&self, name: &CStr) -> bool {
+        match self {
+            Comp::Any => true,
+            Comp::Name(n) => n.as_c_str() == name,
+        }
+    }
+    fn compatible(&self, other: &Comp) -> bool {
+        match (self, other) {
+            (Comp::Name(a), Comp::Name(b)) => a == b,
+            _ => true,
+        }
+    }
+}
+
+/// A parsed route pattern.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pattern {
+    pub text: String,
+    pub comps: Vec<Comp>,
+}
+
+impl Pattern {
+    pub fn parse(text: &str) -> Result<Pattern, String> {
+        let bad = |why: &str| Err(format!("route pattern {text:?}: {why}"));
+        if text.trim().is_empty() {
+            return bad("empty; write a path from the mount root such as \"/home/*/Dropbox\"");
+        }
+        if !text.starts_with('/') {
+            return bad("must start with '/' (a path from the mount root)");
+        }
+        let mut comps = Vec::new();
+        for c in text.trim_end_matches('/').split('/').skip(1) {
+            match c {
+                "" => return bad("has an empty component ('//')"),
+                "." | ".." => return bad("may not contain '.' or '..'"),
+                "*" => comps.push(Comp::Any),
+                c if c.contains('*') || c.contains('?') || c.contains('[') => {
+                    return bad("'*' must be a whole component; other glob characters are not supported");
+                }
+                c => comps.push(Comp::Name(CString::new(c).map_err(|_| format!("route pattern {text:?}: NUL byte"))?)),
+            }
+        }
+        match comps.last() {
+            None => bad("routes nothing (the root itself cannot be routed)"),
+            Some(Comp::Any) => bad("the last component must be a name (the routed directory), not '*'"),
+            Some(_) => Ok(Pattern { text: text.to_string(), comps }),
+        }
+    }
+
+    /// Whether some path could match both patterns, or one's routed directory could lie
+    /// inside (or above) the other's.
+    pub fn overlaps(&self, other: &Pattern) -> bool {
+        let n = self.comps.len().min(other.comps.len());
+        self.comps[..n].iter().zip(&other.comps[..n]).all(|(a, b)| a.compatible(b))
+    }
+}
+
+/// The routes of a mount: patterns and the backing index each leads to.
+#[derive(Clone, Debug, Default)]
+pub struct Routes {
+    pub routes: Vec<(Pattern, u8)>,
+}
+
+/// Where a directory of backing 0 stands against the patterns: its path from the mount root and
+/// the patterns whose first `depth` components its path matches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteState {
+    pub path: Vec<CString>,
+    /// (route index, components matched); only routes not yet complete.
+    pub partial: Vec<(usize, usize)>,
+}
+
+/// What a name in a directory is, routing-wise.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// An ordinary entry of the directory's own backing. `Some` if it is a directory on the way
+    /// to a routed one (its state); `None` if no route passes through it.
+    Local(Option<RouteState>),
+    /// The routed directory of route `route`, living on backing `backing` at `path`.
+    Routed { route: usize, backing: u8, path: Vec<CString> },
+}
+
+impl Routes {
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    /// The state of the mount root, or None when there are no routes.
+    pub fn root(&self) -> Option<RouteState> {
+        (!self.routes.is_empty())
+            .then(|| RouteState { path: Vec::new(), partial: (0..self.routes.len()).map(|i| (i, 0)).collect() })
+    }
+
+    /// What `name` in a directory with state `dir` is.
+    pub fn step(&self, dir: &RouteState, name: &CStr) -> Step {
+        let mut path = dir.path.clone();
+        path.push(name.to_owned());
+        let mut next = Vec::new();
+        for &(r, depth) in &dir.partial {
+            let (pattern, backing) = &self.routes[r];
+            if !pattern.comps[depth].matches(name) {
+                continue;
+            }
+            if depth + 1 == pattern.comps.len() {
+                return Step::Routed { route: r, backing: *backing, path };
+            }
+            next.push((r, depth + 1));
+        }
+        Step::Local((!next.is_empty()).then_some(RouteState { path, partial: next }))
+    }
+
+    /// Routed directory names that can appear in a directory with state `dir`, with their
+    /// route and backing (their last pattern component is a literal name).
+    pub fn routed_names(&self, dir: &RouteState) -> Vec<(CString, usize, u8)> {
+        let mut out = Vec::new();
+        for &(r, depth) in &dir.partial {
+            let (pattern, backing) = &self.routes[r];
+            if depth + 1 == pattern.comps.len()
+                && let Comp::Name(n) = &pattern.comps[depth]
+                && !out.iter().any(|(m, _, _)| m == n)
+            {
+                out.push((n.clone(), r, *backing));
+            }
+        }
+        out
+    }
+
+    /// Whether moving a directory from state `from` to state `to` keeps every route through it
+    /// the same (same routes, same depth): then its routed parts can move with it.
+    pub fn same_shape(from: &RouteState, to: &RouteState) -> bool {
+        from.partial == to.partial
+    }
+}
+
+/// Routed paths that also exist on the main backing (backing 0), where they are shadowed: the
+/// route's backing is served. Walks backing 0 along each pattern only (the `*` components'
+/// directories), so it costs a listing of those directories, not a scan.
+pub fn conflicts(backings: &[crate::backing::Backing], routes: &Routes) -> Vec<String> {
+    use crate::backing::sys;
+    use std::os::fd::AsFd;
+    let mut out = Vec::new();
+    let Some(main) = backings.first() else { return out };
+    for (pattern, backing) in &routes.routes {
+        let Some(routed) = backings.get(*backing as usize) else { continue };
+        // Directories of backing 0 matching the pattern's components before the last.
+        let mut level: Vec<Vec<CString>> = vec![Vec::new()];
+        for comp in &pattern.comps[..pattern.comps.len() - 1] {
+            let mut next = Vec::new();
+            for path in &level {
+                let rel = if path.is_empty() { CString::from(c".") } else { join(path) };
+                let Ok(dir) = sys::openat_beneath(main.root_fd(), &rel, libc::O_RDONLY | libc::O_DIRECTORY, 0) else {
+                    continue;
+                };
+                match comp {
+                    Comp::Name(n) => {
+                        if sys::stat_at(dir.as_fd(), n).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR) {
+                            next.push([path.clone(), vec![n.clone()]].concat());
+                        }
+                    }
+                    Comp::Any => {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        while let Ok(batch) = sys::read_dir(dir.as_fd(), &mut buf) {
+                            if batch.is_empty() {
+                                break;
+                            }
+                            for e in batch {
+                                if e.name.as_bytes() != b"." && e.name.as_bytes() != b".." && e.kind == libc::DT_DIR {
+                                    next.push([path.clone(), vec![e.name]].concat());
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            level = next;
+        }
+        let Some(Comp::Name(last)) = pattern.comps.last() else { continue };
+        for path in level {
+            let full = [path.clone(), vec![last.clone()]].concat();
+            let rel = join(&full);
+            if sys::openat_beneath(main.root_fd(), &rel, libc::O_PATH, 0).is_ok() {
+                let on_route = sys::openat_beneath(routed.root_fd(), &rel, libc::O_PATH, 0).is_ok();
+                out.push(format!(
+                    "/{} exists on the main backing {} and is hidden by route {:?}{}; move its contents into the mount's /{} (served from {})",
+                    rel.to_string_lossy(),
+                    main.path.display(),
+                    pattern.text,
+                    if on_route { " (the routed backing has it too)" } else { "" },
+                    rel.to_string_lossy(),
+                    routed.path.display()
+                ));
+            }
+        }
+    }
+    out
+}
+
+pub fn join(path: &[CString]) -> CString {
+    let mut v = Vec::new();
+    for (i, c) in path.iter().enumerate() {
+        if i > 0 {
+            v.push(b'/');
+        }
+        v.extend_from_slice(c.as_bytes());
+    }
+    CString::new(v).expect("components have no NUL")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routes(pats: &[&str]) -> Routes {
+        Routes { routes: pats.iter().enumerate().map(|(i, p)| (Pattern::parse(p).unwrap(), i as u8 + 1)).collect() }
+    }
+
+    #[test]
+    fn parse_refuses_bad_patterns_with_reasons() {
+        for (p, why) in [
+            ("", "empty"),
+            ("home/*/Dropbox", "start with '/'"),
+            ("/home//Dropbox", "empty component"),
+            ("/home/../Dropbox", "'..'"),
+            ("/home/*", "last component"),
+            ("/", "root itself"),
+            ("/home/a*/Dropbox", "whole component"),
+        ] {
+            let e = Pattern::parse(p).unwrap_err();
+            assert!(e.contains(why), "{p}: {e}");
+        }
+        assert_eq!(Pattern::parse("/home/*/Dropbox/").unwrap().comps.len(), 3);
+    }
+
+    #[test]
+    fn overlap_detects_shared_and_nested_matches() {
+        let p = |s| Pattern::parse(s).unwrap();
+        assert!(p("/home/*/Dropbox").overlaps(&p("/home/a/Dropbox")));
+        assert!(p("/home/*/Dropbox").overlaps(&p("/home/*/Dropbox/x")));
+        assert!(p("/home/a").overlaps(&p("/home/*/Dropbox")));
+        assert!(!p("/home/*/Dropbox").overlaps(&p("/srv/*/Dropbox")));
+        assert!(!p("/home/*/Dropbox").overlaps(&p("/home/*/Mail")));
+    }
+
+    #[test]
+    fn steps_follow_patterns_down_to_the_routed_directory() {
+        let r = routes(&["/home/*/Dropbox", "/srv/cache"]);
+        let root = r.root().unwrap();
+        let c = |s: &str| CString::new(s).unwrap();
+        assert_eq!(r.step(&root, &c("etc")), Step::Local(None));
+        let Step::Local(Some(home)) = r.step(&root, &c("home")) else { panic!() };
+        let Step::Local(Some(a)) = r.step(&home, &c("a")) else { panic!() };
+        assert_eq!(a.path, vec![c("home"), c("a")]);
+        assert_eq!(
+            r.step(&a, &c("Dropbox")),
+            Step::Routed { route: 0, backing: 1, path: vec![c("home"), c("a"), c("Dropbox")] }
+        );
+        assert_eq!(r.step(&a, &c("Mail")), Step::Local(None));
+        assert_eq!(r.routed_names(&a), vec![(c("Dropbox"), 0, 1)]);
+        assert!(r.routed_names(&home).is_empty());
+        let Step::Local(Some(b)) = r.step(&home, &c("b")) else { panic!() };
+        assert!(Routes::same_shape(&a, &b));
+        assert!(!Routes::same_shape(&a, &home));
+        assert!(matches!(r.step(&root, &c("srv")), Step::Local(Some(_))));
+        assert!(Routes::default().root().is_none());
+    }
+}
