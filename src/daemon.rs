@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use fuser::{MountOption, Session, SessionACL};
 
-use crate::backing::{Backing, BackingIndex, creds, cstring, sys};
+use crate::backing::{creds, cstring, sys};
 use crate::config::MountConfig;
 use crate::fuse::{FrontOptions, FuseFront};
 use crate::ledger::Ledger;
@@ -82,7 +82,11 @@ pub fn run(cfg: &MountConfig) -> Result<(), String> {
     }
     creds::init_process().map_err(|e| format!("cannot drop supplementary groups: {e}"))?;
 
-    let backings = Arc::new(vec![Backing::open(BackingIndex(0), &cfg.backing)?]);
+    let (backings, routes) = crate::backing::open_all(&cfg.backing, &cfg.routes)?;
+    for (p, b) in &routes.routes {
+        tracing::info!(pattern = %p.text, backing = %backings[*b as usize].path.display(), index = b, "route");
+    }
+    let backings = Arc::new(backings);
     // Recovery (or the first-mount scan) runs to completion before anything is mounted: the
     // mount never serves a request against a ledger that is not exact.
     let ledger =
@@ -90,7 +94,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), String> {
     let ops = Arc::new(Passthrough::new(
         Arc::clone(&backings),
         Arc::clone(&ledger),
-        Options { passthrough: cfg.passthrough, fd_cache: cfg.fd_cache },
+        Options { passthrough: cfg.passthrough, fd_cache: cfg.fd_cache, routes },
     )?);
     crate::admin::server::start(
         &cfg.state_dir,

@@ -88,6 +88,9 @@ pub struct CheckReport {
     pub drift: Vec<DriftRow>,
     pub repaired: bool,
     pub errors: u64,
+    /// Routed paths that also exist on the main backing (shadowed there).
+    #[serde(default)]
+    pub conflicts: Vec<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -104,6 +104,7 @@ pub fn check_report(result: &scan::ScanResult, ledger: &std::collections::BTreeM
         drift,
         repaired: false,
         errors: result.errors,
+        conflicts: Vec::new(),
     }
 }
 
@@ -167,6 +168,7 @@ impl Server {
                     let scanned = scan::scan(self.ops.backings(), scan::Mode::Count, self.threads);
                     scanned.map(|r| {
                         let mut report = check_report(&r, &self.ledger.table().snapshot());
+                        report.conflicts = crate::route::conflicts(self.ops.backings(), self.ops.routes());
                         if repair && !report.drift.is_empty() && r.errors == 0 {
                             self.ledger.table().replace(r.usage.clone());
                             report.repaired = true;

@@ -92,6 +92,92 @@ impl Backing {
     }
 }
 
+/// Names the backing index stored in each backing root (1 byte), so that a backing keeps its
+/// index, and its inodes their node ids, whatever order the routes are listed in.
+const INDEX_XATTR: &CStr = c"trusted.quotafs.backing";
+
+fn stored_index(b: &Backing) -> Result<Option<u8>, String> {
+    let mut buf = [0u8; 8];
+    match sys::get_xattr(b.root_fd(), INDEX_XATTR, &mut buf) {
+        Ok(1) => Ok(Some(buf[0])),
+        Ok(n) => Err(format!("backing {}: its index tag has {n} bytes, expected 1", b.path.display())),
+        Err(Errno(libc::ENODATA)) => Ok(None),
+        Err(e) => Err(format!("cannot read the index tag of backing {}: {e}", b.path.display())),
+    }
+}
+
+/// Opens the main backing (index 0) and every route's backing, each at the index stored in
+/// its root (a new one gets the lowest free index, stored at once). Returns the backings in
+/// index order and the routes. A gap (a backing the ledger knows that no route names any more)
+/// is refused: its usage would silently vanish.
+pub fn open_all(
+    main: &Path,
+    routes: &[(crate::route::Pattern, PathBuf)],
+) -> Result<(Vec<Backing>, crate::route::Routes), String> {
+    let mut all = vec![Backing::open(BackingIndex(0), main)?];
+    match stored_index(&all[0])? {
+        Some(0) => {}
+        Some(i) => {
+            return Err(format!(
+                "{} is the backing of a route (index {i}), not a main backing; check --backing and the routes",
+                main.display()
+            ));
+        }
+        None => sys::set_xattr(all[0].root_fd(), INDEX_XATTR, &[0], 0)
+            .map_err(|e| format!("cannot tag backing {}: {e}", main.display()))?,
+    }
+    let mut pending = Vec::new();
+    for (pattern, dir) in routes {
+        let mut b = Backing::open(BackingIndex(0), dir)?;
+        match stored_index(&b)? {
+            Some(0) => {
+                return Err(format!("route {:?}: {} is a main backing, not a route's", pattern.text, dir.display()));
+            }
+            Some(i) if all.iter().any(|o| o.index.0 == i) => {
+                return Err(format!(
+                    "route {:?}: {} has index {i}, like another backing (a copy?)",
+                    pattern.text,
+                    dir.display()
+                ));
+            }
+            Some(i) => {
+                b.index = BackingIndex(i);
+                all.push(b);
+            }
+            None => pending.push(b),
+        }
+    }
+    for mut b in pending {
+        let free = (1..=u8::MAX).find(|i| !all.iter().any(|o| o.index.0 == *i)).ok_or("too many backings")?;
+        sys::set_xattr(b.root_fd(), INDEX_XATTR, &[free], 0)
+            .map_err(|e| format!("cannot tag backing {}: {e}", b.path.display()))?;
+        b.index = BackingIndex(free);
+        all.push(b);
+    }
+    all.sort_by_key(|b| b.index.0);
+    if let Some((pos, b)) = all.iter().enumerate().find(|(pos, b)| b.index.0 as usize != *pos) {
+        return Err(format!(
+            "backing {} has index {} but no configured backing has index {pos}: a route was removed. \
+             Put it back, or to retire it for good remove the attribute `trusted.quotafs.backing` from {} \
+             and its data, then run `quotafs check --repair`",
+            b.path.display(),
+            b.index.0,
+            b.path.display()
+        ));
+    }
+    let table = crate::route::Routes {
+        routes: routes
+            .iter()
+            .map(|(p, dir)| {
+                let dir = dir.canonicalize().unwrap_or_else(|_| dir.clone());
+                let idx = all.iter().find(|b| b.path == dir).map_or(0, |b| b.index.0);
+                (p.clone(), idx)
+            })
+            .collect(),
+    };
+    Ok((all, table))
+}
+
 pub fn cstring(path: &Path) -> Result<CString, String> {
     CString::new(path.as_os_str().as_bytes()).map_err(|_| format!("path {} contains a NUL byte", path.display()))
 }

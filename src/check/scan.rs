@@ -92,7 +92,7 @@ impl Shared<'_> {
 
 /// Counts one directory's entries into `usage`; returns its subdirectories as jobs.
 fn scan_dir(s: &Shared<'_>, job: &Job, usage: &mut BTreeMap<Subject, Usage>) -> Vec<Job> {
-    let backing = &s.backings[job.backing];
+    let backing = s.backings.iter().find(|b| b.index.0 as usize == job.backing).expect("job of a scanned backing");
     let dir = match backing.open_handle(&job.handle, libc::O_RDONLY | libc::O_DIRECTORY) {
         Ok(fd) => fd,
         Err(Errno(libc::ESTALE | libc::ENOENT)) => return Vec::new(), // removed meanwhile
@@ -190,7 +190,7 @@ pub fn scan(backings: &[Backing], mode: Mode, threads: usize) -> Result<ScanResu
     let started = Instant::now();
     let mut jobs = Vec::new();
     let mut usage = BTreeMap::new();
-    for (i, b) in backings.iter().enumerate() {
+    for b in backings {
         let root = b.root_fd();
         let st = sys::stat_fd(root).map_err(|e| format!("stat backing {}: {e}", b.path.display()))?;
         let mut t = tag::read_fd(root).map_err(|e| format!("read the tag of backing {}: {e}", b.path.display()))?;
@@ -203,7 +203,7 @@ pub fn scan(backings: &[Backing], mode: Mode, threads: usize) -> Result<ScanResu
         let st = if mode == Mode::Tag { sys::stat_fd(root).unwrap_or(st) } else { st };
         charge_into(&mut usage, Charge::of(&st, project));
         let handle = sys::fd_to_handle(root).map_err(|e| format!("handle of backing {}: {e}", b.path.display()))?;
-        jobs.push(Job { backing: i, handle, project });
+        jobs.push(Job { backing: b.index.0 as usize, handle, project });
     }
     let shared = Shared {
         backings,

@@ -5,7 +5,6 @@
 use super::{CheckArgs, Cli, CliError, human, load_file_config, state_dir};
 use crate::admin::server::check_report;
 use crate::admin::{CheckReport, Request, Response, call};
-use crate::backing::{Backing, BackingIndex};
 use crate::check::scan;
 use crate::ledger::{recovery, store::Snapshot, store::Store};
 
@@ -17,7 +16,17 @@ fn offline(cli: &Cli, args: &CheckArgs, dir: &std::path::Path) -> Result<CheckRe
         })?,
     };
     let _lock = crate::daemon::lock_state_dir(dir).map_err(CliError::failed)?;
-    let backings = vec![Backing::open(BackingIndex(0), &backing).map_err(CliError::usage)?];
+    // The routed backings, from the config file's [[route]] tables.
+    let mut routes = Vec::new();
+    for r in load_file_config(cli)?.route.unwrap_or_default() {
+        let pattern = crate::route::Pattern::parse(&r.pattern).map_err(CliError::usage)?;
+        let dir = r
+            .backing
+            .canonicalize()
+            .map_err(|e| CliError::usage(format!("route {:?}: backing {}: {e}", r.pattern, r.backing.display())))?;
+        routes.push((pattern, dir));
+    }
+    let (backings, route_table) = crate::backing::open_all(&backing, &routes).map_err(CliError::usage)?;
     let threads = std::thread::available_parallelism().map(|n| n.get() * 2).unwrap_or(4);
     // Bring the ledger up to date exactly as a mount would, then compare. If the store or a
     // log cannot be read, --repair rebuilds from a full rescan (the damaged files are kept).
@@ -49,6 +58,7 @@ fn offline(cli: &Cli, args: &CheckArgs, dir: &std::path::Path) -> Result<CheckRe
     recovery::remove_logs_before(dir, snap.epoch);
     let result = scan::scan(&backings, scan::Mode::Count, threads).map_err(CliError::failed)?;
     let mut report = check_report(&result, &snap.usage);
+    report.conflicts = crate::route::conflicts(&backings, &route_table);
     if args.repair && !report.drift.is_empty() && result.errors == 0 {
         store
             .commit(&Snapshot { epoch: snap.epoch + 1, usage: result.usage, grace: None })
@@ -83,6 +93,9 @@ pub fn run(cli: &Cli, args: &CheckArgs) -> Result<(), CliError> {
                 d.found_bytes,
                 d.found_inodes
             );
+        }
+        for c in &report.conflicts {
+            println!("conflict: {c}");
         }
         if report.drift.is_empty() {
             println!("ledger matches the backing exactly");

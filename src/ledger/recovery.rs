@@ -161,7 +161,7 @@ pub fn recover(state_dir: &Path, store: &Store, backings: &[Backing]) -> Result<
         sync_backings(backings)?;
         let epoch = logs.last().map_or(1, |(e, _)| e + 1);
         let snap = Snapshot { epoch, usage: result.usage, grace: None };
-        store.commit(&snap)?;
+        store.commit_counting(&snap, &backings.iter().map(|b| b.index.0).collect::<Vec<_>>())?;
         tracing::info!(
             inodes = result.inodes,
             tagged = result.tagged,
@@ -255,9 +255,32 @@ pub fn recover(state_dir: &Path, store: &Store, backings: &[Backing]) -> Result<
     report.listed_dirs = walk.listed;
     report.new_inodes = walk.new_inodes;
 
+    // A backing the ledger has never counted (a route added since the last mount): count and
+    // tag it now, once; the store records it with the snapshot that includes it.
+    let counted = store.counted_backings()?;
+    let fresh: Vec<&Backing> = backings.iter().filter(|b| !counted.contains(&b.index.0)).collect();
+    for b in &fresh {
+        tracing::info!(backing = %b.path.display(), "a new backing: counting and tagging every inode (once)");
+        let result = scan::scan(std::slice::from_ref(*b), Mode::Tag, scan_threads())?;
+        if result.errors > 0 {
+            return Err(format!(
+                "the scan of new backing {} could not read {} entries (see the log); fix them and mount again",
+                b.path.display(),
+                result.errors
+            ));
+        }
+        let mut merged = table.snapshot();
+        for (s, u) in result.usage {
+            let e = merged.entry(s).or_default();
+            e.bytes += u.bytes;
+            e.inodes += u.inodes;
+        }
+        table.replace(merged);
+        report.scanned_inodes += result.inodes;
+    }
     sync_backings(backings)?;
     let snap = Snapshot { epoch: last_epoch + 1, usage: table.snapshot(), grace: None };
-    store.commit(&snap)?;
+    store.commit_counting(&snap, &fresh.iter().map(|b| b.index.0).collect::<Vec<_>>())?;
     report.duration = started.elapsed();
     tracing::info!(
         from_epoch = report.from_epoch,

@@ -218,6 +218,34 @@ impl Store {
 
     /// Makes `snap` the durable snapshot (returns after it is on disk).
     pub fn commit(&self, snap: &Snapshot) -> Result<(), String> {
+        self.commit_counting(snap, &[])
+    }
+
+    /// The backing indices whose contents the snapshot counts. A store from before routes
+    /// existed counts backing 0.
+    pub fn counted_backings(&self) -> Result<Vec<u8>, String> {
+        let p = &self.path;
+        let txn = self.db.begin_read().map_err(|e| err(p, "read", e))?;
+        let meta = match txn.open_table(META) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(err(p, "read meta", e)),
+        };
+        let mut out = Vec::new();
+        for i in 0..=u8::MAX {
+            if meta.get(format!("backing.{i}").as_str()).map_err(|e| err(p, "read backings", e))?.is_some() {
+                out.push(i);
+            }
+        }
+        if out.is_empty() && meta.get("epoch").map_err(|e| err(p, "read epoch", e))?.is_some() {
+            out.push(0);
+        }
+        Ok(out)
+    }
+
+    /// `commit`, also recording that the snapshot now counts backings `newly_counted`: in the
+    /// same transaction, so a backing is counted into the ledger exactly once.
+    pub fn commit_counting(&self, snap: &Snapshot, newly_counted: &[u8]) -> Result<(), String> {
         let p = &self.path;
         let txn = self.db.begin_write().map_err(|e| err(p, "begin write", e))?;
         {
@@ -228,6 +256,9 @@ impl Store {
             }
             let mut meta = txn.open_table(META).map_err(|e| err(p, "open meta", e))?;
             meta.insert("epoch", snap.epoch).map_err(|e| err(p, "write epoch", e))?;
+            for i in newly_counted {
+                meta.insert(format!("backing.{i}").as_str(), 1).map_err(|e| err(p, "write backings", e))?;
+            }
             if let Some(grace) = &snap.grace {
                 let mut g = txn.open_table(GRACE).map_err(|e| err(p, "open grace timers", e))?;
                 g.retain(|_, _| false).map_err(|e| err(p, "clear grace timers", e))?;
