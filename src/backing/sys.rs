@@ -527,13 +527,14 @@ pub fn open_entry(dir: BorrowedFd<'_>, name: &CStr) -> SysResult<OwnedFd> {
 
 /// The parent of directory `dir`, as an `O_PATH` descriptor (the root's parent is itself).
 pub fn openat_dotdot(dir: BorrowedFd<'_>) -> SysResult<OwnedFd> {
+    open_dotdot(dir, libc::O_PATH)
+}
+
+/// The parent of directory `dir`, opened with `flags` (`O_PATH` or `O_RDONLY`).
+pub fn open_dotdot(dir: BorrowedFd<'_>, flags: libc::c_int) -> SysResult<OwnedFd> {
     // SAFETY: plain syscall on a valid fd and a NUL-terminated name.
     owned(unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            c"..".as_ptr(),
-            libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        )
+        libc::openat(dir.as_raw_fd(), c"..".as_ptr(), flags | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
     })
 }
 

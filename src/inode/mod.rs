@@ -71,6 +71,20 @@ pub struct Inode {
     fd: Mutex<Option<Arc<OwnedFd>>>,
     /// The inode's quotafs tag (project, birth epoch), once read or written.
     pub tag: Mutex<Option<Tag>>,
+    /// For a directory of backing 0: where it stands against the routes (see `route`).
+    pub route: Mutex<RouteMark>,
+}
+
+/// What a directory knows of the routes through it.
+#[derive(Clone, Debug, Default)]
+pub enum RouteMark {
+    /// Not known yet (reached by handle, or its path changed): computed when needed.
+    #[default]
+    Unknown,
+    /// No route passes through it.
+    Off,
+    /// Routes pass through it.
+    On(Arc<crate::route::RouteState>),
 }
 
 impl Inode {
@@ -118,6 +132,7 @@ impl InodeTable {
             kind: libc::S_IFDIR,
             fd: Mutex::new(None),
             tag: Mutex::new(None),
+            route: Mutex::new(RouteMark::Unknown),
         });
         self.map.insert(ROOT_ID, Slot { inode, lookups: u64::MAX / 2 });
     }
@@ -131,7 +146,17 @@ impl InodeTable {
     pub fn reference(&self, id: u64, backing: BackingIndex, ino: u64, handle: Handle, kind: u32) -> Arc<Inode> {
         let generation = handle.ext4_generation().unwrap_or(0);
         let fresh = || {
-            Arc::new(Inode { id, backing, ino, handle, generation, kind, fd: Mutex::new(None), tag: Mutex::new(None) })
+            Arc::new(Inode {
+                id,
+                backing,
+                ino,
+                handle,
+                generation,
+                kind,
+                fd: Mutex::new(None),
+                tag: Mutex::new(None),
+                route: Mutex::new(RouteMark::Unknown),
+            })
         };
         let mut slot = self.map.entry(id).or_insert_with(|| Slot { inode: fresh(), lookups: 0 });
         if slot.inode.handle != handle && id != ROOT_ID {
@@ -150,6 +175,14 @@ impl InodeTable {
             slot.lookups = slot.lookups.saturating_sub(n);
             slot.lookups == 0
         });
+    }
+
+    /// Forgets what every held directory knew of the routes (after a directory on a route's
+    /// path moved: the paths below it changed).
+    pub fn reset_routes(&self) {
+        for slot in self.map.iter() {
+            *slot.inode.route.lock() = RouteMark::Unknown;
+        }
     }
 
     /// Nodes held.

@@ -16,6 +16,14 @@ use crate::backing::sys::DirEntry;
 use crate::backing::{Errno, sys};
 use crate::inode::{self, ROOT_ID};
 
+/// Offsets from here up name routed entries (see `readdir`); ext4's own cookies stay below
+/// except its end-of-directory mark, `i64::MAX`.
+const ROUTED_COOKIES: i64 = i64::MAX - 1024;
+
+fn routed_names_hide(routed: &[(CString, u64, u32)], name: &CString) -> bool {
+    routed.iter().any(|(n, _, _)| n == name)
+}
+
 /// One entry of a readdir reply. `entry` is set for readdirplus entries other than `.` and
 /// `..`; it holds a lookup reference that the caller must give back (`forget`) if the entry
 /// does not make it into the reply.
@@ -94,6 +102,17 @@ impl Passthrough {
         mut emit: impl FnMut(&DirEntryOut) -> bool,
     ) -> Result<(), Errno> {
         let backing = self.backing(inode::backing_of(id))?;
+        let dir = self.inode(id)?;
+        // Routed directories that live in this one on other backings: listed after ext4's
+        // entries, with cookies of their own at the top of the offset range; a same-named
+        // entry of this backing is shadowed.
+        let routed = self.routed_entries(&dir);
+        if offset == i64::MAX {
+            return self.emit_routed(id, &routed, 0, plus, emit); // ext4's end-of-directory mark
+        }
+        if offset >= ROUTED_COOKIES {
+            return self.emit_routed(id, &routed, (offset - ROUTED_COOKIES) as usize, plus, emit);
+        }
         let fd = self.open_dir(id)?;
         if offset != 0 {
             sys::lseek(fd.as_fd(), offset, libc::SEEK_SET)?;
@@ -104,10 +123,13 @@ impl Passthrough {
         loop {
             let batch = sys::read_dir(fd.as_fd(), &mut buf)?;
             if batch.is_empty() {
-                return Ok(());
+                return self.emit_routed(id, &routed, 0, plus, emit);
             }
             for DirEntry { ino, next_offset, kind, name } in batch {
                 let dot = name.as_bytes() == b"." || name.as_bytes() == b"..";
+                if routed_names_hide(&routed, &name) {
+                    continue;
+                }
                 let node =
                     if id == ROOT_ID && name.as_bytes() == b".." { ROOT_ID } else { inode::node_id(backing, ino)? };
                 let entry = if plus && !dot {
@@ -129,5 +151,41 @@ impl Passthrough {
                 }
             }
         }
+    }
+
+    /// Emits the routed entries from index `from` on.
+    fn emit_routed(
+        &self,
+        id: u64,
+        routed: &[(CString, u64, u32)],
+        from: usize,
+        plus: bool,
+        mut emit: impl FnMut(&DirEntryOut) -> bool,
+    ) -> Result<(), Errno> {
+        for (i, (name, node, kind)) in routed.iter().enumerate().skip(from) {
+            let entry = if plus {
+                match self.lookup(id, OsStr::from_bytes(name.as_bytes())) {
+                    Ok(e) => Some(e),
+                    Err(Errno(libc::ENOENT)) => continue,
+                    Err(e) => return Err(e),
+                }
+            } else {
+                None
+            };
+            let out = DirEntryOut {
+                ino: *node,
+                next_offset: ROUTED_COOKIES + i as i64 + 1,
+                kind: dt_kind(*kind as u8),
+                name: name.clone(),
+                entry,
+            };
+            if emit(&out) {
+                if let Some(e) = out.entry {
+                    self.forget(e.attr.ino.0, 1);
+                }
+                return Ok(());
+            }
+        }
+        Ok(())
     }
 }

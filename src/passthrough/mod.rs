@@ -13,6 +13,7 @@ pub mod dir;
 mod file;
 mod namespace;
 mod project;
+mod routing;
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
@@ -38,6 +39,8 @@ pub struct Options {
     pub passthrough: bool,
     /// Entries in the `O_PATH` fd cache.
     pub fd_cache: usize,
+    /// Subtrees served from other backings (empty: one backing).
+    pub routes: crate::route::Routes,
 }
 
 /// An entry handed to the kernel: attributes and generation. Each one returned by this layer

@@ -18,11 +18,12 @@ use super::account::Tracked;
 use super::file::Opened;
 use super::{Ctx, Entry, Passthrough};
 use crate::backing::creds::{as_caller, set_thread_umask};
-use crate::backing::{Backing, Errno, entry_name, sys};
+use crate::backing::{Backing, BackingIndex, Errno, entry_name, sys};
 use crate::inode::{self, Inode, ROOT_ID};
 use crate::ledger::Change;
 use crate::ledger::tag;
 use crate::quota::{Charge, Subject};
+use crate::route::Step;
 
 /// Stripe locks held, and the stats of the entries they cover (None: no such entry).
 type LockedEntries<'a> = (Vec<parking_lot::MutexGuard<'a, ()>>, Vec<Option<libc::stat>>);
@@ -50,10 +51,21 @@ impl Passthrough {
         let (dir, dirfd) = self.resolve_dir(parent)?;
         let name = match name.as_bytes() {
             b".." if parent == ROOT_ID => c".".to_owned(),
-            b".." => c"..".to_owned(),
+            b".." => {
+                if let Some(e) = self.routed_dotdot(&dir, dirfd.as_fd())? {
+                    return Ok(e);
+                }
+                c"..".to_owned()
+            }
             _ => entry_name(name)?,
         };
-        self.lookup_at(&dir, dirfd.as_fd(), &name)
+        let step = if name.as_bytes() == b"." || name.as_bytes() == b".." { None } else { self.step_of(&dir, &name) };
+        if let Some(Step::Routed { backing, path, .. }) = &step {
+            return self.routed_lookup(*backing, path);
+        }
+        let e = self.lookup_at(dir.backing, dirfd.as_fd(), &name)?;
+        self.mark_child(step.as_ref(), &e);
+        Ok(e)
     }
 
     /// LOOKUP(id, ".") for a node id not in the table: open the ext4 inode by number (a
@@ -111,8 +123,8 @@ impl Passthrough {
         Ok(false)
     }
 
-    fn lookup_at(&self, dir: &Inode, dirfd: BorrowedFd<'_>, name: &CStr) -> Result<Entry, Errno> {
-        let backing = self.backing(dir.backing)?;
+    pub(super) fn lookup_at(&self, backing: BackingIndex, dirfd: BorrowedFd<'_>, name: &CStr) -> Result<Entry, Errno> {
+        let backing = self.backing(backing)?;
         // stat and handle are two calls; a rename racing between them could pair one file's
         // attributes with another's handle. The ext4 handle carries the inode number: retry
         // until both agree.
@@ -142,27 +154,52 @@ impl Passthrough {
         new_bytes: u64,
         make: impl FnMut(BorrowedFd<'_>) -> Result<Option<OwnedFd>, Errno>,
     ) -> Result<(Entry, Option<OwnedFd>), Errno> {
+        self.create_in_project(ctx, parent, name, new_bytes, None, make)
+    }
+
+    /// `create_with`, the new inode in `project` (None: the parent's). A name that lands on a
+    /// routed directory is made on the route's backing.
+    pub(super) fn create_in_project(
+        &self,
+        ctx: &Ctx,
+        parent: u64,
+        name: &CStr,
+        new_bytes: u64,
+        project: Option<u32>,
+        make: impl FnMut(BorrowedFd<'_>) -> Result<Option<OwnedFd>, Errno>,
+    ) -> Result<(Entry, Option<OwnedFd>), Errno> {
         let (dir, dirfd) = self.resolve_dir(parent)?;
+        let step = self.step_of(&dir, name);
+        if let Some(Step::Routed { backing, path, .. }) = &step {
+            let kparent = self.hidden_parent(*backing, path)?;
+            let r = self.create_in_project(ctx, kparent, name, new_bytes, project, make);
+            self.forget(kparent, 1);
+            return r;
+        }
         let backing = self.backing(dir.backing)?;
         let ch = self.ledger.change();
         let _lock = self.ledger.lock_inode(dir.ino);
         let pt = self.track(&ch, &dir, dirfd.as_fd())?;
+        let project = project.unwrap_or(pt.tag.project);
         // The new inode belongs to the caller and to the directory's project.
         let _reservation =
-            self.reserve(ctx, &[Subject::User(ctx.uid), Subject::Project(pt.tag.project)], new_bytes, 1, false)?;
+            self.reserve(ctx, &[Subject::User(ctx.uid), Subject::Project(project)], new_bytes, 1, false)?;
         ch.dir_dirty(dir.key())?;
         let mut make = make;
         let made = as_caller(ctx, || make(dirfd.as_fd()));
         let result = made.and_then(|fd| match fd {
-            None => self.finish_by_name(&ch, backing.index.0, dirfd.as_fd(), name, pt.tag.project),
+            None => self.finish_by_name(&ch, backing.index.0, dirfd.as_fd(), name, project),
             Some(fd) => {
-                let entry = self.register_new(&ch, backing.index.0, fd.as_fd(), pt.tag.project).inspect_err(|_| {
+                let entry = self.register_new(&ch, backing.index.0, fd.as_fd(), project).inspect_err(|_| {
                     let _ = sys::unlink_at(dirfd.as_fd(), name, 0);
                 })?;
                 Ok((entry, Some(fd)))
             }
         });
         self.settle(&ch, &pt, dirfd.as_fd());
+        if let Ok((e, _)) = &result {
+            self.mark_child(step.as_ref(), e);
+        }
         result
     }
 
@@ -262,10 +299,10 @@ impl Passthrough {
     pub fn link(&self, ctx: &Ctx, id: u64, newparent: u64, newname: &OsStr) -> Result<Entry, Errno> {
         let (inode, fd) = self.resolve(id)?;
         let (dir, dirfd) = self.resolve_dir(newparent)?;
-        if inode.backing != dir.backing {
+        let name = entry_name(newname)?;
+        if inode.backing != dir.backing || matches!(self.step_of(&dir, &name), Some(Step::Routed { .. })) {
             return Err(Errno(libc::EXDEV));
         }
-        let name = entry_name(newname)?;
         let ch = self.ledger.change();
         let _locks = self.ledger.lock_inodes(&[inode.ino, dir.ino]);
         let itag = self.tag_of(&inode, fd.as_fd())?;
@@ -279,8 +316,8 @@ impl Passthrough {
         if ch.is_born(inode.key()) {
             ch.dir_dirty(dir.key())?;
         }
-        let r =
-            sys::link_fd(fd.as_fd(), dirfd.as_fd(), &name).and_then(|()| self.lookup_at(&dir, dirfd.as_fd(), &name));
+        let r = sys::link_fd(fd.as_fd(), dirfd.as_fd(), &name)
+            .and_then(|()| self.lookup_at(dir.backing, dirfd.as_fd(), &name));
         self.settle(&ch, &pt, dirfd.as_fd());
         r
     }
@@ -344,17 +381,50 @@ impl Passthrough {
 
     fn remove(&self, ctx: &Ctx, parent: u64, name: &OsStr, flags: i32) -> Result<(), Errno> {
         let (dir, dirfd) = self.resolve_dir(parent)?;
-        let name = entry_name(name)?;
+        let cname = entry_name(name)?;
+        match self.step_of(&dir, &cname) {
+            Some(Step::Routed { backing, path, .. }) => {
+                // The routed directory itself: removed on its backing.
+                let kparent = match self.routed_lookup_parent(backing, &path) {
+                    Ok(p) => p,
+                    Err(Errno(libc::ENOENT | libc::ENOTDIR)) => return Err(Errno(libc::ENOENT)),
+                    Err(e) => return Err(e),
+                };
+                let r = self.remove(ctx, kparent, name, flags);
+                self.forget(kparent, 1);
+                r
+            }
+            Some(Step::Local(Some(state))) if flags == libc::AT_REMOVEDIR => {
+                // A directory on a route's path: what it holds on the routed backing counts.
+                if self.hidden_not_empty(&state)? {
+                    return Err(Errno(libc::ENOTEMPTY));
+                }
+                self.remove_here(ctx, &dir, dirfd.as_fd(), cname, flags)?;
+                self.remove_hidden(&state);
+                Ok(())
+            }
+            _ => self.remove_here(ctx, &dir, dirfd.as_fd(), cname, flags),
+        }
+    }
+
+    fn remove_here(
+        &self,
+        ctx: &Ctx,
+        dir: &Inode,
+        dirfd: BorrowedFd<'_>,
+        name: CString,
+        flags: i32,
+    ) -> Result<(), Errno> {
         let b = dir.backing.0;
         let ch = self.ledger.change();
-        let (_locks, _) = self.lock_entries(&[&dir], &[(dirfd.as_fd(), &name)])?;
-        let pt = self.track(&ch, &dir, dirfd.as_fd())?;
-        let victim = self.track_at(&ch, b, dirfd.as_fd(), &name);
-        let r = victim.and_then(|v| as_caller(ctx, || sys::unlink_at(dirfd.as_fd(), &name, flags)).map(|()| v));
+        let (_locks, _) = self.lock_entries(&[dir], &[(dirfd, &name)])?;
+        let pt = self.track(&ch, dir, dirfd)?;
+        let victim = self.track_at(&ch, b, dirfd, &name);
+        let r = victim.and_then(|v| as_caller(ctx, || sys::unlink_at(dirfd, &name, flags)).map(|()| v));
         if let Ok(v) = &r {
             self.victim_gone(&ch, v);
         }
-        self.settle(&ch, &pt, dirfd.as_fd());
+        self.settle(&ch, &pt, dirfd);
         r.map(drop)
     }
 
@@ -380,19 +450,93 @@ impl Passthrough {
             return Err(Errno(libc::EXDEV));
         }
         let b = from.backing.0;
-        let name = entry_name(name)?;
-        let newname = entry_name(newname)?;
+        let cname = entry_name(name)?;
+        let cnewname = entry_name(newname)?;
+        let mut moved_routes = None;
+        if self.routing() && b == 0 {
+            let (s1, s2) = (self.step_of(&from, &cname), self.step_of(&to, &cnewname));
+            match (s1, s2) {
+                (
+                    Some(Step::Routed { backing: k1, path: p1, .. }),
+                    Some(Step::Routed { backing: k2, path: p2, .. }),
+                ) => {
+                    // A routed directory renamed to another routed place of the same backing.
+                    if k1 != k2 {
+                        return Err(Errno(libc::EXDEV));
+                    }
+                    let sp = self.routed_lookup_parent(k1, &p1)?;
+                    let dp = match self.hidden_parent(k2, &p2) {
+                        Ok(d) => d,
+                        Err(e) => {
+                            self.forget(sp, 1);
+                            return Err(e);
+                        }
+                    };
+                    let r = self.rename(ctx, sp, name, dp, newname, flags);
+                    self.forget(sp, 1);
+                    self.forget(dp, 1);
+                    return r;
+                }
+                (Some(Step::Routed { .. }), _) | (_, Some(Step::Routed { .. })) => return Err(Errno(libc::EXDEV)),
+                (s1, s2) => {
+                    let src_is_dir = sys::stat_at(fromfd.as_fd(), &cname).is_ok_and(|st| is_dir(&st));
+                    if src_is_dir {
+                        match (s1, s2) {
+                            (Some(Step::Local(Some(a))), Some(Step::Local(Some(bs))))
+                                if crate::route::Routes::same_shape(&a, &bs) && !exchange =>
+                            {
+                                moved_routes = Some((a, bs));
+                            }
+                            (Some(Step::Local(Some(a))), _) if !self.hidden_counterparts(&a).is_empty() => {
+                                return Err(Errno(libc::EXDEV));
+                            }
+                            (Some(Step::Local(Some(_))), _) => moved_routes = None,
+                            // A directory moving onto a route's path could hide its own entries
+                            // behind routed names: it is copied instead (mv does that on EXDEV).
+                            (_, Some(Step::Local(Some(_)))) => return Err(Errno(libc::EXDEV)),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+        let r = self.rename_here(ctx, &from, fromfd.as_fd(), &cname, &to, tofd.as_fd(), &cnewname, flags);
+        if r.is_ok() && self.routing() && b == 0 {
+            if let Some((a, bs)) = &moved_routes
+                && let Err(e) = self.move_hidden(a, bs)
+            {
+                tracing::error!(error = %e, "a directory moved but its routed part did not; `quotafs check` reports it");
+            }
+            self.inodes.reset_routes();
+        }
+        r
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn rename_here(
+        &self,
+        ctx: &Ctx,
+        from: &Inode,
+        fromfd: BorrowedFd<'_>,
+        name: &CStr,
+        to: &Inode,
+        tofd: BorrowedFd<'_>,
+        newname: &CStr,
+        flags: u32,
+    ) -> Result<(), Errno> {
+        let exchange = flags & libc::RENAME_EXCHANGE != 0;
+        let b = from.backing.0;
         let ch = self.ledger.change();
-        let (_locks, sts) = self.lock_entries(&[&from, &to], &[(fromfd.as_fd(), &name), (tofd.as_fd(), &newname)])?;
+        let (_locks, sts) = self.lock_entries(&[from, to], &[(fromfd, name), (tofd, newname)])?;
         let Some(src_st) = sts[0] else { return Err(Errno(libc::ENOENT)) };
         let target_st = sts[1].filter(|t| t.st_ino != src_st.st_ino);
-        let ft = self.track(&ch, &from, fromfd.as_fd())?;
-        let tt = if from.id == to.id { None } else { Some(self.track(&ch, &to, tofd.as_fd())?) };
+        let ft = self.track(&ch, from, fromfd)?;
+        let tt = if from.id == to.id { None } else { Some(self.track(&ch, to, tofd)?) };
         let to_project = tt.as_ref().map_or(ft.tag.project, |t| t.tag.project);
-        let src_tag = tag::read_at(fromfd.as_fd(), &name)?.map_or(ft.tag.project, |t| t.project);
+        let src_tag = tag::read_at(fromfd, name)?.map_or(ft.tag.project, |t| t.project);
         let cross = src_tag != to_project;
         let tgt_tag = match target_st {
-            Some(_) => tag::read_at(tofd.as_fd(), &newname)?.map_or(to_project, |t| t.project),
+            Some(_) => tag::read_at(tofd, newname)?.map_or(to_project, |t| t.project),
             None => to_project,
         };
         let back_cross = exchange && target_st.is_some() && tgt_tag != ft.tag.project;
@@ -412,33 +556,33 @@ impl Passthrough {
             _ => None,
         };
         // Log what the rename will change before it happens.
-        let src = if cross { Some(self.track_at(&ch, b, fromfd.as_fd(), &name)?) } else { None };
+        let src = if cross { Some(self.track_at(&ch, b, fromfd, name)?) } else { None };
         let target = match target_st {
-            Some(_) if exchange && back_cross => Some(self.track_at(&ch, b, tofd.as_fd(), &newname)?),
-            Some(_) if !exchange => Some(self.track_at(&ch, b, tofd.as_fd(), &newname)?),
+            Some(_) if exchange && back_cross => Some(self.track_at(&ch, b, tofd, newname)?),
+            Some(_) if !exchange => Some(self.track_at(&ch, b, tofd, newname)?),
             _ => None,
         };
-        let src_key = self.key_at(b, fromfd.as_fd(), &name)?;
+        let src_key = self.key_at(b, fromfd, name)?;
         if ch.is_born(src_key) {
             ch.dir_dirty(to.key())?;
         }
-        if exchange && target_st.is_some() && ch.is_born(self.key_at(b, tofd.as_fd(), &newname)?) {
+        if exchange && target_st.is_some() && ch.is_born(self.key_at(b, tofd, newname)?) {
             ch.dir_dirty(from.key())?;
         }
-        let r = as_caller(ctx, || sys::rename_at(fromfd.as_fd(), &name, tofd.as_fd(), &newname, flags));
+        let r = as_caller(ctx, || sys::rename_at(fromfd, name, tofd, newname, flags));
         if r.is_ok() {
             if let Some(s) = &src {
-                self.move_project(&ch, s, tofd.as_fd(), &newname, to_project);
+                self.move_project(&ch, s, tofd, newname, to_project);
             }
             match &target {
-                Some(t) if exchange => self.move_project(&ch, t, fromfd.as_fd(), &name, ft.tag.project),
+                Some(t) if exchange => self.move_project(&ch, t, fromfd, name, ft.tag.project),
                 Some(t) => self.victim_gone(&ch, t),
                 None => {}
             }
         }
-        self.settle(&ch, &ft, fromfd.as_fd());
+        self.settle(&ch, &ft, fromfd);
         if let Some(tt) = &tt {
-            self.settle(&ch, tt, tofd.as_fd());
+            self.settle(&ch, tt, tofd);
         }
         r
     }

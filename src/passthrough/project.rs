@@ -77,6 +77,23 @@ impl Passthrough {
         let root = Handle::ext4(ino as u32, 0);
         b.open_handle(&root, libc::O_RDONLY | libc::O_DIRECTORY)
             .map_err(|e| format!("cannot open the directory (node {node}): {e}"))?;
+        let mut changed = self.assign_tree(b, root, project, threads)?;
+        // Routed subtrees below it live on other backings: their hidden counterparts and
+        // everything in them go to the project too.
+        if let Ok(dir) = self.inode(node)
+            && let Some(state) = self.route_state(&dir)
+        {
+            for (k, fd) in self.hidden_counterparts(&state) {
+                let kb = self.backing(crate::backing::BackingIndex(k)).map_err(|e| e.to_string())?;
+                let h = sys::fd_to_handle(fd.as_fd()).map_err(|e| format!("handle of a routed directory: {e}"))?;
+                changed += self.assign_tree(kb, h, project, threads)?;
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Re-tags the tree at directory `root` of backing `b`, in parallel.
+    fn assign_tree(&self, b: &Backing, root: Handle, project: u32, threads: usize) -> Result<u64, String> {
         // Directories wait as handles, not descriptors: each worker holds one open directory.
         let queue = Mutex::new((vec![root], 0usize));
         let wake = Condvar::new();
