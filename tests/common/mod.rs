@@ -102,6 +102,9 @@ pub struct Fixture {
     pub mnt: PathBuf,
     /// The backing directory served: the image's root, or a directory inside it.
     pub served: PathBuf,
+    /// Extra images for routes, and the `--route` flags every start passes.
+    pub routed: Vec<Scratch>,
+    pub route_args: Vec<String>,
     pub state: PathBuf,
     daemon: Option<Child>,
     pub log: PathBuf,
@@ -132,6 +135,8 @@ impl Fixture {
             None => scratch.backing.clone(),
         };
         let mut f = Fixture {
+            routed: Vec::new(),
+            route_args: Vec::new(),
             served,
             mnt: scratch.dir.join("mnt"),
             state: scratch.dir.join("state"),
@@ -141,6 +146,36 @@ impl Fixture {
         };
         f.start(args);
         f
+    }
+
+    /// A fixture with one route per pattern, each to an ext4 image of its own (`routed[i]`).
+    pub fn with_routes(name: &str, patterns: &[&str], args: &[&str]) -> Fixture {
+        let scratch = Scratch::new(name);
+        let mut f = Fixture {
+            routed: Vec::new(),
+            route_args: Vec::new(),
+            served: scratch.backing.clone(),
+            mnt: scratch.dir.join("mnt"),
+            state: scratch.dir.join("state"),
+            log: scratch.dir.join("daemon.log"),
+            daemon: None,
+            scratch,
+        };
+        for (i, p) in patterns.iter().enumerate() {
+            let r = Scratch::new(&format!("{name}-route{i}"));
+            f.route_args.push("--route".into());
+            f.route_args.push(format!("{p}={}", r.backing.display()));
+            f.routed.push(r);
+        }
+        f.start(args);
+        f
+    }
+
+    /// Every backing served, main first.
+    pub fn all_backings(&self) -> Vec<PathBuf> {
+        let mut v = vec![self.served.clone()];
+        v.extend(self.routed.iter().map(|r| r.backing.clone()));
+        v
     }
 
     pub fn backing(&self) -> &Path {
@@ -212,6 +247,7 @@ impl Fixture {
             .arg(&self.served)
             .arg("--state-dir")
             .arg(&self.state)
+            .args(&self.route_args)
             .args(args)
             .arg(&self.mnt)
             .env("QUOTAFS_LOG", std::env::var("QUOTAFS_TEST_LOG").unwrap_or_else(|_| "info,fuser=error".into()))
@@ -382,12 +418,30 @@ pub fn report(state: &Path) -> UsageMap {
         .collect()
 }
 
+/// The recount of several backings, summed.
+pub fn recount_all(backings: &[PathBuf]) -> UsageMap {
+    let mut total = UsageMap::new();
+    for b in backings {
+        for (k, (bytes, inodes)) in recount(b) {
+            let e = total.entry(k).or_default();
+            e.0 += bytes;
+            e.1 += inodes;
+        }
+    }
+    total
+}
+
 /// Asserts the ledger equals the independent recount, showing the differences. A running
 /// daemon first checkpoints (syncfs, then it charges what writeback allocated since the
 /// changes were settled), so both sides see the final allocation.
 pub fn assert_exact(state: &Path, backing: &Path, when: &str) {
+    assert_exact_all(state, &[backing.to_path_buf()], when);
+}
+
+/// `assert_exact` over several backings (routes): the recount is their sum.
+pub fn assert_exact_all(state: &Path, backings: &[PathBuf], when: &str) {
     let _ = run(Command::new(BIN).arg("--state-dir").arg(state).arg("checkpoint"));
-    let (ledger, truth) = (report(state), recount(backing));
+    let (ledger, truth) = (report(state), recount_all(backings));
     if ledger != truth {
         let mut diff = String::new();
         for k in ledger.keys().chain(truth.keys()).collect::<std::collections::BTreeSet<_>>() {
