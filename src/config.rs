@@ -46,6 +46,9 @@ pub struct FileConfig {
     pub exempt_uids: Option<Vec<u32>>,
     /// `[[route]]` tables: a path pattern whose subtrees live on another backing.
     pub route: Option<Vec<RouteConfig>>,
+    /// Serve routed backings from the main worker threads instead of pools of their own
+    /// (no load isolation; for comparison). Default: false.
+    pub shared_pool: Option<bool>,
 }
 
 /// One `[[route]]` table: `pattern = "/home/*/Dropbox"`, `backing = "/srv/dropbox"`.
@@ -91,6 +94,7 @@ pub struct MountConfig {
     pub exempt_uids: Vec<u32>,
     /// Validated routes: pattern and the ext4 directory its subtrees live on.
     pub routes: Vec<(crate::route::Pattern, PathBuf)>,
+    pub shared_pool: bool,
 }
 
 fn default_threads() -> usize {
@@ -353,6 +357,7 @@ pub fn validate_mount(file: FileConfig, flags: FileConfig) -> Result<MountConfig
         },
         exempt_uids: flags.exempt_uids.or(file.exempt_uids).unwrap_or_default(),
         routes,
+        shared_pool: flags.shared_pool.or(file.shared_pool).unwrap_or(false),
     })
 }
 

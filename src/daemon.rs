@@ -96,6 +96,12 @@ pub fn run(cfg: &MountConfig) -> Result<(), String> {
         Arc::clone(&ledger),
         Options { passthrough: cfg.passthrough, fd_cache: cfg.fd_cache, routes },
     )?);
+    // Each routed backing gets a pool of its own, as many threads as the main one.
+    let pools = crate::fuse::pool::Pools::new(
+        backings.iter().map(|b| b.path.display().to_string()).collect(),
+        cfg.threads,
+        cfg.shared_pool,
+    );
     crate::admin::server::start(
         &cfg.state_dir,
         crate::admin::server::Server {
@@ -103,11 +109,13 @@ pub fn run(cfg: &MountConfig) -> Result<(), String> {
             ledger: Arc::clone(&ledger),
             ops: Arc::clone(&ops),
             threads: cfg.threads,
+            pools: Arc::clone(&pools),
         },
     )?;
     let front = FuseFront::new(
         ops,
         FrontOptions { entry_ttl: cfg.entry_ttl, attr_ttl: cfg.attr_ttl, max_write: cfg.max_write, acl: cfg.acl },
+        pools,
     );
 
     let mut fuse_cfg = fuser::Config::default();

@@ -62,6 +62,12 @@ fn routed_subtrees_land_on_their_backing_and_list_as_one_tree() {
     assert_eq!(common::ino(&f.m("srv/cache")), c);
     assert_eq!(std::fs::read_to_string(f.m("home/a/Dropbox/doc")).unwrap(), "synced\n");
     assert_exact_all(&f.state, &f.all_backings(), "after routed creates");
+    // Each routed backing is served by a pool of its own, with its own request count.
+    let st: serde_json::Value = serde_json::from_slice(&quotafs(&f, &["status", "--json"]).stdout).unwrap();
+    let backings = st["backings"].as_array().unwrap();
+    assert_eq!(backings.len(), 3, "{st}");
+    assert!(!backings[0]["own_pool"].as_bool().unwrap() && backings[1]["own_pool"].as_bool().unwrap(), "{st}");
+    assert!(backings.iter().all(|b| b["requests"].as_u64().unwrap() > 0), "{st}");
 }
 
 #[test]

@@ -113,6 +113,8 @@ pub struct Server {
     pub ledger: Arc<Ledger>,
     pub ops: Arc<Passthrough>,
     pub threads: usize,
+    /// Per-backing request counters and queues.
+    pub pools: Arc<crate::fuse::pool::Pools>,
 }
 
 impl Server {
@@ -153,6 +155,7 @@ impl Server {
             }
             Request::Status => {
                 let mut status = self.ledger.status_json(&self.ops);
+                status["backings"] = self.pools.status_json();
                 status["mountpoint"] = serde_json::json!(self.mountpoint.display().to_string());
                 status["pid"] = serde_json::json!(std::process::id());
                 Response::Status { status }

@@ -538,6 +538,13 @@ pub fn open_dotdot(dir: BorrowedFd<'_>, flags: libc::c_int) -> SysResult<OwnedFd
     })
 }
 
+/// Lowers the calling thread's CPU priority to `nice` (Linux keeps a nice value per thread).
+pub fn set_thread_nice(nice: i32) -> SysResult<()> {
+    // SAFETY: gettid and setpriority touch no memory; PRIO_PROCESS with a thread id applies
+    // to that thread only.
+    cvt(unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) }).map(drop)
+}
+
 /// The uid of the process at the other end of a connected Unix socket (`SO_PEERCRED`): the
 /// kernel's word, not the peer's.
 pub fn peer_uid(sock: BorrowedFd<'_>) -> SysResult<u32> {

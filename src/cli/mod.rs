@@ -226,6 +226,9 @@ pub struct MountArgs {
     /// '/home/*/Dropbox=/srv/dropbox'. Added to the config file's [[route]] tables.
     #[arg(long, value_name = "PATTERN=DIR")]
     pub route: Vec<String>,
+    /// Serve routed backings from the main worker threads (no load isolation; for comparison).
+    #[arg(long)]
+    pub shared_pool: bool,
 }
 
 #[derive(Debug, Args)]

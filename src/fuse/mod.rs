@@ -3,6 +3,7 @@
 //! at a message string.
 
 mod init;
+pub mod pool;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -42,12 +43,15 @@ struct PassthroughIds {
     by_fh: HashMap<u64, Arc<BackingId>>,
 }
 
+#[derive(Clone)]
 pub struct FuseFront {
     ops: Arc<Passthrough>,
     opts: FrontOptions,
     /// Set in `init` once the kernel has agreed to passthrough.
     passthrough: bool,
-    ids: Mutex<PassthroughIds>,
+    ids: Arc<Mutex<PassthroughIds>>,
+    /// Where each backing's requests run (load isolation).
+    pools: Arc<pool::Pools>,
 }
 
 fn errno(e: Errno) -> fuser::Errno {
@@ -77,8 +81,20 @@ fn time_spec(t: Option<TimeOrNow>) -> Option<TimeSpec> {
 }
 
 impl FuseFront {
-    pub fn new(ops: Arc<Passthrough>, opts: FrontOptions) -> FuseFront {
-        FuseFront { ops, opts, passthrough: false, ids: Mutex::new(PassthroughIds::default()) }
+    pub fn new(ops: Arc<Passthrough>, opts: FrontOptions, pools: Arc<pool::Pools>) -> FuseFront {
+        FuseFront { ops, opts, passthrough: false, ids: Arc::new(Mutex::new(PassthroughIds::default())), pools }
+    }
+
+    /// Runs a request's work for node `node`: on this thread for backing 0, on its backing's
+    /// pool otherwise (then with a clone of the front, which is a few `Arc`s).
+    fn dispatch(&self, node: u64, job: impl FnOnce(&FuseFront) + Send + 'static) {
+        let backing = crate::inode::backing_of(node).0 as usize;
+        if self.pools.offloads(backing) {
+            let me = self.clone();
+            self.pools.run(backing, move || job(&me));
+        } else {
+            self.pools.inline(backing, || job(self));
+        }
     }
 
     fn reply_entry(&self, reply: ReplyEntry, r: Result<Entry, Errno>) {
@@ -151,15 +167,19 @@ impl Filesystem for FuseFront {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self.ops.lookup(parent.0, name) {
-            // Negative entries are cached too: a create after a failed lookup is the common
-            // small-file pattern, and every name change goes through this mount.
-            Err(Errno(libc::ENOENT)) => {
-                let attr = crate::passthrough::dir::dot_attr(0);
-                reply.entry_with_ttls(&Duration::ZERO, &self.opts.entry_ttl, &attr, Generation(0));
+        let name = name.to_owned();
+        self.dispatch(parent.0, move |me| {
+            let name: &OsStr = &name;
+            match me.ops.lookup(parent.0, name) {
+                // Negative entries are cached too: a create after a failed lookup is the common
+                // small-file pattern, and every name change goes through this mount.
+                Err(Errno(libc::ENOENT)) => {
+                    let attr = crate::passthrough::dir::dot_attr(0);
+                    reply.entry_with_ttls(&Duration::ZERO, &me.opts.entry_ttl, &attr, Generation(0));
+                }
+                r => me.reply_entry(reply, r),
             }
-            r => self.reply_entry(reply, r),
-        }
+        });
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
@@ -167,10 +187,10 @@ impl Filesystem for FuseFront {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.ops.getattr(ino.0, fh.map(|f| f.0)) {
-            Ok(attr) => reply.attr(&self.opts.attr_ttl, &attr),
+        self.dispatch(ino.0, move |me| match me.ops.getattr(ino.0, fh.map(|f| f.0)) {
+            Ok(attr) => reply.attr(&me.opts.attr_ttl, &attr),
             Err(e) => reply.error(errno(e)),
-        }
+        });
     }
 
     fn setattr(
@@ -191,44 +211,75 @@ impl Filesystem for FuseFront {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let a = SetAttr { mode, uid, gid, size, atime: time_spec(atime), mtime: time_spec(mtime), fh: fh.map(|f| f.0) };
-        match self.ops.setattr(&caller(req), ino.0, &a) {
-            Ok(attr) => reply.attr(&self.opts.attr_ttl, &attr),
-            Err(e) => reply.error(errno(e)),
-        }
+        let c = caller(req);
+        self.dispatch(ino.0, move |me| {
+            let a =
+                SetAttr { mode, uid, gid, size, atime: time_spec(atime), mtime: time_spec(mtime), fh: fh.map(|f| f.0) };
+            match me.ops.setattr(&c, ino.0, &a) {
+                Ok(attr) => reply.attr(&me.opts.attr_ttl, &attr),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.ops.readlink(ino.0) {
+        self.dispatch(ino.0, move |me| match me.ops.readlink(ino.0) {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(errno(e)),
-        }
+        });
     }
 
     fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, rdev: u32, reply: ReplyEntry) {
-        self.reply_entry(reply, self.ops.mknod(&caller(req), parent.0, name, mode, umask, rdev));
+        let c = caller(req);
+        let name = name.to_owned();
+        self.dispatch(parent.0, move |me| {
+            let name: &OsStr = &name;
+            me.reply_entry(reply, me.ops.mknod(&c, parent.0, name, mode, umask, rdev));
+        });
     }
 
     fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
-        self.reply_entry(reply, self.ops.mkdir(&caller(req), parent.0, name, mode, umask));
+        let c = caller(req);
+        let name = name.to_owned();
+        self.dispatch(parent.0, move |me| {
+            let name: &OsStr = &name;
+            me.reply_entry(reply, me.ops.mkdir(&c, parent.0, name, mode, umask));
+        });
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.ops.unlink(&caller(req), parent.0, name) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        let c = caller(req);
+        let name = name.to_owned();
+        self.dispatch(parent.0, move |me| {
+            let name: &OsStr = &name;
+            match me.ops.unlink(&c, parent.0, name) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.ops.rmdir(&caller(req), parent.0, name) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        let c = caller(req);
+        let name = name.to_owned();
+        self.dispatch(parent.0, move |me| {
+            let name: &OsStr = &name;
+            match me.ops.rmdir(&c, parent.0, name) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
     }
 
     fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
-        self.reply_entry(reply, self.ops.symlink(&caller(req), parent.0, link_name, target));
+        let c = caller(req);
+        let link_name = link_name.to_owned();
+        let target = target.to_owned();
+        self.dispatch(parent.0, move |me| {
+            let link_name: &OsStr = &link_name;
+            let target: &Path = &target;
+            me.reply_entry(reply, me.ops.symlink(&c, parent.0, link_name, target));
+        });
     }
 
     fn rename(
@@ -241,21 +292,33 @@ impl Filesystem for FuseFront {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        match self.ops.rename(&caller(req), parent.0, name, newparent.0, newname, flags.bits()) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        let c = caller(req);
+        let name = name.to_owned();
+        let newname = newname.to_owned();
+        self.dispatch(parent.0, move |me| {
+            let name: &OsStr = &name;
+            let newname: &OsStr = &newname;
+            match me.ops.rename(&c, parent.0, name, newparent.0, newname, flags.bits()) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
     }
 
     fn link(&self, req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
-        self.reply_entry(reply, self.ops.link(&caller(req), ino.0, newparent.0, newname));
+        let c = caller(req);
+        let newname = newname.to_owned();
+        self.dispatch(newparent.0, move |me| {
+            let newname: &OsStr = &newname;
+            me.reply_entry(reply, me.ops.link(&c, ino.0, newparent.0, newname));
+        });
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.ops.open(ino.0, flags.0) {
+        self.dispatch(ino.0, move |me| match me.ops.open(ino.0, flags.0) {
             Ok(opened) => {
                 let flags = Self::fopen_flags(opened.mode);
-                match self.backing_id(&opened, || reply.open_backing(&opened.file.fd)) {
+                match me.backing_id(&opened, || reply.open_backing(&opened.file.fd)) {
                     Some(id) => reply.opened_passthrough(FileHandle(opened.fh), flags, &id),
                     None => {
                         let flags = if opened.mode == OpenMode::Passthrough {
@@ -268,13 +331,13 @@ impl Filesystem for FuseFront {
                 }
             }
             Err(e) => reply.error(errno(e)),
-        }
+        });
     }
 
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
@@ -282,16 +345,16 @@ impl Filesystem for FuseFront {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.ops.read(fh.0, offset, size) {
+        self.dispatch(ino.0, move |me| match me.ops.read(fh.0, offset, size) {
             Ok(data) => reply.data(&data),
             Err(e) => reply.error(errno(e)),
-        }
+        });
     }
 
     fn write(
         &self,
         req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
@@ -300,10 +363,19 @@ impl Filesystem for FuseFront {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.ops.write(&caller(req), fh.0, offset, data) {
+        let c = caller(req);
+        if !self.pools.offloads(crate::inode::backing_of(ino.0).0 as usize) {
+            self.pools.inline(0, || match self.ops.write(&c, fh.0, offset, data) {
+                Ok(n) => reply.written(n as u32),
+                Err(e) => reply.error(errno(e)),
+            });
+            return;
+        }
+        let data = data.to_vec();
+        self.dispatch(ino.0, move |me| match me.ops.write(&c, fh.0, offset, &data) {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(errno(e)),
-        }
+        });
     }
 
     fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
@@ -313,23 +385,25 @@ impl Filesystem for FuseFront {
     fn release(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.drop_backing_id(fh.0);
-        self.ops.release(fh.0);
-        reply.ok();
+        self.dispatch(ino.0, move |me| {
+            me.drop_backing_id(fh.0);
+            me.ops.release(fh.0);
+            reply.ok();
+        });
     }
 
-    fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
-        match self.ops.fsync(fh.0, datasync) {
+    fn fsync(&self, _req: &Request, ino: INodeNo, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
+        self.dispatch(ino.0, move |me| match me.ops.fsync(fh.0, datasync) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(e)),
-        }
+        });
     }
 
     /// ENOSYS once: the kernel then stops sending OPENDIR/RELEASEDIR and caches readdir
@@ -339,52 +413,57 @@ impl Filesystem for FuseFront {
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        let r = self.ops.readdir(ino.0, offset as i64, false, |e| {
-            reply.add(INodeNo(e.ino), e.next_offset as u64, e.kind, OsStr::from_bytes(e.name.as_bytes()))
+        self.dispatch(ino.0, move |me| {
+            let r = me.ops.readdir(ino.0, offset as i64, false, |e| {
+                reply.add(INodeNo(e.ino), e.next_offset as u64, e.kind, OsStr::from_bytes(e.name.as_bytes()))
+            });
+            match r {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(e)),
+            }
         });
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
     }
 
     fn readdirplus(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
-        let ttl = self.opts.entry_ttl;
-        let r = self.ops.readdir(ino.0, offset as i64, true, |e| {
-            let name = OsStr::from_bytes(e.name.as_bytes());
-            match &e.entry {
-                Some(entry) => reply.add(
-                    INodeNo(e.ino),
-                    e.next_offset as u64,
-                    name,
-                    &ttl,
-                    &entry.attr,
-                    Generation(entry.generation),
-                ),
-                None => {
-                    let attr = crate::passthrough::dir::dot_attr(e.ino);
-                    reply.add(INodeNo(e.ino), e.next_offset as u64, name, &Duration::ZERO, &attr, Generation(0))
+        self.dispatch(ino.0, move |me| {
+            let ttl = me.opts.entry_ttl;
+            let r = me.ops.readdir(ino.0, offset as i64, true, |e| {
+                let name = OsStr::from_bytes(e.name.as_bytes());
+                match &e.entry {
+                    Some(entry) => reply.add(
+                        INodeNo(e.ino),
+                        e.next_offset as u64,
+                        name,
+                        &ttl,
+                        &entry.attr,
+                        Generation(entry.generation),
+                    ),
+                    None => {
+                        let attr = crate::passthrough::dir::dot_attr(e.ino);
+                        reply.add(INodeNo(e.ino), e.next_offset as u64, name, &Duration::ZERO, &attr, Generation(0))
+                    }
                 }
+            });
+            match r {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(e)),
             }
         });
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
     }
 
     fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
-        match self.ops.fsyncdir(ino.0, datasync) {
+        self.dispatch(ino.0, move |me| match me.ops.fsyncdir(ino.0, datasync) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(e)),
-        }
+        });
     }
 
     fn statfs(&self, req: &Request, ino: INodeNo, reply: ReplyStatfs) {
-        match self.ops.statfs(&caller(req), ino.0) {
+        let c = caller(req);
+        self.dispatch(ino.0, move |me| match me.ops.statfs(&c, ino.0) {
             Ok(s) => reply.statfs(s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize),
             Err(e) => reply.error(errno(e)),
-        }
+        });
     }
 
     fn setxattr(
@@ -397,40 +476,57 @@ impl Filesystem for FuseFront {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        match self.ops.setxattr(&caller(req), ino.0, name, value, flags) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        let c = caller(req);
+        let name = name.to_owned();
+        let value = value.to_vec();
+        self.dispatch(ino.0, move |me| {
+            let name: &OsStr = &name;
+            let value: &[u8] = &value;
+            match me.ops.setxattr(&c, ino.0, name, value, flags) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        match self.ops.getxattr(ino.0, name, size) {
-            Ok(XattrReply::Size(n)) => reply.size(n),
-            Ok(XattrReply::Data(d)) => reply.data(&d),
-            Err(e) => reply.error(errno(e)),
-        }
+        let name = name.to_owned();
+        self.dispatch(ino.0, move |me| {
+            let name: &OsStr = &name;
+            match me.ops.getxattr(ino.0, name, size) {
+                Ok(XattrReply::Size(n)) => reply.size(n),
+                Ok(XattrReply::Data(d)) => reply.data(&d),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        match self.ops.listxattr(ino.0, size) {
+        self.dispatch(ino.0, move |me| match me.ops.listxattr(ino.0, size) {
             Ok(XattrReply::Size(n)) => reply.size(n),
             Ok(XattrReply::Data(d)) => reply.data(&d),
             Err(e) => reply.error(errno(e)),
-        }
+        });
     }
 
     fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.ops.removexattr(&caller(req), ino.0, name) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        let c = caller(req);
+        let name = name.to_owned();
+        self.dispatch(ino.0, move |me| {
+            let name: &OsStr = &name;
+            match me.ops.removexattr(&c, ino.0, name) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
     }
 
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        match self.ops.access(&caller(req), ino.0, mask.bits()) {
+        let c = caller(req);
+        self.dispatch(ino.0, move |me| match me.ops.access(&c, ino.0, mask.bits()) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(e)),
-        }
+        });
     }
 
     fn create(
@@ -443,41 +539,47 @@ impl Filesystem for FuseFront {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        match self.ops.create(&caller(req), parent.0, name, mode, umask, flags) {
-            Ok((entry, opened)) => {
-                let fopen = Self::fopen_flags(opened.mode);
-                let g = Generation(entry.generation);
-                let ttl = self.opts.entry_ttl;
-                match self.backing_id(&opened, || reply.open_backing(&opened.file.fd)) {
-                    Some(id) => reply.created_passthrough(&ttl, &entry.attr, g, FileHandle(opened.fh), fopen, &id),
-                    None => reply.created(&ttl, &entry.attr, g, FileHandle(opened.fh), fopen),
+        let c = caller(req);
+        let name = name.to_owned();
+        self.dispatch(parent.0, move |me| {
+            let name: &OsStr = &name;
+            match me.ops.create(&c, parent.0, name, mode, umask, flags) {
+                Ok((entry, opened)) => {
+                    let fopen = Self::fopen_flags(opened.mode);
+                    let g = Generation(entry.generation);
+                    let ttl = me.opts.entry_ttl;
+                    match me.backing_id(&opened, || reply.open_backing(&opened.file.fd)) {
+                        Some(id) => reply.created_passthrough(&ttl, &entry.attr, g, FileHandle(opened.fh), fopen, &id),
+                        None => reply.created(&ttl, &entry.attr, g, FileHandle(opened.fh), fopen),
+                    }
                 }
+                Err(e) => reply.error(errno(e)),
             }
-            Err(e) => reply.error(errno(e)),
-        }
+        });
     }
 
     fn fallocate(
         &self,
         req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         length: u64,
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        match self.ops.fallocate(&caller(req), fh.0, offset, length, mode) {
+        let c = caller(req);
+        self.dispatch(ino.0, move |me| match me.ops.fallocate(&c, fh.0, offset, length, mode) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(e)),
-        }
+        });
     }
 
-    fn lseek(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: i64, whence: i32, reply: ReplyLseek) {
-        match self.ops.lseek(fh.0, offset, whence) {
+    fn lseek(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: i64, whence: i32, reply: ReplyLseek) {
+        self.dispatch(ino.0, move |me| match me.ops.lseek(fh.0, offset, whence) {
             Ok(off) => reply.offset(off),
             Err(e) => reply.error(errno(e)),
-        }
+        });
     }
 
     fn copy_file_range(

@@ -1,0 +1,138 @@
+//! Per-backing worker pools (load isolation, docs/design.md §14).
+//!
+//! fuser's worker threads read requests from /dev/fuse. A request for a node of backing 0 is
+//! served on that thread; a request for a node of a routed backing is queued to that
+//! backing's own pool and the reader goes back to /dev/fuse at once, so a saturated or slow
+//! Dropbox disk occupies only its own threads. Replies are sent from whichever thread served
+//! the request (fuser replies are `Send`).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::{Condvar, Mutex};
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Counters of one backing's requests.
+#[derive(Default)]
+pub struct Counters {
+    pub requests: AtomicU64,
+    pub queued: AtomicU64,
+    pub busy: AtomicU64,
+}
+
+struct Pool {
+    queue: Mutex<VecDeque<Job>>,
+    wake: Condvar,
+}
+
+/// The pools of one mount: index = backing index. Backing 0 (and every backing, with
+/// `shared`) has no pool of its own: its requests run on fuser's threads.
+pub struct Pools {
+    pools: Vec<Option<Arc<Pool>>>,
+    counters: Vec<Arc<Counters>>,
+    paths: Vec<String>,
+}
+
+impl Pools {
+    /// `threads` workers for each routed backing (none if `shared`).
+    pub fn new(paths: Vec<String>, threads: usize, shared: bool) -> Arc<Pools> {
+        let mut pools = Vec::new();
+        let mut counters = Vec::new();
+        for (i, path) in paths.iter().enumerate() {
+            let c = Arc::new(Counters::default());
+            if i == 0 || shared {
+                pools.push(None);
+            } else {
+                let pool = Arc::new(Pool { queue: Mutex::new(VecDeque::new()), wake: Condvar::new() });
+                for n in 0..threads.max(1) {
+                    let (pool, c) = (Arc::clone(&pool), Arc::clone(&c));
+                    std::thread::Builder::new()
+                        .name(format!("backing{i}-{n}"))
+                        .spawn(move || worker(&pool, &c))
+                        .unwrap_or_else(|e| panic!("cannot start a worker for backing {path}: {e}"));
+                }
+                pools.push(Some(pool));
+            }
+            counters.push(c);
+        }
+        Arc::new(Pools { pools, counters, paths })
+    }
+
+    /// Queues `job` to `backing`'s pool, or runs it here if the backing has none.
+    pub fn run(&self, backing: usize, job: impl FnOnce() + Send + 'static) {
+        match (self.pools.get(backing), self.counters.get(backing)) {
+            (Some(Some(pool)), Some(c)) => {
+                c.requests.fetch_add(1, Ordering::Relaxed);
+                c.queued.fetch_add(1, Ordering::Relaxed);
+                pool.queue.lock().push_back(Box::new(job));
+                pool.wake.notify_one();
+            }
+            _ => self.inline(backing, job),
+        }
+    }
+
+    /// Runs `job` here, counted as a request of `backing`.
+    pub fn inline(&self, backing: usize, job: impl FnOnce()) {
+        let c = self.counters.get(backing).or(self.counters.first());
+        if let Some(c) = c {
+            c.requests.fetch_add(1, Ordering::Relaxed);
+            c.busy.fetch_add(1, Ordering::Relaxed);
+        }
+        job();
+        if let Some(c) = c {
+            c.busy.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether requests of `backing` are queued to a pool of its own.
+    pub fn offloads(&self, backing: usize) -> bool {
+        matches!(self.pools.get(backing), Some(Some(_)))
+    }
+
+    /// Per-backing figures for `quotafs status`.
+    pub fn status_json(&self) -> serde_json::Value {
+        serde_json::Value::Array(
+            self.counters
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    serde_json::json!({
+                        "index": i,
+                        "path": self.paths[i],
+                        "own_pool": self.offloads(i),
+                        "requests": c.requests.load(Ordering::Relaxed),
+                        "queued": c.queued.load(Ordering::Relaxed),
+                        "in_progress": c.busy.load(Ordering::Relaxed),
+                    })
+                })
+                .collect(),
+        )
+    }
+}
+
+/// Nice value of routed backings' workers: under CPU contention the main tree's requests go
+/// first (a Dropbox client's sync can wait; an interactive `ls` cannot).
+const ROUTED_NICE: i32 = 5;
+
+fn worker(pool: &Pool, c: &Counters) {
+    if let Err(e) = crate::backing::sys::set_thread_nice(ROUTED_NICE) {
+        tracing::warn!(error = %e, "cannot lower a routed backing worker's priority");
+    }
+    loop {
+        let job = {
+            let mut q = pool.queue.lock();
+            loop {
+                if let Some(j) = q.pop_front() {
+                    break j;
+                }
+                pool.wake.wait(&mut q);
+            }
+        };
+        c.queued.fetch_sub(1, Ordering::Relaxed);
+        c.busy.fetch_add(1, Ordering::Relaxed);
+        job();
+        c.busy.fetch_sub(1, Ordering::Relaxed);
+    }
+}
