@@ -9,7 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 
 use common::nfs::{Client, Ganesha, Netns};
-use common::{BIN, Fixture, assert_exact, report, run, run_ok};
+use common::{BIN, Fixture, assert_exact, assert_exact_all, report, run, run_ok};
 
 /// The tests of this file run one at a time. ganesha's handles embed the FUSE mount's device
 /// number, an anonymous dev (the lowest free one): a mount, unmount or tmpfs of another test in
@@ -179,6 +179,27 @@ fn edquot_reaches_nfs_clients_for_user_and_project_limits() {
     let (nfs_total, root_total) = (df[0] * df[1], stat_f(&f.mnt));
     assert!(nfs_total.abs_diff(root_total) <= 4096, "FSSTAT over NFS: {nfs_total}, mount root: {root_total}");
     drop(g);
+}
+
+#[test]
+fn dropbox_files_on_the_routed_backing_over_nfs() {
+    let _serial = serial();
+    let mut f = Fixture::with_routes("nfs-dropbox", &["/home/*/Dropbox"], &[]);
+    f.home("home", 0, 0);
+    f.home("home/u", 1000, 1000);
+    f.sh_ok(1000, 1000, "mkdir home/u/Dropbox");
+    let ns = Netns::new();
+    let mut g = Ganesha::start(&ns, &f.mnt, &f.scratch.dir.join("ganesha"));
+    let mut c = Client::connect(&ns, 3, 1000, 1000);
+    assert_eq!(c.ok("put /home/u/Dropbox/synced 300000"), "300000");
+    let routed = f.routed[0].backing.join("home/u/Dropbox/synced");
+    assert_eq!(std::fs::metadata(&routed).unwrap().len(), 300_000, "the file must land on the routed backing");
+    assert!(!f.served.join("home/u/Dropbox").exists());
+    c.ok("open 0 /home/u/Dropbox/synced");
+    restart_all(&mut f, &mut g, &ns, |_| {});
+    // A handle to a file on the second backing resolves after a restart too.
+    assert_eq!(c.ok("read 0 5"), "xxxxx");
+    assert_exact_all(&f.state, &f.all_backings(), "after NFS writes into a routed Dropbox");
 }
 
 /// The kernel side of NFS export, without ganesha: handles taken through the mount open the
