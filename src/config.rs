@@ -49,6 +49,10 @@ pub struct FileConfig {
     /// Serve routed backings from the main worker threads instead of pools of their own
     /// (no load isolation; for comparison). Default: false.
     pub shared_pool: Option<bool>,
+    /// Detect writes made directly to routed backings (fanotify) and charge them by
+    /// recounting that backing; routed backings are also recounted at every mount.
+    /// Default: false.
+    pub watch_routes: Option<bool>,
 }
 
 /// One `[[route]]` table: `pattern = "/home/*/Dropbox"`, `backing = "/srv/dropbox"`.
@@ -95,6 +99,7 @@ pub struct MountConfig {
     /// Validated routes: pattern and the ext4 directory its subtrees live on.
     pub routes: Vec<(crate::route::Pattern, PathBuf)>,
     pub shared_pool: bool,
+    pub watch_routes: bool,
 }
 
 fn default_threads() -> usize {
@@ -358,6 +363,7 @@ pub fn validate_mount(file: FileConfig, flags: FileConfig) -> Result<MountConfig
         exempt_uids: flags.exempt_uids.or(file.exempt_uids).unwrap_or_default(),
         routes,
         shared_pool: flags.shared_pool.or(file.shared_pool).unwrap_or(false),
+        watch_routes: flags.watch_routes.or(file.watch_routes).unwrap_or(false),
     })
 }
 

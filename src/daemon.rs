@@ -91,6 +91,14 @@ pub fn run(cfg: &MountConfig) -> Result<(), String> {
     // mount never serves a request against a ledger that is not exact.
     let ledger =
         Arc::new(Ledger::open(&cfg.state_dir, Arc::clone(&backings), cfg.exempt_uids.iter().copied().collect())?);
+    // Routed backings written behind our back: recount now (what changed while we were down),
+    // then watch them (below).
+    if cfg.watch_routes {
+        for b in backings.iter().skip(1) {
+            let changed = ledger.rebase_backing(b.index.0, cfg.threads)?;
+            tracing::info!(backing = %b.path.display(), subjects = changed.len(), "routed backing recounted");
+        }
+    }
     let ops = Arc::new(Passthrough::new(
         Arc::clone(&backings),
         Arc::clone(&ledger),
@@ -112,6 +120,13 @@ pub fn run(cfg: &MountConfig) -> Result<(), String> {
             pools: Arc::clone(&pools),
         },
     )?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut watchers = Vec::new();
+    if cfg.watch_routes {
+        for b in backings.iter().skip(1) {
+            watchers.push(crate::watch::spawn(Arc::clone(&ledger), b.index.0, cfg.threads, Arc::clone(&stop))?);
+        }
+    }
     let front = FuseFront::new(
         ops,
         FrontOptions { entry_ttl: cfg.entry_ttl, attr_ttl: cfg.attr_ttl, max_write: cfg.max_write, acl: cfg.acl },
@@ -162,7 +177,6 @@ pub fn run(cfg: &MountConfig) -> Result<(), String> {
         })
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;
 
-    let stop = Arc::new(AtomicBool::new(false));
     let checkpointer = spawn_checkpointer(Arc::clone(&ledger), Arc::clone(&stop), cfg.checkpoint_interval);
 
     let result = session.run();
@@ -170,6 +184,9 @@ pub fn run(cfg: &MountConfig) -> Result<(), String> {
     let _ = watcher.join();
     stop.store(true, Ordering::SeqCst);
     let _ = checkpointer.join();
+    for w in watchers {
+        let _ = w.join();
+    }
     // A last checkpoint: the next mount then has nothing to replay.
     match ledger.checkpoint() {
         Ok(epoch) => tracing::info!(epoch, "final checkpoint"),

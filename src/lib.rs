@@ -20,3 +20,4 @@ pub mod logging;
 pub mod passthrough;
 pub mod quota;
 pub mod route;
+pub mod watch;

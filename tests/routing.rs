@@ -163,6 +163,53 @@ fn kill9_recovery_and_check_cover_both_backings() {
 }
 
 #[test]
+fn writes_made_directly_to_a_watched_routed_backing_are_charged() {
+    let mut f = Fixture::with_routes("route-watch", &[DROPBOX], &["--watch-routes"]);
+    f.home("home", 0, 0);
+    f.home("home/a", 1000, 1000);
+    f.sh_ok(1000, 1000, "mkdir home/a/Dropbox && echo through > home/a/Dropbox/mine");
+    run_ok(
+        Command::new(BIN).arg("--state-dir").arg(&f.state).args(["project", "assign", "--id", "9"]).arg(f.m("home/a")),
+    );
+    let outside = f.routed[0].backing.join("home/a/Dropbox");
+    let tenant_outside = |script: &str| {
+        let out = run(Command::new("setpriv")
+            .args(["--reuid=1000", "--regid=1000", "--clear-groups", "sh", "-c", script])
+            .current_dir(&outside));
+        assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    // A client pointed at the backing itself, while the daemon runs.
+    tenant_outside("head -c 3000000 /dev/zero > big && mkdir d && echo x > d/y && rm mine");
+    let want = common::recount_all(&f.all_backings());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while report(&f.state) != want {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "outside writes not charged: {:?} vs {:?}",
+            report(&f.state),
+            want
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(want[&("project".into(), 9)].0 >= 3_000_000, "inherited the home's project: {want:?}");
+    assert_exact_all(&f.state, &f.all_backings(), "after outside writes while running");
+    // Made through the mount afterwards: still exact (tags were written by the recount).
+    f.sh_ok(1000, 1000, "echo more >> home/a/Dropbox/d/y && rm home/a/Dropbox/big");
+    assert_exact_all(&f.state, &f.all_backings(), "after mount writes to outside-made files");
+    // While the daemon is down: found at the next mount.
+    assert!(f.unmount().success());
+    tenant_outside("head -c 700000 /dev/zero > offline && rm -r d");
+    f.start(&["--watch-routes"]);
+    assert_exact_all(&f.state, &f.all_backings(), "after outside writes while the daemon was down");
+    // kill -9 amid writes from both sides: recovery replays the log, the recount the rest.
+    f.sh_ok(1000, 1000, "for i in 1 2 3 4 5; do echo $i > home/a/Dropbox/m$i; done");
+    tenant_outside("for i in 1 2 3 4 5; do head -c 20000 /dev/zero > o$i; done; rm offline");
+    f.kill9();
+    f.start(&["--watch-routes"]);
+    assert_exact_all(&f.state, &f.all_backings(), "after kill -9 with writes from both sides");
+}
+
+#[test]
 fn inotify_on_the_mount_sees_changes_made_through_it() {
     use rustix::fs::inotify;
     let f = Fixture::with_routes("route-inotify", &[DROPBOX], &[]);

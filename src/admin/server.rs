@@ -168,12 +168,12 @@ impl Server {
                 self.ledger.reconcile();
                 // Usage changes wait while the backings are counted, so the two agree exactly.
                 let result = self.ledger.paused(|| {
-                    let scanned = scan::scan(self.ops.backings(), scan::Mode::Count, self.threads);
-                    scanned.map(|r| {
+                    let scanned = scan::scan_split(self.ops.backings(), scan::Mode::Count, self.threads);
+                    scanned.map(|(r, per_backing)| {
                         let mut report = check_report(&r, &self.ledger.table().snapshot());
                         report.conflicts = crate::route::conflicts(self.ops.backings(), self.ops.routes());
                         if repair && !report.drift.is_empty() && r.errors == 0 {
-                            self.ledger.table().replace(r.usage.clone());
+                            self.ledger.table().replace_all(r.usage.clone(), per_backing);
                             report.repaired = true;
                         }
                         report

@@ -538,6 +538,68 @@ pub fn open_dotdot(dir: BorrowedFd<'_>, flags: libc::c_int) -> SysResult<OwnedFd
     })
 }
 
+/// A fanotify group watching the whole file system of `fd` for changes to names, data and
+/// attributes (events carry the changer's pid; no descriptors are opened for them).
+pub fn fanotify_watch_fs(fd: BorrowedFd<'_>) -> SysResult<OwnedFd> {
+    // SAFETY: plain syscall with flag arguments.
+    let group = owned(unsafe {
+        libc::fanotify_init(
+            libc::FAN_CLASS_NOTIF | libc::FAN_CLOEXEC | libc::FAN_REPORT_FID,
+            (libc::O_RDONLY | libc::O_CLOEXEC) as libc::c_uint,
+        )
+    })?;
+    let mask = libc::FAN_MODIFY
+        | libc::FAN_ATTRIB
+        | libc::FAN_CLOSE_WRITE
+        | libc::FAN_CREATE
+        | libc::FAN_DELETE
+        | libc::FAN_MOVED_FROM
+        | libc::FAN_MOVED_TO
+        | libc::FAN_DELETE_SELF
+        | libc::FAN_ONDIR;
+    // SAFETY: both fds are valid; a NULL path marks the file system `fd` is on.
+    cvt(unsafe {
+        libc::fanotify_mark(
+            group.as_raw_fd(),
+            libc::FAN_MARK_ADD | libc::FAN_MARK_FILESYSTEM,
+            mask,
+            fd.as_raw_fd(),
+            std::ptr::null(),
+        )
+    })?;
+    Ok(group)
+}
+
+/// Reads a batch of fanotify events and returns the pid of each (a short read of nothing when
+/// `timeout_ms` passes without one).
+pub fn fanotify_pids(group: BorrowedFd<'_>, buf: &mut [u8], timeout_ms: i32) -> SysResult<Vec<i32>> {
+    let mut pfd = libc::pollfd { fd: group.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd.
+    if cvt(unsafe { libc::poll(&mut pfd, 1, timeout_ms) })? == 0 {
+        return Ok(Vec::new());
+    }
+    // SAFETY: `buf` is writable for its whole length, which we pass.
+    let n = cvt_size(unsafe { libc::read(group.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) })?;
+    let meta = std::mem::size_of::<libc::fanotify_event_metadata>();
+    let mut pids = Vec::new();
+    let mut at = 0;
+    while at + meta <= n {
+        // SAFETY: the kernel wrote a whole event metadata struct at `at` (checked against `n`);
+        // read_unaligned because the buffer has byte alignment.
+        let m: libc::fanotify_event_metadata = unsafe { std::ptr::read_unaligned(buf[at..].as_ptr().cast()) };
+        if m.event_len < meta as u32 {
+            break;
+        }
+        if m.fd >= 0 {
+            // SAFETY: an event fd is ours to close (none are sent with FAN_REPORT_FID).
+            unsafe { libc::close(m.fd) };
+        }
+        pids.push(m.pid);
+        at += m.event_len as usize;
+    }
+    Ok(pids)
+}
+
 /// Lowers the calling thread's CPU priority to `nice` (Linux keeps a nice value per thread).
 pub fn set_thread_nice(nice: i32) -> SysResult<()> {
     // SAFETY: gettid and setpriority touch no memory; PRIO_PROCESS with a thread id applies

@@ -251,3 +251,31 @@ pub fn scan(backings: &[Backing], mode: Mode, threads: usize) -> Result<ScanResu
         duration: started.elapsed(),
     })
 }
+
+/// `scan`, one backing after the other, also returning the share of each routed backing
+/// (index ≥ 1) for the ledger's per-backing totals.
+pub fn scan_split(
+    backings: &[Backing],
+    mode: Mode,
+    threads: usize,
+) -> Result<(ScanResult, crate::quota::BackingUsage), String> {
+    let started = Instant::now();
+    let mut total = ScanResult { usage: BTreeMap::new(), inodes: 0, tagged: 0, errors: 0, duration: Duration::ZERO };
+    let mut per_backing = BTreeMap::new();
+    for b in backings {
+        let r = scan(std::slice::from_ref(b), mode, threads)?;
+        for (s, u) in &r.usage {
+            let e = total.usage.entry(*s).or_default();
+            e.bytes += u.bytes;
+            e.inodes += u.inodes;
+            if b.index.0 != 0 {
+                per_backing.insert((b.index.0, *s), *u);
+            }
+        }
+        total.inodes += r.inodes;
+        total.tagged += r.tagged;
+        total.errors += r.errors;
+    }
+    total.duration = started.elapsed();
+    Ok((total, per_backing))
+}

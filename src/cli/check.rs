@@ -46,8 +46,9 @@ fn offline(cli: &Cli, args: &CheckArgs, dir: &std::path::Path) -> Result<CheckRe
                 let aside = log.with_extension("log.damaged");
                 let _ = std::fs::rename(&log, &aside);
             }
-            let result = scan::scan(&backings, scan::Mode::Tag, threads).map_err(CliError::failed)?;
-            let snap = Snapshot { epoch, usage: result.usage.clone(), grace: None };
+            let (result, per_backing) =
+                scan::scan_split(&backings, scan::Mode::Tag, threads).map_err(CliError::failed)?;
+            let snap = Snapshot { epoch, usage: result.usage.clone(), grace: None, per_backing };
             store.commit(&snap).map_err(CliError::failed)?;
             let mut report = check_report(&result, &snap.usage);
             report.repaired = true;
@@ -56,12 +57,12 @@ fn offline(cli: &Cli, args: &CheckArgs, dir: &std::path::Path) -> Result<CheckRe
         Err(e) => return Err(CliError::failed(e)),
     };
     recovery::remove_logs_before(dir, snap.epoch);
-    let result = scan::scan(&backings, scan::Mode::Count, threads).map_err(CliError::failed)?;
+    let (result, per_backing) = scan::scan_split(&backings, scan::Mode::Count, threads).map_err(CliError::failed)?;
     let mut report = check_report(&result, &snap.usage);
     report.conflicts = crate::route::conflicts(&backings, &route_table);
     if args.repair && !report.drift.is_empty() && result.errors == 0 {
         store
-            .commit(&Snapshot { epoch: snap.epoch + 1, usage: result.usage, grace: None })
+            .commit(&Snapshot { epoch: snap.epoch + 1, usage: result.usage, grace: None, per_backing })
             .map_err(CliError::failed)?;
         recovery::remove_logs_before(dir, snap.epoch + 1);
         report.repaired = true;

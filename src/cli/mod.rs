@@ -229,6 +229,10 @@ pub struct MountArgs {
     /// Serve routed backings from the main worker threads (no load isolation; for comparison).
     #[arg(long)]
     pub shared_pool: bool,
+    /// Charge writes made directly to routed backings (not through the mount): watched with
+    /// fanotify and recounted, and recounted at every mount.
+    #[arg(long)]
+    pub watch_routes: bool,
 }
 
 #[derive(Debug, Args)]

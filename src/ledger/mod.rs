@@ -177,8 +177,8 @@ impl Change<'_> {
     }
 
     /// Settles one inode's charge in the usage table (and the grace timers of its subjects).
-    pub fn apply(&self, before: Option<Charge>, after: Option<Charge>) {
-        self.ledger.table.apply(before, after);
+    pub fn apply(&self, backing: u8, before: Option<Charge>, after: Option<Charge>) {
+        self.ledger.table.apply(backing, before, after);
         for c in [before, after].into_iter().flatten() {
             self.ledger.enforcer.settled(&self.ledger.table, &[Subject::User(c.uid), Subject::Project(c.project)]);
         }
@@ -216,7 +216,7 @@ impl Ledger {
             state_dir: state_dir.to_path_buf(),
             store,
             backings,
-            table: UsageTable::from_map(snapshot.usage),
+            table: UsageTable::from_parts(snapshot.usage, snapshot.per_backing),
             state: RwLock::new(EpochState::new(snapshot.epoch, log)),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             checkpoint_lock: Mutex::new(()),
@@ -228,6 +228,10 @@ impl Ledger {
             poisoned: std::sync::atomic::AtomicBool::new(false),
         };
         Ok(ledger)
+    }
+
+    pub fn backings(&self) -> &[Backing] {
+        &self.backings
     }
 
     pub fn table(&self) -> &UsageTable {
@@ -310,7 +314,7 @@ impl Ledger {
                     if ch.touch(key, remembered, birth).is_err() {
                         return;
                     }
-                    ch.apply(Some(remembered), Some(actual));
+                    ch.apply(key.backing, Some(remembered), Some(actual));
                     tracing::debug!(
                         ino = key.ino,
                         from = remembered.bytes,
@@ -328,6 +332,27 @@ impl Ledger {
     pub fn paused<T>(&self, f: impl FnOnce() -> T) -> T {
         let _st = self.state.write();
         f()
+    }
+
+    /// Recounts routed backing `index` (tagging what was made behind the daemon's back) with
+    /// usage changes paused, and moves the totals by what differs from the ledger's share of
+    /// that backing: writes made directly to it are charged exactly. Returns the subjects that
+    /// changed. Nothing is logged: the next mount recounts watched backings again.
+    pub fn rebase_backing(&self, index: u8, threads: usize) -> Result<Vec<Subject>, String> {
+        let b = self.backings.get(index as usize).ok_or_else(|| format!("no backing #{index}"))?;
+        self.paused(|| {
+            let r = crate::check::scan::scan(std::slice::from_ref(b), crate::check::scan::Mode::Tag, threads)?;
+            if r.errors > 0 {
+                return Err(format!("{} entries of {} could not be read; not recounted", r.errors, b.path.display()));
+            }
+            let changed = self.table.rebase_backing(index, &r.usage);
+            // What writeback allocated on this backing is in the recount now.
+            self.charged.retain(|k, _| k.backing != index);
+            for s in &changed {
+                self.enforcer.settled(&self.table, &[*s]);
+            }
+            Ok(changed)
+        })
     }
 
     pub fn store(&self) -> &Store {
@@ -393,8 +418,12 @@ impl Ledger {
             let epoch = st.epoch + 1;
             let log = LogWriter::create(&self.state_dir, epoch)
                 .map_err(|e| format!("cannot create the activity log of epoch {epoch}: {e}"))?;
-            let snapshot =
-                Snapshot { epoch, usage: self.table.snapshot(), grace: Some(self.enforcer.grace_snapshot()) };
+            let snapshot = Snapshot {
+                epoch,
+                usage: self.table.snapshot(),
+                grace: Some(self.enforcer.grace_snapshot()),
+                per_backing: self.table.routed_snapshot(),
+            };
             *st = EpochState::new(epoch, log);
             snapshot
         };

@@ -131,7 +131,7 @@ impl Walk<'_> {
                         tag::write_fd(fd.as_fd(), tag).map_err(|e| format!("tag during recovery: {e}"))?;
                     }
                     let st = sys::stat_at(dir, name).unwrap_or(st);
-                    self.table.apply(None, Some(Charge::of(&st, child_project)));
+                    self.table.apply(backing, None, Some(Charge::of(&st, child_project)));
                     self.new_inodes += 1;
                 }
                 if st.st_mode & libc::S_IFMT == libc::S_IFDIR && self.listed_set.insert((backing, st.st_ino)) {
@@ -151,7 +151,7 @@ pub fn recover(state_dir: &Path, store: &Store, backings: &[Backing]) -> Result<
     let logs = list_logs(state_dir)?;
     let Some(snapshot) = store.load()? else {
         tracing::info!(backings = backings.len(), "first mount: counting and tagging every inode (once)");
-        let result = scan::scan(backings, Mode::Tag, scan_threads())?;
+        let (result, per_backing) = scan::scan_split(backings, Mode::Tag, scan_threads())?;
         if result.errors > 0 {
             return Err(format!(
                 "the first-mount scan could not read {} entries (see the log); fix them and mount again",
@@ -160,7 +160,7 @@ pub fn recover(state_dir: &Path, store: &Store, backings: &[Backing]) -> Result<
         }
         sync_backings(backings)?;
         let epoch = logs.last().map_or(1, |(e, _)| e + 1);
-        let snap = Snapshot { epoch, usage: result.usage, grace: None };
+        let snap = Snapshot { epoch, usage: result.usage, grace: None, per_backing };
         store.commit_counting(&snap, &backings.iter().map(|b| b.index.0).collect::<Vec<_>>())?;
         tracing::info!(
             inodes = result.inodes,
@@ -218,14 +218,14 @@ pub fn recover(state_dir: &Path, store: &Store, backings: &[Backing]) -> Result<
     report.touched = touched.len();
     report.dirty_dirs = dirty.len();
 
-    let table = UsageTable::from_map(snapshot.usage);
+    let table = UsageTable::from_parts(snapshot.usage, snapshot.per_backing);
     // Inode numbers already charged, so the listing below counts each live inode once. A
     // touched inode that is gone does not count: ext4 reuses inode numbers at once, and the
     // new inode under the same number (another generation) must still be found.
     let mut seen = HashSet::new();
     for (r, before) in &touched {
         let now = current_charge(backings, *r)?;
-        table.apply(*before, now);
+        table.apply(r.backing, *before, now);
         if now.is_some() {
             seen.insert((r.backing, r.ino));
         }
@@ -269,17 +269,12 @@ pub fn recover(state_dir: &Path, store: &Store, backings: &[Backing]) -> Result<
                 result.errors
             ));
         }
-        let mut merged = table.snapshot();
-        for (s, u) in result.usage {
-            let e = merged.entry(s).or_default();
-            e.bytes += u.bytes;
-            e.inodes += u.inodes;
-        }
-        table.replace(merged);
+        table.rebase_backing(b.index.0, &result.usage);
         report.scanned_inodes += result.inodes;
     }
     sync_backings(backings)?;
-    let snap = Snapshot { epoch: last_epoch + 1, usage: table.snapshot(), grace: None };
+    let snap =
+        Snapshot { epoch: last_epoch + 1, usage: table.snapshot(), grace: None, per_backing: table.routed_snapshot() };
     store.commit_counting(&snap, &fresh.iter().map(|b| b.index.0).collect::<Vec<_>>())?;
     report.duration = started.elapsed();
     tracing::info!(

@@ -22,6 +22,8 @@ const PROJECT_ROOTS: TableDefinition<u32, (u8, u64, u32)> = TableDefinition::new
 const LIMITS: TableDefinition<u64, (u64, u64, u64, u64, u64, u64)> = TableDefinition::new("limits");
 /// Grace timers: (subject key << 1 | inodes) → Unix time the soft limit was first exceeded.
 const GRACE: TableDefinition<u128, u64> = TableDefinition::new("grace");
+/// (backing, subject key) → (bytes, inodes): the share of `usage` on each routed backing.
+const BY_BACKING: TableDefinition<(u8, u64), (u64, u64)> = TableDefinition::new("usage_by_backing");
 const FORMAT: u64 = 1;
 
 /// The file name of the store in the state dir.
@@ -33,6 +35,8 @@ pub struct Snapshot {
     pub usage: BTreeMap<Subject, Usage>,
     /// Grace timers at the snapshot (saved with it; at most one checkpoint interval old).
     pub grace: Option<GraceMap>,
+    /// The share of `usage` on each routed backing.
+    pub per_backing: crate::quota::BackingUsage,
 }
 
 pub struct Store {
@@ -126,7 +130,21 @@ impl Store {
             let (bytes, inodes) = v.value();
             usage.insert(subject, Usage { bytes, inodes });
         }
-        Ok(Some(Snapshot { epoch, usage, grace: None }))
+        let mut per_backing = BTreeMap::new();
+        match txn.open_table(BY_BACKING) {
+            Ok(t) => {
+                for row in t.iter().map_err(|e| err(p, "read usage by backing", e))? {
+                    let (k, v) = row.map_err(|e| err(p, "read usage by backing", e))?;
+                    let (b, key) = k.value();
+                    let subject = Subject::from_key(key).ok_or_else(|| err(p, "bad subject key", key))?;
+                    let (bytes, inodes) = v.value();
+                    per_backing.insert((b, subject), Usage { bytes, inodes });
+                }
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(err(p, "read usage by backing", e)),
+        }
+        Ok(Some(Snapshot { epoch, usage, grace: None, per_backing }))
     }
 
     /// Records (Some) or forgets (None) the top directory of project `id`.
@@ -254,6 +272,11 @@ impl Store {
             for (s, u) in &snap.usage {
                 table.insert(s.key(), (u.bytes, u.inodes)).map_err(|e| err(p, "write usage", e))?;
             }
+            let mut by = txn.open_table(BY_BACKING).map_err(|e| err(p, "open usage by backing", e))?;
+            by.retain(|_, _| false).map_err(|e| err(p, "clear usage by backing", e))?;
+            for ((b, s), u) in &snap.per_backing {
+                by.insert((*b, s.key()), (u.bytes, u.inodes)).map_err(|e| err(p, "write usage by backing", e))?;
+            }
             let mut meta = txn.open_table(META).map_err(|e| err(p, "open meta", e))?;
             meta.insert("epoch", snap.epoch).map_err(|e| err(p, "write epoch", e))?;
             for i in newly_counted {
@@ -286,14 +309,19 @@ mod tests {
         let mut usage = BTreeMap::new();
         usage.insert(Subject::User(1000), Usage { bytes: 4096, inodes: 1 });
         usage.insert(Subject::Project(3), Usage { bytes: 4096, inodes: 1 });
-        store.commit(&Snapshot { epoch: 2, usage: usage.clone(), grace: None }).unwrap();
+        store.commit(&Snapshot { epoch: 2, usage: usage.clone(), grace: None, per_backing: BTreeMap::new() }).unwrap();
         drop(store);
         let store = Store::open(&dir).unwrap();
-        assert_eq!(store.load().unwrap(), Some(Snapshot { epoch: 2, usage, grace: None }));
-        store.commit(&Snapshot { epoch: 3, usage: BTreeMap::new(), grace: None }).unwrap();
         assert_eq!(
             store.load().unwrap(),
-            Some(Snapshot { epoch: 3, usage: BTreeMap::new(), grace: None }),
+            Some(Snapshot { epoch: 2, usage, grace: None, per_backing: BTreeMap::new() })
+        );
+        store
+            .commit(&Snapshot { epoch: 3, usage: BTreeMap::new(), grace: None, per_backing: BTreeMap::new() })
+            .unwrap();
+        assert_eq!(
+            store.load().unwrap(),
+            Some(Snapshot { epoch: 3, usage: BTreeMap::new(), grace: None, per_backing: BTreeMap::new() }),
             "old rows removed"
         );
         std::fs::remove_dir_all(&dir).unwrap();

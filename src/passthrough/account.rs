@@ -117,7 +117,7 @@ impl Passthrough {
         match sys::stat_fd(fd) {
             Ok(st) => {
                 let after = Charge::of(&st, t.tag.project);
-                ch.apply(Some(t.before), Some(after));
+                ch.apply(t.key.backing, Some(t.before), Some(after));
                 if st.st_mode & libc::S_IFMT == libc::S_IFREG {
                     ch.remember(t.key, Some(after), t.tag.birth);
                 }
@@ -142,7 +142,7 @@ impl Passthrough {
         let handle = sys::fd_to_handle(fd)?;
         let key = InodeRef { backing, ino: st.st_ino, generation: handle.ext4_generation().unwrap_or(0) };
         ch.born(key);
-        ch.apply(None, Some(Charge::of(&st, project)));
+        ch.apply(backing, None, Some(Charge::of(&st, project)));
         Ok((st, tag, handle))
     }
 
@@ -219,7 +219,7 @@ impl Passthrough {
             let _lock = self.ledger.lock_inode(key.ino);
             if let Ok(st) = sys::stat_fd(fd) {
                 let before = ch.remembered(key).unwrap_or(Charge::of(&st, project));
-                ch.apply(Some(before), None);
+                ch.apply(key.backing, Some(before), None);
                 ch.remember(key, None, 0);
             }
         }

@@ -374,7 +374,7 @@ impl Passthrough {
         if self.is_open(v.key) {
             self.orphans.insert(v.key, v.tag.project);
         } else {
-            ch.apply(Some(v.before), None);
+            ch.apply(v.key.backing, Some(v.before), None);
             ch.remember(v.key, None, v.tag.birth);
         }
     }
@@ -602,7 +602,7 @@ impl Passthrough {
         });
         match result {
             Ok(st) => {
-                ch.apply(Some(t.before), Some(Charge::of(&st, project)));
+                ch.apply(t.key.backing, Some(t.before), Some(Charge::of(&st, project)));
                 if ch.remembered(t.key).is_some() {
                     ch.remember(t.key, Some(Charge::of(&st, project)), t.tag.birth);
                 }

@@ -57,7 +57,7 @@ impl Passthrough {
         let new = Tag { project, birth: old.birth };
         tag::write_fd(fd, new)?;
         let after = sys::stat_fd(fd).map(|st| Charge::of(&st, project)).unwrap_or(Charge { project, ..before });
-        ch.apply(Some(before), Some(after));
+        ch.apply(key.backing, Some(before), Some(after));
         if ch.remembered(key).is_some() {
             ch.remember(key, Some(after), old.birth);
         }

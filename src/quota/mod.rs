@@ -67,7 +67,7 @@ impl Charge {
     }
 }
 
-fn add(map: &mut BTreeMap<Subject, Usage>, s: Subject, bytes: u64, sign: i8) {
+fn add<K: Ord + Copy + std::fmt::Debug>(map: &mut BTreeMap<K, Usage>, s: K, bytes: u64, sign: i8) {
     let u = map.entry(s).or_default();
     if sign > 0 {
         u.bytes = u.bytes.saturating_add(bytes);
@@ -98,7 +98,13 @@ struct Tables {
     usage: BTreeMap<Subject, Usage>,
     /// Held by operations between their check and their settle (worst case).
     reserved: BTreeMap<Subject, Usage>,
+    /// The share of `usage` that lies on each routed backing (index ≥ 1): what the ledger has
+    /// counted there, so that a rescan of one backing can correct it alone.
+    routed: BTreeMap<(u8, Subject), Usage>,
 }
+
+/// Per-backing usage of routed backings.
+pub type BackingUsage = BTreeMap<(u8, Subject), Usage>;
 
 /// The in-memory usage table: exact at every moment a change has settled. It also holds the
 /// reservations of operations in flight, under the same lock, so that checking a limit and
@@ -110,24 +116,73 @@ pub struct UsageTable {
 
 impl UsageTable {
     pub fn from_map(map: BTreeMap<Subject, Usage>) -> UsageTable {
-        UsageTable { t: Mutex::new(Tables { usage: map, reserved: BTreeMap::new() }) }
+        Self::from_parts(map, BTreeMap::new())
     }
 
-    /// Moves one inode's charge from `before` (None: it did not exist) to `after` (None: gone).
-    pub fn apply(&self, before: Option<Charge>, after: Option<Charge>) {
+    pub fn from_parts(map: BTreeMap<Subject, Usage>, routed: BackingUsage) -> UsageTable {
+        UsageTable { t: Mutex::new(Tables { usage: map, reserved: BTreeMap::new(), routed }) }
+    }
+
+    /// Moves one inode of `backing` from charge `before` (None: it did not exist) to `after`
+    /// (None: gone).
+    pub fn apply(&self, backing: u8, before: Option<Charge>, after: Option<Charge>) {
         if before == after {
             return;
         }
         let mut t = self.t.lock();
-        let m = &mut t.usage;
-        if let Some(b) = before {
-            add(m, Subject::User(b.uid), b.bytes, -1);
-            add(m, Subject::Project(b.project), b.bytes, -1);
+        let t = &mut *t;
+        for (c, sign) in [(before, -1), (after, 1)] {
+            let Some(c) = c else { continue };
+            for s in [Subject::User(c.uid), Subject::Project(c.project)] {
+                add(&mut t.usage, s, c.bytes, sign);
+                if backing != 0 {
+                    add(&mut t.routed, (backing, s), c.bytes, sign);
+                }
+            }
         }
-        if let Some(a) = after {
-            add(m, Subject::User(a.uid), a.bytes, 1);
-            add(m, Subject::Project(a.project), a.bytes, 1);
+    }
+
+    /// What the ledger counts on routed backing `backing`.
+    pub fn on_backing(&self, backing: u8) -> BTreeMap<Subject, Usage> {
+        self.t.lock().routed.iter().filter(|((b, _), _)| *b == backing).map(|((_, s), u)| (*s, *u)).collect()
+    }
+
+    pub fn routed_snapshot(&self) -> BackingUsage {
+        self.t.lock().routed.clone()
+    }
+
+    /// Replaces what the ledger counts on routed backing `backing` with `now` (a rescan of it),
+    /// moving the totals by the difference. Returns the subjects that changed.
+    pub fn rebase_backing(&self, backing: u8, now: &BTreeMap<Subject, Usage>) -> Vec<Subject> {
+        let mut t = self.t.lock();
+        let t = &mut *t;
+        let old: BTreeMap<Subject, Usage> =
+            t.routed.iter().filter(|((b, _), _)| *b == backing).map(|((_, s), u)| (*s, *u)).collect();
+        let mut changed = Vec::new();
+        for s in old.keys().chain(now.keys()).collect::<std::collections::BTreeSet<_>>() {
+            let (o, n) = (old.get(s).copied().unwrap_or_default(), now.get(s).copied().unwrap_or_default());
+            if o == n {
+                continue;
+            }
+            changed.push(*s);
+            let e = t.usage.entry(*s).or_default();
+            e.bytes = (e.bytes + n.bytes).saturating_sub(o.bytes);
+            e.inodes = (e.inodes + n.inodes).saturating_sub(o.inodes);
+            if n == Usage::default() {
+                t.routed.remove(&(backing, *s));
+            } else {
+                t.routed.insert((backing, *s), n);
+            }
         }
+        t.usage.retain(|_, u| *u != Usage::default());
+        changed
+    }
+
+    /// Replaces everything (a repair from a full rescan).
+    pub fn replace_all(&self, map: BTreeMap<Subject, Usage>, routed: BackingUsage) {
+        let mut t = self.t.lock();
+        t.usage = map;
+        t.routed = routed;
     }
 
     pub fn get(&self, s: Subject) -> Usage {
@@ -215,23 +270,23 @@ mod tests {
     fn apply_moves_usage_between_subjects() {
         let t = UsageTable::default();
         let a = Charge { uid: 1000, project: 7, bytes: 4096 };
-        t.apply(None, Some(a));
+        t.apply(0, None, Some(a));
         assert_eq!(t.get(Subject::User(1000)), Usage { bytes: 4096, inodes: 1 });
         assert_eq!(t.get(Subject::Project(7)), Usage { bytes: 4096, inodes: 1 });
         // chown to 1001 and grow
         let b = Charge { uid: 1001, project: 7, bytes: 8192 };
-        t.apply(Some(a), Some(b));
+        t.apply(0, Some(a), Some(b));
         assert_eq!(t.get(Subject::User(1000)), Usage::default());
         assert_eq!(t.get(Subject::User(1001)), Usage { bytes: 8192, inodes: 1 });
         assert_eq!(t.get(Subject::Project(7)), Usage { bytes: 8192, inodes: 1 });
-        t.apply(Some(b), None);
+        t.apply(0, Some(b), None);
         assert!(t.snapshot().is_empty(), "zero rows are dropped");
     }
 
     #[test]
     fn reservations_are_atomic_and_partial() {
         let t = UsageTable::default();
-        t.apply(None, Some(Charge { uid: 1, project: 0, bytes: 900 }));
+        t.apply(0, None, Some(Charge { uid: 1, project: 0, bytes: 900 }));
         let cap = |_: Subject, _: Usage| (Some(1000), Some(5));
         let u = [Subject::User(1)];
         assert_eq!(t.reserve(&u, 50, 1, false, cap), Ok(50));
@@ -243,7 +298,7 @@ mod tests {
         assert_eq!(t.reserve(&u, 100, 0, true, cap), Ok(100));
         // A request of nothing is refused only when already over.
         assert!(t.reserve(&u, 0, 0, false, cap).is_ok());
-        t.apply(None, Some(Charge { uid: 1, project: 0, bytes: 500 }));
+        t.apply(0, None, Some(Charge { uid: 1, project: 0, bytes: 500 }));
         assert!(t.reserve(&u, 0, 0, false, cap).is_err());
     }
 

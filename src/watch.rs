@@ -1,0 +1,63 @@
+//! Writes made directly to a routed backing (a client pointed at the backing, not the mount):
+//! detected with a fanotify mark on its file system and charged exactly by a recount of that
+//! backing (`Ledger::rebase_backing`). Opt-in (`watch_routes`): the recount costs a scan of
+//! the routed backing, with usage changes paused, after each burst of outside writes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::backing::sys;
+use crate::ledger::Ledger;
+
+/// After outside events stop for this long, recount (a burst is charged once).
+const QUIET: Duration = Duration::from_millis(300);
+/// Under continuous outside writes, recount at least this often.
+const MAX_DELAY: Duration = Duration::from_secs(5);
+
+/// Watches backing `index`; returns once the watch is in place (or why it cannot be).
+pub fn spawn(
+    ledger: Arc<Ledger>,
+    index: u8,
+    threads: usize,
+    stop: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>, String> {
+    let b = ledger.backings().get(index as usize).ok_or_else(|| format!("no backing #{index}"))?;
+    let group = sys::fanotify_watch_fs(b.root_fd())
+        .map_err(|e| format!("cannot watch backing {} with fanotify: {e}", b.path.display()))?;
+    let path = b.path.display().to_string();
+    let name = path.clone();
+    std::thread::Builder::new()
+        .name(format!("watch{index}"))
+        .spawn(move || {
+            let me = std::process::id() as i32;
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut dirty: Option<(Instant, Instant)> = None; // (first, last) outside event
+            while !stop.load(Ordering::SeqCst) {
+                let pids = match sys::fanotify_pids(std::os::fd::AsFd::as_fd(&group), &mut buf, 100) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::error!(backing = %path, error = %e, "fanotify read failed; outside writes are no longer watched");
+                        return;
+                    }
+                };
+                let now = Instant::now();
+                if pids.iter().any(|p| *p != me) {
+                    dirty = Some((dirty.map_or(now, |d| d.0), now));
+                }
+                if let Some((first, last)) = dirty
+                    && (now - last >= QUIET || now - first >= MAX_DELAY)
+                {
+                    dirty = None;
+                    match ledger.rebase_backing(index, threads) {
+                        Ok(changed) if !changed.is_empty() => {
+                            tracing::info!(backing = %path, subjects = changed.len(), "charged writes made directly to the backing");
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(backing = %path, error = %e, "recount after outside writes failed"),
+                    }
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start the watcher of {name}: {e}"))
+}
