@@ -132,21 +132,11 @@ impl Passthrough {
                 }
                 let node =
                     if id == ROOT_ID && name.as_bytes() == b".." { ROOT_ID } else { inode::node_id(backing, ino)? };
-                let entry = if plus && !dot {
-                    match self.lookup(id, OsStr::from_bytes(name.as_bytes())) {
-                        Ok(e) => Some(e),
-                        // Removed since getdents read it: leave it out, as a later getdents would.
-                        Err(Errno(libc::ENOENT)) => continue,
-                        Err(e) => return Err(e),
-                    }
-                } else {
-                    None
+                let entry = match self.plus_entry(id, &name, plus && !dot)? {
+                    Some(e) => e,
+                    None => continue, // removed since getdents read it, as a later getdents would
                 };
-                let out = DirEntryOut { ino: node, next_offset, kind: dt_kind(kind), name, entry };
-                if emit(&out) {
-                    if let Some(e) = out.entry {
-                        self.forget(e.attr.ino.0, 1);
-                    }
+                if self.emit_one(DirEntryOut { ino: node, next_offset, kind: dt_kind(kind), name, entry }, &mut emit) {
                     return Ok(());
                 }
             }
@@ -163,15 +153,7 @@ impl Passthrough {
         mut emit: impl FnMut(&DirEntryOut) -> bool,
     ) -> Result<(), Errno> {
         for (i, (name, node, kind)) in routed.iter().enumerate().skip(from) {
-            let entry = if plus {
-                match self.lookup(id, OsStr::from_bytes(name.as_bytes())) {
-                    Ok(e) => Some(e),
-                    Err(Errno(libc::ENOENT)) => continue,
-                    Err(e) => return Err(e),
-                }
-            } else {
-                None
-            };
+            let Some(entry) = self.plus_entry(id, name, plus)? else { continue };
             let out = DirEntryOut {
                 ino: *node,
                 next_offset: ROUTED_COOKIES + i as i64 + 1,
@@ -179,13 +161,34 @@ impl Passthrough {
                 name: name.clone(),
                 entry,
             };
-            if emit(&out) {
-                if let Some(e) = out.entry {
-                    self.forget(e.attr.ino.0, 1);
-                }
+            if self.emit_one(out, &mut emit) {
                 return Ok(());
             }
         }
         Ok(())
+    }
+
+    /// The looked-up entry of `name` for readdirplus (`Some(None)` without plus); None if it is
+    /// gone.
+    fn plus_entry(&self, id: u64, name: &CString, plus: bool) -> Result<Option<Option<Entry>>, Errno> {
+        if !plus {
+            return Ok(Some(None));
+        }
+        match self.lookup(id, OsStr::from_bytes(name.as_bytes())) {
+            Ok(e) => Ok(Some(Some(e))),
+            Err(Errno(libc::ENOENT)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Offers one entry; true when the reply is full (its lookup reference is given back).
+    fn emit_one(&self, out: DirEntryOut, emit: &mut impl FnMut(&DirEntryOut) -> bool) -> bool {
+        if !emit(&out) {
+            return false;
+        }
+        if let Some(e) = out.entry {
+            self.forget(e.attr.ino.0, 1);
+        }
+        true
     }
 }

@@ -61,39 +61,21 @@ impl Passthrough {
     /// each name by inode number in its parent.
     fn compute_route_state(&self, dir: &Inode) -> Result<Option<RouteState>, Errno> {
         let b = self.backing(BackingIndex(0))?;
-        let mut names = Vec::new();
-        let mut cur = b.open_handle(&dir.handle, libc::O_PATH | libc::O_NOFOLLOW)?;
-        let mut cur_ino = dir.ino;
-        while cur_ino != b.root_ino {
-            if names.len() > 64 {
-                return Ok(None);
-            }
-            let parent = sys::open_dotdot(cur.as_fd(), libc::O_RDONLY)?;
-            let pst = sys::stat_fd(parent.as_fd())?;
-            if pst.st_ino == cur_ino {
-                return Ok(None); // the file system's root: not beneath the backing
-            }
-            let mut buf = vec![0u8; 16384];
-            let mut found = None;
-            while found.is_none() {
-                let batch = sys::read_dir(parent.as_fd(), &mut buf)?;
-                if batch.is_empty() {
-                    break;
-                }
-                found = batch.into_iter().find(|e| e.ino == cur_ino && e.name.as_bytes() != b"..").map(|e| e.name);
-            }
-            names.push(found.ok_or(Errno(libc::ESTALE))?);
-            cur = parent;
-            cur_ino = pst.st_ino;
-        }
-        let Some(mut state) = self.opts.routes.root() else { return Ok(None) };
-        for n in names.iter().rev() {
+        let fd = b.open_handle(&dir.handle, libc::O_PATH | libc::O_NOFOLLOW)?;
+        let Some(names) = names_to_root(b, fd, dir.ino)? else { return Ok(None) };
+        Ok(self.state_of_path(&names))
+    }
+
+    /// The route state of backing 0's directory at `names`, if routes pass through it.
+    fn state_of_path(&self, names: &[CString]) -> Option<RouteState> {
+        let mut state = self.opts.routes.root()?;
+        for n in names {
             match self.opts.routes.step(&state, n) {
                 Step::Local(Some(s)) => state = s,
-                _ => return Ok(None),
+                _ => return None,
             }
         }
-        Ok(Some(state))
+        Some(state)
     }
 
     /// What `name` in `dir` is, routing-wise (None: no route involved).
@@ -302,37 +284,10 @@ impl Passthrough {
         let b = self.backing(dir.backing)?;
         let parent = sys::open_dotdot(dirfd, libc::O_PATH)?;
         let pst = sys::stat_fd(parent.as_fd())?;
-        // Depth of the parent below the backing root, and its names.
-        let mut names = Vec::new();
-        let mut cur = parent;
-        let mut cur_ino = pst.st_ino;
-        while cur_ino != b.root_ino {
-            let up = sys::open_dotdot(cur.as_fd(), libc::O_RDONLY)?;
-            let ust = sys::stat_fd(up.as_fd())?;
-            let mut buf = vec![0u8; 16384];
-            let mut found = None;
-            while found.is_none() {
-                let batch = sys::read_dir(up.as_fd(), &mut buf)?;
-                if batch.is_empty() {
-                    break;
-                }
-                found = batch.into_iter().find(|e| e.ino == cur_ino && e.name.as_bytes() != b"..").map(|e| e.name);
-            }
-            names.push(found.ok_or(Errno(libc::ESTALE))?);
-            if names.len() > 64 {
-                return Ok(None);
-            }
-            cur = up;
-            cur_ino = ust.st_ino;
-        }
-        names.reverse();
+        let Some(names) = names_to_root(b, parent, pst.st_ino)? else { return Ok(None) };
         // A parent that is hidden: its path is a strict prefix of a routed directory's.
-        let Some(mut state) = self.opts.routes.root() else { return Ok(None) };
-        for n in &names {
-            match self.opts.routes.step(&state, n) {
-                Step::Local(Some(s)) => state = s,
-                _ => return Ok(None),
-            }
+        if self.state_of_path(&names).is_none() {
+            return Ok(None);
         }
         let b0 = self.backing(BackingIndex(0))?;
         let fd = self.open_rel(b0, &names)?;
@@ -340,4 +295,35 @@ impl Passthrough {
         let handle = sys::fd_to_handle(fd.as_fd())?;
         self.register(b0, &st, handle).map(Some)
     }
+}
+
+/// The names from `b`'s root down to the directory `fd` (inode `ino`), found by walking `..`
+/// and looking each one up by inode number in its parent. None if it is not beneath the root
+/// (or deeper than 64).
+fn names_to_root(b: &Backing, fd: OwnedFd, ino: u64) -> Result<Option<Vec<CString>>, Errno> {
+    let mut names = Vec::new();
+    let (mut cur, mut cur_ino) = (fd, ino);
+    let mut buf = vec![0u8; 16384];
+    while cur_ino != b.root_ino {
+        if names.len() > 64 {
+            return Ok(None);
+        }
+        let parent = sys::open_dotdot(cur.as_fd(), libc::O_RDONLY)?;
+        let pst = sys::stat_fd(parent.as_fd())?;
+        if pst.st_ino == cur_ino {
+            return Ok(None); // the file system's root: not beneath the backing
+        }
+        let mut found = None;
+        while found.is_none() {
+            let batch = sys::read_dir(parent.as_fd(), &mut buf)?;
+            if batch.is_empty() {
+                break;
+            }
+            found = batch.into_iter().find(|e| e.ino == cur_ino && e.name.as_bytes() != b"..").map(|e| e.name);
+        }
+        names.push(found.ok_or(Errno(libc::ESTALE))?);
+        (cur, cur_ino) = (parent, pst.st_ino);
+    }
+    names.reverse();
+    Ok(Some(names))
 }
