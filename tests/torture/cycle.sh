@@ -12,7 +12,12 @@ Q=/tools/quotafs
 S=/data/state
 export QUOTAFS_LOG=warn,fuser=error
 start=$(cut -d' ' -f1 /proc/uptime)
-$Q mount --backing /data/back --state-dir $S --checkpoint-interval "${T_ckpt:-2}" /mnt > /tmp/quotafs.log 2>&1 &
+if [ -d /data2/back ]; then
+  $Q mount --backing /data/back --state-dir $S --checkpoint-interval "${T_ckpt:-2}" \
+    --route "/home/*/Dropbox=/data2/back" /mnt > /tmp/quotafs.log 2>&1 &
+else
+  $Q mount --backing /data/back --state-dir $S --checkpoint-interval "${T_ckpt:-2}" /mnt > /tmp/quotafs.log 2>&1 &
+fi
 n=0
 until grep -q " /mnt fuse" /proc/mounts; do
   n=$((n + 1))

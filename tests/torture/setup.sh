@@ -6,6 +6,10 @@ Q=/tools/quotafs
 S=/data/state
 cd /mnt
 for u in 1000 1001 1002 1003; do mkdir -p home/$u; chown $u:$u home/$u; done
+# With a routed disk, each home's Dropbox lives there.
+if [ -d /data2/back ]; then
+  for u in 1000 1001 1002 1003; do mkdir -p home/$u/Dropbox; chown $u:$u home/$u/Dropbox; done
+fi
 mkdir -p proj/a proj/b proj/c
 chmod 1777 proj/a proj/b proj/c
 $Q --state-dir $S project assign --id 11 /mnt/proj/a

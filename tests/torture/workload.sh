@@ -13,7 +13,9 @@ tenant() {
     i=0
     while :; do
       i=$((i + 1))
-      for d in home/$u proj/a proj/b proj/c; do
+      dirs="home/$u proj/a proj/b proj/c"
+      [ -d home/$u/Dropbox ] && dirs="$dirs home/$u/Dropbox home/$u/Dropbox"
+      for d in $dirs; do
         case $((RANDOM % 14)) in
           0) dd if=/dev/zero of=$d/f$u.$((RANDOM % 8)) bs=4k count=$((RANDOM % 64 + 1)) 2>/dev/null ;;
           1) dd if=/dev/zero of=$d/f$u.$((RANDOM % 8)) bs=4k count=$((RANDOM % 16 + 1)) conv=fsync 2>/dev/null ;;
