@@ -436,6 +436,14 @@ impl Ledger {
             for b in self.backings.iter() {
                 sys::syncfs(b.root_fd()).map_err(|e| format!("syncfs of backing {}: {e}", b.path.display()))?;
             }
+            // Everything written before the rotation is now on disk with its final allocation.
+            // Charge what writeback allocated since it was settled, logged in the new epoch,
+            // *before* the snapshot (which leaves it out) becomes what recovery starts from:
+            // committed first, a crash in between lost it (found by the power-cut rig).
+            self.reconcile();
+            if let Some(why) = self.poison.lock().as_ref() {
+                return Err(why.clone());
+            }
             self.store.commit(&snapshot)
         };
         if let Err(why) = finish() {
@@ -444,8 +452,11 @@ impl Ledger {
             self.poisoned.store(true, std::sync::atomic::Ordering::Release);
             return Err(why);
         }
-        // Everything written before the rotation is now on disk with its final allocation.
-        self.reconcile();
+        if let Some(ms) =
+            std::env::var("QUOTAFS_FAILPOINT_CHECKPOINT_COMMITTED_PAUSE_MS").ok().and_then(|v| v.parse().ok())
+        {
+            std::thread::sleep(Duration::from_millis(ms));
+        }
         recovery::remove_logs_before(&self.state_dir, snapshot.epoch);
         *self.last_checkpoint.lock() = Some(SystemTime::now());
         tracing::debug!(epoch = snapshot.epoch, ms = started.elapsed().as_millis() as u64, "checkpoint");
