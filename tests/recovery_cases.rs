@@ -74,7 +74,7 @@ fn crash_between_a_snapshot_commit_and_the_writeback_reconcile() {
     f.start_with_env(&args, &[("QUOTAFS_FAILPOINT_CHECKPOINT_COMMITTED_PAUSE_MS", "4000")]);
     // Delayed allocation of 40 separate 4 KiB pieces: more extents than fit in the inode, so
     // writeback adds an extent-index block the write itself did not charge.
-    let mut file = std::fs::File::create(f.m("fragmented")).unwrap();
+    let file = std::fs::File::create(f.m("fragmented")).unwrap();
     for i in 0..40u64 {
         use std::os::unix::fs::FileExt;
         file.write_all_at(&[7u8; 4096], i * 8192).unwrap();
