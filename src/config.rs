@@ -53,6 +53,8 @@ pub struct FileConfig {
     /// recounting that backing; routed backings are also recounted at every mount.
     /// Default: false.
     pub watch_routes: Option<bool>,
+    /// Worker threads of each routed backing's pool. Default: as many as `threads`.
+    pub route_threads: Option<usize>,
 }
 
 /// One `[[route]]` table: `pattern = "/home/*/Dropbox"`, `backing = "/srv/dropbox"`.
@@ -100,6 +102,7 @@ pub struct MountConfig {
     pub routes: Vec<(crate::route::Pattern, PathBuf)>,
     pub shared_pool: bool,
     pub watch_routes: bool,
+    pub route_threads: usize,
 }
 
 fn default_threads() -> usize {
@@ -364,6 +367,13 @@ pub fn validate_mount(file: FileConfig, flags: FileConfig) -> Result<MountConfig
         routes,
         shared_pool: flags.shared_pool.or(file.shared_pool).unwrap_or(false),
         watch_routes: flags.watch_routes.or(file.watch_routes).unwrap_or(false),
+        route_threads: {
+            let n = flags.route_threads.or(file.route_threads).unwrap_or(threads);
+            if !(1..=256).contains(&n) {
+                return Err(format!("route_threads must be between 1 and 256, got {n}"));
+            }
+            n
+        },
     })
 }
 

@@ -104,10 +104,11 @@ pub fn run(cfg: &MountConfig) -> Result<(), String> {
         Arc::clone(&ledger),
         Options { passthrough: cfg.passthrough, fd_cache: cfg.fd_cache, routes },
     )?);
-    // Each routed backing gets a pool of its own, as many threads as the main one.
+    // Each routed backing gets a pool of its own (route_threads; fewer threads cap the CPU a
+    // storm on it can take in the daemon).
     let pools = crate::fuse::pool::Pools::new(
         backings.iter().map(|b| b.path.display().to_string()).collect(),
-        cfg.threads,
+        cfg.route_threads,
         cfg.shared_pool,
     );
     crate::admin::server::start(

@@ -233,6 +233,9 @@ pub struct MountArgs {
     /// fanotify and recounted, and recounted at every mount.
     #[arg(long)]
     pub watch_routes: bool,
+    /// Worker threads of each routed backing's pool [default: as many as --threads].
+    #[arg(long, value_name = "N")]
+    pub route_threads: Option<usize>,
 }
 
 #[derive(Debug, Args)]

@@ -20,6 +20,7 @@ pub fn run(cli: &Cli, args: &MountArgs) -> Result<(), CliError> {
         exempt_uids: (!args.exempt_uid.is_empty()).then(|| args.exempt_uid.clone()),
         shared_pool: args.shared_pool.then_some(true),
         watch_routes: args.watch_routes.then_some(true),
+        route_threads: args.route_threads,
         route: if args.route.is_empty() {
             None
         } else {
