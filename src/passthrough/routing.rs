@@ -15,14 +15,9 @@ use std::sync::Arc;
 use super::{Entry, Passthrough};
 use crate::backing::creds::Caller;
 use crate::backing::{Backing, BackingIndex, Errno, sys};
-use crate::inode::{self, Inode, ROOT_ID, RouteMark};
+use crate::inode::{self, Inode, RouteMark};
 use crate::ledger::tag;
 use crate::route::{RouteState, Step};
-
-/// A path of components as one relative path for `openat2`.
-pub(super) fn joined(path: &[CString]) -> CString {
-    crate::route::join(path)
-}
 
 impl Passthrough {
     pub(super) fn routing(&self) -> bool {
@@ -33,9 +28,6 @@ impl Passthrough {
     pub(super) fn route_state(&self, dir: &Inode) -> Option<Arc<RouteState>> {
         if !self.routing() || dir.backing.0 != 0 || !dir.is_dir() {
             return None;
-        }
-        if dir.id == ROOT_ID {
-            return self.opts.routes.root().map(Arc::new);
         }
         match &*dir.route.lock() {
             RouteMark::On(s) => return Some(Arc::clone(s)),
@@ -97,10 +89,8 @@ impl Passthrough {
     /// The directory at `path` on `backing`, as an `O_PATH` descriptor (beneath its root, no
     /// symlinks followed).
     pub(super) fn open_rel(&self, backing: &Backing, path: &[CString]) -> Result<OwnedFd, Errno> {
-        if path.is_empty() {
-            return sys::openat_beneath(backing.root_fd(), c".", libc::O_PATH | libc::O_DIRECTORY, 0);
-        }
-        sys::openat_beneath(backing.root_fd(), &joined(path), libc::O_PATH | libc::O_DIRECTORY, 0)
+        let rel = if path.is_empty() { c".".to_owned() } else { crate::route::join(path) };
+        sys::openat_beneath(backing.root_fd(), &rel, libc::O_PATH | libc::O_DIRECTORY, 0)
     }
 
     /// LOOKUP of a routed directory: on its backing, or ENOENT (a same-named entry of backing 0
@@ -116,20 +106,13 @@ impl Passthrough {
         self.lookup_at(b.index, parent.as_fd(), last)
     }
 
-    /// Registers the root of `backing` (one lookup reference) and returns its node id.
-    fn backing_root_node(&self, b: &Backing) -> Result<u64, Errno> {
-        let st = sys::stat_fd(b.root_fd())?;
-        let handle = sys::fd_to_handle(b.root_fd())?;
-        Ok(self.register(b, &st, handle)?.attr.ino.0)
-    }
-
     /// Makes sure the directories above a routed directory exist on its backing (made as on
     /// backing 0: owner, mode, project), and returns the node id of its parent there, with one
     /// lookup reference the caller gives back.
     pub(super) fn hidden_parent(&self, backing: u8, path: &[CString]) -> Result<u64, Errno> {
         let b0 = self.backing(BackingIndex(0))?;
         let b = self.backing(BackingIndex(backing))?;
-        let mut cur = self.backing_root_node(b)?;
+        let mut cur = self.hidden_parent_node(b, &[])?;
         for i in 0..path.len().saturating_sub(1) {
             let name = &path[i];
             let (_, curfd) = self.resolve_dir(cur).inspect_err(|_| self.forget(cur, 1))?;

@@ -193,10 +193,6 @@ impl UsageTable {
         self.t.lock().usage.clone()
     }
 
-    pub fn replace(&self, map: BTreeMap<Subject, Usage>) {
-        self.t.lock().usage = map;
-    }
-
     /// Reserves up to `want_bytes` bytes and `inodes` inodes for every subject in `subjects`,
     /// given each subject's caps `(bytes, inodes)` from `cap`. Grants all of `want_bytes` if it
     /// fits, else (with `partial`) the most that fits for every subject; refuses if nothing
