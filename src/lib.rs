@@ -13,6 +13,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod failpoint;
 pub mod fuse;
 pub mod inode;
 pub mod ledger;

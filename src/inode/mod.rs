@@ -69,8 +69,9 @@ pub struct Inode {
     /// `S_IFMT` bits of the mode.
     pub kind: u32,
     fd: Mutex<Option<Arc<OwnedFd>>>,
-    /// The inode's quotafs tag (project, birth epoch), once read or written.
-    pub tag: Mutex<Option<Tag>>,
+    /// The inode's quotafs tag (project, birth epoch) as last read, with the ledger's tag
+    /// stamp from just before the read (`Ledger::tag_stamp`): valid while the stamp is.
+    pub tag: Mutex<Option<(Tag, u64)>>,
     /// For a directory of backing 0: where it stands against the routes (see `route`).
     pub route: Mutex<RouteMark>,
 }

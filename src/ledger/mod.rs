@@ -18,6 +18,7 @@ pub mod wal;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use dashmap::mapref::entry::Entry;
@@ -73,6 +74,9 @@ pub struct Ledger {
     table: UsageTable,
     state: RwLock<EpochState>,
     stripes: Box<[Mutex<()>]>,
+    /// Per stripe, how many times a tag of an inode in it was written: a cached tag read at an
+    /// older stamp is stale (see `tag_stamp`).
+    tag_stamps: Box<[AtomicU64]>,
     checkpoint_lock: Mutex<()>,
     last_checkpoint: Mutex<Option<SystemTime>>,
     last_recovery: Mutex<RecoveryReport>,
@@ -219,6 +223,7 @@ impl Ledger {
             table: UsageTable::from_parts(snapshot.usage, snapshot.per_backing),
             state: RwLock::new(EpochState::new(snapshot.epoch, log)),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            tag_stamps: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
             checkpoint_lock: Mutex::new(()),
             last_checkpoint: Mutex::new(Some(SystemTime::now())),
             last_recovery: Mutex::new(report),
@@ -270,6 +275,20 @@ impl Ledger {
         idx.sort_unstable();
         idx.dedup();
         idx.into_iter().map(|i| self.stripes[i].lock()).collect()
+    }
+
+    /// The tag stamp of inode `ino`'s stripe. A tag cache reads it *before* reading the tag
+    /// from disk and keeps it with the tag; every tag writer calls `tag_written` *after*
+    /// writing. A cached tag whose stamp still matches was read after the last write to any
+    /// inode of that stripe, however the reader and the writer interleaved, and without either
+    /// holding the stripe lock.
+    pub fn tag_stamp(&self, ino: u64) -> u64 {
+        self.tag_stamps[(ino as usize) % STRIPES].load(Ordering::Acquire)
+    }
+
+    /// Call after writing the tag of inode `ino` (see `tag_stamp`).
+    pub fn tag_written(&self, ino: u64) {
+        self.tag_stamps[(ino as usize) % STRIPES].fetch_add(1, Ordering::AcqRel);
     }
 
     pub fn epoch(&self) -> u64 {
@@ -344,6 +363,10 @@ impl Ledger {
             let r = crate::check::scan::scan(std::slice::from_ref(b), crate::check::scan::Mode::Tag, threads)?;
             if r.errors > 0 {
                 return Err(format!("{} entries of {} could not be read; not recounted", r.errors, b.path.display()));
+            }
+            // The scan tagged what was made behind our back: every cached tag may be stale.
+            for stamp in self.tag_stamps.iter() {
+                stamp.fetch_add(1, Ordering::AcqRel);
             }
             let changed = self.table.rebase_backing(index, &r.usage);
             // What writeback allocated on this backing is in the recount now.
@@ -427,11 +450,7 @@ impl Ledger {
             *st = EpochState::new(epoch, log);
             snapshot
         };
-        // Failpoint for crash tests: hold the checkpoint between the log rotation and the
-        // snapshot commit, the window where a crash recovers from two logs.
-        if let Some(ms) = std::env::var("QUOTAFS_FAILPOINT_CHECKPOINT_PAUSE_MS").ok().and_then(|v| v.parse().ok()) {
-            std::thread::sleep(Duration::from_millis(ms));
-        }
+        crate::failpoint::CHECKPOINT.hit();
         let finish = || -> Result<(), String> {
             for b in self.backings.iter() {
                 sys::syncfs(b.root_fd()).map_err(|e| format!("syncfs of backing {}: {e}", b.path.display()))?;
@@ -452,11 +471,7 @@ impl Ledger {
             self.poisoned.store(true, std::sync::atomic::Ordering::Release);
             return Err(why);
         }
-        if let Some(ms) =
-            std::env::var("QUOTAFS_FAILPOINT_CHECKPOINT_COMMITTED_PAUSE_MS").ok().and_then(|v| v.parse().ok())
-        {
-            std::thread::sleep(Duration::from_millis(ms));
-        }
+        crate::failpoint::CHECKPOINT_COMMITTED.hit();
         recovery::remove_logs_before(&self.state_dir, snapshot.epoch);
         *self.last_checkpoint.lock() = Some(SystemTime::now());
         tracing::debug!(epoch = snapshot.epoch, ms = started.elapsed().as_millis() as u64, "checkpoint");

@@ -72,13 +72,18 @@ fn untagged(key: InodeRef) -> Tag {
 }
 
 impl Passthrough {
-    /// The tag of `inode`, read once through `fd` (any descriptor of it) and cached.
+    /// The tag of `inode`, from its cache while no tag in its stripe was written since the
+    /// cache was filled, else read through `fd` (any descriptor of it). A stale cached project
+    /// would log wrong "before" values, which recovery then replays (design §9.8).
     pub(super) fn tag_of(&self, inode: &Inode, fd: BorrowedFd<'_>) -> Result<Tag, Errno> {
-        if let Some(t) = *inode.tag.lock() {
+        let stamp = self.ledger.tag_stamp(inode.ino);
+        if let Some((t, s)) = *inode.tag.lock()
+            && s == stamp
+        {
             return Ok(t);
         }
         let t = tag::read_fd(fd)?.unwrap_or_else(|| untagged(inode.key()));
-        *inode.tag.lock() = Some(t);
+        *inode.tag.lock() = Some((t, stamp));
         Ok(t)
     }
 
@@ -127,23 +132,24 @@ impl Passthrough {
     }
 
     /// Charges an inode just created in `dir` (whose project it inherits) and tags it. `fd`
-    /// is any descriptor of the new inode. Returns its stat after tagging, its tag and handle.
+    /// is any descriptor of the new inode. Returns its stat after tagging and its handle.
     pub(super) fn charge_new(
         &self,
         ch: &Change<'_>,
         backing: u8,
         fd: BorrowedFd<'_>,
         project: u32,
-    ) -> Result<(libc::stat, Tag, crate::backing::Handle), Errno> {
+    ) -> Result<(libc::stat, crate::backing::Handle), Errno> {
         let tag = Tag { project, birth: ch.epoch() };
         tag::write_fd(fd, tag)?;
         // Tagged before it is counted: a tag that needs an xattr block is charged too.
         let st = sys::stat_fd(fd)?;
+        self.ledger.tag_written(st.st_ino);
         let handle = sys::fd_to_handle(fd)?;
         let key = InodeRef { backing, ino: st.st_ino, generation: handle.ext4_generation().unwrap_or(0) };
         ch.born(key);
         ch.apply(backing, None, Some(Charge::of(&st, project)));
-        Ok((st, tag, handle))
+        Ok((st, handle))
     }
 
     /// Reserves an allocation of `want` bytes and `inodes` inodes for `subjects` (see

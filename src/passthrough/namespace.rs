@@ -187,6 +187,7 @@ impl Passthrough {
         ch.dir_dirty(dir.key())?;
         let mut make = make;
         let made = as_caller(ctx, || make(dirfd.as_fd()));
+        crate::failpoint::CREATE_UNTAGGED.hit();
         let result = made.and_then(|fd| match fd {
             None => self.finish_by_name(&ch, backing.index.0, dirfd.as_fd(), name, project),
             Some(fd) => {
@@ -227,14 +228,10 @@ impl Passthrough {
     }
 
     /// Tags and charges a just-created inode (`fd`: any descriptor of it) and registers it:
-    /// one lookup reference, its tag cached.
+    /// one lookup reference. Its tag is not cached here: the first `tag_of` reads it.
     fn register_new(&self, ch: &Change<'_>, backing: u8, fd: BorrowedFd<'_>, project: u32) -> Result<Entry, Errno> {
-        let (st, tag, handle) = self.charge_new(ch, backing, fd, project)?;
-        let entry = self.register(self.backing(crate::backing::BackingIndex(backing))?, &st, handle)?;
-        if let Ok(i) = self.inode(entry.attr.ino.0) {
-            *i.tag.lock() = Some(tag);
-        }
-        Ok(entry)
+        let (st, handle) = self.charge_new(ch, backing, fd, project)?;
+        self.register(self.backing(crate::backing::BackingIndex(backing))?, &st, handle)
     }
 
     pub fn mkdir(&self, ctx: &Ctx, parent: u64, name: &OsStr, mode: u32, umask: u32) -> Result<Entry, Errno> {
@@ -597,7 +594,9 @@ impl Passthrough {
     /// Re-tags a renamed file (now `name` in `dir`) with `project` and moves its usage there.
     fn move_project(&self, ch: &Change<'_>, t: &Tracked, dir: BorrowedFd<'_>, name: &CStr, project: u32) {
         let result = Self::entry_fd(dir, name).and_then(|fd| {
-            tag::write_fd(fd.as_fd(), tag::Tag { project, birth: t.tag.birth })?;
+            let written = tag::write_fd(fd.as_fd(), tag::Tag { project, birth: t.tag.birth });
+            self.ledger.tag_written(t.key.ino);
+            written?;
             sys::stat_fd(fd.as_fd())
         });
         match result {
@@ -605,12 +604,6 @@ impl Passthrough {
                 ch.apply(t.key.backing, Some(t.before), Some(Charge::of(&st, project)));
                 if ch.remembered(t.key).is_some() {
                     ch.remember(t.key, Some(Charge::of(&st, project)), t.tag.birth);
-                }
-                if let Ok(b) = self.backing(crate::backing::BackingIndex(t.key.backing))
-                    && let Ok(node) = crate::inode::node_id(b, t.key.ino)
-                    && let Ok(inode) = self.inode(node)
-                {
-                    *inode.tag.lock() = Some(tag::Tag { project, birth: t.tag.birth });
                 }
             }
             Err(e) => tracing::error!(ino = t.key.ino, error = %e, "cannot re-tag a file moved to another project"),

@@ -2,7 +2,8 @@
 //! usage, top-down and in parallel, while tenants keep working in it.
 //!
 //! Each directory is re-tagged before it is listed, so whatever is created in it afterwards
-//! inherits the new project; each inode is moved under its stripe lock with its charge before
+//! inherits the new project; each entry is re-tagged holding its directory's lock, so never
+//! half-made; each inode is moved under its stripe lock with its charge before
 //! the move logged (a `Touch`), so a crash mid-walk leaves a ledger that matches the tags
 //! exactly, and running the assignment again finishes it.
 
@@ -40,33 +41,55 @@ impl Passthrough {
         sys::stat_fd(fd.as_fd()).ok().map(|st| st.st_uid)
     }
 
-    /// Moves one inode (any descriptor `fd` of it) to `project`. Returns whether it changed.
-    fn retag(&self, b: &Backing, fd: BorrowedFd<'_>, project: u32) -> Result<bool, Errno> {
+    /// Moves one inode (any descriptor `fd` of it), found in directory `parent` (an inode
+    /// number), to `project`. Returns whether it changed.
+    ///
+    /// The parent's stripe is held as well as the inode's: a creation holds its directory's
+    /// stripe from the backing call until the new inode is tagged and charged, so an entry
+    /// listed here is never half-made. (The walker lists the backing directly, where the kernel's
+    /// directory lock, which keeps tenants off a half-made entry, does not reach. Without this,
+    /// a creation caught between its syscall and its tag was moved "from project 0" and then
+    /// charged again by its creator: the power-cut rig's project 0 / project 12 drift, §9.8.)
+    fn retag(&self, b: &Backing, parent: u64, fd: BorrowedFd<'_>, project: u32) -> Result<bool, Errno> {
         let st = sys::stat_fd(fd)?;
         let handle = sys::fd_to_handle(fd)?;
         let key = InodeRef { backing: b.index.0, ino: st.st_ino, generation: handle.ext4_generation().unwrap_or(0) };
         let ch = self.ledger.change();
-        let _lock = self.ledger.lock_inode(st.st_ino);
-        let old = tag::read_fd(fd)?.unwrap_or(Tag { project: 0, birth: 0 });
+        let _locks = self.ledger.lock_inodes(&[parent, st.st_ino]);
+        let Some(old) = tag::read_fd(fd)? else {
+            // Not made through the mount (every inode is tagged at first mount, by recovery,
+            // or by its creator under the lock held here): counted as project 0 until now.
+            tracing::warn!(ino = st.st_ino, "untagged inode found by project assign; moving it from project 0");
+            return self.move_inode(&ch, key, fd, Tag { project: 0, birth: 0 }, project).map(|()| true);
+        };
         if old.project == project {
             return Ok(false);
         }
+        self.move_inode(&ch, key, fd, old, project).map(|()| true)
+    }
+
+    /// Re-tags inode `key` (descriptor `fd`, tag `old`) with `project` and moves its charge,
+    /// logged first. Its stripe lock is held.
+    fn move_inode(
+        &self,
+        ch: &crate::ledger::Change<'_>,
+        key: InodeRef,
+        fd: BorrowedFd<'_>,
+        old: Tag,
+        project: u32,
+    ) -> Result<(), Errno> {
         let st = sys::stat_fd(fd)?;
         let before = ch.remembered(key).unwrap_or(Charge::of(&st, old.project));
         ch.touch(key, before, old.birth)?;
-        let new = Tag { project, birth: old.birth };
-        tag::write_fd(fd, new)?;
+        let written = tag::write_fd(fd, Tag { project, birth: old.birth });
+        self.ledger.tag_written(key.ino);
+        written?;
         let after = sys::stat_fd(fd).map(|st| Charge::of(&st, project)).unwrap_or(Charge { project, ..before });
         ch.apply(key.backing, Some(before), Some(after));
         if ch.remembered(key).is_some() {
             ch.remember(key, Some(after), old.birth);
         }
-        if let Ok(node) = inode::node_id(b, st.st_ino)
-            && let Ok(i) = self.inodes.get(node)
-        {
-            *i.tag.lock() = Some(new);
-        }
-        Ok(true)
+        Ok(())
     }
 
     /// Assigns `project` to the directory node `node` and everything beneath it, walking the
@@ -94,10 +117,20 @@ impl Passthrough {
 
     /// Re-tags the tree at directory `root` of backing `b`, in parallel.
     fn assign_tree(&self, b: &Backing, root: Handle, project: u32, threads: usize) -> Result<u64, String> {
+        // The root is re-tagged here, under its parent's lock too (see `retag`); every other
+        // inode when its directory is listed.
+        let changed = AtomicU64::new(match b.open_handle(&root, libc::O_RDONLY | libc::O_DIRECTORY) {
+            Ok(fd) => {
+                let parent = sys::openat_dotdot(fd.as_fd())
+                    .and_then(|up| sys::stat_fd(up.as_fd()))
+                    .map_err(|e| format!("parent of the directory: {e}"))?;
+                u64::from(self.retag(b, parent.st_ino, fd.as_fd(), project).map_err(|e| format!("re-tag: {e}"))?)
+            }
+            Err(_) => return Ok(0),
+        });
         // Directories wait as handles, not descriptors: each worker holds one open directory.
         let queue = Mutex::new((vec![root], 0usize));
         let wake = Condvar::new();
-        let changed = AtomicU64::new(0);
         let failure = Mutex::new(None::<String>);
         let next = || -> Option<Handle> {
             let mut q = queue.lock();
@@ -143,9 +176,9 @@ impl Passthrough {
         }
     }
 
-    /// Re-tags directory `h` (before listing it, so what is created in it from now on
-    /// inherits the new project), then its non-directory entries; returns its subdirectories
-    /// in `found`.
+    /// Lists directory `h` (already re-tagged, so what is created in it from now on inherits
+    /// the new project) and re-tags its entries; returns its subdirectories in `found`, each
+    /// re-tagged before it is listed in turn.
     fn assign_dir(
         &self,
         b: &Backing,
@@ -155,7 +188,9 @@ impl Passthrough {
         found: &mut Vec<Handle>,
     ) -> Result<u64, String> {
         let Ok(dir) = b.open_handle(h, libc::O_RDONLY | libc::O_DIRECTORY) else { return Ok(0) };
-        let mut changed = u64::from(self.retag(b, dir.as_fd(), project).map_err(|e| format!("re-tag: {e}"))?);
+        let dir_ino = sys::stat_fd(dir.as_fd()).map_err(|e| format!("stat a directory: {e}"))?.st_ino;
+        crate::failpoint::ASSIGN_LISTING.hit();
+        let mut changed = 0;
         loop {
             let batch = sys::read_dir(dir.as_fd(), buf).map_err(|e| format!("list: {e}"))?;
             if batch.is_empty() {
@@ -170,12 +205,12 @@ impl Passthrough {
                     Ok(st) if st.st_dev == b.dev => st,
                     _ => continue,
                 };
-                if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-                    if let Ok(h) = sys::name_to_handle(dir.as_fd(), name) {
-                        found.push(h);
-                    }
-                } else if let Ok(fd) = sys::open_entry(dir.as_fd(), name) {
-                    changed += u64::from(self.retag(b, fd.as_fd(), project).map_err(|e| format!("re-tag: {e}"))?);
+                let Ok(fd) = sys::open_entry(dir.as_fd(), name) else { continue };
+                changed += u64::from(self.retag(b, dir_ino, fd.as_fd(), project).map_err(|e| format!("re-tag: {e}"))?);
+                if st.st_mode & libc::S_IFMT == libc::S_IFDIR
+                    && let Ok(h) = sys::fd_to_handle(fd.as_fd())
+                {
+                    found.push(h);
                 }
             }
         }
