@@ -218,6 +218,10 @@ pub fn recover(state_dir: &Path, store: &Store, backings: &[Backing]) -> Result<
     report.touched = touched.len();
     report.dirty_dirs = dirty.len();
 
+    // After a daemon crash without a reboot the page cache still holds what it wrote, and ext4
+    // allocates some blocks (extent-index blocks of fragmented files) only at writeback: flush
+    // first, or the inodes re-examined below are charged short of blocks that appear later.
+    sync_backings(backings)?;
     let table = UsageTable::from_parts(snapshot.usage, snapshot.per_backing);
     // Inode numbers already charged, so the listing below counts each live inode once. A
     // touched inode that is gone does not count: ext4 reuses inode numbers at once, and the
