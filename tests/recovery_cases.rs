@@ -92,6 +92,26 @@ fn crash_between_a_snapshot_commit_and_the_writeback_reconcile() {
 }
 
 #[test]
+fn file_unlinked_while_open_across_a_checkpoint() {
+    // Found by review: the unlink of an open file logs its charge, which stays until the last
+    // close. A checkpoint in between put the charge into the snapshot and deleted that log;
+    // after a crash ext4 frees the file, and nothing left named it: charged forever.
+    let args = ["--checkpoint-interval", "3600"];
+    let mut f = Fixture::with_args("orphan-ckpt", &args);
+    std::fs::write(f.m("held"), vec![9u8; 200_000]).unwrap();
+    checkpoint(&f);
+    let mut held = std::fs::OpenOptions::new().append(true).open(f.m("held")).unwrap();
+    std::fs::remove_file(f.m("held")).unwrap();
+    checkpoint(&f); // the snapshot still charges the open file; the unlink's log is gone
+    held.write_all(&[1u8; 8192]).unwrap(); // changed again in the new epoch
+    checkpoint(&f);
+    f.kill9();
+    drop(held);
+    f.start(&args);
+    assert_exact(&f.state, f.backing(), "after a crash with a file unlinked while open");
+}
+
+#[test]
 fn kill9_with_dirty_pages_whose_writeback_allocates_more() {
     // Found by a host run of the torture workload with kill -9 (4 KiB short for a user and a
     // project after recovery). A killed daemon leaves its writes in the page cache; ext4 adds a

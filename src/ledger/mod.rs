@@ -87,6 +87,10 @@ pub struct Ledger {
     /// next change uses this (not fstat) as its "before", and each checkpoint reconciles the
     /// files after its syncfs (docs/design.md §9.7).
     charged: DashMap<InodeRef, (Charge, u64)>,
+    /// Files unlinked while open (their charge in `charged` stays until the last close): each
+    /// is logged again in every epoch it lives into, or a checkpoint in between would leave a
+    /// snapshot that charges them and no log that names them once a crash has freed them.
+    pinned: DashMap<InodeRef, ()>,
     /// Set when a checkpoint's syncfs or commit failed: no usage change is accepted after it.
     poison: Mutex<Option<String>>,
     poisoned: std::sync::atomic::AtomicBool,
@@ -172,6 +176,22 @@ impl Change<'_> {
         }
     }
 
+    /// Regular file `r` lost its last name but is still open, charged `charge` (see `pinned`).
+    pub fn pin(&self, r: InodeRef, charge: Charge, birth: u64) {
+        self.ledger.charged.insert(r, (charge, birth));
+        self.ledger.pinned.insert(r, ());
+    }
+
+    /// The last close of a pinned file: its charge goes (call `remember(r, None, ..)` too).
+    pub fn unpin(&self, r: InodeRef) {
+        self.ledger.pinned.remove(&r);
+    }
+
+    /// The birth epoch remembered with `r`'s charge, if any.
+    pub fn remembered_birth(&self, r: InodeRef) -> Option<u64> {
+        self.ledger.charged.get(&r).map(|e| e.1)
+    }
+
     pub fn is_born(&self, r: InodeRef) -> bool {
         self.state.born.contains(&r)
     }
@@ -229,6 +249,7 @@ impl Ledger {
             last_recovery: Mutex::new(report),
             enforcer,
             charged: DashMap::new(),
+            pinned: DashMap::new(),
             poison: Mutex::new(None),
             poisoned: std::sync::atomic::AtomicBool::new(false),
         };
@@ -312,13 +333,21 @@ impl Ledger {
 
     /// Charges what writeback allocated after the changes were settled: every remembered
     /// regular file is re-stat'ed and its difference applied, logged first (a `Touch` with the
-    /// remembered charge) so that recovery reproduces it. Call after a syncfs.
+    /// remembered charge) so that recovery reproduces it; every pinned file (unlinked, still
+    /// open) is logged in the current epoch. Call after a syncfs.
     pub fn reconcile(&self) {
         let keys: Vec<InodeRef> = self.charged.iter().map(|e| *e.key()).collect();
         for key in keys {
             let ch = self.change();
             let _lock = self.lock_inode(key.ino);
             let Some((remembered, birth)) = self.charged.get(&key).map(|e| *e) else { continue };
+            if self.pinned.contains_key(&key) {
+                // Unlinked and open: not reachable by handle; logged again below instead.
+                if ch.touch(key, remembered, birth).is_err() {
+                    return;
+                }
+                continue;
+            }
             let Some(b) = self.backings.get(key.backing as usize) else { continue };
             let handle = crate::backing::Handle::ext4(key.ino as u32, key.generation);
             let Ok(fd) = b.open_handle(&handle, libc::O_PATH | libc::O_NOFOLLOW) else {
@@ -370,7 +399,7 @@ impl Ledger {
             }
             let changed = self.table.rebase_backing(index, &r.usage);
             // What writeback allocated on this backing is in the recount now.
-            self.charged.retain(|k, _| k.backing != index);
+            self.charged.retain(|k, _| k.backing != index || self.pinned.contains_key(k));
             for s in &changed {
                 self.enforcer.settled(&self.table, &[*s]);
             }

@@ -225,9 +225,15 @@ impl Passthrough {
             let _lock = self.ledger.lock_inode(key.ino);
             if let Ok(st) = sys::stat_fd(fd) {
                 let before = ch.remembered(key).unwrap_or(Charge::of(&st, project));
+                // Logged in this epoch too: the snapshot may have been taken since the unlink.
+                let birth = ch.remembered_birth(key).unwrap_or(0);
+                if let Err(e) = ch.touch(key, before, birth) {
+                    tracing::error!(ino = key.ino, error = %e, "cannot log the last close of an unlinked file");
+                }
                 ch.apply(key.backing, Some(before), None);
                 ch.remember(key, None, 0);
             }
+            ch.unpin(key);
         }
     }
 
