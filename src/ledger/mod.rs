@@ -77,6 +77,9 @@ pub struct Ledger {
     /// Per stripe, how many times a tag of an inode in it was written: a cached tag read at an
     /// older stamp is stale (see `tag_stamp`).
     tag_stamps: Box<[AtomicU64]>,
+    /// The epoch of the newest committed snapshot: where a crash now would recover from. It
+    /// lags the current epoch while a checkpoint is between its rotation and its commit.
+    committed: AtomicU64,
     checkpoint_lock: Mutex<()>,
     last_checkpoint: Mutex<Option<SystemTime>>,
     last_recovery: Mutex<RecoveryReport>,
@@ -192,8 +195,11 @@ impl Change<'_> {
         self.ledger.charged.get(&r).map(|e| e.1)
     }
 
-    pub fn is_born(&self, r: InodeRef) -> bool {
-        self.state.born.contains(&r)
+    /// Whether inode `r`, born in epoch `birth` (its tag's), may be missing from the snapshot a
+    /// crash now recovers from, so that recovery can find it only by listing directories: born
+    /// in this epoch, or in the one a checkpoint is still committing.
+    pub fn is_new(&self, r: InodeRef, birth: u64) -> bool {
+        self.state.born.contains(&r) || birth >= self.ledger.committed.load(Ordering::Acquire)
     }
 
     pub fn born(&self, r: InodeRef) {
@@ -244,6 +250,7 @@ impl Ledger {
             state: RwLock::new(EpochState::new(snapshot.epoch, log)),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             tag_stamps: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
+            committed: AtomicU64::new(snapshot.epoch),
             checkpoint_lock: Mutex::new(()),
             last_checkpoint: Mutex::new(Some(SystemTime::now())),
             last_recovery: Mutex::new(report),
@@ -500,6 +507,7 @@ impl Ledger {
             self.poisoned.store(true, std::sync::atomic::Ordering::Release);
             return Err(why);
         }
+        self.committed.store(snapshot.epoch, Ordering::Release);
         crate::failpoint::CHECKPOINT_COMMITTED.hit();
         recovery::remove_logs_before(&self.state_dir, snapshot.epoch);
         *self.last_checkpoint.lock() = Some(SystemTime::now());

@@ -310,7 +310,7 @@ impl Passthrough {
         let st = sys::stat_fd(fd.as_fd())?;
         let _reservation =
             self.reserve(ctx, &[Subject::User(st.st_uid), Subject::Project(itag.project)], 0, 0, false)?;
-        if ch.is_born(inode.key()) {
+        if ch.is_new(inode.key(), itag.birth) {
             ch.dir_dirty(dir.key())?;
         }
         let r = sys::link_fd(fd.as_fd(), dirfd.as_fd(), &name)
@@ -531,12 +531,15 @@ impl Passthrough {
         let ft = self.track(&ch, from, fromfd)?;
         let tt = if from.id == to.id { None } else { Some(self.track(&ch, to, tofd)?) };
         let to_project = tt.as_ref().map_or(ft.tag.project, |t| t.tag.project);
-        let src_tag = tag::read_at(fromfd, name)?.map_or(ft.tag.project, |t| t.project);
+        // An untagged inode is being made or was made before a crash: new either way.
+        let src_t = tag::read_at(fromfd, name)?;
+        let src_tag = src_t.map_or(ft.tag.project, |t| t.project);
         let cross = src_tag != to_project;
-        let tgt_tag = match target_st {
-            Some(_) => tag::read_at(tofd, newname)?.map_or(to_project, |t| t.project),
-            None => to_project,
+        let tgt_t = match target_st {
+            Some(_) => tag::read_at(tofd, newname)?,
+            None => None,
         };
+        let tgt_tag = tgt_t.map_or(to_project, |t| t.project);
         let back_cross = exchange && target_st.is_some() && tgt_tag != ft.tag.project;
         if (cross && is_dir(&src_st)) || (back_cross && target_st.is_some_and(|t| is_dir(&t))) {
             return Err(Errno(libc::EXDEV));
@@ -560,11 +563,16 @@ impl Passthrough {
             Some(_) if !exchange => Some(self.track_at(&ch, b, tofd, newname)?),
             _ => None,
         };
+        // An inode the recovery snapshot may lack is found only by listing its directory: the
+        // one it moves to must be listed too.
         let src_key = self.key_at(b, fromfd, name)?;
-        if ch.is_born(src_key) {
+        if ch.is_new(src_key, src_t.map_or(u64::MAX, |t| t.birth)) {
             ch.dir_dirty(to.key())?;
         }
-        if exchange && target_st.is_some() && ch.is_born(self.key_at(b, tofd, newname)?) {
+        if exchange
+            && target_st.is_some()
+            && ch.is_new(self.key_at(b, tofd, newname)?, tgt_t.map_or(u64::MAX, |t| t.birth))
+        {
             ch.dir_dirty(from.key())?;
         }
         let r = as_caller(ctx, || sys::rename_at(fromfd, name, tofd, newname, flags));
