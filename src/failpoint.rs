@@ -33,3 +33,5 @@ pub static CHECKPOINT_COMMITTED: Pause = Pause::new("QUOTAFS_FAILPOINT_CHECKPOIN
 pub static CREATE_UNTAGGED: Pause = Pause::new("QUOTAFS_FAILPOINT_CREATE_UNTAGGED_PAUSE_MS");
 /// In `project assign`, after a directory was re-tagged and before it is listed.
 pub static ASSIGN_LISTING: Pause = Pause::new("QUOTAFS_FAILPOINT_ASSIGN_LISTING_PAUSE_MS");
+/// In `project assign`, after an entry was listed and opened, before it is re-tagged.
+pub static ASSIGN_RETAG: Pause = Pause::new("QUOTAFS_FAILPOINT_ASSIGN_RETAG_PAUSE_MS");

@@ -56,6 +56,12 @@ impl Passthrough {
         let key = InodeRef { backing: b.index.0, ino: st.st_ino, generation: handle.ext4_generation().unwrap_or(0) };
         let ch = self.ledger.change();
         let _locks = self.ledger.lock_inodes(&[parent, st.st_ino]);
+        // Listed, then removed before the locks were taken: the descriptor still reaches the
+        // inode, but the removal has charged it off (or it is an unlinked open file, charged
+        // until its last close). Moving it would take its charge off a second time.
+        if sys::stat_fd(fd)?.st_nlink == 0 {
+            return Ok(false);
+        }
         let Some(old) = tag::read_fd(fd)? else {
             // Not made through the mount (every inode is tagged at first mount, by recovery,
             // or by its creator under the lock held here): counted as project 0 until now.
@@ -206,6 +212,7 @@ impl Passthrough {
                     _ => continue,
                 };
                 let Ok(fd) = sys::open_entry(dir.as_fd(), name) else { continue };
+                crate::failpoint::ASSIGN_RETAG.hit();
                 changed += u64::from(self.retag(b, dir_ino, fd.as_fd(), project).map_err(|e| format!("re-tag: {e}"))?);
                 if st.st_mode & libc::S_IFMT == libc::S_IFDIR
                     && let Ok(h) = sys::fd_to_handle(fd.as_fd())
