@@ -207,3 +207,32 @@ fn new_trees_moves_and_open_unlinked_files_survive_kill9() {
     assert_exact(&f.state, f.backing(), "after a clean restart");
     let _ = std::fs::metadata(f.m("p2")).unwrap().ino();
 }
+
+#[test]
+fn chown_of_a_removed_file_charges_nothing() {
+    // Found while fixing the walker's re-tag of removed inodes: any change that reaches an
+    // inode through a reference taken before its removal (here an O_PATH descriptor on the
+    // mount, which FUSE does not count as an open; `chown -R` racing `rm -rf` does the same
+    // through a looked-up name) was charged: the removal had taken the inode off, the change
+    // took it off again and charged its new owner for a deleted file.
+    let f = Fixture::new("chown-removed");
+    std::fs::write(f.m("doomed"), vec![4u8; 20_000]).unwrap();
+    // A change through the mount first, so the daemon holds a descriptor of the inode.
+    std::os::unix::fs::chown(f.m("doomed"), Some(1000), Some(1000)).unwrap();
+    let before = common::report(&f.state);
+    let path = std::ffi::CString::new(f.m("doomed").as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY (test): plain libc calls on a valid NUL-terminated path and the fd they return.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_PATH) };
+    assert!(fd >= 0);
+    std::fs::remove_file(f.m("doomed")).unwrap();
+    // SAFETY (test): `fd` is open; the empty path with AT_EMPTY_PATH names it.
+    let r = unsafe { libc::fchownat(fd, c"".as_ptr(), 1234, 1234, libc::AT_EMPTY_PATH) };
+    let err = std::io::Error::last_os_error();
+    // SAFETY (test): closing the fd opened above.
+    unsafe { libc::close(fd) };
+    let after = common::report(&f.state);
+    assert!(!after.contains_key(&("user".to_string(), 1234)), "a deleted file was charged to its new owner: {after:?}");
+    assert!(after.len() <= before.len());
+    assert_exact(&f.state, f.backing(), "after chown of a removed file");
+    assert!(r != 0 && err.raw_os_error() == Some(libc::ENOENT), "chown of a removed file: {r} {err}");
+}

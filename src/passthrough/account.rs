@@ -92,6 +92,12 @@ impl Passthrough {
     pub(super) fn track(&self, ch: &Change<'_>, inode: &Inode, fd: BorrowedFd<'_>) -> Result<Tracked, Errno> {
         let tag = self.tag_of(inode, fd)?;
         let st = sys::stat_fd(fd)?;
+        if st.st_nlink == 0 && !self.is_open(inode.key()) {
+            // Removed after the kernel resolved it (a chown racing an unlink, an O_PATH
+            // descriptor): the removal charged it off, and a deleted inode has nothing left to
+            // change. An unlinked *open* file stays charged until its last close (`orphans`).
+            return Err(Errno(libc::ENOENT));
+        }
         // What the ledger holds for it, if known; a block ext4 allocated at writeback since is
         // then charged by this change.
         let before = ch.remembered(inode.key()).unwrap_or(Charge::of(&st, tag.project));
