@@ -14,6 +14,28 @@ fn checkpoint(f: &Fixture) {
     run_ok(Command::new(BIN).arg("--state-dir").arg(&f.state).arg("checkpoint"));
 }
 
+/// Runs `setup` (older than the snapshot the crash recovers from), then `before`, then starts
+/// a checkpoint that a failpoint holds between its log rotation and its snapshot commit, runs
+/// `inside` in that window, kills the daemon there (recovery then starts from the older
+/// snapshot and replays two logs) and checks the recovered ledger.
+fn crash_inside_a_checkpoint(name: &str, setup: &str, before: &str, inside: &str) {
+    let args = ["--checkpoint-interval", "3600"];
+    let mut f = Fixture::with_args(name, &args);
+    if !setup.is_empty() {
+        f.root(setup);
+    }
+    f.kill9();
+    f.start_with_env(&args, &[("QUOTAFS_FAILPOINT_CHECKPOINT_PAUSE_MS", "4000")]);
+    f.root(before);
+    let mut ck = Command::new(BIN).arg("--state-dir").arg(&f.state).arg("checkpoint").spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500)); // rotated, not yet committed
+    f.root(inside);
+    f.kill9();
+    let _ = ck.wait();
+    f.start(&args);
+    assert_exact(&f.state, f.backing(), &format!("after a crash inside a checkpoint ({name})"));
+}
+
 #[test]
 fn inode_number_reused_after_a_logged_delete() {
     // Regression: recovery marked the *numbers* of touched inodes as counted, so a new file
@@ -45,19 +67,12 @@ fn crash_inside_a_checkpoint_with_a_touched_new_directory() {
     // in it logs the directory's charge) was charged by recovery but not descended into, so
     // the files made in it before the checkpoint were lost. The failpoint holds a checkpoint
     // between its log rotation and its snapshot commit; the crash lands in that window.
-    let args = ["--checkpoint-interval", "3600"];
-    let mut f = Fixture::with_args("ckpt-window", &args);
-    f.kill9();
-    // SAFETY of the test: the variable is read by the daemon processes started below.
-    f.start_with_env(&args, &[("QUOTAFS_FAILPOINT_CHECKPOINT_PAUSE_MS", "4000")]);
-    f.root("mkdir -p new/d && for i in $(seq 20); do echo $i > new/d/f$i; done");
-    let mut ck = Command::new(BIN).arg("--state-dir").arg(&f.state).arg("checkpoint").spawn().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500)); // rotated, not yet committed
-    f.root("rm new/d/f1"); // Touch(new/d) in the new log, no DirDirty
-    f.kill9();
-    let _ = ck.wait();
-    f.start(&args);
-    assert_exact(&f.state, f.backing(), "after a crash inside a checkpoint");
+    crash_inside_a_checkpoint(
+        "ckpt-window",
+        "",
+        "mkdir -p new/d && for i in $(seq 20); do echo $i > new/d/f$i; done",
+        "rm new/d/f1", // Touch(new/d) in the new log, no DirDirty
+    );
 }
 
 #[test]
@@ -67,19 +82,12 @@ fn crash_inside_a_checkpoint_after_moving_a_new_file() {
     // its new directory (it was not born in the *new* epoch). A crash there recovers from the
     // older snapshot, which never had the file, and the only directory naming it no longer
     // held it: lost.
-    let args = ["--checkpoint-interval", "3600"];
-    let mut f = Fixture::with_args("ckpt-move", &args);
-    f.root("mkdir a b && mkdir -p c/sub");
-    f.kill9();
-    f.start_with_env(&args, &[("QUOTAFS_FAILPOINT_CHECKPOINT_PAUSE_MS", "4000")]);
-    f.root("echo new > a/new && mkdir a/newdir && echo in > a/newdir/f");
-    let mut ck = Command::new(BIN).arg("--state-dir").arg(&f.state).arg("checkpoint").spawn().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500)); // rotated, not yet committed
-    f.root("mv a/new b/new && mv a/newdir c/sub/newdir");
-    f.kill9();
-    let _ = ck.wait();
-    f.start(&args);
-    assert_exact(&f.state, f.backing(), "after moving new inodes inside a checkpoint");
+    crash_inside_a_checkpoint(
+        "ckpt-move",
+        "mkdir a b && mkdir -p c/sub",
+        "echo new > a/new && mkdir a/newdir && echo in > a/newdir/f",
+        "mv a/new b/new && mv a/newdir c/sub/newdir",
+    );
 }
 
 #[test]
