@@ -185,14 +185,11 @@ impl Change<'_> {
         self.ledger.pinned.insert(r, ());
     }
 
-    /// The last close of a pinned file: its charge goes (call `remember(r, None, ..)` too).
-    pub fn unpin(&self, r: InodeRef) {
-        self.ledger.pinned.remove(&r);
-    }
-
-    /// The birth epoch remembered with `r`'s charge, if any.
-    pub fn remembered_birth(&self, r: InodeRef) -> Option<u64> {
-        self.ledger.charged.get(&r).map(|e| e.1)
+    /// The last close of a pinned file: forgets it and returns the charge it still holds and
+    /// its birth epoch, for the caller to log and take off.
+    pub fn unpin(&self, r: InodeRef) -> Option<(Charge, u64)> {
+        self.ledger.pinned.remove(&r)?;
+        self.ledger.charged.remove(&r).map(|(_, v)| v)
     }
 
     /// Whether inode `r`, born in epoch `birth` (its tag's), may be missing from the snapshot a
@@ -303,6 +300,11 @@ impl Ledger {
         idx.sort_unstable();
         idx.dedup();
         idx.into_iter().map(|i| self.stripes[i].lock()).collect()
+    }
+
+    /// Whether `r` is a file unlinked while open, still charged (see `pinned`).
+    pub fn is_pinned(&self, r: InodeRef) -> bool {
+        self.pinned.contains_key(&r)
     }
 
     /// The tag stamp of inode `ino`'s stripe. A tag cache reads it *before* reading the tag

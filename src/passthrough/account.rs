@@ -66,7 +66,7 @@ pub(super) struct Tracked {
     pub st: libc::stat,
 }
 
-fn untagged(key: InodeRef) -> Tag {
+pub(super) fn untagged(key: InodeRef) -> Tag {
     tracing::warn!(ino = key.ino, "inode without a quotafs tag; charging it to project 0");
     Tag { project: 0, birth: 0 }
 }
@@ -95,7 +95,7 @@ impl Passthrough {
         if st.st_nlink == 0 && !self.is_open(inode.key()) {
             // Removed after the kernel resolved it (a chown racing an unlink, an O_PATH
             // descriptor): the removal charged it off, and a deleted inode has nothing left to
-            // change. An unlinked *open* file stays charged until its last close (`orphans`).
+            // change. An unlinked *open* file stays charged until its last close (pinned).
             return Err(Errno(libc::ENOENT));
         }
         // What the ledger holds for it, if known; a block ext4 allocated at writeback since is
@@ -214,7 +214,7 @@ impl Passthrough {
 
     /// Called at release: if this was the last open of an inode unlinked while open, its
     /// charge goes now.
-    pub(super) fn closed(&self, key: InodeRef, fd: BorrowedFd<'_>) {
+    pub(super) fn closed(&self, key: InodeRef) {
         let last = match self.open_count.get_mut(&key) {
             Some(mut n) => {
                 *n -= 1;
@@ -226,20 +226,17 @@ impl Passthrough {
             return;
         }
         self.open_count.remove_if(&key, |_, n| *n == 0);
-        if let Some((_, project)) = self.orphans.remove(&key) {
-            let ch = self.ledger.change();
-            let _lock = self.ledger.lock_inode(key.ino);
-            if let Ok(st) = sys::stat_fd(fd) {
-                let before = ch.remembered(key).unwrap_or(Charge::of(&st, project));
-                // Logged in this epoch too: the snapshot may have been taken since the unlink.
-                let birth = ch.remembered_birth(key).unwrap_or(0);
-                if let Err(e) = ch.touch(key, before, birth) {
-                    tracing::error!(ino = key.ino, error = %e, "cannot log the last close of an unlinked file");
-                }
-                ch.apply(key.backing, Some(before), None);
-                ch.remember(key, None, 0);
+        if !self.ledger.is_pinned(key) {
+            return;
+        }
+        let ch = self.ledger.change();
+        let _lock = self.ledger.lock_inode(key.ino);
+        if let Some((before, birth)) = ch.unpin(key) {
+            // Logged in this epoch too: the snapshot may have been taken since the unlink.
+            if let Err(e) = ch.touch(key, before, birth) {
+                tracing::error!(ino = key.ino, error = %e, "cannot log the last close of an unlinked file");
             }
-            ch.unpin(key);
+            ch.apply(key.backing, Some(before), None);
         }
     }
 

@@ -152,7 +152,7 @@ impl Passthrough {
 
     pub fn release(&self, fh: u64) {
         if let Some(file) = self.files.remove(fh) {
-            self.closed(file.inode.key(), file.fd.as_fd());
+            self.closed(file.inode.key());
         }
     }
 

@@ -69,8 +69,6 @@ pub struct Passthrough {
     ledger: Arc<Ledger>,
     /// Open handles per inode (an unlinked inode stays charged until its last close).
     open_count: DashMap<crate::ledger::wal::InodeRef, u32>,
-    /// Unlinked-while-open inodes → project, charged off at their last release.
-    orphans: DashMap<crate::ledger::wal::InodeRef, u32>,
     inodes: InodeTable,
     files: HandleTable<OpenFile>,
     opts: Options,
@@ -90,7 +88,6 @@ impl Passthrough {
             backings,
             ledger,
             open_count: DashMap::new(),
-            orphans: DashMap::new(),
             inodes,
             files: HandleTable::new(),
             opts,

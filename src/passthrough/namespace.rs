@@ -369,7 +369,6 @@ impl Passthrough {
         };
         let _ = backing;
         if self.is_open(v.key) {
-            self.orphans.insert(v.key, v.tag.project);
             ch.pin(v.key, v.before, v.tag.birth);
         } else {
             ch.apply(v.key.backing, Some(v.before), None);

@@ -59,32 +59,16 @@ impl Passthrough {
         // Listed, then removed before the locks were taken: the descriptor still reaches the
         // inode, but the removal has charged it off (or it is an unlinked open file, charged
         // until its last close). Moving it would take its charge off a second time.
-        if sys::stat_fd(fd)?.st_nlink == 0 {
+        let st = sys::stat_fd(fd)?;
+        if st.st_nlink == 0 {
             return Ok(false);
         }
-        let Some(old) = tag::read_fd(fd)? else {
-            // Not made through the mount (every inode is tagged at first mount, by recovery,
-            // or by its creator under the lock held here): counted as project 0 until now.
-            tracing::warn!(ino = st.st_ino, "untagged inode found by project assign; moving it from project 0");
-            return self.move_inode(&ch, key, fd, Tag { project: 0, birth: 0 }, project).map(|()| true);
-        };
+        // Untagged: not made through the mount (every inode is tagged at first mount, by
+        // recovery, or by its creator under the lock held here), counted as project 0.
+        let old = tag::read_fd(fd)?.unwrap_or_else(|| super::account::untagged(key));
         if old.project == project {
             return Ok(false);
         }
-        self.move_inode(&ch, key, fd, old, project).map(|()| true)
-    }
-
-    /// Re-tags inode `key` (descriptor `fd`, tag `old`) with `project` and moves its charge,
-    /// logged first. Its stripe lock is held.
-    fn move_inode(
-        &self,
-        ch: &crate::ledger::Change<'_>,
-        key: InodeRef,
-        fd: BorrowedFd<'_>,
-        old: Tag,
-        project: u32,
-    ) -> Result<(), Errno> {
-        let st = sys::stat_fd(fd)?;
         let before = ch.remembered(key).unwrap_or(Charge::of(&st, old.project));
         ch.touch(key, before, old.birth)?;
         let written = tag::write_fd(fd, Tag { project, birth: old.birth });
@@ -95,7 +79,7 @@ impl Passthrough {
         if ch.remembered(key).is_some() {
             ch.remember(key, Some(after), old.birth);
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Assigns `project` to the directory node `node` and everything beneath it, walking the
