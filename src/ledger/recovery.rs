@@ -50,8 +50,20 @@ fn scan_threads() -> usize {
     std::thread::available_parallelism().map(|n| n.get() * 2).unwrap_or(4).clamp(2, 16)
 }
 
-/// The charge of the inode `r` now, or None if it no longer exists.
-fn current_charge(backings: &[Backing], r: InodeRef) -> Result<Option<Charge>, String> {
+/// What a logged inode is now.
+enum Now {
+    Gone,
+    Tagged(Charge),
+    /// Exists without a tag: its tag write was lost with the crash, which only a state dir on
+    /// another file system than the backing allows (docs/design.md §9.9).
+    Untagged {
+        fd: std::os::fd::OwnedFd,
+        st: libc::stat,
+    },
+}
+
+/// The inode `r` now.
+fn now(backings: &[Backing], r: InodeRef) -> Result<Now, String> {
     let Some(b) = backings.get(r.backing as usize) else {
         return Err(format!(
             "the activity log names backing #{} but only {} are configured",
@@ -62,22 +74,49 @@ fn current_charge(backings: &[Backing], r: InodeRef) -> Result<Option<Charge>, S
     let handle = Handle::ext4(r.ino as u32, r.generation);
     let fd = match b.open_handle(&handle, libc::O_PATH | libc::O_NOFOLLOW) {
         Ok(fd) => fd,
-        Err(Errno(libc::ESTALE | libc::ENOENT)) => return Ok(None),
+        Err(Errno(libc::ESTALE | libc::ENOENT)) => return Ok(Now::Gone),
         Err(e) => return Err(format!("cannot open inode {} on backing {}: {e}", r.ino, b.path.display())),
     };
     let st = sys::stat_fd(fd.as_fd()).map_err(|e| format!("stat inode {}: {e}", r.ino))?;
     if st.st_nlink == 0 {
-        return Ok(None);
+        return Ok(Now::Gone);
     }
-    let project =
-        tag::read_fd(fd.as_fd()).map_err(|e| format!("tag of inode {}: {e}", r.ino))?.map_or(0, |t| t.project);
-    Ok(Some(Charge::of(&st, project)))
+    Ok(match tag::read_fd(fd.as_fd()).map_err(|e| format!("tag of inode {}: {e}", r.ino))? {
+        Some(t) => Now::Tagged(Charge::of(&st, t.project)),
+        None => Now::Untagged { fd, st },
+    })
+}
+
+/// The project of directory `dir`: its tag's, or for a directory whose tag was lost, the
+/// nearest tagged ancestor's, as `check` counts it (an untagged inode takes its directory's
+/// project).
+fn dir_project(b: &Backing, dir: BorrowedFd<'_>) -> Result<u32, String> {
+    let read = |fd: BorrowedFd<'_>| tag::read_fd(fd).map_err(|e| format!("tag of a logged directory: {e}"));
+    if let Some(t) = read(dir)? {
+        return Ok(t.project);
+    }
+    let mut cur = sys::stat_fd(dir).map_err(|e| format!("stat a logged directory: {e}"))?;
+    let mut fd = None::<std::os::fd::OwnedFd>;
+    while cur.st_ino != b.root_ino {
+        let up = sys::open_dotdot(fd.as_ref().map_or(dir, |f| f.as_fd()), libc::O_PATH)
+            .map_err(|e| format!("parent of a logged directory: {e}"))?;
+        let st = sys::stat_fd(up.as_fd()).map_err(|e| format!("stat a parent directory: {e}"))?;
+        if st.st_ino == cur.st_ino || st.st_dev != b.dev {
+            break; // the file system's root, outside the backing
+        }
+        if let Some(t) = read(up.as_fd())? {
+            return Ok(t.project);
+        }
+        (cur, fd) = (st, Some(up));
+    }
+    Ok(0)
 }
 
 struct Walk<'a> {
     backings: &'a [Backing],
     from_epoch: u64,
-    touched: &'a HashMap<InodeRef, Option<Charge>>,
+    /// Inodes already charged (by the touched pass or earlier in the listing): hard links and
+    /// touched inodes are charged once.
     seen: HashSet<(u8, u64)>,
     table: &'a UsageTable,
     /// Directories already listed (a logged directory can also be reached by descent).
@@ -116,13 +155,11 @@ impl Walk<'_> {
                 if t.is_some_and(|t| t.birth < self.from_epoch) {
                     continue; // in the snapshot; if it changed since, a Touch names it
                 }
-                let handle = sys::name_to_handle(dir, name).map_err(|e| format!("handle during recovery: {e}"))?;
-                let r = InodeRef { backing, ino: st.st_ino, generation: handle.ext4_generation().unwrap_or(0) };
                 let child_project = t.map_or(project, |t| t.project);
                 // Charged once: by the touched pass, or here the first time it is seen (hard
                 // links). But a new directory is always descended into, charged or not: what
                 // was created in it is only reachable this way.
-                let counted = self.touched.contains_key(&r) || !self.seen.insert((backing, st.st_ino));
+                let counted = !self.seen.insert((backing, st.st_ino));
                 if !counted {
                     if t.is_none() {
                         // Created just before the crash: finish what creation would have done.
@@ -135,6 +172,7 @@ impl Walk<'_> {
                     self.new_inodes += 1;
                 }
                 if st.st_mode & libc::S_IFMT == libc::S_IFDIR && self.listed_set.insert((backing, st.st_ino)) {
+                    let handle = sys::name_to_handle(dir, name).map_err(|e| format!("handle during recovery: {e}"))?;
                     let sub = b
                         .open_handle(&handle, libc::O_RDONLY | libc::O_DIRECTORY)
                         .map_err(|e| format!("open a new directory during recovery: {e}"))?;
@@ -228,16 +266,32 @@ pub fn recover(state_dir: &Path, store: &Store, backings: &[Backing]) -> Result<
     // new inode under the same number (another generation) must still be found.
     let mut seen = HashSet::new();
     for (r, before) in &touched {
-        let now = current_charge(backings, *r)?;
-        table.apply(r.backing, *before, now);
-        if now.is_some() {
-            seen.insert((r.backing, r.ino));
+        match now(backings, *r)? {
+            Now::Gone => table.apply(r.backing, *before, None),
+            Now::Tagged(charge) => {
+                table.apply(r.backing, *before, Some(charge));
+                seen.insert((r.backing, r.ino));
+            }
+            // Born after the snapshot, whose checkpoint synced every earlier tag: it lies in a
+            // directory the log names, whose listing charges it and tags it with that
+            // directory's project.
+            Now::Untagged { .. } if before.is_none() => {}
+            Now::Untagged { fd, st } => {
+                // Older than the snapshot yet untagged: no crash makes that (the tag was
+                // removed on the backing). Keep the project the ledger had, and say so.
+                let before = before.expect("matched above");
+                tracing::warn!(ino = r.ino, project = before.project, "a logged inode lost its tag; tagging it again");
+                let t = tag::Tag { project: before.project, birth: 0 };
+                tag::write_fd(fd.as_fd(), t).map_err(|e| format!("tag during recovery: {e}"))?;
+                let st = sys::stat_fd(fd.as_fd()).unwrap_or(st);
+                table.apply(r.backing, Some(before), Some(Charge::of(&st, before.project)));
+                seen.insert((r.backing, r.ino));
+            }
         }
     }
     let mut walk = Walk {
         backings,
         from_epoch: snapshot.epoch,
-        touched: &touched,
         seen,
         table: &table,
         listed_set: HashSet::new(),
@@ -252,8 +306,10 @@ pub fn recover(state_dir: &Path, store: &Store, backings: &[Backing]) -> Result<
             Err(Errno(libc::ESTALE | libc::ENOENT | libc::ENOTDIR)) => continue,
             Err(e) => return Err(format!("cannot open a logged directory on {}: {e}", b.path.display())),
         };
-        let project =
-            tag::read_fd(fd.as_fd()).map_err(|e| format!("tag of a logged directory: {e}"))?.map_or(0, |t| t.project);
+        if !walk.listed_set.insert((d.backing, d.ino)) {
+            continue; // already listed as a new subdirectory of another logged directory
+        }
+        let project = dir_project(b, fd.as_fd())?;
         walk.list(d.backing, fd.as_fd(), project)?;
     }
     report.listed_dirs = walk.listed;
