@@ -266,20 +266,19 @@ pub fn recover(state_dir: &Path, store: &Store, backings: &[Backing]) -> Result<
     // new inode under the same number (another generation) must still be found.
     let mut seen = HashSet::new();
     for (r, before) in &touched {
-        match now(backings, *r)? {
-            Now::Gone => table.apply(r.backing, *before, None),
-            Now::Tagged(charge) => {
-                table.apply(r.backing, *before, Some(charge));
+        match (now(backings, *r)?, *before) {
+            (Now::Gone, before) => table.apply(r.backing, before, None),
+            (Now::Tagged(charge), before) => {
+                table.apply(r.backing, before, Some(charge));
                 seen.insert((r.backing, r.ino));
             }
             // Born after the snapshot, whose checkpoint synced every earlier tag: it lies in a
             // directory the log names, whose listing charges it and tags it with that
             // directory's project.
-            Now::Untagged { .. } if before.is_none() => {}
-            Now::Untagged { fd, st } => {
+            (Now::Untagged { .. }, None) => {}
+            (Now::Untagged { fd, st }, Some(before)) => {
                 // Older than the snapshot yet untagged: no crash makes that (the tag was
                 // removed on the backing). Keep the project the ledger had, and say so.
-                let before = before.expect("matched above");
                 tracing::warn!(ino = r.ino, project = before.project, "a logged inode lost its tag; tagging it again");
                 let t = tag::Tag { project: before.project, birth: 0 };
                 tag::write_fd(fd.as_fd(), t).map_err(|e| format!("tag during recovery: {e}"))?;
