@@ -9,8 +9,14 @@ for a in $(cat /proc/cmdline); do
   case $a in torture.*=*) k=${a#torture.}; eval "T_${k%%=*}=${a#*=}" ;; esac
 done
 Q=/tools/quotafs
+# The state dir: on the data disk, or on a disk of its own (torture --state-disk). setup.sh
+# and the workload find it in TORTURE_STATE.
 S=/data/state
+[ -d /state/state ] && S=/state/state
+export TORTURE_STATE=$S
 export QUOTAFS_LOG=warn,fuser=error
+# torture --daemon-env
+. /tools/daemon.env
 start=$(cut -d' ' -f1 /proc/uptime)
 if [ -d /data2/back ]; then
   $Q mount --backing /data/back --state-dir $S --checkpoint-interval "${T_ckpt:-2}" \

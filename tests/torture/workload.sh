@@ -2,7 +2,7 @@
 # forever (the guest is reset under it). WORKLOAD_SEED makes each cycle differ.
 # Operators can pass their own script with `torture --workload FILE`; it runs as root in /mnt.
 Q=/tools/quotafs
-S=/data/state
+S=${TORTURE_STATE:-/data/state}
 RANDOM=${WORKLOAD_SEED:-1}
 tenant() {
   u=$1; seed=$2
