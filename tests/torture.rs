@@ -12,7 +12,8 @@ use std::process::Command;
 
 /// Runs the harness with `args` and checks what every run must show; returns its JSON report.
 fn torture(cycles: &str, record: &str, args: &[&str]) -> serde_json::Value {
-    let json = std::env::temp_dir().join(format!("quotafs-torture-{}-{record}.json", std::process::id()));
+    // One report file per run: the tests of this file run side by side.
+    let json = std::env::temp_dir().join(format!("quotafs-torture-{}{}.json", std::process::id(), args.concat()));
     let mut cmd = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/torture/torture"));
     cmd.args(["--cycles", cycles, "--record-cycles", record, "--files", "1000", "--quotafs", common::BIN])
         .args(args)

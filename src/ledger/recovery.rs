@@ -54,8 +54,9 @@ fn scan_threads() -> usize {
 enum Now {
     Gone,
     Tagged(Charge),
-    /// Exists without a tag: its tag write was lost with the crash, which only a state dir on
-    /// another file system than the backing allows (docs/design.md §9.9).
+    /// Exists without a tag: its tag write was lost with the crash (possible when the state
+    /// dir is on another file system than the backing, docs/design.md §9.9), or someone
+    /// removed the tag on the backing.
     Untagged {
         fd: std::os::fd::OwnedFd,
         st: libc::stat,
