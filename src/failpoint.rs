@@ -35,3 +35,36 @@ pub static CREATE_UNTAGGED: Pause = Pause::new("QUOTAFS_FAILPOINT_CREATE_UNTAGGE
 pub static ASSIGN_LISTING: Pause = Pause::new("QUOTAFS_FAILPOINT_ASSIGN_LISTING_PAUSE_MS");
 /// In `project assign`, after an entry was listed and opened, before it is re-tagged.
 pub static ASSIGN_RETAG: Pause = Pause::new("QUOTAFS_FAILPOINT_ASSIGN_RETAG_PAUSE_MS");
+
+/// An I/O fault the tests switch on while the daemon runs: with `QUOTAFS_FAILPOINT_<NAME>_FILE`
+/// set to a path, every pass through point `<NAME>` while that file exists fails with the errno
+/// named in it (`EIO`, `ENOSPC`; anything else reads as EIO). Unset (always, in production), a
+/// point costs one load of an initialised `OnceLock`.
+pub struct Fault {
+    var: &'static str,
+    path: OnceLock<Option<std::path::PathBuf>>,
+}
+
+impl Fault {
+    pub const fn new(var: &'static str) -> Fault {
+        Fault { var, path: OnceLock::new() }
+    }
+
+    /// `Err` with the configured errno while the trigger file exists.
+    pub fn check(&self) -> std::io::Result<()> {
+        let path = self.path.get_or_init(|| std::env::var_os(self.var).map(Into::into));
+        let Some(path) = path else { return Ok(()) };
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let errno = if text.trim() == "ENOSPC" { libc::ENOSPC } else { libc::EIO };
+                Err(std::io::Error::from_raw_os_error(errno))
+            }
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+/// The activity log's fdatasync (after its write).
+pub static LOG_SYNC: Fault = Fault::new("QUOTAFS_FAILPOINT_LOG_SYNC_FILE");
+/// The snapshot commit to the store at the end of a checkpoint.
+pub static SNAPSHOT_COMMIT: Fault = Fault::new("QUOTAFS_FAILPOINT_SNAPSHOT_COMMIT_FILE");

@@ -55,6 +55,10 @@ fn full_state_dir_poisons_and_refuses_changes() {
     let refused2 = std::fs::create_dir(mnt.join("d/newdir"));
     let read = std::fs::read(mnt.join("d/before"));
     let status = run(Command::new(BIN).arg("--state-dir").arg(&state).args(["status", "--json"]));
+    // Space again: the poison does not lapse with a new epoch's log.
+    let _ = std::fs::remove_file(state.join("filler"));
+    let checkpoint = run(Command::new(BIN).arg("--state-dir").arg(&state).arg("checkpoint"));
+    let still = std::fs::write(mnt.join("d/after2"), b"y");
     let _ = run(Command::new("umount").arg("-l").arg(&mnt));
     let _ = daemon.kill();
     let _ = daemon.wait();
@@ -67,4 +71,76 @@ fn full_state_dir_poisons_and_refuses_changes() {
     assert!(daemon_log.contains("poisoned"), "the reason is logged:\n{daemon_log}");
     let status = String::from_utf8_lossy(&status.stdout);
     assert!(status.contains("poisoned") && status.contains("No space left"), "{status}");
+    assert!(!checkpoint.status.success(), "no checkpoint after the failure: {checkpoint:?}");
+    assert_eq!(still.err().and_then(|e| e.raw_os_error()), Some(libc::EIO), "still refused once space is back");
+}
+
+/// What a poisoned ledger must keep doing until it is restarted, whatever else happens:
+/// refuse every usage change with EIO (an old file's first change and a new file alike),
+/// refuse every checkpoint (a checkpoint after the failure would commit a table nobody knows
+/// to be durable, and a fresh log writer would lapse the poison), keep serving reads, and say
+/// why in `status`. A restart then recovers an exact ledger from what is durable.
+fn assert_stays_poisoned(f: &mut common::Fixture, reason: &str) {
+    let (uid, gid) = (1001, 1001);
+    for round in 0..2 {
+        let appended = f.sh_as(uid, gid, &format!("echo more >> home/old{round}"));
+        assert!(!appended.status.success(), "round {round}: an old file's change is refused");
+        let err = String::from_utf8_lossy(&appended.stderr);
+        assert!(err.contains("I/O error") || err.contains("Input/output error"), "EIO: {appended:?}");
+        let created = f.sh_as(uid, gid, &format!("echo new > home/new{round}"));
+        assert!(!created.status.success(), "round {round}: a new file is refused too");
+        assert_eq!(f.sh_ok(uid, gid, "cat home/old9"), "old\n", "reads keep working");
+        let cp = run(Command::new(BIN).arg("--state-dir").arg(&f.state).arg("checkpoint"));
+        assert!(!cp.status.success(), "round {round}: a checkpoint is refused while poisoned");
+        assert!(String::from_utf8_lossy(&cp.stderr).contains("poisoned"), "{cp:?}");
+        let status = run_ok(Command::new(BIN).arg("--state-dir").arg(&f.state).args(["status", "--json"]));
+        assert!(status.contains("poisoned") && status.contains(reason), "round {round}: {status}");
+    }
+}
+
+fn old_tree(f: &common::Fixture) {
+    f.root("mkdir home && chown 1001:1001 home");
+    f.sh_ok(1001, 1001, "for i in 0 1 2 3 4 5 6 7 8 9; do echo old > home/old$i; done");
+    // A checkpoint makes them old: their first change now needs a log record.
+    run_ok(Command::new(BIN).arg("--state-dir").arg(&f.state).arg("checkpoint"));
+}
+
+fn restart_is_exact(f: &mut common::Fixture) {
+    f.unmount();
+    f.start(&[]);
+    f.sh_ok(1001, 1001, "echo after >> home/old0; echo fresh > home/fresh");
+    common::assert_exact(&f.state, f.backing(), "after the restart that ends the poison");
+}
+
+#[test]
+fn failed_log_fdatasync_poisons_until_restart() {
+    let mut f = common::Fixture::new("poison-eio");
+    f.unmount();
+    let trigger = f.scratch.dir.join("log-sync-fails");
+    let trigger_s = trigger.display().to_string();
+    f.start_with_env(&[], &[("QUOTAFS_FAILPOINT_LOG_SYNC_FILE", &trigger_s)]);
+    old_tree(&f);
+    std::fs::write(&trigger, "EIO").unwrap();
+    let first = f.sh_as(1001, 1001, "echo more >> home/old5");
+    assert!(!first.status.success(), "the change whose record could not be synced is refused");
+    // The fault is gone, but what was durable is not known: the ledger stays poisoned.
+    std::fs::remove_file(&trigger).unwrap();
+    assert_stays_poisoned(&mut f, "Input/output error");
+    restart_is_exact(&mut f);
+}
+
+#[test]
+fn failed_snapshot_commit_poisons_until_restart() {
+    let mut f = common::Fixture::new("poison-commit");
+    f.unmount();
+    let trigger = f.scratch.dir.join("commit-fails");
+    let trigger_s = trigger.display().to_string();
+    f.start_with_env(&[], &[("QUOTAFS_FAILPOINT_SNAPSHOT_COMMIT_FILE", &trigger_s)]);
+    old_tree(&f);
+    std::fs::write(&trigger, "ENOSPC").unwrap();
+    let cp = run(Command::new(BIN).arg("--state-dir").arg(&f.state).arg("checkpoint"));
+    assert!(!cp.status.success(), "the failed commit is reported");
+    std::fs::remove_file(&trigger).unwrap();
+    assert_stays_poisoned(&mut f, "No space left");
+    restart_is_exact(&mut f);
 }

@@ -11,6 +11,7 @@
 //! * changes to one inode are serialised by its stripe lock, so before/after pairs of two
 //!   operations never interleave.
 
+pub mod poison;
 pub mod recovery;
 pub mod store;
 pub mod tag;
@@ -29,6 +30,7 @@ use crate::backing::{Backing, Errno, sys};
 use crate::quota::enforce::Enforcer;
 use crate::quota::limits::{LimitKey, Limits};
 use crate::quota::{Charge, Subject, UsageTable};
+use poison::Poison;
 use store::{Snapshot, Store};
 use wal::{InodeRef, LogWriter, Record};
 
@@ -94,9 +96,9 @@ pub struct Ledger {
     /// is logged again in every epoch it lives into, or a checkpoint in between would leave a
     /// snapshot that charges them and no log that names them once a crash has freed them.
     pinned: DashMap<InodeRef, ()>,
-    /// Set when a checkpoint's syncfs or commit failed: no usage change is accepted after it.
-    poison: Mutex<Option<String>>,
-    poisoned: std::sync::atomic::AtomicBool,
+    /// The one poison state (a failed log write, syncfs or snapshot commit), shared with every
+    /// epoch's log writer: once set, no usage change is accepted until restart.
+    poison: Arc<Poison>,
 }
 
 fn poisoned(why: &str) -> Errno {
@@ -118,13 +120,10 @@ impl Change<'_> {
     /// Refuses every usage change once the ledger is poisoned (a failed log write or
     /// checkpoint): what is durable is no longer known.
     fn check_poison(&self) -> Result<(), Errno> {
-        if self.ledger.poisoned.load(std::sync::atomic::Ordering::Acquire) {
-            return Err(poisoned(self.ledger.poison.lock().as_deref().unwrap_or("checkpoint failed")));
+        match self.ledger.poison.reason() {
+            Some(why) => Err(poisoned(&why)),
+            None => Ok(()),
         }
-        if self.state.log.is_poisoned() {
-            return Err(poisoned(&self.state.log.poisoned().unwrap_or_default()));
-        }
-        Ok(())
     }
 
     fn logged(&self, map: &DashMap<InodeRef, u64>, key: InodeRef, rec: Record) -> Result<(), Errno> {
@@ -236,7 +235,8 @@ impl Ledger {
         let store = Store::open(state_dir)?;
         let enforcer = Enforcer::new(store.limits()?, store.grace()?, exempt);
         let (snapshot, report) = recovery::recover(state_dir, &store, &backings)?;
-        let log = LogWriter::create(state_dir, snapshot.epoch)
+        let poison = Arc::new(Poison::default());
+        let log = LogWriter::create(state_dir, snapshot.epoch, Arc::clone(&poison))
             .map_err(|e| format!("cannot create the activity log in {}: {e}", state_dir.display()))?;
         recovery::remove_logs_before(state_dir, snapshot.epoch);
         let ledger = Ledger {
@@ -254,8 +254,7 @@ impl Ledger {
             enforcer,
             charged: DashMap::new(),
             pinned: DashMap::new(),
-            poison: Mutex::new(None),
-            poisoned: std::sync::atomic::AtomicBool::new(false),
+            poison,
         };
         Ok(ledger)
     }
@@ -336,7 +335,7 @@ impl Ledger {
             log_syncs: syncs,
             last_checkpoint: *self.last_checkpoint.lock(),
             last_recovery: self.last_recovery.lock().clone(),
-            poisoned: self.poison.lock().clone().or_else(|| st.log.poisoned()),
+            poisoned: self.poison.reason(),
         }
     }
 
@@ -470,14 +469,15 @@ impl Ledger {
     /// backing, the snapshot commit, and the removal of the old log (docs/design.md §9.5).
     pub fn checkpoint(&self) -> Result<u64, String> {
         let _one = self.checkpoint_lock.lock();
-        if let Some(why) = self.poison.lock().as_ref() {
-            return Err(format!("ledger poisoned: {why}"));
+        // A poisoned ledger never commits again: what its table says is not known to be durable.
+        if let Some(why) = self.poison.reason() {
+            return Err(format!("ledger poisoned: {why}; restart the daemon to recover"));
         }
         let started = Instant::now();
         let snapshot = {
             let mut st = self.state.write();
             let epoch = st.epoch + 1;
-            let log = LogWriter::create(&self.state_dir, epoch)
+            let log = LogWriter::create(&self.state_dir, epoch, Arc::clone(&self.poison))
                 .map_err(|e| format!("cannot create the activity log of epoch {epoch}: {e}"))?;
             let snapshot = Snapshot {
                 epoch,
@@ -498,15 +498,14 @@ impl Ledger {
             // *before* the snapshot (which leaves it out) becomes what recovery starts from:
             // committed first, a crash in between lost it (found by the power-cut rig).
             self.reconcile();
-            if let Some(why) = self.poison.lock().as_ref() {
-                return Err(why.clone());
+            if let Some(why) = self.poison.reason() {
+                return Err(why);
             }
+            crate::failpoint::SNAPSHOT_COMMIT.check().map_err(|e| format!("snapshot commit: {e}"))?;
             self.store.commit(&snapshot)
         };
         if let Err(why) = finish() {
-            tracing::error!(error = %why, "checkpoint failed; the ledger refuses usage changes until restarted");
-            *self.poison.lock() = Some(why.clone());
-            self.poisoned.store(true, std::sync::atomic::Ordering::Release);
+            self.poison.set(format!("checkpoint to epoch {} failed: {why}", snapshot.epoch));
             return Err(why);
         }
         self.committed.store(snapshot.epoch, Ordering::Release);

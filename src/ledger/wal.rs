@@ -24,8 +24,10 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::poison::Poison;
 use parking_lot::Mutex;
 
 pub const MAGIC: &[u8; 8] = b"QFSALOG1";
@@ -262,7 +264,7 @@ pub enum AppendError {
 impl std::fmt::Display for AppendError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            AppendError::Poisoned(why) => write!(f, "ledger poisoned by a failed log write: {why}"),
+            AppendError::Poisoned(why) => write!(f, "ledger poisoned: {why}"),
         }
     }
 }
@@ -281,30 +283,35 @@ pub struct LogWriter {
     pending: Mutex<Pending>,
     file: Mutex<File>,
     durable_seq: AtomicU64,
-    poison: Mutex<Option<String>>,
-    /// Set with `poison`, read on every usage-changing operation.
-    poisoned_flag: std::sync::atomic::AtomicBool,
+    /// The ledger's poison, shared by the writers of every epoch: a failed write poisons it,
+    /// and no later writer clears it.
+    poison: Arc<Poison>,
     syncs: AtomicU64,
     records: AtomicU64,
 }
 
 impl LogWriter {
-    /// Creates the log of `epoch` in `dir` (header written and synced, directory synced).
-    pub fn create(dir: &Path, epoch: u64) -> std::io::Result<LogWriter> {
+    /// Creates the log of `epoch` in `dir` (header written and synced, directory synced); a
+    /// failed write or sync of it sets `poison`.
+    pub fn create(dir: &Path, epoch: u64, poison: Arc<Poison>) -> std::io::Result<LogWriter> {
         let path = dir.join(file_name(epoch));
         let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path)?;
-        file.write_all(&header(epoch))?;
-        file.sync_all()?;
-        // IMPORTANT: the new file's directory entry must be durable too.
-        sync_dir(dir)?;
+        let made = file.write_all(&header(epoch)).and_then(|()| file.sync_all()).and_then(|()| {
+            // IMPORTANT: the new file's directory entry must be durable too.
+            sync_dir(dir)
+        });
+        if let Err(e) = made {
+            // A log without its header would make the next recovery refuse the state dir.
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
         Ok(LogWriter {
             path,
             epoch,
             pending: Mutex::new(Pending { buf: Vec::new(), next_seq: 1 }),
             file: Mutex::new(file),
             durable_seq: AtomicU64::new(0),
-            poison: Mutex::new(None),
-            poisoned_flag: std::sync::atomic::AtomicBool::new(false),
+            poison,
             syncs: AtomicU64::new(0),
             records: AtomicU64::new(0),
         })
@@ -321,15 +328,6 @@ impl LogWriter {
     /// fdatasync calls made, records appended.
     pub fn counters(&self) -> (u64, u64) {
         (self.syncs.load(Ordering::Relaxed), self.records.load(Ordering::Relaxed))
-    }
-
-    /// Cheap check: has a write or sync of this log failed?
-    pub fn is_poisoned(&self) -> bool {
-        self.poisoned_flag.load(Ordering::Acquire)
-    }
-
-    pub fn poisoned(&self) -> Option<String> {
-        self.poison.lock().clone()
     }
 
     /// Appends `rec`; returns once it is durable.
@@ -364,7 +362,8 @@ impl LogWriter {
             let mut p = self.pending.lock();
             (std::mem::take(&mut p.buf), p.next_seq - 1)
         };
-        let result = file.write_all(&buf).and_then(|()| file.sync_data());
+        let result =
+            file.write_all(&buf).and_then(|()| crate::failpoint::LOG_SYNC.check()).and_then(|()| file.sync_data());
         self.syncs.fetch_add(1, Ordering::Relaxed);
         match result {
             Ok(()) => {
@@ -372,10 +371,8 @@ impl LogWriter {
                 Ok(())
             }
             Err(e) => {
-                let why = format!("{}: {e}", self.path.display());
-                tracing::error!(error = %why, "activity log write failed; refusing usage-changing operations");
-                *self.poison.lock() = Some(why.clone());
-                self.poisoned_flag.store(true, Ordering::Release);
+                let why = format!("write or fdatasync of {} failed: {e}", self.path.display());
+                self.poison.set(why.clone());
                 Err(AppendError::Poisoned(why))
             }
         }
@@ -388,8 +385,8 @@ impl LogWriter {
     }
 
     fn check_poison(&self) -> Result<(), AppendError> {
-        match self.poison.lock().as_ref() {
-            Some(why) => Err(AppendError::Poisoned(why.clone())),
+        match self.poison.reason() {
+            Some(why) => Err(AppendError::Poisoned(why)),
             None => Ok(()),
         }
     }
@@ -486,7 +483,7 @@ mod tests {
     fn writer_group_commits_and_reads_back() {
         let dir = std::env::temp_dir().join(format!("quotafs-wal-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let w = std::sync::Arc::new(LogWriter::create(&dir, 9).unwrap());
+        let w = std::sync::Arc::new(LogWriter::create(&dir, 9, Default::default()).unwrap());
         let threads: Vec<_> = (0..8)
             .map(|t| {
                 let w = w.clone();
