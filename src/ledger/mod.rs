@@ -99,6 +99,10 @@ pub struct Ledger {
     /// The one poison state (a failed log write, syncfs or snapshot commit), shared with every
     /// epoch's log writer: once set, no usage change is accepted until restart.
     poison: Arc<Poison>,
+    /// fdatasyncs and records of the logs of earlier epochs since the daemon started (the
+    /// current log counts its own): `status` adds them up for totals that never reset.
+    retired_syncs: AtomicU64,
+    retired_records: AtomicU64,
 }
 
 fn poisoned(why: &str) -> Errno {
@@ -219,6 +223,9 @@ pub struct LedgerStatus {
     pub log_bytes: u64,
     pub log_records: u64,
     pub log_syncs: u64,
+    /// Records and fdatasyncs since the daemon started, across epochs.
+    pub log_records_total: u64,
+    pub log_syncs_total: u64,
     pub last_checkpoint: Option<SystemTime>,
     pub last_recovery: RecoveryReport,
     pub poisoned: Option<String>,
@@ -255,6 +262,8 @@ impl Ledger {
             charged: DashMap::new(),
             pinned: DashMap::new(),
             poison,
+            retired_syncs: AtomicU64::new(0),
+            retired_records: AtomicU64::new(0),
         };
         Ok(ledger)
     }
@@ -333,6 +342,8 @@ impl Ledger {
             log_bytes: st.log.bytes(),
             log_records: records,
             log_syncs: syncs,
+            log_records_total: records + self.retired_records.load(Ordering::Relaxed),
+            log_syncs_total: syncs + self.retired_syncs.load(Ordering::Relaxed),
             last_checkpoint: *self.last_checkpoint.lock(),
             last_recovery: self.last_recovery.lock().clone(),
             poisoned: self.poison.reason(),
@@ -439,6 +450,8 @@ impl Ledger {
             "log_bytes": s.log_bytes,
             "log_records": s.log_records,
             "log_fsyncs": s.log_syncs,
+            "log_records_total": s.log_records_total,
+            "log_fsyncs_total": s.log_syncs_total,
             "last_checkpoint_unix": secs(s.last_checkpoint),
             "poisoned": s.poisoned,
             "last_recovery": {
@@ -485,6 +498,9 @@ impl Ledger {
                 grace: Some(self.enforcer.grace_snapshot()),
                 per_backing: self.table.routed_snapshot(),
             };
+            let (syncs, records) = st.log.counters();
+            self.retired_syncs.fetch_add(syncs, Ordering::Relaxed);
+            self.retired_records.fetch_add(records, Ordering::Relaxed);
             *st = EpochState::new(epoch, log);
             snapshot
         };
