@@ -5,7 +5,7 @@
 //! operations, on descriptors; each usage-changing one reserves against `quota` limits and
 //! settles its charge with the `ledger`) → `backing` (the only `unsafe`: system calls), with
 //! `inode` holding the node and open-file tables. `check` rescans, `admin` serves the control
-//! and tenant sockets.
+//! and tenant sockets; `rquota` is the NFS clients' quota service (a process of its own).
 
 pub mod admin;
 pub mod backing;
@@ -21,4 +21,5 @@ pub mod logging;
 pub mod passthrough;
 pub mod quota;
 pub mod route;
+pub mod rquota;
 pub mod watch;

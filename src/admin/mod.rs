@@ -46,6 +46,12 @@ pub enum Request {
     },
     /// On the tenant socket: the caller's own figures (the uid comes from SO_PEERCRED).
     Show,
+    /// One subject's row (`kind` "user" or "project"), with its usage (0 if none) and the
+    /// limits in force for it, own or default: what `quotafs rquotad` answers from.
+    Quota {
+        kind: String,
+        id: u32,
+    },
 }
 
 /// One row of `quotafs report`: usage, the limits in force (own or default; null: none), and

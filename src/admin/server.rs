@@ -22,34 +22,40 @@ pub fn rows(
 ) -> Vec<Row> {
     let mut subjects: std::collections::BTreeSet<Subject> = usage.keys().copied().collect();
     subjects.extend(limits.keys().filter_map(|k| if let LimitKey::Subject(s) = k { Some(*s) } else { None }));
-    subjects
-        .into_iter()
-        .map(|s| {
-            let u = usage.get(&s).copied().unwrap_or_default();
-            let default = match s {
-                Subject::User(_) => LimitKey::DefaultUser,
-                Subject::Project(_) => LimitKey::DefaultProject,
-            };
-            let l = limits.get(&LimitKey::Subject(s)).or_else(|| limits.get(&default)).copied().unwrap_or_default();
-            let ends = |inodes: bool| grace.get(&(s, inodes)).map(|since| since + l.grace_secs());
-            let expires = |inodes: bool| ends(inodes).map(rfc3339);
-            Row {
-                kind: s.kind().to_string(),
-                id: s.id(),
-                name: names.name(s),
-                bytes_used: u.bytes,
-                inodes_used: u.inodes,
-                bytes_soft: l.bytes_soft,
-                bytes_hard: l.bytes_hard,
-                inodes_soft: l.inodes_soft,
-                inodes_hard: l.inodes_hard,
-                grace_expires: expires(false),
-                inodes_grace_expires: expires(true),
-                grace_expires_unix: ends(false),
-                inodes_grace_expires_unix: ends(true),
-            }
-        })
-        .collect()
+    subjects.into_iter().map(|s| row(s, usage.get(&s).copied().unwrap_or_default(), names, limits, grace)).collect()
+}
+
+/// The row of subject `s`: its usage `u` and the limits in force for it (its own, else the
+/// default of its kind), and when a running grace period ends.
+pub fn row(
+    s: Subject,
+    u: Usage,
+    names: &Names,
+    limits: &std::collections::HashMap<LimitKey, Limits>,
+    grace: &crate::quota::enforce::GraceMap,
+) -> Row {
+    let default = match s {
+        Subject::User(_) => LimitKey::DefaultUser,
+        Subject::Project(_) => LimitKey::DefaultProject,
+    };
+    let l = limits.get(&LimitKey::Subject(s)).or_else(|| limits.get(&default)).copied().unwrap_or_default();
+    let ends = |inodes: bool| grace.get(&(s, inodes)).map(|since| since + l.grace_secs());
+    let expires = |inodes: bool| ends(inodes).map(rfc3339);
+    Row {
+        kind: s.kind().to_string(),
+        id: s.id(),
+        name: names.name(s),
+        bytes_used: u.bytes,
+        inodes_used: u.inodes,
+        bytes_soft: l.bytes_soft,
+        bytes_hard: l.bytes_hard,
+        inodes_soft: l.inodes_soft,
+        inodes_hard: l.inodes_hard,
+        grace_expires: expires(false),
+        inodes_grace_expires: expires(true),
+        grace_expires_unix: ends(false),
+        inodes_grace_expires_unix: ends(true),
+    }
 }
 
 /// User names from /etc/passwd, project names from the store.
@@ -198,6 +204,14 @@ impl Server {
                 Err(e) => Response::Error { message: e },
             },
             Request::Show => Response::Error { message: "`show` is answered on the tenant socket".into() },
+            Request::Quota { kind, id } => {
+                let s = match kind.as_str() {
+                    "user" => Subject::User(id),
+                    "project" => Subject::Project(id),
+                    _ => return Response::Error { message: format!("unknown subject kind {kind:?}: user or project") },
+                };
+                Response::Report { rows: vec![self.row(s)] }
+            }
             Request::ProjectAssign { node, id, name } => {
                 if let Some(name) = &name
                     && let Err(e) = self.ledger.set_project_name(id, Some(name))
@@ -235,6 +249,13 @@ impl Server {
 }
 
 impl Server {
+    /// Subject `s`'s row from the live ledger (usage 0 if it has none).
+    fn row(&self, s: Subject) -> Row {
+        let names = Names::load(self.ledger.project_names());
+        let e = self.ledger.enforcer();
+        row(s, self.ledger.table().get(s), &names, &e.all_limits(), &e.grace_snapshot())
+    }
+
     /// `quota show` for the local user `uid`: their own user row, and the rows of projects
     /// whose top directory they own. Nothing about anybody else.
     fn show(&self, uid: u32) -> Response {
@@ -248,25 +269,7 @@ impl Server {
             .filter(|r| (r.kind == "user" && r.id == uid) || (r.kind == "project" && owned(r.id)))
             .collect();
         if !mine.iter().any(|r| r.kind == "user") {
-            let l = e.effective(Subject::User(uid)).unwrap_or_default();
-            mine.insert(
-                0,
-                Row {
-                    kind: "user".into(),
-                    id: uid,
-                    name: names.name(Subject::User(uid)),
-                    bytes_used: 0,
-                    inodes_used: 0,
-                    bytes_soft: l.bytes_soft,
-                    bytes_hard: l.bytes_hard,
-                    inodes_soft: l.inodes_soft,
-                    inodes_hard: l.inodes_hard,
-                    grace_expires: None,
-                    inodes_grace_expires: None,
-                    grace_expires_unix: None,
-                    inodes_grace_expires_unix: None,
-                },
-            );
+            mine.insert(0, self.row(Subject::User(uid)));
         }
         Response::Report { rows: mine }
     }

@@ -7,6 +7,7 @@ mod mount;
 mod project;
 mod quota;
 mod report;
+mod rquotad;
 mod status;
 
 use std::path::PathBuf;
@@ -71,6 +72,23 @@ pub enum Command {
     /// Directory-tree quotas: assign, list, clear project ids.
     #[command(subcommand)]
     Project(ProjectCommand),
+    /// Serve the rquota RPC service (program 100011) so that `quota` on NFS clients shows
+    /// their quotas from the running daemon's ledger; registers with the local rpcbind.
+    Rquotad(RquotadArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RquotadArgs {
+    /// UDP and TCP port to listen on [default: any free port; rpcbind tells clients which].
+    #[arg(long, value_name = "PORT", default_value_t = 0)]
+    pub port: u16,
+    /// An address from which root may ask about any user or project (repeatable)
+    /// [default: 127.0.0.1 and ::1]. Everyone else sees only their own figures.
+    #[arg(long, value_name = "ADDR")]
+    pub trusted: Vec<std::net::IpAddr>,
+    /// Do not register with rpcbind (clients must be told the port).
+    #[arg(long)]
+    pub no_register: bool,
 }
 
 #[derive(Debug, Args)]
@@ -302,5 +320,6 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Project(cmd) => project::run(&cli, cmd),
         Command::Checkpoint => checkpoint(&cli),
         Command::Quota(cmd) => quota::run(&cli, cmd),
+        Command::Rquotad(args) => rquotad::run(&cli, args),
     }
 }
