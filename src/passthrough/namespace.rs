@@ -8,7 +8,7 @@
 //! the new inode is tagged, so no rename or unlink in that directory can swap the entry in
 //! between; a removal charges the victim off when its last link goes (or at its last close if
 //! it is still open); a rename into a directory of another project moves a file's usage to
-//! that project (a directory: EXDEV, see the man page).
+//! that project (a directory, or a file with other names: EXDEV, see the man page).
 
 use std::ffi::{CStr, CString, OsStr};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -427,7 +427,8 @@ impl Passthrough {
 
     /// `renameat2` with RENAME_NOREPLACE and RENAME_EXCHANGE; RENAME_WHITEOUT is refused.
     /// Node ids follow inodes, not names, so the table needs no update. A file moved into a
-    /// directory of another project takes its usage there; a directory answers EXDEV.
+    /// directory of another project takes its usage there; a directory, or a file with more
+    /// than one name, answers EXDEV (in either direction of an exchange).
     pub fn rename(
         &self,
         ctx: &Ctx,
@@ -540,7 +541,10 @@ impl Passthrough {
         };
         let tgt_tag = tgt_t.map_or(to_project, |t| t.project);
         let back_cross = exchange && target_st.is_some() && tgt_tag != ft.tag.project;
-        if (cross && is_dir(&src_st)) || (back_cross && target_st.is_some_and(|t| is_dir(&t))) {
+        // One inode, one project: a directory, or a file with other names (which stay in the
+        // old tree), cannot change project by a rename; `mv` copies instead.
+        let pinned_to_project = |st: &libc::stat| is_dir(st) || st.st_nlink > 1;
+        if (cross && pinned_to_project(&src_st)) || (back_cross && target_st.is_some_and(|t| pinned_to_project(&t))) {
             return Err(Errno(libc::EXDEV));
         }
         // A file moving into another project must fit there (and the exchanged one back).
