@@ -184,6 +184,7 @@ impl Passthrough {
         // The new inode belongs to the caller and to the directory's project.
         let _reservation =
             self.reserve(ctx, &[Subject::User(ctx.uid), Subject::Project(project)], new_bytes, 1, false)?;
+        let _growth = self.reserve_dir_growth(ctx, &pt)?;
         ch.dir_dirty(dir.key())?;
         let mut make = make;
         let made = as_caller(ctx, || make(dirfd.as_fd()));
@@ -310,6 +311,7 @@ impl Passthrough {
         let st = sys::stat_fd(fd.as_fd())?;
         let _reservation =
             self.reserve(ctx, &[Subject::User(st.st_uid), Subject::Project(itag.project)], 0, 0, false)?;
+        let _growth = self.reserve_dir_growth(ctx, &pt)?;
         if ch.is_new(inode.key(), itag.birth) {
             ch.dir_dirty(dir.key())?;
         }
@@ -558,6 +560,13 @@ impl Passthrough {
                 Some(self.reserve(ctx, &[Subject::Project(ft.tag.project)], (t.st_blocks as u64) * 512, 1, false)?)
             }
             _ => None,
+        };
+        // A new name in the target directory may grow it (a replaced or exchanged one does
+        // not).
+        let _growth = match (&sts[1], &tt) {
+            (Some(_), _) => None,
+            (None, Some(tt)) => Some(self.reserve_dir_growth(ctx, tt)?),
+            (None, None) => Some(self.reserve_dir_growth(ctx, &ft)?),
         };
         // Log what the rename will change before it happens.
         let src = if cross { Some(self.track_at(&ch, b, fromfd, name)?) } else { None };
