@@ -545,8 +545,8 @@ impl Passthrough {
         let back_cross = exchange && target_st.is_some() && tgt_tag != ft.tag.project;
         // One inode, one project: a directory, or a file with other names (which stay in the
         // old tree), cannot change project by a rename; `mv` copies instead.
-        let pinned_to_project = |st: &libc::stat| is_dir(st) || st.st_nlink > 1;
-        if (cross && pinned_to_project(&src_st)) || (back_cross && target_st.is_some_and(|t| pinned_to_project(&t))) {
+        let keeps_its_project = |st: &libc::stat| is_dir(st) || st.st_nlink > 1;
+        if (cross && keeps_its_project(&src_st)) || (back_cross && target_st.is_some_and(|t| keeps_its_project(&t))) {
             return Err(Errno(libc::EXDEV));
         }
         // A file moving into another project must fit there (and the exchanged one back).
