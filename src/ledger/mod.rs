@@ -387,14 +387,19 @@ impl Ledger {
             let settled_since = ch.state.written.contains(&key);
             let Some(b) = self.backings.get(key.backing as usize) else { continue };
             let handle = crate::backing::Handle::ext4(key.ino as u32, key.generation);
-            let Ok(fd) = b.open_handle(&handle, libc::O_PATH | libc::O_NOFOLLOW) else {
-                self.charged.remove(&key);
-                continue;
-            };
-            let st = match sys::stat_fd(std::os::fd::AsFd::as_fd(&fd)) {
+            let st = b
+                .open_handle(&handle, libc::O_PATH | libc::O_NOFOLLOW)
+                .and_then(|fd| sys::stat_fd(std::os::fd::AsFd::as_fd(&fd)));
+            let st = match st {
                 Ok(st) if st.st_nlink > 0 => st,
-                _ => {
+                // Removed: its removal charged it off.
+                Ok(_) | Err(Errno(libc::ESTALE | libc::ENOENT)) => {
                     self.charged.remove(&key);
+                    continue;
+                }
+                // Kept for the next reconcile: forgotten now, its writeback blocks would be lost.
+                Err(e) => {
+                    tracing::warn!(ino = key.ino, error = %e, "cannot re-stat a file after writeback; retried at the next checkpoint");
                     continue;
                 }
             };
