@@ -61,11 +61,24 @@ struct EpochState {
     dirty: DashMap<InodeRef, u64>,
     /// Inodes created in this epoch (not in the snapshot the epoch started from).
     born: DashSet<InodeRef>,
+    /// Regular files whose charge was settled in this epoch (see `Ledger::charged`). Swapped
+    /// with the epoch, under the epoch lock: the checkpoint closing this epoch syncs the
+    /// backings after the swap, so every write settled here is on disk with its final
+    /// allocation when that checkpoint reconciles; a file settled again after the swap is in
+    /// the next epoch's set and stays remembered until the checkpoint after.
+    written: DashSet<InodeRef>,
 }
 
 impl EpochState {
     fn new(epoch: u64, log: LogWriter) -> EpochState {
-        EpochState { epoch, log: Arc::new(log), touched: DashMap::new(), dirty: DashMap::new(), born: DashSet::new() }
+        EpochState {
+            epoch,
+            log: Arc::new(log),
+            touched: DashMap::new(),
+            dirty: DashMap::new(),
+            born: DashSet::new(),
+            written: DashSet::new(),
+        }
     }
 }
 
@@ -87,10 +100,12 @@ pub struct Ledger {
     last_recovery: Mutex<RecoveryReport>,
     /// Limits in force, grace timers, refusals.
     enforcer: Enforcer,
-    /// Regular files changed since the last checkpoint: the charge last settled for each and
-    /// its birth epoch. ext4 may allocate blocks at writeback, after a change was settled; the
-    /// next change uses this (not fstat) as its "before", and each checkpoint reconciles the
-    /// files after its syncfs (docs/design.md §9.7).
+    /// Regular files whose allocation may still grow (or shrink) at writeback: the charge the
+    /// ledger holds for each and its birth epoch. ext4 may allocate blocks at writeback, after
+    /// a change was settled; the next change uses this (not fstat) as its "before", and each
+    /// checkpoint reconciles the files after its syncfs. A file leaves this map only when a
+    /// reconcile found its charge final: settled last in an epoch the syncfs covered (see
+    /// `EpochState::written`; docs/design.md §9.5).
     charged: DashMap<InodeRef, (Charge, u64)>,
     /// Files unlinked while open (their charge in `charged` stays until the last close): each
     /// is logged again in every epoch it lives into, or a checkpoint in between would leave a
@@ -170,11 +185,13 @@ impl Change<'_> {
         self.ledger.charged.get(&r).map(|e| e.0)
     }
 
-    /// Records the charge just settled for regular file `r` (None: it is gone).
+    /// Records the charge just settled for regular file `r` (None: it is gone), with its
+    /// stripe lock held.
     pub fn remember(&self, r: InodeRef, charge: Option<Charge>, birth: u64) {
         match charge {
             Some(c) => {
                 self.ledger.charged.insert(r, (c, birth));
+                self.state.written.insert(r);
             }
             None => {
                 self.ledger.charged.remove(&r);
@@ -353,12 +370,21 @@ impl Ledger {
     /// Charges what writeback allocated after the changes were settled: every remembered
     /// regular file is re-stat'ed and its difference applied, logged first (a `Touch` with the
     /// remembered charge) so that recovery reproduces it; every pinned file (unlinked, still
-    /// open) is logged in the current epoch. Call after a syncfs.
+    /// open) is logged in the current epoch. Call after a syncfs. Files stay remembered (a
+    /// checkpoint forgets those the syncfs covered).
     pub fn reconcile(&self) {
+        self.reconcile_charges(false);
+    }
+
+    /// `reconcile`; with `forget`, a file whose last settle was in an epoch before the current
+    /// one is forgotten after it is reconciled: call so only after a rotation and a syncfs
+    /// that followed it, when such a file's allocation is final.
+    fn reconcile_charges(&self, forget: bool) {
         let keys: Vec<InodeRef> = self.charged.iter().map(|e| *e.key()).collect();
         for key in keys {
             let ch = self.change();
             let _lock = self.lock_inode(key.ino);
+            // The charge the ledger holds now (a write since the keys were listed moved it).
             let Some((remembered, birth)) = self.charged.get(&key).map(|e| *e) else { continue };
             if self.pinned.contains_key(&key) {
                 // Unlinked and open: not reachable by handle; logged again below instead.
@@ -367,30 +393,44 @@ impl Ledger {
                 }
                 continue;
             }
+            // Settled again since the rotation: its newest pages may not be written back yet.
+            let settled_since = ch.state.written.contains(&key);
             let Some(b) = self.backings.get(key.backing as usize) else { continue };
             let handle = crate::backing::Handle::ext4(key.ino as u32, key.generation);
-            let Ok(fd) = b.open_handle(&handle, libc::O_PATH | libc::O_NOFOLLOW) else {
-                self.charged.remove(&key);
-                continue;
-            };
-            if let Ok(st) = sys::stat_fd(std::os::fd::AsFd::as_fd(&fd))
-                && st.st_nlink > 0
-            {
-                let actual = Charge::of(&st, remembered.project);
-                if actual != remembered {
-                    if ch.touch(key, remembered, birth).is_err() {
-                        return;
-                    }
-                    ch.apply(key.backing, Some(remembered), Some(actual));
-                    tracing::debug!(
-                        ino = key.ino,
-                        from = remembered.bytes,
-                        to = actual.bytes,
-                        "reconciled after writeback"
-                    );
+            let st = b
+                .open_handle(&handle, libc::O_PATH | libc::O_NOFOLLOW)
+                .and_then(|fd| sys::stat_fd(std::os::fd::AsFd::as_fd(&fd)));
+            let st = match st {
+                Ok(st) if st.st_nlink > 0 => st,
+                // Removed: its removal charged it off.
+                Ok(_) | Err(Errno(libc::ESTALE | libc::ENOENT)) => {
+                    self.charged.remove(&key);
+                    continue;
                 }
+                // Kept for the next reconcile: forgotten now, its writeback blocks would be lost.
+                Err(e) => {
+                    tracing::warn!(ino = key.ino, error = %e, "cannot re-stat a file after writeback; retried at the next checkpoint");
+                    continue;
+                }
+            };
+            let actual = Charge::of(&st, remembered.project);
+            if actual != remembered {
+                if ch.touch(key, remembered, birth).is_err() {
+                    return;
+                }
+                ch.apply(key.backing, Some(remembered), Some(actual));
+                tracing::debug!(
+                    ino = key.ino,
+                    from = remembered.bytes,
+                    to = actual.bytes,
+                    "reconciled after writeback"
+                );
             }
-            self.charged.remove(&key);
+            if forget && !settled_since {
+                self.charged.remove(&key);
+            } else {
+                self.charged.insert(key, (actual, birth));
+            }
         }
     }
 
@@ -513,7 +553,7 @@ impl Ledger {
             // Charge what writeback allocated since it was settled, logged in the new epoch,
             // *before* the snapshot (which leaves it out) becomes what recovery starts from:
             // committed first, a crash in between lost it (found by the power-cut rig).
-            self.reconcile();
+            self.reconcile_charges(true);
             if let Some(why) = self.poison.reason() {
                 return Err(why);
             }

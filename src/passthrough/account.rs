@@ -171,6 +171,19 @@ impl Passthrough {
         self.ledger.enforcer().reserve(self.ledger.table(), ctx.uid, subjects, want, inodes, partial)
     }
 
+    /// Reserves room for directory `dir` (tracked) to grow by one block, against its owner's
+    /// and its project's limits: ext4 charges a directory's blocks to its owner, and so does
+    /// the ledger, whoever adds the entry. Call before any operation that adds a name to
+    /// `dir` (creation, link, rename to a new name); EDQUOT, to the caller, when the owner or
+    /// the project has no room for the block, so another tenant cannot push them past a
+    /// limit by filling their directory with names (ext4 refuses whoever grows a directory of
+    /// an owner over quota). Root and exempt callers are never refused.
+    pub(super) fn reserve_dir_growth(&self, ctx: &super::Ctx, dir: &Tracked) -> Result<Reservation<'_>, Errno> {
+        let block = u64::try_from(dir.st.st_blksize).unwrap_or(BLOCK).max(512);
+        let subjects = [Subject::User(dir.st.st_uid), Subject::Project(dir.tag.project)];
+        self.ledger.enforcer().reserve_bytes(self.ledger.table(), ctx.uid, &subjects, block)
+    }
+
     /// Reserves for writing `len` bytes at `offset` of open file `fd` (charged to `subjects`):
     /// the worst case (every block the range touches is new) if it fits; else only the blocks
     /// the range would newly allocate, and, with `partial`, as long a prefix as fits. Returns

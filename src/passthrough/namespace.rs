@@ -8,7 +8,7 @@
 //! the new inode is tagged, so no rename or unlink in that directory can swap the entry in
 //! between; a removal charges the victim off when its last link goes (or at its last close if
 //! it is still open); a rename into a directory of another project moves a file's usage to
-//! that project (a directory: EXDEV, see the man page).
+//! that project (a directory, or a file with other names: EXDEV, see the man page).
 
 use std::ffi::{CStr, CString, OsStr};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -184,6 +184,7 @@ impl Passthrough {
         // The new inode belongs to the caller and to the directory's project.
         let _reservation =
             self.reserve(ctx, &[Subject::User(ctx.uid), Subject::Project(project)], new_bytes, 1, false)?;
+        let _growth = self.reserve_dir_growth(ctx, &pt)?;
         ch.dir_dirty(dir.key())?;
         let mut make = make;
         let made = as_caller(ctx, || make(dirfd.as_fd()));
@@ -310,6 +311,7 @@ impl Passthrough {
         let st = sys::stat_fd(fd.as_fd())?;
         let _reservation =
             self.reserve(ctx, &[Subject::User(st.st_uid), Subject::Project(itag.project)], 0, 0, false)?;
+        let _growth = self.reserve_dir_growth(ctx, &pt)?;
         if ch.is_new(inode.key(), itag.birth) {
             ch.dir_dirty(dir.key())?;
         }
@@ -427,7 +429,8 @@ impl Passthrough {
 
     /// `renameat2` with RENAME_NOREPLACE and RENAME_EXCHANGE; RENAME_WHITEOUT is refused.
     /// Node ids follow inodes, not names, so the table needs no update. A file moved into a
-    /// directory of another project takes its usage there; a directory answers EXDEV.
+    /// directory of another project takes its usage there; a directory, or a file with more
+    /// than one name, answers EXDEV (in either direction of an exchange).
     pub fn rename(
         &self,
         ctx: &Ctx,
@@ -540,7 +543,10 @@ impl Passthrough {
         };
         let tgt_tag = tgt_t.map_or(to_project, |t| t.project);
         let back_cross = exchange && target_st.is_some() && tgt_tag != ft.tag.project;
-        if (cross && is_dir(&src_st)) || (back_cross && target_st.is_some_and(|t| is_dir(&t))) {
+        // One inode, one project: a directory, or a file with other names (which stay in the
+        // old tree), cannot change project by a rename; `mv` copies instead.
+        let keeps_its_project = |st: &libc::stat| is_dir(st) || st.st_nlink > 1;
+        if (cross && keeps_its_project(&src_st)) || (back_cross && target_st.is_some_and(|t| keeps_its_project(&t))) {
             return Err(Errno(libc::EXDEV));
         }
         // A file moving into another project must fit there (and the exchanged one back).
@@ -554,6 +560,13 @@ impl Passthrough {
                 Some(self.reserve(ctx, &[Subject::Project(ft.tag.project)], (t.st_blocks as u64) * 512, 1, false)?)
             }
             _ => None,
+        };
+        // A new name in the target directory may grow it (a replaced or exchanged one does
+        // not).
+        let _growth = match (&sts[1], &tt) {
+            (Some(_), _) => None,
+            (None, Some(tt)) => Some(self.reserve_dir_growth(ctx, tt)?),
+            (None, None) => Some(self.reserve_dir_growth(ctx, &ft)?),
         };
         // Log what the rename will change before it happens.
         let src = if cross { Some(self.track_at(&ch, b, fromfd, name)?) } else { None };

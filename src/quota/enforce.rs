@@ -143,6 +143,34 @@ impl Enforcer {
         inodes: u64,
         partial: bool,
     ) -> Result<Reservation<'a>, Errno> {
+        self.reserve_with(table, caller_uid, subjects, want_bytes, inodes, partial, true)
+    }
+
+    /// Reserves `want_bytes` bytes for `subjects` against their byte limits only (an
+    /// allocation that adds no inode of theirs, such as a directory block: being over an
+    /// inode limit does not refuse it). EDQUOT if it does not fit; exempt callers get an
+    /// empty reservation.
+    pub fn reserve_bytes<'a>(
+        &self,
+        table: &'a UsageTable,
+        caller_uid: u32,
+        subjects: &[Subject],
+        want_bytes: u64,
+    ) -> Result<Reservation<'a>, Errno> {
+        self.reserve_with(table, caller_uid, subjects, want_bytes, 0, false, false)
+    }
+
+    #[expect(clippy::too_many_arguments, reason = "the two public forms above name the cases")]
+    fn reserve_with<'a>(
+        &self,
+        table: &'a UsageTable,
+        caller_uid: u32,
+        subjects: &[Subject],
+        want_bytes: u64,
+        inodes: u64,
+        partial: bool,
+        inode_caps: bool,
+    ) -> Result<Reservation<'a>, Errno> {
         let bound: Vec<Subject> = if self.is_exempt(caller_uid) {
             Vec::new()
         } else {
@@ -151,7 +179,11 @@ impl Enforcer {
         if bound.is_empty() {
             return Ok(Reservation { table, subjects: Vec::new(), bytes: want_bytes, inodes });
         }
-        match table.reserve(&bound, want_bytes, inodes, partial, |s, u| self.caps(s, u)) {
+        let caps = |s, u| {
+            let (bytes, inodes) = self.caps(s, u);
+            (bytes, inodes.filter(|_| inode_caps))
+        };
+        match table.reserve(&bound, want_bytes, inodes, partial, caps) {
             Ok(bytes) => Ok(Reservation { table, subjects: bound, bytes, inodes }),
             Err(r) => {
                 *self.refusals.entry(r.subject).or_insert(0) += 1;
@@ -211,5 +243,35 @@ impl Enforcer {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quota::Charge;
+
+    #[test]
+    fn byte_reservations_ignore_inode_limits_and_exempt_callers_pass() {
+        let limits = Limits { bytes_hard: Some(10_000), inodes_hard: Some(1), ..Limits::default() };
+        let e = Enforcer::new(
+            [(LimitKey::Subject(Subject::User(7)), limits)].into_iter().collect(),
+            GraceMap::new(),
+            [9].into_iter().collect(),
+        );
+        let t = UsageTable::default();
+        for _ in 0..2 {
+            t.apply(0, None, Some(Charge { uid: 7, project: 0, bytes: 4096 }));
+        }
+        let owner = [Subject::User(7)];
+        // Over its inode limit: a directory block of its own still fits its byte limit.
+        assert!(e.reserve(&t, 8, &owner, 1024, 0, false).is_err(), "over the inode limit");
+        let held = e.reserve_bytes(&t, 8, &owner, 1024).expect("bytes only");
+        // 8192 used + 1024 held: one more block does not fit; the caller is refused.
+        assert_eq!(e.reserve_bytes(&t, 8, &owner, 1024).err(), Some(Errno(libc::EDQUOT)));
+        assert!(e.reserve_bytes(&t, 0, &owner, 1024).is_ok(), "root");
+        assert!(e.reserve_bytes(&t, 9, &owner, 1024).is_ok(), "exempt uid");
+        drop(held);
+        assert!(e.reserve_bytes(&t, 8, &owner, 1024).is_ok(), "released");
     }
 }
