@@ -90,7 +90,13 @@ pub struct Ledger {
     /// next change uses this (not fstat) as its "before", and each checkpoint reconciles the
     /// files after its syncfs (docs/design.md §9.7).
     charged: DashMap<InodeRef, (Charge, u64)>,
-    /// Files unlinked while open (their charge in `charged` stays until the last close): each
+    /// Regular files with no links that open files still hold (*pinned*): unlinked while open,
+    /// or reopened after their unlink (through `/proc/self/fd`, an NFS handle). Their charge
+    /// (in `charged`, with the epoch since which it is charged) stays until the last close.
+    /// Under an inode's stripe lock its charge has one of three states, and every transition
+    /// is made there (`passthrough/account.rs`): *linked* (charged); last unlink with no open →
+    /// *released* (charged off); last unlink while open → *pinned*; open of a released inode
+    /// → pinned again (charged its current size); last close of a pinned one → released. Each
     /// is logged again in every epoch it lives into, or a checkpoint in between would leave a
     /// snapshot that charges them and no log that names them once a crash has freed them.
     pinned: DashMap<InodeRef, ()>,
@@ -179,14 +185,17 @@ impl Change<'_> {
         }
     }
 
-    /// Regular file `r` lost its last name but is still open, charged `charge` (see `pinned`).
-    pub fn pin(&self, r: InodeRef, charge: Charge, birth: u64) {
-        self.ledger.charged.insert(r, (charge, birth));
+    /// Regular file `r` has no links but is open, charged `charge` since epoch `since` (its
+    /// birth epoch; for a file charged again when reopened after its unlink, the epoch of that
+    /// open): the `Touch` records that keep naming it carry `since` as their birth, so that a
+    /// recovery from a snapshot older than `since` takes nothing back (see `pinned`).
+    pub fn pin(&self, r: InodeRef, charge: Charge, since: u64) {
+        self.ledger.charged.insert(r, (charge, since));
         self.ledger.pinned.insert(r, ());
     }
 
     /// The last close of a pinned file: forgets it and returns the charge it still holds and
-    /// its birth epoch, for the caller to log and take off.
+    /// the epoch since which it is charged, for the caller to log and take off.
     pub fn unpin(&self, r: InodeRef) -> Option<(Charge, u64)> {
         self.ledger.pinned.remove(&r)?;
         self.ledger.charged.remove(&r).map(|(_, v)| v)
