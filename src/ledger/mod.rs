@@ -316,6 +316,13 @@ impl Ledger {
         self.pinned.contains_key(&r)
     }
 
+    /// The pinned files (see `pinned`): each one's backing and the charge its last close will
+    /// take off. A rescan cannot see them (they have no name), so `check` and a recount of a
+    /// routed backing count them from here.
+    pub fn pinned_charges(&self) -> Vec<(u8, Charge)> {
+        self.pinned.iter().filter_map(|p| self.charged.get(p.key()).map(|c| (p.key().backing, c.0))).collect()
+    }
+
     /// The tag stamp of inode `ino`'s stripe. A tag cache reads it *before* reading the tag
     /// from disk and keeps it with the tag; every tag writer calls `tag_written` *after*
     /// writing. A cached tag whose stamp still matches was read after the last write to any
@@ -407,7 +414,10 @@ impl Ledger {
     pub fn rebase_backing(&self, index: u8, threads: usize) -> Result<Vec<Subject>, String> {
         let b = self.backings.get(index as usize).ok_or_else(|| format!("no backing #{index}"))?;
         self.paused(|| {
-            let r = crate::check::scan::scan(std::slice::from_ref(b), crate::check::scan::Mode::Tag, threads)?;
+            let mut r = crate::check::scan::scan(std::slice::from_ref(b), crate::check::scan::Mode::Tag, threads)?;
+            // Pinned files on it are charged until their last close, which takes them off.
+            let pinned: Vec<_> = self.pinned_charges().into_iter().filter(|(k, _)| *k == index).collect();
+            crate::check::count_pinned(&mut r.usage, None, &pinned);
             if r.errors > 0 {
                 return Err(format!("{} entries of {} could not be read; not recounted", r.errors, b.path.display()));
             }
