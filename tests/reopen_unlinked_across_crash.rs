@@ -3,6 +3,10 @@
 //! written in the next, one unlinked, then a checkpoint, then reopened (charged again in an
 //! epoch whose snapshot never charged it). After the crash ext4 frees both; recovery must
 //! take back exactly what the last snapshot charged for them, whichever epoch logged them.
+//!
+//! The daemon lets go of a file at its last unlink, so the reopen by handle works only while
+//! something else holds the deleted inode: here a root process reading the backing directly
+//! (a backup job), the same window an open racing the unlink has inside the daemon.
 
 mod common;
 
@@ -56,6 +60,8 @@ fn reopened_unlinked_files_across_checkpoints_and_kill9() {
     f.home("t", 1000, 1000);
     f.sh_ok(1000, 1000, "head -c 1048576 /dev/zero > t/a && head -c 524288 /dev/zero > t/b");
     checkpoint(&f);
+    let backup: Vec<std::fs::File> =
+        ["t/a", "t/b"].iter().map(|p| std::fs::File::open(f.b(p)).expect("open on the backing")).collect();
     let mut child = Command::new("setpriv")
         .args(["--reuid=1000", "--regid=1000", "--clear-groups", "/usr/bin/python3", "-c", HOLDER])
         .current_dir(f.m("t"))
@@ -77,6 +83,7 @@ fn reopened_unlinked_files_across_checkpoints_and_kill9() {
     h.ask("reopen b");
     h.ask("append b");
     f.kill9();
+    drop(backup);
     drop(h.stdin);
     let _ = h.child.wait();
     f.start(&args);

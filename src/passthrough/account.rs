@@ -297,8 +297,23 @@ impl Passthrough {
                     tracing::error!(ino = key.ino, error = %e, "cannot log the last close of an unlinked file");
                 }
                 ch.apply(key.backing, Some(before), None);
+                self.let_go(key);
             }
             return;
+        }
+    }
+
+    /// Call when inode `key`'s charge is released for good (its last link and last open are
+    /// gone): the daemon's descriptor cache lets go of it, so that ext4 frees its blocks now,
+    /// as the ledger just did, rather than when the kernel forgets the node (a tenant holding
+    /// an `O_PATH` descriptor of it on the mount could otherwise keep any number of deleted,
+    /// uncharged files allocated). A later reopen by handle then finds it gone (ESTALE),
+    /// unless something else still holds it, in which case `opened` charges it again.
+    pub(super) fn let_go(&self, key: InodeRef) {
+        if let Ok(b) = self.backing(crate::backing::BackingIndex(key.backing))
+            && let Ok(id) = crate::inode::node_id(b, key.ino)
+        {
+            self.inodes.drop_fd(id, key.generation);
         }
     }
 
