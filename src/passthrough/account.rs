@@ -220,6 +220,7 @@ impl Passthrough {
     /// So, for a regular file, "no links and open" always implies "pinned".
     pub(super) fn opened(&self, inode: &Inode, fd: BorrowedFd<'_>) {
         let key = inode.key();
+        crate::failpoint::OPEN_COUNTING.hit();
         let mut ch = None;
         loop {
             let lock = self.ledger.lock_inode(key.ino);
