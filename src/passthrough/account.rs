@@ -207,8 +207,8 @@ impl Passthrough {
         Ok((r, lo))
     }
 
-    /// Counts an open of `inode`, served by descriptor `fd` (called once per open, before the
-    /// reply). Under the inode's stripe lock, like every other step of the pin protocol:
+    /// Counts an open of `inode` (called once per open, before the reply; `fd` is any
+    /// descriptor of the inode, `O_PATH` will do: it is only stat'ed and its tag read). Under the inode's stripe lock, like every other step of the pin protocol:
     ///
     /// * linked, or already open: counted, nothing else;
     /// * no links and no open: its last unlink found it closed and charged it off (an open
