@@ -97,6 +97,10 @@ pub struct CheckReport {
     /// Routed paths that also exist on the main backing (shadowed there).
     #[serde(default)]
     pub conflicts: Vec<String>,
+    /// Files unlinked but still open, which the scan cannot see: counted at their charge in
+    /// the ledger (what their last close takes off).
+    #[serde(default)]
+    pub open_unlinked: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

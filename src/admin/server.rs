@@ -111,6 +111,7 @@ pub fn check_report(result: &scan::ScanResult, ledger: &std::collections::BTreeM
         repaired: false,
         errors: result.errors,
         conflicts: Vec::new(),
+        open_unlinked: 0,
     }
 }
 
@@ -175,8 +176,13 @@ impl Server {
                 // Usage changes wait while the backings are counted, so the two agree exactly.
                 let result = self.ledger.paused(|| {
                     let scanned = scan::scan_split(self.ops.backings(), scan::Mode::Count, self.threads);
-                    scanned.map(|(r, per_backing)| {
+                    scanned.map(|(mut r, mut per_backing)| {
+                        // Files unlinked but still open have no name for the scan to find; the
+                        // ledger charges them until their last close, so both sides count them.
+                        let pinned = self.ledger.pinned_charges();
+                        check::count_pinned(&mut r.usage, Some(&mut per_backing), &pinned);
                         let mut report = check_report(&r, &self.ledger.table().snapshot());
+                        report.open_unlinked = pinned.len() as u64;
                         report.conflicts = crate::route::conflicts(self.ops.backings(), self.ops.routes());
                         if repair && !report.drift.is_empty() && r.errors == 0 {
                             self.ledger.table().replace_all(r.usage.clone(), per_backing);

@@ -4,7 +4,7 @@ pub mod scan;
 
 use std::collections::BTreeMap;
 
-use crate::quota::{Subject, Usage};
+use crate::quota::{BackingUsage, Charge, Subject, Usage};
 
 /// One subject whose ledger figures differ from the rescan.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,4 +27,30 @@ pub fn compare(rescan: &BTreeMap<Subject, Usage>, ledger: &BTreeMap<Subject, Usa
             (expected != found).then_some(Drift { subject: s, expected, found })
         })
         .collect()
+}
+
+/// Adds to a rescan's figures (`usage`, and `per_backing`: the routed backings' shares) the
+/// files it cannot see: pinned files, which have no name but are held open, each with its
+/// backing and the charge the ledger holds for it, which their last close takes off. Counted
+/// so, the ledger and the rescan agree while such files are open, and a repair keeps their
+/// charge for the close to release.
+pub fn count_pinned(
+    usage: &mut BTreeMap<Subject, Usage>,
+    mut per_backing: Option<&mut BackingUsage>,
+    pinned: &[(u8, Charge)],
+) {
+    for (backing, c) in pinned {
+        for s in [Subject::User(c.uid), Subject::Project(c.project)] {
+            let u = usage.entry(s).or_default();
+            u.bytes += c.bytes;
+            u.inodes += 1;
+            if *backing != 0
+                && let Some(pb) = per_backing.as_deref_mut()
+            {
+                let u = pb.entry((*backing, s)).or_default();
+                u.bytes += c.bytes;
+                u.inodes += 1;
+            }
+        }
+    }
 }

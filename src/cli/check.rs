@@ -82,6 +82,9 @@ pub fn run(cli: &Cli, args: &CheckArgs) -> Result<(), CliError> {
         println!("{}", serde_json::to_string_pretty(&report).map_err(|e| CliError::failed(e.to_string()))?);
     } else {
         println!("scanned {} inodes in {:.2} s", report.inodes, report.seconds);
+        if report.open_unlinked > 0 {
+            println!("counted {} unlinked files still open (charged until their last close)", report.open_unlinked);
+        }
         for d in &report.drift {
             println!(
                 "drift: {} {}: expected {} ({} bytes), {} inodes; ledger has {} ({} bytes), {} inodes",

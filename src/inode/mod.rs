@@ -195,6 +195,18 @@ impl InodeTable {
         self.map.is_empty()
     }
 
+    /// Closes the cached `O_PATH` fd of node `id` if the node is inode `generation`. For an
+    /// inode whose last link and last open are gone: the cache must not keep a deleted inode
+    /// alive, or its blocks stay allocated on the backing, uncharged, for as long as the kernel
+    /// holds the node (a tenant's `O_PATH` descriptor on the mount holds it).
+    pub fn drop_fd(&self, id: u64, generation: u32) {
+        let inode = match self.map.get(&id) {
+            Some(slot) if slot.inode.generation == generation => Arc::clone(&slot.inode),
+            _ => return,
+        };
+        inode.fd.lock().take();
+    }
+
     /// An `O_PATH` fd of the inode: from the cache, or opened by handle and cached.
     pub fn path_fd(&self, inode: &Arc<Inode>, backing: &Backing) -> Result<Arc<OwnedFd>, Errno> {
         if let Some(fd) = inode.fd.lock().as_ref() {

@@ -107,7 +107,13 @@ pub struct Ledger {
     /// reconcile found its charge final: settled last in an epoch the syncfs covered (see
     /// `EpochState::written`; docs/design.md §9.5).
     charged: DashMap<InodeRef, (Charge, u64)>,
-    /// Files unlinked while open (their charge in `charged` stays until the last close): each
+    /// Regular files with no links that open files still hold (*pinned*): unlinked while open,
+    /// or reopened after their unlink (through `/proc/self/fd`, an NFS handle). Their charge
+    /// (in `charged`, with the epoch since which it is charged) stays until the last close.
+    /// Under an inode's stripe lock its charge has one of three states, and every transition
+    /// is made there (`passthrough/account.rs`): *linked* (charged); last unlink with no open →
+    /// *released* (charged off); last unlink while open → *pinned*; open of a released inode
+    /// → pinned again (charged its current size); last close of a pinned one → released. Each
     /// is logged again in every epoch it lives into, or a checkpoint in between would leave a
     /// snapshot that charges them and no log that names them once a crash has freed them.
     pinned: DashMap<InodeRef, ()>,
@@ -199,14 +205,17 @@ impl Change<'_> {
         }
     }
 
-    /// Regular file `r` lost its last name but is still open, charged `charge` (see `pinned`).
-    pub fn pin(&self, r: InodeRef, charge: Charge, birth: u64) {
-        self.ledger.charged.insert(r, (charge, birth));
+    /// Regular file `r` has no links but is open, charged `charge` since epoch `since` (its
+    /// birth epoch; for a file charged again when reopened after its unlink, the epoch of that
+    /// open): the `Touch` records that keep naming it carry `since` as their birth, so that a
+    /// recovery from a snapshot older than `since` takes nothing back (see `pinned`).
+    pub fn pin(&self, r: InodeRef, charge: Charge, since: u64) {
+        self.ledger.charged.insert(r, (charge, since));
         self.ledger.pinned.insert(r, ());
     }
 
     /// The last close of a pinned file: forgets it and returns the charge it still holds and
-    /// its birth epoch, for the caller to log and take off.
+    /// the epoch since which it is charged, for the caller to log and take off.
     pub fn unpin(&self, r: InodeRef) -> Option<(Charge, u64)> {
         self.ledger.pinned.remove(&r)?;
         self.ledger.charged.remove(&r).map(|(_, v)| v)
@@ -332,6 +341,13 @@ impl Ledger {
         self.pinned.contains_key(&r)
     }
 
+    /// The pinned files (see `pinned`): each one's backing and the charge its last close will
+    /// take off. A rescan cannot see them (they have no name), so `check` and a recount of a
+    /// routed backing count them from here.
+    pub fn pinned_charges(&self) -> Vec<(u8, Charge)> {
+        self.pinned.iter().filter_map(|p| self.charged.get(p.key()).map(|c| (p.key().backing, c.0))).collect()
+    }
+
     /// The tag stamp of inode `ino`'s stripe. A tag cache reads it *before* reading the tag
     /// from disk and keeps it with the tag; every tag writer calls `tag_written` *after*
     /// writing. A cached tag whose stamp still matches was read after the last write to any
@@ -448,7 +464,10 @@ impl Ledger {
     pub fn rebase_backing(&self, index: u8, threads: usize) -> Result<Vec<Subject>, String> {
         let b = self.backings.get(index as usize).ok_or_else(|| format!("no backing #{index}"))?;
         self.paused(|| {
-            let r = crate::check::scan::scan(std::slice::from_ref(b), crate::check::scan::Mode::Tag, threads)?;
+            let mut r = crate::check::scan::scan(std::slice::from_ref(b), crate::check::scan::Mode::Tag, threads)?;
+            // Pinned files on it are charged until their last close, which takes them off.
+            let pinned: Vec<_> = self.pinned_charges().into_iter().filter(|(k, _)| *k == index).collect();
+            crate::check::count_pinned(&mut r.usage, None, &pinned);
             if r.errors > 0 {
                 return Err(format!("{} entries of {} could not be read; not recounted", r.errors, b.path.display()));
             }

@@ -220,40 +220,118 @@ impl Passthrough {
         Ok((r, lo))
     }
 
-    /// Counts an open of inode `key` (unlinked inodes stay charged until their last close).
-    pub(super) fn opened(&self, key: InodeRef) {
-        *self.open_count.entry(key).or_insert(0) += 1;
+    /// Counts an open of `inode` (called once per open, before the reply; `fd` is any
+    /// descriptor of the inode, `O_PATH` will do: it is only stat'ed and its tag read). Under the inode's stripe lock, like every other step of the pin protocol:
+    ///
+    /// * linked, or already open: counted, nothing else;
+    /// * no links and no open: its last unlink found it closed and charged it off (an open
+    ///   that the kernel resolved before the unlink, or a reopen through `/proc/self/fd` of an
+    ///   `O_PATH` descriptor, which FUSE does not count as an open). Its blocks are still
+    ///   allocated, and whatever this open does to it is settled against its charge: it is
+    ///   charged again (*re-pinned*) and its last close releases it, once.
+    ///
+    /// So, for a regular file, "no links and open" always implies "pinned".
+    pub(super) fn opened(&self, inode: &Inode, fd: BorrowedFd<'_>) {
+        let key = inode.key();
+        crate::failpoint::OPEN_COUNTING.hit();
+        let mut ch = None;
+        loop {
+            let lock = self.ledger.lock_inode(key.ino);
+            let released =
+                !self.is_open(key) && !self.ledger.is_pinned(key) && sys::stat_fd(fd).is_ok_and(|st| st.st_nlink == 0);
+            if released && ch.is_none() {
+                // A usage change needs the epoch lock, which is taken before a stripe lock.
+                drop(lock);
+                ch = Some(self.ledger.change());
+                continue;
+            }
+            *self.open_count.entry(key).or_insert(0) += 1;
+            if released && let Some(ch) = &ch {
+                self.repin(ch, inode, fd);
+            }
+            return;
+        }
     }
 
-    /// Called at release: if this was the last open of an inode unlinked while open, its
-    /// charge goes now.
-    pub(super) fn closed(&self, key: InodeRef) {
-        let last = match self.open_count.get_mut(&key) {
-            Some(mut n) => {
-                *n -= 1;
-                *n == 0
+    /// Charges again an unlinked inode whose charge went at its last unlink, now that an open
+    /// holds it (see `opened`; stripe lock held). Logged like a change: the `Touch` says it was
+    /// uncharged before (charged since this epoch), so a crash, which frees it, takes nothing
+    /// back that the snapshot did not charge.
+    fn repin(&self, ch: &Change<'_>, inode: &Inode, fd: BorrowedFd<'_>) {
+        let key = inode.key();
+        let (tag, st) = match self.tag_of(inode, fd).and_then(|t| sys::stat_fd(fd).map(|st| (t, st))) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(ino = key.ino, error = %e, "cannot charge a reopened unlinked file; the ledger may drift");
+                return;
             }
-            None => false,
         };
-        if !last {
-            return;
+        let charge = Charge::of(&st, tag.project);
+        let since = ch.epoch();
+        if let Err(e) = ch.touch(key, charge, since) {
+            // Only a poisoned ledger refuses: nothing it holds is committed any more.
+            tracing::error!(ino = key.ino, error = %e, "cannot log the charge of a reopened unlinked file");
         }
-        self.open_count.remove_if(&key, |_, n| *n == 0);
-        if !self.ledger.is_pinned(key) {
-            return;
-        }
-        let ch = self.ledger.change();
-        let _lock = self.ledger.lock_inode(key.ino);
-        if let Some((before, birth)) = ch.unpin(key) {
-            // Logged in this epoch too: the snapshot may have been taken since the unlink.
-            if let Err(e) = ch.touch(key, before, birth) {
-                tracing::error!(ino = key.ino, error = %e, "cannot log the last close of an unlinked file");
+        ch.pin(key, charge, since);
+        ch.apply(key.backing, None, Some(charge));
+        tracing::debug!(
+            ino = key.ino,
+            bytes = charge.bytes,
+            "reopened unlinked file charged again until its last close"
+        );
+    }
+
+    /// Called at release. The last close of a pinned inode (unlinked while open, or reopened
+    /// after its unlink) takes its charge off, logged first; under its stripe lock, so that no
+    /// open or unlink of it interleaves.
+    pub(super) fn closed(&self, key: InodeRef) {
+        let mut ch = None;
+        loop {
+            let lock = self.ledger.lock_inode(key.ino);
+            let last = match self.open_count.get(&key) {
+                Some(n) => *n <= 1,
+                None => return,
+            };
+            if last && ch.is_none() && self.ledger.is_pinned(key) {
+                drop(lock);
+                ch = Some(self.ledger.change());
+                continue;
             }
-            ch.apply(key.backing, Some(before), None);
+            if last {
+                self.open_count.remove(&key);
+            } else if let Some(mut n) = self.open_count.get_mut(&key) {
+                *n -= 1;
+            }
+            if last
+                && let Some(ch) = &ch
+                && let Some((before, since)) = ch.unpin(key)
+            {
+                // Logged in this epoch too: the snapshot may have been taken since the unlink.
+                if let Err(e) = ch.touch(key, before, since) {
+                    tracing::error!(ino = key.ino, error = %e, "cannot log the last close of an unlinked file");
+                }
+                ch.apply(key.backing, Some(before), None);
+                self.let_go(key);
+            }
+            return;
         }
     }
 
-    /// True if inode `key` has an open file handle.
+    /// Call when inode `key`'s charge is released for good (its last link and last open are
+    /// gone): the daemon's descriptor cache lets go of it, so that ext4 frees its blocks now,
+    /// as the ledger just did, rather than when the kernel forgets the node (a tenant holding
+    /// an `O_PATH` descriptor of it on the mount could otherwise keep any number of deleted,
+    /// uncharged files allocated). A later reopen by handle then finds it gone (ESTALE),
+    /// unless something else still holds it, in which case `opened` charges it again.
+    pub(super) fn let_go(&self, key: InodeRef) {
+        if let Ok(b) = self.backing(crate::backing::BackingIndex(key.backing))
+            && let Ok(id) = crate::inode::node_id(b, key.ino)
+        {
+            self.inodes.drop_fd(id, key.generation);
+        }
+    }
+
+    /// True if inode `key` has an open file handle. Exact under the inode's stripe lock.
     pub(super) fn is_open(&self, key: InodeRef) -> bool {
         self.open_count.get(&key).is_some_and(|n| *n > 0)
     }

@@ -65,7 +65,7 @@ impl Passthrough {
         } else {
             OpenMode::Cached
         };
-        self.opened(inode.key());
+        self.opened(&inode, fd.as_fd());
         let (fh, file) = self.files.insert(OpenFile { node, inode, fd, writable });
         Opened { fh, file, mode }
     }

@@ -375,6 +375,9 @@ impl Passthrough {
         } else {
             ch.apply(v.key.backing, Some(v.before), None);
             ch.remember(v.key, None, v.tag.birth);
+            if !is_dir(&v.st) {
+                self.let_go(v.key);
+            }
         }
     }
 

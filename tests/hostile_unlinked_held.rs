@@ -1,0 +1,70 @@
+//! A tenant keeps `O_PATH` descriptors (which FUSE does not count as opens) of files it
+//! unlinked. The ledger charged them off at the unlink; their space must then be free on the
+//! backing too, or the tenant keeps any number of deleted, uncharged files allocated: six
+//! rounds of 8 MiB against a 20 MiB hard limit held 48 MiB of the backing.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+use common::{BIN, Fixture, assert_exact, run};
+
+const MIB: u64 = 1 << 20;
+
+const HOLD: &str = r#"
+import os, sys
+MIB = 1 << 20
+held = []
+for r in range(6):
+    name = "f%d" % r
+    try:
+        with open(name, "wb") as f:
+            f.write(b"x" * (8 * MIB))
+    except OSError as e:
+        print("round %d: write: errno %d" % (r, e.errno), file=sys.stderr)
+    path = os.open(name, os.O_PATH)
+    os.chmod(name, 0o600)  # a request by node id: the daemon caches a descriptor of it
+    os.unlink(name)
+    held.append(path)
+print("held", flush=True)
+sys.stdin.readline()
+"#;
+
+/// Bytes in use on the file system of `path`.
+fn used(path: &std::path::Path) -> u64 {
+    let s = rustix::fs::statvfs(path).expect("statvfs of the backing");
+    (s.f_blocks - s.f_bfree) * s.f_frsize
+}
+
+#[test]
+fn unlinked_files_held_by_o_path_descriptors_do_not_keep_their_space() {
+    let f = Fixture::with_args("hostile-held", &["--checkpoint-interval", "3600"]);
+    f.home("t", 1000, 1000);
+    let out = run(Command::new(BIN).arg("--state-dir").arg(&f.state).args([
+        "quota",
+        "set",
+        "--user",
+        "1000",
+        "--bytes-hard",
+        "20M",
+    ]));
+    assert!(out.status.success(), "quota set: {}", String::from_utf8_lossy(&out.stderr));
+    let baseline = used(f.backing());
+    let mut holder = Command::new("setpriv")
+        .args(["--reuid=1000", "--regid=1000", "--clear-groups", "/usr/bin/python3", "-c", HOLD])
+        .current_dir(f.m("t"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn the tenant's holder");
+    let mut line = String::new();
+    BufReader::new(holder.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "held", "the tenant's script failed");
+    run(Command::new("sync").arg("-f").arg(f.backing()));
+    let held = used(f.backing()).saturating_sub(baseline);
+    holder.stdin.as_mut().unwrap().write_all(b"\n").unwrap();
+    assert!(holder.wait().unwrap().success());
+    assert!(held <= 20 * MIB + MIB, "the tenant keeps {held} bytes of the backing allocated against a 20 MiB limit");
+    assert_exact(&f.state, f.backing(), "after the tenant let go");
+}
