@@ -113,11 +113,26 @@ pub struct CheckReport {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Response {
-    Report { rows: Vec<Row> },
-    Status { status: serde_json::Value },
-    Check { report: CheckReport },
-    Done { message: String },
-    Error { message: String },
+    Report {
+        rows: Vec<Row>,
+    },
+    Status {
+        status: serde_json::Value,
+    },
+    Check {
+        report: CheckReport,
+    },
+    Done {
+        message: String,
+    },
+    Error {
+        message: String,
+    },
+    /// The request was understood and refused as it stands (the operator must change it:
+    /// exit status 2); nothing was changed.
+    Refused {
+        message: String,
+    },
 }
 
 /// Sends one request to the daemon. `Ok(None)`: no daemon is listening.

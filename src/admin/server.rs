@@ -187,9 +187,11 @@ impl Server {
                 Err(message) => Response::Error { message },
             },
             Request::ProjectAssign { node, id, name, absorb } => {
+                use crate::passthrough::AssignError;
                 match self.ops.assign_named(node, id, name.as_deref(), absorb, self.threads) {
                     Ok(message) => Response::Done { message },
-                    Err(message) => Response::Error { message },
+                    Err(AssignError::Refused(message)) => Response::Refused { message },
+                    Err(AssignError::Failed(message)) => Response::Error { message },
                 }
             }
         }

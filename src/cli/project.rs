@@ -42,6 +42,7 @@ fn assign(cli: &Cli, path: &Path, id: u32, name: Option<String>, absorb: bool) -
             println!("{}: {message}", path.display());
             Ok(())
         }
+        Some(Response::Refused { message }) => Err(CliError::usage(message)),
         Some(Response::Error { message }) => Err(CliError::failed(message)),
         other => Err(CliError::failed(format!("unexpected reply: {other:?}"))),
     }

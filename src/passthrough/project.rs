@@ -20,6 +20,21 @@ use crate::ledger::tag::{self, Tag};
 use crate::ledger::wal::InodeRef;
 use crate::quota::Charge;
 
+/// Why `assign_named` did nothing or stopped.
+#[derive(Debug)]
+pub enum AssignError {
+    /// Refused as asked (another project in the tree, a name taken); nothing changed.
+    Refused(String),
+    /// The walk or the store failed.
+    Failed(String),
+}
+
+impl From<String> for AssignError {
+    fn from(e: String) -> AssignError {
+        AssignError::Failed(e)
+    }
+}
+
 impl Passthrough {
     pub fn backings(&self) -> &[Backing] {
         &self.backings
@@ -93,7 +108,7 @@ impl Passthrough {
         name: Option<&str>,
         absorb: bool,
         threads: usize,
-    ) -> Result<String, String> {
+    ) -> Result<String, AssignError> {
         let trees = self.project_trees(node)?;
         if !absorb {
             // The project the tree's top directory has now is the one a `clear` ends.
@@ -108,14 +123,19 @@ impl Passthrough {
             others.retain(|p, _| *p != 0 && *p != project && (project != 0 || Some(*p) != own));
             if !others.is_empty() {
                 let list: Vec<String> = others.iter().map(|(p, n)| format!("project {p} ({n} inodes)")).collect();
-                return Err(format!(
+                return Err(AssignError::Refused(format!(
                     "the tree holds {}: refusing to move them into project {project}. Clear or assign those \
                      trees first, or pass --absorb to move them into project {project}",
                     list.join(", ")
-                ));
+                )));
             }
         }
         if let Some(name) = name {
+            if let Some((other, _)) = self.ledger.project_names().iter().find(|(i, n)| **i != project && *n == name) {
+                return Err(AssignError::Refused(format!(
+                    "the name {name:?} is taken by project {other}: choose another name, or rename project {other} first"
+                )));
+            }
             self.ledger.set_project_name(project, Some(name))?;
         }
         if let Some(root) = self.root_key(node) {
