@@ -8,11 +8,35 @@ use serde::{Deserialize, Serialize};
 use crate::ledger::Ledger;
 use crate::quota::limits::{LimitKey, Limits};
 
-/// Every limit (by `LimitKey::key()`, own and default) and every project name.
+/// Every limit (by `LimitKey::key()`, own and default) and every project name. On the
+/// control socket each map is a list of `[key, value]` pairs (integer keys survive the
+/// internally tagged `Request`, which JSON object keys would not).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LimitsDump {
+    #[serde(with = "pairs")]
     pub limits: BTreeMap<u64, Limits>,
+    #[serde(with = "pairs")]
     pub names: BTreeMap<u32, String>,
+}
+
+/// A map as a list of pairs.
+mod pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(m: &BTreeMap<K, V>, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(m.iter())
+    }
+
+    pub fn deserialize<'de, K, V, D>(d: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
+    }
 }
 
 impl LimitsDump {
