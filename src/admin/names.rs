@@ -1,7 +1,11 @@
 //! Names of subjects: user names through NSS (`getpwuid_r`/`getpwnam_r`, so files, LDAP and
 //! SSSD alike), project names from the ledger's store (unique: one name names one project).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use crate::quota::Subject;
 
@@ -26,9 +30,27 @@ impl Names {
     }
 }
 
-/// The user name of `uid` through NSS.
+/// How long a user-name lookup is reused: a listing names every user, and any local user can
+/// ask for `quota show` (whose rows are named before they are filtered), so without reuse each
+/// request would cost one NSS (possibly LDAP) lookup per user.
+const NAME_TTL: Duration = Duration::from_secs(60);
+
+/// uid → (its name or none, when it was looked up).
+type NameCache = Mutex<HashMap<u32, (Option<String>, Instant)>>;
+
+static USER_NAMES: OnceLock<NameCache> = OnceLock::new();
+
+/// The user name of `uid` through NSS (an answer, name or none, is reused for `NAME_TTL`).
 pub fn user_name(uid: u32) -> Option<String> {
-    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten().map(|u| u.name)
+    let cache = USER_NAMES.get_or_init(Mutex::default);
+    if let Some((name, at)) = cache.lock().get(&uid)
+        && at.elapsed() < NAME_TTL
+    {
+        return name.clone();
+    }
+    let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten().map(|u| u.name);
+    cache.lock().insert(uid, (name.clone(), Instant::now()));
+    name
 }
 
 /// The uid of user `name` through NSS.
