@@ -110,6 +110,18 @@ fn get_shows_grace_and_source_dump_restores_everything() {
     let j: serde_json::Value = serde_json::from_str(&ok(&["quota", "get", "--json", "--project", "scratch"])).unwrap();
     assert_eq!(j["id"].as_u64(), Some(43), "the name came back");
     assert!(ok(&["quota", "dump"]).contains("default-user bytes-hard=52428800"));
+    // A state dir rebuilt from nothing but the dump: the first mount counts the backing
+    // (projects are tags on the inodes), the names and limits come from the dump.
+    let before = ok(&["quota", "dump"]);
+    ok(&["quota", "dump", file.to_str().unwrap()]);
+    assert!(f.unmount().success());
+    std::fs::rename(&f.state, f.scratch.dir.join("state.lost")).unwrap();
+    ok(&["quota", "restore", file.to_str().unwrap()]);
+    f.start(&[]);
+    assert_eq!(ok(&["quota", "dump"]), before);
+    let j: serde_json::Value = serde_json::from_str(&ok(&["quota", "get", "--json", "--project", "site"])).unwrap();
+    assert!(j["inodes_used"].as_u64().unwrap() >= 3, "site counted again under its name: {j}");
+    common::assert_exact(&f.state, f.backing(), "state dir rebuilt from a dump");
     // Not a dump at all.
     std::fs::write(&file, "user 5 bytes-hard=1G\n").unwrap();
     let out = quotafs(&["quota", "restore", file.to_str().unwrap()]);
