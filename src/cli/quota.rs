@@ -1,5 +1,5 @@
-//! `quotafs quota set|get|clear`: through the daemon when it runs (in force at once), else in
-//! the store (in force at the next mount). Durable when the command returns.
+//! `quotafs quota set|get|clear|dump|restore|show`: through the daemon when it runs (in force
+//! at once), else in the store (in force at the next mount). Durable when the command returns.
 
 use std::path::Path;
 
