@@ -171,7 +171,8 @@ fn apply(f: &Fixture, w: &mut World, rng: &mut Rng, op: u64, st: &str) -> String
             let _ = Command::new(BIN)
                 .args(["--state-dir", st, "project", "assign"])
                 .arg(f.m(&d))
-                .args(["--id", &id])
+                // Trees nest and move between projects here, as the walk must handle.
+                .args(["--id", &id, "--absorb"])
                 .output();
             format!("project assign {d} {id}")
         }

@@ -111,7 +111,8 @@ fn assign_never_catches_a_creation_half_made() {
         let mut assign = Command::new(BIN)
             .args(["--state-dir", &st, "project", "assign"])
             .arg(f.m("tree"))
-            .args(["--id", id])
+            // The second round moves the first round's project: said explicitly.
+            .args(["--id", id, "--absorb"])
             .spawn()
             .unwrap();
         // The walker has re-tagged the tree and waits; this creation inherits the new project

@@ -2,6 +2,8 @@
 //! request line → one JSON response line. The CLI uses it to reach a running daemon; with no
 //! daemon the CLI works on the store directly.
 
+pub mod names;
+pub mod restore;
 pub mod server;
 
 use std::io::{BufRead, BufReader, Write};
@@ -32,6 +34,9 @@ pub enum Request {
         node: u64,
         id: u32,
         name: Option<String>,
+        /// Move inodes of other projects found in the tree too (else the request is refused).
+        #[serde(default)]
+        absorb: bool,
     },
     /// Merges `change` into the limits of `key` (a `LimitKey::key()`).
     QuotaSet {
@@ -43,6 +48,12 @@ pub enum Request {
     },
     QuotaGet {
         key: u64,
+    },
+    /// Every limit and project name (`Done` carries a `restore::LimitsDump` as JSON).
+    Dump,
+    /// Replaces every limit and project name with the dump's, all or nothing.
+    Restore {
+        dump: restore::LimitsDump,
     },
     /// On the tenant socket: the caller's own figures (the uid comes from SO_PEERCRED).
     Show,
@@ -106,11 +117,26 @@ pub struct CheckReport {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Response {
-    Report { rows: Vec<Row> },
-    Status { status: serde_json::Value },
-    Check { report: CheckReport },
-    Done { message: String },
-    Error { message: String },
+    Report {
+        rows: Vec<Row>,
+    },
+    Status {
+        status: serde_json::Value,
+    },
+    Check {
+        report: CheckReport,
+    },
+    Done {
+        message: String,
+    },
+    Error {
+        message: String,
+    },
+    /// The request was understood and refused as it stands (the operator must change it:
+    /// exit status 2); nothing was changed.
+    Refused {
+        message: String,
+    },
 }
 
 /// Sends one request to the daemon. `Ok(None)`: no daemon is listening.

@@ -6,6 +6,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use super::names::Names;
 use super::{CheckReport, DriftRow, Request, Response, Row};
 use crate::check::{self, scan};
 use crate::ledger::Ledger;
@@ -55,40 +56,6 @@ pub fn row(
         inodes_grace_expires: expires(true),
         grace_expires_unix: ends(false),
         inodes_grace_expires_unix: ends(true),
-    }
-}
-
-/// User names from /etc/passwd, project names from the store.
-#[derive(Default)]
-pub struct Names {
-    users: std::collections::HashMap<u32, String>,
-    projects: std::collections::BTreeMap<u32, String>,
-}
-
-impl Names {
-    pub fn load(projects: std::collections::BTreeMap<u32, String>) -> Names {
-        let users = std::fs::read_to_string("/etc/passwd")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| {
-                let mut f = l.split(':');
-                let name = f.next()?.to_string();
-                let uid = f.nth(1)?.parse().ok()?;
-                Some((uid, name))
-            })
-            .collect();
-        Names { users, projects }
-    }
-
-    pub fn name(&self, s: Subject) -> Option<String> {
-        match s {
-            Subject::User(id) => self.users.get(&id).cloned(),
-            Subject::Project(id) => self.projects.get(&id).cloned(),
-        }
-    }
-
-    pub fn uid_of(&self, name: &str) -> Option<u32> {
-        self.users.iter().find(|(_, n)| n.as_str() == name).map(|(u, _)| *u)
     }
 }
 
@@ -218,20 +185,19 @@ impl Server {
                 };
                 Response::Report { rows: vec![self.row(s)] }
             }
-            Request::ProjectAssign { node, id, name } => {
-                if let Some(name) = &name
-                    && let Err(e) = self.ledger.set_project_name(id, Some(name))
-                {
-                    return Response::Error { message: e };
-                }
-                if let Some(root) = self.ops.root_key(node)
-                    && let Err(e) = self.ledger.store().set_project_root(id, (id != 0).then_some(root))
-                {
-                    return Response::Error { message: e };
-                }
-                match self.ops.assign_project(node, id, self.threads) {
-                    Ok(n) => Response::Done { message: format!("project {id}: {n} inodes moved") },
-                    Err(e) => Response::Error { message: e },
+            Request::Dump => Response::Done {
+                message: serde_json::to_string(&super::restore::dump(&self.ledger)).unwrap_or_default(),
+            },
+            Request::Restore { dump } => match super::restore::restore(&self.ledger, &dump) {
+                Ok(message) => Response::Done { message },
+                Err(message) => Response::Error { message },
+            },
+            Request::ProjectAssign { node, id, name, absorb } => {
+                use crate::passthrough::AssignError;
+                match self.ops.assign_named(node, id, name.as_deref(), absorb, self.threads) {
+                    Ok(message) => Response::Done { message },
+                    Err(AssignError::Refused(message)) => Response::Refused { message },
+                    Err(AssignError::Failed(message)) => Response::Error { message },
                 }
             }
         }

@@ -3,6 +3,7 @@
 
 mod check;
 mod demo;
+mod dump;
 mod mount;
 mod project;
 mod quota;
@@ -93,17 +94,25 @@ pub struct RquotadArgs {
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// One JSON list of objects (kind, id, name, bytes_used, inodes_used).
-    #[arg(long)]
+    /// One JSON list of objects, one per row, with 13 keys: kind, id, name, bytes_used,
+    /// inodes_used, bytes_soft, bytes_hard, inodes_soft, inodes_hard, grace_expires,
+    /// inodes_grace_expires, grace_expires_unix, inodes_grace_expires_unix (see quotafs(8)).
+    #[arg(long, conflicts_with_all = ["no_header", "parsable"])]
     pub json: bool,
     /// Sizes in bytes instead of human units.
     #[arg(long)]
     pub bytes: bool,
-    /// Only users (a uid or name, or `all`).
-    #[arg(long, value_name = "UID|NAME")]
+    /// Exact numbers: sizes in bytes, grace left in seconds (as `zfs userspace -p`).
+    #[arg(short = 'p', long)]
+    pub parsable: bool,
+    /// No header line; fields separated by one tab (for scripts).
+    #[arg(short = 'H', long)]
+    pub no_header: bool,
+    /// Only this user (a uid or a name known to NSS), or `all` users. An unknown name is an error.
+    #[arg(long, value_name = "UID|NAME|all")]
     pub user: Option<String>,
-    /// Only projects (an id or name, or `all`).
-    #[arg(long, value_name = "ID|NAME")]
+    /// Only this project (an id or a name), or `all` projects. An unknown name is an error.
+    #[arg(long, value_name = "ID|NAME|all")]
     pub project: Option<String>,
 }
 
@@ -152,27 +161,49 @@ pub enum QuotaCommand {
     Set {
         #[command(flatten)]
         target: Target,
+        /// Bytes usage may pass for the grace period (e.g. 10G).
         #[arg(long, value_name = "SIZE")]
         bytes_soft: Option<String>,
+        /// Bytes usage may never pass (e.g. 12G).
         #[arg(long, value_name = "SIZE")]
         bytes_hard: Option<String>,
+        /// Inodes (files, directories, symlinks...) usage may pass for the grace period (e.g. 100k).
         #[arg(long, value_name = "N")]
         inodes_soft: Option<String>,
+        /// Inodes usage may never pass (e.g. 1M).
         #[arg(long, value_name = "N")]
         inodes_hard: Option<String>,
         /// How long usage may stay over a soft limit [default: 7d].
         #[arg(long, value_name = "DURATION")]
         grace: Option<String>,
     },
-    /// Show limits and usage.
+    /// Show the limits in force (and whether they are the subject's own or a default), the
+    /// grace period, and usage.
     Get {
         #[command(flatten)]
         target: Target,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Remove limits (a subject then falls back to the defaults, if any).
     Clear {
         #[command(flatten)]
         target: Target,
+    },
+    /// Write every limit, grace period and project name as text (one line per subject, see
+    /// quotafs(8)), to FILE or standard output.
+    Dump {
+        /// Where to write [default: standard output].
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
+    /// Make the limits, grace periods and project names exactly those of a dump: all or
+    /// nothing; a bad line is named and nothing changes. With or without a running daemon.
+    Restore {
+        /// The dump to read (`-` for standard input).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
     },
     /// Your own usage and limits, and those of the projects whose top directory you own.
     /// For any user; needs no root.
@@ -192,16 +223,29 @@ pub enum ProjectCommand {
         /// Project id (1 to 4294967295; 0 is the default project).
         #[arg(long, value_name = "N")]
         id: u32,
-        /// A name for the project, shown by `report` and `project list`.
+        /// A name for the project, shown by `report` and `project list`: unique, 1 to 64 of
+        /// A-Z a-z 0-9 . _ - and not only digits.
         #[arg(long)]
         name: Option<String>,
+        /// Also move inodes of other projects found in the tree into this one (without it, a
+        /// tree holding another project's inodes is refused).
+        #[arg(long)]
+        absorb: bool,
     },
     /// Projects with their usage.
-    List,
+    List {
+        /// Print one JSON list of objects (id, name, bytes_used, inodes_used).
+        #[arg(long)]
+        json: bool,
+    },
     /// Return PATH's tree to the default project 0.
     Clear {
         #[arg(value_name = "PATH")]
         path: PathBuf,
+        /// Also return inodes of projects nested in the tree to project 0 (without it, a tree
+        /// holding another project than its own is refused).
+        #[arg(long)]
+        absorb: bool,
     },
 }
 
@@ -277,6 +321,24 @@ pub fn state_dir(cli: &Cli) -> Result<PathBuf, CliError> {
     }
     let file = load_file_config(cli)?;
     Ok(file.state_dir.unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_STATE_DIR)))
+}
+
+/// A duration in at most two units, largest first: `7d`, `1d23h`, `12h`, `1h30m`, `45s`.
+pub fn duration(secs: u64) -> String {
+    const UNITS: [(u64, &str); 4] = [(86_400, "d"), (3600, "h"), (60, "m"), (1, "s")];
+    if secs == 0 {
+        return "0s".into();
+    }
+    let Some(i) = UNITS.iter().position(|(u, _)| secs >= *u) else { return "0s".into() };
+    let (u, name) = UNITS[i];
+    let mut out = format!("{}{name}", secs / u);
+    let rest = secs % u;
+    if let Some((u2, name2)) = UNITS.get(i + 1)
+        && rest / u2 > 0
+    {
+        out += &format!("{}{name2}", rest / u2);
+    }
+    out
 }
 
 /// Human size in powers of 1024, as repquota -s prints them.

@@ -4,6 +4,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use super::{Cli, CliError, ProjectCommand, human, report, state_dir};
+use crate::admin::names::check_project_name;
 use crate::admin::{Request, Response, call};
 
 /// The node id of directory `path`, which must be on the mount the daemon serves.
@@ -34,13 +35,14 @@ fn node_of(cli: &Cli, path: &Path) -> Result<u64, CliError> {
     Ok(md.ino())
 }
 
-fn assign(cli: &Cli, path: &Path, id: u32, name: Option<String>) -> Result<(), CliError> {
+fn assign(cli: &Cli, path: &Path, id: u32, name: Option<String>, absorb: bool) -> Result<(), CliError> {
     let node = node_of(cli, path)?;
-    match call(&state_dir(cli)?, &Request::ProjectAssign { node, id, name }).map_err(CliError::failed)? {
+    match call(&state_dir(cli)?, &Request::ProjectAssign { node, id, name, absorb }).map_err(CliError::failed)? {
         Some(Response::Done { message }) => {
             println!("{}: {message}", path.display());
             Ok(())
         }
+        Some(Response::Refused { message }) => Err(CliError::usage(message)),
         Some(Response::Error { message }) => Err(CliError::failed(message)),
         other => Err(CliError::failed(format!("unexpected reply: {other:?}"))),
     }
@@ -48,27 +50,35 @@ fn assign(cli: &Cli, path: &Path, id: u32, name: Option<String>) -> Result<(), C
 
 pub fn run(cli: &Cli, cmd: &ProjectCommand) -> Result<(), CliError> {
     match cmd {
-        ProjectCommand::Assign { path, id, name } => {
+        ProjectCommand::Assign { path, id, name, absorb } => {
             if *id == 0 {
                 return Err(CliError::usage("project id 0 is the default project; use `quotafs project clear PATH`"));
             }
-            if name.as_deref().is_some_and(|n| n.is_empty() || n.len() > 64 || n.chars().any(char::is_control)) {
-                return Err(CliError::usage("a project name is 1 to 64 printable characters"));
+            if let Some(n) = name {
+                check_project_name(n).map_err(CliError::usage)?;
             }
-            assign(cli, path, *id, name.clone())
+            assign(cli, path, *id, name.clone(), *absorb)
         }
-        ProjectCommand::Clear { path } => assign(cli, path, 0, None),
-        ProjectCommand::List => {
-            println!("{:>10}  {:<16} {:>12} {:>10}", "ID", "NAME", "USED", "INODES");
-            for r in report::fetch(cli)?.into_iter().filter(|r| r.kind == "project") {
-                println!(
-                    "{:>10}  {:<16} {:>12} {:>10}",
-                    r.id,
-                    r.name.as_deref().unwrap_or("-"),
-                    human(r.bytes_used),
-                    r.inodes_used
-                );
+        ProjectCommand::Clear { path, absorb } => assign(cli, path, 0, None, *absorb),
+        ProjectCommand::List { json } => {
+            let rows: Vec<_> = report::fetch(cli)?.into_iter().filter(|r| r.kind == "project").collect();
+            if *json {
+                let list: Vec<serde_json::Value> = rows
+                    .iter()
+                    .map(|r| {
+                        serde_json::json!({
+                            "id": r.id, "name": r.name, "bytes_used": r.bytes_used, "inodes_used": r.inodes_used,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&list).map_err(|e| CliError::failed(e.to_string()))?);
+                return Ok(());
             }
+            let table: Vec<[String; 4]> = rows
+                .iter()
+                .map(|r| [r.id.to_string(), report::shown_name(r), human(r.bytes_used), r.inodes_used.to_string()])
+                .collect();
+            report::print_table(&["ID", "NAME", "USED", "INODES"], &table, false);
             Ok(())
         }
     }

@@ -219,17 +219,54 @@ impl Store {
         Ok(out)
     }
 
-    /// Names (Some) or unnames (None) project `id`; durable on return.
+    /// Names (Some) or unnames (None) project `id`; durable on return. A name belongs to one
+    /// project: naming a second project with it is refused.
     pub fn set_project_name(&self, id: u32, name: Option<&str>) -> Result<(), String> {
         let p = &self.path;
         let txn = self.db.begin_write().map_err(|e| err(p, "begin write", e))?;
         {
             let mut t = txn.open_table(PROJECT_NAMES).map_err(|e| err(p, "open project names", e))?;
+            if let Some(n) = name {
+                for row in t.iter().map_err(|e| err(p, "read project names", e))? {
+                    let (k, v) = row.map_err(|e| err(p, "read project names", e))?;
+                    if k.value() != id && v.value() == n {
+                        return Err(format!(
+                            "the name {n:?} is taken by project {}: choose another name, or rename project {} first",
+                            k.value(),
+                            k.value()
+                        ));
+                    }
+                }
+            }
             match name {
                 Some(n) => t.insert(id, n).map(drop),
                 None => t.remove(id).map(drop),
             }
             .map_err(|e| err(p, "write project name", e))?;
+        }
+        txn.commit().map_err(|e| err(p, "commit", e))
+    }
+
+    /// Replaces every limit and every project name with `limits` and `names`, in one
+    /// transaction: durable on return, and all or nothing.
+    pub fn replace_limits_and_names(
+        &self,
+        limits: &std::collections::HashMap<LimitKey, Limits>,
+        names: &BTreeMap<u32, String>,
+    ) -> Result<(), String> {
+        let p = &self.path;
+        let txn = self.db.begin_write().map_err(|e| err(p, "begin write", e))?;
+        {
+            let mut t = txn.open_table(LIMITS).map_err(|e| err(p, "open limits", e))?;
+            t.retain(|_, _| false).map_err(|e| err(p, "clear limits", e))?;
+            for (k, l) in limits {
+                t.insert(k.key(), l.encode()).map_err(|e| err(p, "write limits", e))?;
+            }
+            let mut t = txn.open_table(PROJECT_NAMES).map_err(|e| err(p, "open project names", e))?;
+            t.retain(|_, _| false).map_err(|e| err(p, "clear project names", e))?;
+            for (id, n) in names {
+                t.insert(*id, n.as_str()).map_err(|e| err(p, "write project name", e))?;
+            }
         }
         txn.commit().map_err(|e| err(p, "commit", e))
     }

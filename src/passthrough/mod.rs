@@ -23,6 +23,7 @@ use fuser::{FileAttr, FileType, INodeNo};
 
 pub use dir::DirEntryOut;
 pub use file::{OpenMode, Opened};
+pub use project::AssignError;
 
 use crate::backing::creds::Caller;
 use crate::backing::{Backing, BackingIndex, Errno, sys};

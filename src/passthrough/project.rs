@@ -20,6 +20,21 @@ use crate::ledger::tag::{self, Tag};
 use crate::ledger::wal::InodeRef;
 use crate::quota::Charge;
 
+/// Why `assign_named` did nothing or stopped.
+#[derive(Debug)]
+pub enum AssignError {
+    /// Refused as asked (another project in the tree, a name taken); nothing changed.
+    Refused(String),
+    /// The walk or the store failed.
+    Failed(String),
+}
+
+impl From<String> for AssignError {
+    fn from(e: String) -> AssignError {
+        AssignError::Failed(e)
+    }
+}
+
 impl Passthrough {
     pub fn backings(&self) -> &[Backing] {
         &self.backings
@@ -82,27 +97,122 @@ impl Passthrough {
         Ok(true)
     }
 
-    /// Assigns `project` to the directory node `node` and everything beneath it, walking the
-    /// tree with `threads` workers. Returns how many inodes moved.
-    pub fn assign_project(&self, node: u64, project: u32, threads: usize) -> Result<u64, String> {
+    /// `project assign`/`clear` as the control socket asks it: refuses a tree that holds
+    /// inodes of another project (a nested or earlier assignment) unless `absorb`; else names
+    /// the project (names are unique), records its top directory and re-tags the tree.
+    /// Returns what to tell the operator.
+    pub fn assign_named(
+        &self,
+        node: u64,
+        project: u32,
+        name: Option<&str>,
+        absorb: bool,
+        threads: usize,
+    ) -> Result<String, AssignError> {
+        let trees = self.project_trees(node)?;
+        if !absorb {
+            // The project the tree's top directory has now is the one a `clear` ends.
+            let own = trees.first().and_then(|(b, h)| {
+                let fd = b.open_handle(h, libc::O_RDONLY | libc::O_DIRECTORY).ok()?;
+                tag::read_fd(fd.as_fd()).ok().flatten().map(|t| t.project)
+            });
+            let mut others = std::collections::BTreeMap::new();
+            for (b, h) in &trees {
+                self.survey_tree(b, *h, &mut others)?;
+            }
+            others.retain(|p, _| *p != 0 && *p != project && (project != 0 || Some(*p) != own));
+            if !others.is_empty() {
+                let list: Vec<String> = others.iter().map(|(p, n)| format!("project {p} ({n} inodes)")).collect();
+                return Err(AssignError::Refused(format!(
+                    "the tree holds {}: refusing to move them into project {project}. Clear or assign those \
+                     trees first, or pass --absorb to move them into project {project}",
+                    list.join(", ")
+                )));
+            }
+        }
+        if let Some(name) = name {
+            if let Some((other, _)) = self.ledger.project_names().iter().find(|(i, n)| **i != project && *n == name) {
+                return Err(AssignError::Refused(format!(
+                    "the name {name:?} is taken by project {other}: choose another name, or rename project {other} first"
+                )));
+            }
+            self.ledger.set_project_name(project, Some(name))?;
+        }
+        if let Some(root) = self.root_key(node) {
+            self.ledger.store().set_project_root(project, (project != 0).then_some(root))?;
+        }
+        let mut changed = 0;
+        for (b, h) in trees {
+            changed += self.assign_tree(b, h, project, threads)?;
+        }
+        Ok(format!("project {project}: {changed} inodes moved"))
+    }
+
+    /// The trees a project assignment at directory node `node` covers: the directory itself,
+    /// then the hidden counterparts of routed subtrees below it (on other backings).
+    fn project_trees(&self, node: u64) -> Result<Vec<(&Backing, Handle)>, String> {
         let b = self.backing(inode::backing_of(node)).map_err(|e| format!("node {node}: {e}"))?;
         let ino = if node == inode::ROOT_ID { b.root_ino } else { node & ((1 << 56) - 1) };
         let root = Handle::ext4(ino as u32, 0);
         b.open_handle(&root, libc::O_RDONLY | libc::O_DIRECTORY)
             .map_err(|e| format!("cannot open the directory (node {node}): {e}"))?;
-        let mut changed = self.assign_tree(b, root, project, threads)?;
-        // Routed subtrees below it live on other backings: their hidden counterparts and
-        // everything in them go to the project too.
+        let mut trees = vec![(b, root)];
         if let Ok(dir) = self.inode(node)
             && let Some(state) = self.route_state(&dir)
         {
             for (k, fd) in self.hidden_counterparts(&state) {
                 let kb = self.backing(crate::backing::BackingIndex(k)).map_err(|e| e.to_string())?;
                 let h = sys::fd_to_handle(fd.as_fd()).map_err(|e| format!("handle of a routed directory: {e}"))?;
-                changed += self.assign_tree(kb, h, project, threads)?;
+                trees.push((kb, h));
             }
         }
-        Ok(changed)
+        Ok(trees)
+    }
+
+    /// Counts the inodes of each project in the tree at directory `root` of backing `b`
+    /// (read only: tags are read, nothing is locked or moved). An untagged inode counts as
+    /// project 0.
+    fn survey_tree(
+        &self,
+        b: &Backing,
+        root: Handle,
+        found: &mut std::collections::BTreeMap<u32, u64>,
+    ) -> Result<(), String> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut dirs = vec![root];
+        let mut first = true;
+        while let Some(h) = dirs.pop() {
+            let Ok(dir) = b.open_handle(&h, libc::O_RDONLY | libc::O_DIRECTORY) else { continue };
+            if std::mem::take(&mut first) {
+                let p = tag::read_fd(dir.as_fd()).ok().flatten().map_or(0, |t| t.project);
+                *found.entry(p).or_default() += 1;
+            }
+            loop {
+                let batch = sys::read_dir(dir.as_fd(), &mut buf).map_err(|e| format!("list: {e}"))?;
+                if batch.is_empty() {
+                    break;
+                }
+                for e in batch {
+                    let name: &CStr = &e.name;
+                    if name == c"." || name == c".." {
+                        continue;
+                    }
+                    let st = match sys::stat_at(dir.as_fd(), name) {
+                        Ok(st) if st.st_dev == b.dev => st,
+                        _ => continue,
+                    };
+                    let p = tag::read_at(dir.as_fd(), name).ok().flatten().map_or(0, |t| t.project);
+                    *found.entry(p).or_default() += 1;
+                    if st.st_mode & libc::S_IFMT == libc::S_IFDIR
+                        && let Ok(fd) = sys::open_entry(dir.as_fd(), name)
+                        && let Ok(h) = sys::fd_to_handle(fd.as_fd())
+                    {
+                        dirs.push(h);
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Re-tags the tree at directory `root` of backing `b`, in parallel.

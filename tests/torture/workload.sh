@@ -43,9 +43,9 @@ while :; do
   j=$((j + 1))
   case $((RANDOM % 6)) in
     0) f=$(ls -d proj/a/* 2>/dev/null | head -n $((RANDOM % 5 + 1)) | tail -n 1); [ -n "$f" ] && chown -R $((1000 + RANDOM % 4)) "$f" ;;
-    1) mkdir -p proj/c/p$j && $Q --state-dir $S project assign --id $((20 + j % 5)) /mnt/proj/c/p$j ;;
+    1) mkdir -p proj/c/p$j && $Q --state-dir $S project assign --absorb --id $((20 + j % 5)) /mnt/proj/c/p$j ;;
     2) $Q --state-dir $S quota set --user 1002 --bytes-hard $((RANDOM % 8 + 2))M ;;
-    3) $Q --state-dir $S project assign --id $((11 + RANDOM % 3)) /mnt/proj/c ;;
+    3) $Q --state-dir $S project assign --absorb --id $((11 + RANDOM % 3)) /mnt/proj/c ;;
     4) dd if=/dev/zero of=proj/c/root.$((RANDOM % 3)) bs=64k count=$((RANDOM % 8 + 1)) 2>/dev/null ;;
     5) rm -rf proj/c/p$((RANDOM % (j + 1))) ;;
   esac
