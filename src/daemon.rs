@@ -102,7 +102,12 @@ pub fn run(cfg: &MountConfig) -> Result<(), String> {
     let ops = Arc::new(Passthrough::new(
         Arc::clone(&backings),
         Arc::clone(&ledger),
-        Options { passthrough: cfg.passthrough, fd_cache: cfg.fd_cache, routes },
+        Options {
+            fd_cache: cfg.fd_cache,
+            routes,
+            opens_per_uid: cfg.opens_per_uid,
+            max_data_fds: (nofile as usize).saturating_sub(cfg.fd_cache + crate::inode::handles::RESERVED_FDS).max(16),
+        },
     )?);
     // Each routed backing gets a pool of its own (route_threads; fewer threads cap the CPU a
     // storm on it can take in the daemon).

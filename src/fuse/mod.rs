@@ -5,26 +5,24 @@
 mod init;
 pub mod pool;
 
-use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
-    AccessFlags, BackingId, CopyFileRangeFlags, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, IoctlFlags,
-    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
-    Request, TimeOrNow, WriteFlags,
+    AccessFlags, CopyFileRangeFlags, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, IoctlFlags, KernelConfig,
+    LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
+    ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
+    WriteFlags,
 };
-use parking_lot::Mutex;
 
 use crate::backing::Errno;
 use crate::backing::creds::Caller;
 use crate::backing::sys::TimeSpec;
 use crate::passthrough::attr::{SetAttr, XattrReply};
-use crate::passthrough::{Entry, OpenMode, Opened, Passthrough};
+use crate::passthrough::{Entry, Passthrough};
 
 /// Kernel-facing settings.
 #[derive(Clone, Debug)]
@@ -35,21 +33,10 @@ pub struct FrontOptions {
     pub acl: bool,
 }
 
-/// Backing ids registered for passthrough opens. The kernel requires one backing id per inode
-/// for all its concurrent passthrough opens, so ids are shared per node and held per fh.
-#[derive(Default)]
-struct PassthroughIds {
-    by_node: HashMap<u64, Weak<BackingId>>,
-    by_fh: HashMap<u64, Arc<BackingId>>,
-}
-
 #[derive(Clone)]
 pub struct FuseFront {
     ops: Arc<Passthrough>,
     opts: FrontOptions,
-    /// Set in `init` once the kernel has agreed to passthrough.
-    passthrough: bool,
-    ids: Arc<Mutex<PassthroughIds>>,
     /// Where each backing's requests run (load isolation).
     pools: Arc<pool::Pools>,
 }
@@ -82,7 +69,7 @@ fn time_spec(t: Option<TimeOrNow>) -> Option<TimeSpec> {
 
 impl FuseFront {
     pub fn new(ops: Arc<Passthrough>, opts: FrontOptions, pools: Arc<pool::Pools>) -> FuseFront {
-        FuseFront { ops, opts, passthrough: false, ids: Arc::new(Mutex::new(PassthroughIds::default())), pools }
+        FuseFront { ops, opts, pools }
     }
 
     /// Runs a request's work for node `node`: on this thread for backing 0, on its backing's
@@ -106,55 +93,16 @@ impl FuseFront {
         }
     }
 
-    fn fopen_flags(mode: OpenMode) -> FopenFlags {
-        // Nothing is buffered in the daemon, so close() needs no FLUSH round trip.
-        let base = FopenFlags::FOPEN_NOFLUSH;
-        match mode {
-            OpenMode::DirectIo => base | FopenFlags::FOPEN_DIRECT_IO,
-            OpenMode::Cached => base | FopenFlags::FOPEN_KEEP_CACHE,
-            OpenMode::Passthrough => base,
-        }
-    }
-
-    /// The backing id for a passthrough open of `opened`, shared with the inode's other
-    /// passthrough opens. `None`: serve this open without passthrough.
-    fn backing_id(&self, opened: &Opened, make: impl FnOnce() -> std::io::Result<BackingId>) -> Option<Arc<BackingId>> {
-        if !self.passthrough || opened.mode != OpenMode::Passthrough {
-            return None;
-        }
-        let mut ids = self.ids.lock();
-        let node = opened.file.node;
-        let id = match ids.by_node.get(&node).and_then(Weak::upgrade) {
-            Some(id) => id,
-            None => match make() {
-                Ok(id) => {
-                    let id = Arc::new(id);
-                    ids.by_node.insert(node, Arc::downgrade(&id));
-                    id
-                }
-                Err(e) => {
-                    tracing::warn!(node, error = %e, "passthrough registration failed; serving through the daemon");
-                    return None;
-                }
-            },
-        };
-        ids.by_fh.insert(opened.fh, Arc::clone(&id));
-        Some(id)
-    }
-
-    fn drop_backing_id(&self, fh: u64) {
-        let mut ids = self.ids.lock();
-        if let Some(id) = ids.by_fh.remove(&fh)
-            && Arc::strong_count(&id) == 1
-        {
-            ids.by_node.retain(|_, w| w.strong_count() > 0 && !std::ptr::eq(w.as_ptr(), Arc::as_ptr(&id)));
-        }
-    }
+    /// How every regular-file open is served (docs/design.md §4): through the page cache,
+    /// kept across opens (every change to a file goes through this mount, and the kernel
+    /// updates or drops the cached pages it changes); nothing is buffered in the daemon, so
+    /// close() needs no FLUSH round trip.
+    const FOPEN: FopenFlags = FopenFlags::FOPEN_KEEP_CACHE.union(FopenFlags::FOPEN_NOFLUSH);
 }
 
 impl Filesystem for FuseFront {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        self.passthrough = init::negotiate(config, &self.opts, self.ops.options().passthrough);
+        init::negotiate(config, &self.opts);
         // With FUSE_DONT_MASK the kernel leaves the umask to us: each create runs with the
         // caller's umask on its thread, and ext4 applies it unless the parent directory has
         // a default ACL.
@@ -314,22 +262,10 @@ impl Filesystem for FuseFront {
         });
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        self.dispatch(ino.0, move |me| match me.ops.open(ino.0, flags.0) {
-            Ok(opened) => {
-                let flags = Self::fopen_flags(opened.mode);
-                match me.backing_id(&opened, || reply.open_backing(&opened.file.fd)) {
-                    Some(id) => reply.opened_passthrough(FileHandle(opened.fh), flags, &id),
-                    None => {
-                        let flags = if opened.mode == OpenMode::Passthrough {
-                            flags | FopenFlags::FOPEN_KEEP_CACHE
-                        } else {
-                            flags
-                        };
-                        reply.opened(FileHandle(opened.fh), flags)
-                    }
-                }
-            }
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let c = caller(req);
+        self.dispatch(ino.0, move |me| match me.ops.open(&c, ino.0, flags.0) {
+            Ok(opened) => reply.opened(FileHandle(opened.fh), Self::FOPEN),
             Err(e) => reply.error(errno(e)),
         });
     }
@@ -353,26 +289,28 @@ impl Filesystem for FuseFront {
 
     fn write(
         &self,
-        req: &Request,
+        _req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let c = caller(req);
+        // The request's uid is not used: a write is performed and charged as the handle's
+        // opener (write-back of a shared mapping arrives as uid 0).
+        let cached = write_flags.contains(WriteFlags::FUSE_WRITE_CACHE);
         if !self.pools.offloads(crate::inode::backing_of(ino.0).0 as usize) {
-            self.pools.inline(0, || match self.ops.write(&c, fh.0, offset, data) {
+            self.pools.inline(0, || match self.ops.write(fh.0, offset, data, cached) {
                 Ok(n) => reply.written(n as u32),
                 Err(e) => reply.error(errno(e)),
             });
             return;
         }
         let data = data.to_vec();
-        self.dispatch(ino.0, move |me| match me.ops.write(&c, fh.0, offset, &data) {
+        self.dispatch(ino.0, move |me| match me.ops.write(fh.0, offset, &data, cached) {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(errno(e)),
         });
@@ -393,7 +331,6 @@ impl Filesystem for FuseFront {
         reply: ReplyEmpty,
     ) {
         self.dispatch(ino.0, move |me| {
-            me.drop_backing_id(fh.0);
             me.ops.release(fh.0);
             reply.ok();
         });
@@ -544,15 +481,13 @@ impl Filesystem for FuseFront {
         self.dispatch(parent.0, move |me| {
             let name: &OsStr = &name;
             match me.ops.create(&c, parent.0, name, mode, umask, flags) {
-                Ok((entry, opened)) => {
-                    let fopen = Self::fopen_flags(opened.mode);
-                    let g = Generation(entry.generation);
-                    let ttl = me.opts.entry_ttl;
-                    match me.backing_id(&opened, || reply.open_backing(&opened.file.fd)) {
-                        Some(id) => reply.created_passthrough(&ttl, &entry.attr, g, FileHandle(opened.fh), fopen, &id),
-                        None => reply.created(&ttl, &entry.attr, g, FileHandle(opened.fh), fopen),
-                    }
-                }
+                Ok((entry, opened)) => reply.created(
+                    &me.opts.entry_ttl,
+                    &entry.attr,
+                    Generation(entry.generation),
+                    FileHandle(opened.fh),
+                    Self::FOPEN,
+                ),
                 Err(e) => reply.error(errno(e)),
             }
         });
@@ -560,7 +495,7 @@ impl Filesystem for FuseFront {
 
     fn fallocate(
         &self,
-        req: &Request,
+        _req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -568,8 +503,8 @@ impl Filesystem for FuseFront {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        let c = caller(req);
-        self.dispatch(ino.0, move |me| match me.ops.fallocate(&c, fh.0, offset, length, mode) {
+        // As the handle's opener, like write.
+        self.dispatch(ino.0, move |me| match me.ops.fallocate(fh.0, offset, length, mode) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(e)),
         });
@@ -584,22 +519,26 @@ impl Filesystem for FuseFront {
 
     fn copy_file_range(
         &self,
-        req: &Request,
+        _req: &Request,
         _ino_in: INodeNo,
         fh_in: FileHandle,
         offset_in: u64,
-        _ino_out: INodeNo,
+        ino_out: INodeNo,
         fh_out: FileHandle,
         offset_out: u64,
         len: u64,
         flags: CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
+        // As the destination handle's opener, on the pool of the destination's backing (the
+        // one written), like every other request of that node.
         let flags = flags.bits() as u32;
-        match self.ops.copy_file_range(&caller(req), fh_in.0, offset_in, fh_out.0, offset_out, len, flags) {
-            Ok(n) => reply.written(n as u32),
-            Err(e) => reply.error(errno(e)),
-        }
+        self.dispatch(ino_out.0, move |me| {
+            match me.ops.copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len, flags) {
+                Ok(n) => reply.written(n as u32),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
     }
 
     /// No ioctl is passed to the backing: FS_IOC_FSSETXATTR would let a tenant change its own
