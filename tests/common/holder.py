@@ -8,6 +8,8 @@ Reads one command per line on stdin, answers one line on stdout:
   readnext H          read(2) from the handle's offset, like tail -f -> next TEXT (newlines as |; - if none)
   sync H              fsync (msync for a shared mapping)          -> ok | err ERRNO
   close H             close (unmap)                               -> ok | err ERRNO
+  openmany PREFIX A B open PREFIXa .. PREFIX(b-1) read-only and keep them all
+                      -> opened N [ERRNO COUNT ...] (the errors of the others, by errno)
 KINDs: rdonly wronly rdwr append trunc direct mmap_shared mmap_private.
 """
 import ctypes, errno, hashlib, mmap, os, sys
@@ -49,8 +51,25 @@ def mapped_size(fd):
     return os.fstat(fd).st_size
 
 
+many = []
+
+
 def do(cmd):
     op, h = cmd[0], cmd[1]
+    if op == "openmany":
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        errs = {}
+        opened = 0
+        for i in range(int(cmd[2]), int(cmd[3])):
+            try:
+                many.append(os.open("%s%d" % (h, i), os.O_RDONLY))
+                opened += 1
+            except OSError as e:
+                name = errno.errorcode.get(e.errno, str(e.errno))
+                errs[name] = errs.get(name, 0) + 1
+        return "opened %d%s" % (opened, "".join(" %s %d" % kv for kv in sorted(errs.items())))
     if op == "open":
         path, kind = cmd[2], cmd[3]
         fd = os.open(path, FLAGS[kind])
