@@ -128,9 +128,18 @@ pub fn run(cfg: &MountConfig) -> Result<(), String> {
     )?;
     let stop = Arc::new(AtomicBool::new(false));
     let mut watchers = Vec::new();
+    // Set once the session exists: outside writes to a watched backing invalidate the
+    // kernel's cached pages of its nodes.
+    let notifier: Arc<std::sync::OnceLock<fuser::Notifier>> = Arc::default();
     if cfg.watch_routes {
         for b in backings.iter().skip(1) {
-            watchers.push(crate::watch::spawn(Arc::clone(&ledger), b.index.0, cfg.threads, Arc::clone(&stop))?);
+            let (ops, notifier, index) = (Arc::clone(&ops), Arc::clone(&notifier), b.index.0);
+            let changed = Box::new(move || {
+                if let Some(n) = notifier.get() {
+                    crate::fuse::invalidate_backing(n, &ops, index);
+                }
+            });
+            watchers.push(crate::watch::spawn(Arc::clone(&ledger), index, cfg.threads, Arc::clone(&stop), changed)?);
         }
     }
     let front = FuseFront::new(
@@ -151,6 +160,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), String> {
 
     let mut session = Session::new(front, &cfg.mountpoint, &fuse_cfg)
         .map_err(|e| format!("cannot mount on {}: {e}", cfg.mountpoint.display()))?;
+    let _ = notifier.set(session.notifier());
     tracing::info!(
         backing = %cfg.backing.display(),
         mountpoint = %cfg.mountpoint.display(),

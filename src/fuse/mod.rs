@@ -41,6 +41,26 @@ pub struct FuseFront {
     pools: Arc<pool::Pools>,
 }
 
+/// Drops the kernel's cached data, attributes and directory listings of every node it holds
+/// on backing `index`, after something changed that backing behind the mount's back (the
+/// page cache is kept across opens only because every change goes through the mount).
+pub fn invalidate_backing(notifier: &fuser::Notifier, ops: &Passthrough, index: u8) {
+    let nodes = ops.held_nodes(index);
+    let mut failed = 0usize;
+    for node in &nodes {
+        // offset 0, len 0: the whole file; ENOENT if the kernel has forgotten it meanwhile.
+        match notifier.inval_inode(INodeNo(*node), 0, 0) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(_) => failed += 1,
+        }
+    }
+    if failed > 0 {
+        tracing::warn!(backing = index, failed, "cannot invalidate cached pages after outside writes");
+    }
+    tracing::debug!(backing = index, nodes = nodes.len(), "cached pages invalidated after outside writes");
+}
+
 fn errno(e: Errno) -> fuser::Errno {
     fuser::Errno::from_i32(e.0)
 }

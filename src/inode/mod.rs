@@ -191,6 +191,11 @@ impl InodeTable {
         }
     }
 
+    /// Node ids held on `backing`.
+    pub fn ids_on(&self, backing: BackingIndex) -> Vec<u64> {
+        self.map.iter().filter(|s| s.inode.backing == backing).map(|s| *s.key()).collect()
+    }
+
     /// Nodes held.
     pub fn len(&self) -> usize {
         self.map.len()

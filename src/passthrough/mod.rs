@@ -109,6 +109,11 @@ impl Passthrough {
         self.inodes.len()
     }
 
+    /// Node ids the kernel holds on backing `index`.
+    pub fn held_nodes(&self, index: u8) -> Vec<u64> {
+        self.inodes.ids_on(BackingIndex(index))
+    }
+
     /// The descriptor budget of open files.
     pub fn open_limits(&self) -> &OpenLimits {
         &self.limits
