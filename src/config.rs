@@ -240,7 +240,7 @@ fn validate_routes(
 }
 
 /// Decodes the octal escapes (`\040`) of /proc/self/mountinfo paths.
-fn unescape_mountinfo(s: &str) -> String {
+pub(crate) fn unescape_mountinfo(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -161,6 +161,9 @@ pub fn run(cfg: &MountConfig) -> Result<(), String> {
     let mut session = Session::new(front, &cfg.mountpoint, &fuse_cfg)
         .map_err(|e| format!("cannot mount on {}: {e}", cfg.mountpoint.display()))?;
     let _ = notifier.set(session.notifier());
+    if let Err(e) = crate::fuse::set_read_ahead(&cfg.mountpoint, cfg.max_write / 1024) {
+        tracing::warn!(error = %e, "cannot widen the mount's readahead; sequential reads use the kernel's default");
+    }
     tracing::info!(
         backing = %cfg.backing.display(),
         mountpoint = %cfg.mountpoint.display(),

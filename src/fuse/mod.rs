@@ -61,6 +61,25 @@ pub fn invalidate_backing(notifier: &fuser::Notifier, ops: &Passthrough, index: 
     tracing::debug!(backing = index, nodes = nodes.len(), "cached pages invalidated after outside writes");
 }
 
+/// Sets the readahead window of the FUSE mount at `mountpoint` (its backing device info in
+/// sysfs). The kernel starts a FUSE mount with its default window (128 KiB) whatever INIT
+/// asks; a window of `kb` lets sequential reads arrive as requests of up to `max_write`.
+/// Reads /proc/self/mountinfo rather than stat the mount point: the session is not serving
+/// yet, so a stat would wait on ourselves.
+pub fn set_read_ahead(mountpoint: &Path, kb: u32) -> Result<(), String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| format!("/proc/self/mountinfo: {e}"))?;
+    let want = mountpoint.to_string_lossy();
+    let dev = info
+        .lines()
+        .rev()
+        .map(|l| l.split(' ').collect::<Vec<_>>())
+        .find(|f| f.get(4).map(|m| crate::config::unescape_mountinfo(m)).as_deref() == Some(&*want))
+        .and_then(|f| f.get(2).map(|d| d.to_string()))
+        .ok_or_else(|| format!("{want} is not in /proc/self/mountinfo"))?;
+    let path = format!("/sys/class/bdi/{dev}/read_ahead_kb");
+    std::fs::write(&path, kb.to_string()).map_err(|e| format!("{path}: {e}"))
+}
+
 fn errno(e: Errno) -> fuser::Errno {
     fuser::Errno::from_i32(e.0)
 }
@@ -301,9 +320,16 @@ impl Filesystem for FuseFront {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        self.dispatch(ino.0, move |me| match me.ops.read(fh.0, offset, size) {
-            Ok(data) => reply.data(&data),
-            Err(e) => reply.error(errno(e)),
+        self.dispatch(ino.0, move |me| {
+            let mut reply = Some(reply);
+            let r = me.ops.read(fh.0, offset, size, |data| {
+                if let Some(r) = reply.take() {
+                    r.data(data);
+                }
+            });
+            if let (Err(e), Some(r)) = (r, reply.take()) {
+                r.error(errno(e));
+            }
         });
     }
 
