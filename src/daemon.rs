@@ -146,7 +146,8 @@ pub fn run(cfg: &MountConfig) -> Result<(), String> {
         ops,
         FrontOptions { entry_ttl: cfg.entry_ttl, attr_ttl: cfg.attr_ttl, max_write: cfg.max_write, acl: cfg.acl },
         pools,
-    );
+        Arc::clone(&notifier),
+    )?;
 
     let mut fuse_cfg = fuser::Config::default();
     fuse_cfg.mount_options = vec![

@@ -2,7 +2,8 @@
 //! writes dirty pages back as uid 0 (which is exempt), so a tenant that ftruncates a file to
 //! 60 MiB, touches every page through mmap(MAP_SHARED) and msyncs must still be held to its
 //! 20 MiB limit, in the main tree and inside a routed Dropbox, with the refusal reaching it
-//! at msync/fsync, and the ledger exact.
+//! at msync/fsync, the refused pages dropped (readers see what was stored), and the ledger
+//! exact.
 
 mod common;
 
@@ -39,6 +40,12 @@ fn shared_mapping_writeback_is_held_to_the_openers_limit() {
             "{dir}: the refusal reaches the tenant at msync or fsync:\n{out}"
         );
         run_ok(&mut Command::new("sync"));
+        // What a reader sees through the mount is what was stored, not the refused pages.
+        let backing = f.all_backings().iter().map(|b| b.join(dir).join("mapped")).find(|p| p.exists()).unwrap();
+        let stored = std::fs::read(&backing).unwrap();
+        let seen = std::fs::read(&path).unwrap();
+        let count = |d: &[u8]| d.iter().filter(|&&b| b != 0).count();
+        assert_eq!(count(&seen), count(&stored), "{dir}: pages through the mount vs stored bytes");
         let u = used(&f);
         assert!(u <= 20 * MIB, "{dir}: {} MiB stored under a 20 MiB limit", u / MIB);
         assert_exact_all(&f.state, &f.all_backings(), &format!("after mmap writes in {dir}"));

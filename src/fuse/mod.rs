@@ -5,6 +5,7 @@
 mod init;
 pub mod pool;
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -39,6 +40,8 @@ pub struct FuseFront {
     opts: FrontOptions,
     /// Where each backing's requests run (load isolation).
     pools: Arc<pool::Pools>,
+    /// Ranges of cached pages to drop, served by the `invalidate` thread (see `write`).
+    invalidate: std::sync::mpsc::Sender<(u64, i64, i64)>,
 }
 
 /// Drops the kernel's cached data, attributes and directory listings of every node it holds
@@ -107,8 +110,52 @@ fn time_spec(t: Option<TimeOrNow>) -> Option<TimeSpec> {
 }
 
 impl FuseFront {
-    pub fn new(ops: Arc<Passthrough>, opts: FrontOptions, pools: Arc<pool::Pools>) -> FuseFront {
-        FuseFront { ops, opts, pools }
+    /// `notifier` is set once the session exists (until then nothing can need invalidating).
+    pub fn new(
+        ops: Arc<Passthrough>,
+        opts: FrontOptions,
+        pools: Arc<pool::Pools>,
+        notifier: Arc<std::sync::OnceLock<fuser::Notifier>>,
+    ) -> Result<FuseFront, String> {
+        let (invalidate, ranges) = std::sync::mpsc::channel::<(u64, i64, i64)>();
+        // Never a FUSE worker: invalidating waits for write-back of the pages, which workers serve.
+        std::thread::Builder::new()
+            .name("invalidate".into())
+            .spawn(move || {
+                while let Ok(first) = ranges.recv() {
+                    // Whatever else is queued, merged per node: one invalidation of the span.
+                    let mut spans = HashMap::<u64, (i64, i64)>::new();
+                    for (node, offset, len) in std::iter::once(first).chain(ranges.try_iter()) {
+                        let s = spans.entry(node).or_insert((offset, offset + len));
+                        *s = (s.0.min(offset), s.1.max(offset + len));
+                    }
+                    for (node, (start, end)) in spans {
+                        if let Some(n) = notifier.get()
+                            && let Err(e) = n.inval_inode(INodeNo(node), start, end - start)
+                            && e.raw_os_error() != Some(libc::ENOENT)
+                        {
+                            tracing::warn!(node, error = %e, "cannot drop refused pages from the page cache");
+                        }
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start the invalidation thread: {e}"))?;
+        Ok(FuseFront { ops, opts, pools, invalidate })
+    }
+
+    /// Replies to a WRITE. A refused write-back of cached pages (a shared mapping's) also has
+    /// those pages dropped once the reply is sent: the kernel keeps them, clean, after a
+    /// failed write-back, and readers would see bytes that were never stored.
+    fn reply_write(&self, ino: u64, offset: u64, len: usize, cached: bool, r: Result<usize, Errno>, reply: ReplyWrite) {
+        match r {
+            Ok(n) => reply.written(n as u32),
+            Err(e) => {
+                reply.error(errno(e));
+                if cached {
+                    let _ = self.invalidate.send((ino, offset as i64, len as i64));
+                }
+            }
+        }
     }
 
     /// Runs a request's work for node `node`: on this thread for backing 0, on its backing's
@@ -349,16 +396,16 @@ impl Filesystem for FuseFront {
         // opener (write-back of a shared mapping arrives as uid 0).
         let cached = write_flags.contains(WriteFlags::FUSE_WRITE_CACHE);
         if !self.pools.offloads(crate::inode::backing_of(ino.0).0 as usize) {
-            self.pools.inline(0, || match self.ops.write(fh.0, offset, data, cached) {
-                Ok(n) => reply.written(n as u32),
-                Err(e) => reply.error(errno(e)),
+            self.pools.inline(0, || {
+                let r = self.ops.write(fh.0, offset, data, cached);
+                self.reply_write(ino.0, offset, data.len(), cached, r, reply);
             });
             return;
         }
         let data = data.to_vec();
-        self.dispatch(ino.0, move |me| match me.ops.write(fh.0, offset, &data, cached) {
-            Ok(n) => reply.written(n as u32),
-            Err(e) => reply.error(errno(e)),
+        self.dispatch(ino.0, move |me| {
+            let r = me.ops.write(fh.0, offset, &data, cached);
+            me.reply_write(ino.0, offset, data.len(), cached, r, reply);
         });
     }
 
