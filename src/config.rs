@@ -14,6 +14,9 @@ use crate::backing::{EXT4_MAGIC, fs_type_name, sys};
 /// Default state directory: ledger, lock and control socket live here.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/quotafs";
 
+/// Default of `opens_per_uid`.
+pub const DEFAULT_OPENS_PER_UID: usize = 4096;
+
 /// The TOML file. Unknown keys are an error (with the line), so a typo never silently falls
 /// back to a default.
 #[derive(Debug, Default, Deserialize)]
@@ -33,8 +36,12 @@ pub struct FileConfig {
     pub attr_ttl: Option<f64>,
     /// Descriptors kept open in the inode fd cache. Default: 8192.
     pub fd_cache: Option<usize>,
-    /// Serve read-only opens with FUSE passthrough. Default: true.
+    /// Ignored, accepted so that existing files still load: every open is served through
+    /// the page cache (FUSE passthrough cannot coexist with quota-checked writers; design §4).
     pub passthrough: Option<bool>,
+    /// Files one uid other than root may hold open through the mount; past it its opens
+    /// fail with EMFILE, other tenants unaffected. Default: 4096.
+    pub opens_per_uid: Option<usize>,
     /// Negotiate POSIX ACLs with the kernel. Default: true.
     pub acl: Option<bool>,
     /// Largest write request in bytes. Default: 1 MiB.
@@ -93,7 +100,7 @@ pub struct MountConfig {
     pub entry_ttl: Duration,
     pub attr_ttl: Duration,
     pub fd_cache: usize,
-    pub passthrough: bool,
+    pub opens_per_uid: usize,
     pub acl: bool,
     pub max_write: u32,
     pub checkpoint_interval: Duration,
@@ -233,7 +240,7 @@ fn validate_routes(
 }
 
 /// Decodes the octal escapes (`\040`) of /proc/self/mountinfo paths.
-fn unescape_mountinfo(s: &str) -> String {
+pub(crate) fn unescape_mountinfo(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -328,6 +335,9 @@ pub fn validate_mount(file: FileConfig, flags: FileConfig) -> Result<MountConfig
         return Err(format!("state dir {} exists and is not a directory", state_dir.display()));
     }
 
+    if file.passthrough == Some(true) {
+        tracing::warn!("config key `passthrough` is ignored: every open is served through the page cache");
+    }
     let threads = flags.threads.or(file.threads).unwrap_or_else(default_threads);
     if !(1..=256).contains(&threads) {
         return Err(format!("threads must be between 1 and 256, got {threads}"));
@@ -353,7 +363,13 @@ pub fn validate_mount(file: FileConfig, flags: FileConfig) -> Result<MountConfig
         entry_ttl: ttl("entry_ttl", flags.entry_ttl.or(file.entry_ttl))?,
         attr_ttl: ttl("attr_ttl", flags.attr_ttl.or(file.attr_ttl))?,
         fd_cache,
-        passthrough: flags.passthrough.or(file.passthrough).unwrap_or(true),
+        opens_per_uid: {
+            let n = flags.opens_per_uid.or(file.opens_per_uid).unwrap_or(DEFAULT_OPENS_PER_UID);
+            if !(1..=1_000_000).contains(&n) {
+                return Err(format!("opens_per_uid must be between 1 and 1000000, got {n}"));
+            }
+            n
+        },
         acl: flags.acl.or(file.acl).unwrap_or(true),
         max_write,
         checkpoint_interval: {

@@ -102,7 +102,12 @@ pub fn run(cfg: &MountConfig) -> Result<(), String> {
     let ops = Arc::new(Passthrough::new(
         Arc::clone(&backings),
         Arc::clone(&ledger),
-        Options { passthrough: cfg.passthrough, fd_cache: cfg.fd_cache, routes },
+        Options {
+            fd_cache: cfg.fd_cache,
+            routes,
+            opens_per_uid: cfg.opens_per_uid,
+            max_data_fds: (nofile as usize).saturating_sub(cfg.fd_cache + crate::inode::handles::RESERVED_FDS).max(16),
+        },
     )?);
     // Each routed backing gets a pool of its own (route_threads; fewer threads cap the CPU a
     // storm on it can take in the daemon).
@@ -123,16 +128,26 @@ pub fn run(cfg: &MountConfig) -> Result<(), String> {
     )?;
     let stop = Arc::new(AtomicBool::new(false));
     let mut watchers = Vec::new();
+    // Set once the session exists: outside writes to a watched backing invalidate the
+    // kernel's cached pages of its nodes.
+    let notifier: Arc<std::sync::OnceLock<fuser::Notifier>> = Arc::default();
     if cfg.watch_routes {
         for b in backings.iter().skip(1) {
-            watchers.push(crate::watch::spawn(Arc::clone(&ledger), b.index.0, cfg.threads, Arc::clone(&stop))?);
+            let (ops, notifier, index) = (Arc::clone(&ops), Arc::clone(&notifier), b.index.0);
+            let changed = Box::new(move || {
+                if let Some(n) = notifier.get() {
+                    crate::fuse::invalidate_backing(n, &ops, index);
+                }
+            });
+            watchers.push(crate::watch::spawn(Arc::clone(&ledger), index, cfg.threads, Arc::clone(&stop), changed)?);
         }
     }
     let front = FuseFront::new(
         ops,
         FrontOptions { entry_ttl: cfg.entry_ttl, attr_ttl: cfg.attr_ttl, max_write: cfg.max_write, acl: cfg.acl },
         pools,
-    );
+        Arc::clone(&notifier),
+    )?;
 
     let mut fuse_cfg = fuser::Config::default();
     fuse_cfg.mount_options = vec![
@@ -146,6 +161,10 @@ pub fn run(cfg: &MountConfig) -> Result<(), String> {
 
     let mut session = Session::new(front, &cfg.mountpoint, &fuse_cfg)
         .map_err(|e| format!("cannot mount on {}: {e}", cfg.mountpoint.display()))?;
+    let _ = notifier.set(session.notifier());
+    if let Err(e) = crate::fuse::set_read_ahead(&cfg.mountpoint, cfg.max_write / 1024) {
+        tracing::warn!(error = %e, "cannot widen the mount's readahead; sequential reads use the kernel's default");
+    }
     tracing::info!(
         backing = %cfg.backing.display(),
         mountpoint = %cfg.mountpoint.display(),

@@ -1,6 +1,8 @@
 //! Writes made directly to a routed backing (a client pointed at the backing, not the mount):
 //! detected with a fanotify mark on its file system and charged exactly by a recount of that
-//! backing (`Ledger::rebase_backing`). Opt-in (`watch_routes`): the recount costs a scan of
+//! backing (`Ledger::rebase_backing`); then `changed` runs, which drops the kernel's cached
+//! pages of that backing (they are kept across opens only while every change goes through
+//! the mount). Opt-in (`watch_routes`): the recount costs a scan of
 //! the routed backing, with usage changes paused, after each burst of outside writes.
 
 use std::sync::Arc;
@@ -21,6 +23,7 @@ pub fn spawn(
     index: u8,
     threads: usize,
     stop: Arc<AtomicBool>,
+    changed: Box<dyn Fn() + Send>,
 ) -> Result<std::thread::JoinHandle<()>, String> {
     let b = ledger.backings().get(index as usize).ok_or_else(|| format!("no backing #{index}"))?;
     let group = sys::fanotify_watch_fs(b.root_fd())
@@ -56,6 +59,7 @@ pub fn spawn(
                         Ok(_) => {}
                         Err(e) => tracing::warn!(backing = %path, error = %e, "recount after outside writes failed"),
                     }
+                    changed();
                 }
             }
         })

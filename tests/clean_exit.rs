@@ -56,7 +56,7 @@ fn help_explains_every_option() {
         "--attr-ttl",
         "--fd-cache",
         "--max-write",
-        "--no-passthrough",
+        "--opens-per-uid",
         "--no-acl",
         "MOUNTPOINT",
         "--state-dir",

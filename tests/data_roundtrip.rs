@@ -142,8 +142,7 @@ fn copy_file_range_and_unlinked_open_file() {
     assert_eq!(keep.metadata().unwrap().nlink(), 0, "fstat of the unlinked file works");
     drop(keep);
 
-    // A read-only open (passthrough) of a file being written by another descriptor sees
-    // the writes: passthrough and direct-I/O opens coexist on one inode.
+    // A read-only open of a file being written by another descriptor sees the writes.
     let w = OpenOptions::new().write(true).create(true).truncate(true).open(f.m("shared")).unwrap();
     let r = OpenOptions::new().read(true).custom_flags(0).open(f.m("shared")).unwrap();
     w.write_all_at(b"fresh", 0).unwrap();

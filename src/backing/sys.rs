@@ -311,6 +311,18 @@ pub fn pwrite(fd: BorrowedFd<'_>, buf: &[u8], offset: u64) -> SysResult<usize> {
     cvt_size(unsafe { libc::pwrite(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), offset) })
 }
 
+/// `pwritev2` of one buffer with `RWF_*` flags (`RWF_APPEND` writes at the end of file,
+/// whatever `offset`; `RWF_SYNC`/`RWF_DSYNC` as O_SYNC/O_DSYNC for this write only).
+pub fn pwrite_flags(fd: BorrowedFd<'_>, buf: &[u8], offset: u64, flags: i32) -> SysResult<usize> {
+    if flags == 0 {
+        return pwrite(fd, buf, offset);
+    }
+    let offset = i64::try_from(offset).map_err(|_| Errno(libc::EFBIG))?;
+    let iov = libc::iovec { iov_base: buf.as_ptr() as *mut libc::c_void, iov_len: buf.len() };
+    // SAFETY: one iovec describing `buf`, readable for its whole length; the kernel only reads it.
+    cvt_size(unsafe { libc::pwritev2(fd.as_raw_fd(), &iov, 1, offset, flags) })
+}
+
 pub fn fsync(fd: BorrowedFd<'_>, datasync: bool) -> SysResult<()> {
     // SAFETY: plain syscall on a valid fd.
     cvt(unsafe { if datasync { libc::fdatasync(fd.as_raw_fd()) } else { libc::fsync(fd.as_raw_fd()) } }).map(drop)

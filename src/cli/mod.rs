@@ -278,9 +278,13 @@ pub struct MountArgs {
     /// A uid never refused for quota (repeatable; root always is). Usage is still counted.
     #[arg(long, value_name = "UID")]
     pub exempt_uid: Vec<u32>,
-    /// Serve read-only opens through the daemon instead of FUSE passthrough.
-    #[arg(long)]
+    /// Accepted and ignored: every open is served through the page cache (design §4).
+    #[arg(long, hide = true)]
     pub no_passthrough: bool,
+    /// Files one uid other than root may hold open through the mount; past it that tenant's
+    /// opens fail with EMFILE [default: 4096].
+    #[arg(long, value_name = "N")]
+    pub opens_per_uid: Option<usize>,
     /// Do not negotiate POSIX ACLs with the kernel.
     #[arg(long)]
     pub no_acl: bool,

@@ -4,9 +4,14 @@ use fuser::{InitFlags, KernelConfig};
 
 use super::FrontOptions;
 
-/// Asks the kernel for each capability quotafs uses; returns whether passthrough was granted.
-/// A capability the kernel lacks is logged and done without, never fatal.
-pub(super) fn negotiate(config: &mut KernelConfig, opts: &FrontOptions, want_passthrough: bool) -> bool {
+/// Asks the kernel for each capability quotafs uses. A capability the kernel lacks is logged
+/// and done without, never fatal.
+///
+/// Not asked for, on purpose: `FUSE_PASSTHROUGH` (a passthrough open makes the kernel refuse
+/// every later non-passthrough open of the inode, and passthrough writes bypass the limits;
+/// docs/design.md §4) and `FUSE_WRITEBACK_CACHE` (it would move EDQUOT from write() to
+/// close()/fsync()).
+pub(super) fn negotiate(config: &mut KernelConfig, opts: &FrontOptions) {
     let mut want = vec![
         // readdirplus when it pays (the kernel decides per directory stream).
         ("readdirplus", InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO),
@@ -15,8 +20,7 @@ pub(super) fn negotiate(config: &mut KernelConfig, opts: &FrontOptions, want_pas
         // The kernel does not GETXATTR security.capability before every write: writes run
         // with the writer's credentials, so ext4 clears setuid/setgid/capabilities itself.
         ("killpriv v2", InitFlags::FUSE_HANDLE_KILLPRIV_V2),
-        // Writers are direct-I/O opens; this keeps shared mmap working for them.
-        ("direct io mmap", InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP),
+        // O_DIRECT reads and writes are sent asynchronously, several in flight.
         ("async dio", InitFlags::FUSE_ASYNC_DIO),
         ("cache symlinks", InitFlags::FUSE_CACHE_SYMLINKS),
         // The kernel sends mode and umask unmasked; the worker thread takes the caller's
@@ -29,30 +33,20 @@ pub(super) fn negotiate(config: &mut KernelConfig, opts: &FrontOptions, want_pas
     if opts.acl {
         want.push(("posix acl", InitFlags::FUSE_POSIX_ACL));
     }
-    if want_passthrough {
-        want.push(("passthrough", InitFlags::FUSE_PASSTHROUGH));
-    }
-    let mut passthrough = false;
     for (name, flags) in want {
-        match config.add_capabilities(flags) {
-            Ok(()) => {
-                if flags == InitFlags::FUSE_PASSTHROUGH {
-                    passthrough = true;
-                }
-            }
-            Err(missing) => tracing::warn!(capability = name, ?missing, "kernel lacks a FUSE capability"),
+        if let Err(missing) = config.add_capabilities(flags) {
+            tracing::warn!(capability = name, ?missing, "kernel lacks a FUSE capability");
         }
-    }
-    if passthrough && config.set_max_stack_depth(1).is_err() {
-        passthrough = false;
     }
     if let Err(max) = config.set_max_write(opts.max_write) {
         let _ = config.set_max_write(max);
     }
-    if let Err(max) = config.set_max_readahead(1 << 20) {
+    // Read requests as large as writes (max_pages follows the larger of the two); the
+    // kernel offers its default readahead as the most it accepts here, and the mount raises
+    // the window itself afterwards (`FrontOptions::read_ahead_kb`).
+    if let Err(max) = config.set_max_readahead(opts.max_write) {
         let _ = config.set_max_readahead(max);
     }
     let _ = config.set_max_background(64);
-    tracing::info!(passthrough, max_write = opts.max_write, "FUSE session initialised");
-    passthrough
+    tracing::info!(max_write = opts.max_write, "FUSE session initialised");
 }

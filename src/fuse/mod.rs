@@ -9,22 +9,21 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
-    AccessFlags, BackingId, CopyFileRangeFlags, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, IoctlFlags,
-    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
-    Request, TimeOrNow, WriteFlags,
+    AccessFlags, CopyFileRangeFlags, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, IoctlFlags, KernelConfig,
+    LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
+    ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
+    WriteFlags,
 };
-use parking_lot::Mutex;
 
 use crate::backing::Errno;
 use crate::backing::creds::Caller;
 use crate::backing::sys::TimeSpec;
 use crate::passthrough::attr::{SetAttr, XattrReply};
-use crate::passthrough::{Entry, OpenMode, Opened, Passthrough};
+use crate::passthrough::{Entry, Passthrough};
 
 /// Kernel-facing settings.
 #[derive(Clone, Debug)]
@@ -35,23 +34,53 @@ pub struct FrontOptions {
     pub acl: bool,
 }
 
-/// Backing ids registered for passthrough opens. The kernel requires one backing id per inode
-/// for all its concurrent passthrough opens, so ids are shared per node and held per fh.
-#[derive(Default)]
-struct PassthroughIds {
-    by_node: HashMap<u64, Weak<BackingId>>,
-    by_fh: HashMap<u64, Arc<BackingId>>,
-}
-
 #[derive(Clone)]
 pub struct FuseFront {
     ops: Arc<Passthrough>,
     opts: FrontOptions,
-    /// Set in `init` once the kernel has agreed to passthrough.
-    passthrough: bool,
-    ids: Arc<Mutex<PassthroughIds>>,
     /// Where each backing's requests run (load isolation).
     pools: Arc<pool::Pools>,
+    /// Ranges of cached pages to drop, served by the `invalidate` thread (see `write`).
+    invalidate: std::sync::mpsc::Sender<(u64, i64, i64)>,
+}
+
+/// Drops the kernel's cached data, attributes and directory listings of every node it holds
+/// on backing `index`, after something changed that backing behind the mount's back (the
+/// page cache is kept across opens only because every change goes through the mount).
+pub fn invalidate_backing(notifier: &fuser::Notifier, ops: &Passthrough, index: u8) {
+    let nodes = ops.held_nodes(index);
+    let mut failed = 0usize;
+    for node in &nodes {
+        // offset 0, len 0: the whole file; ENOENT if the kernel has forgotten it meanwhile.
+        match notifier.inval_inode(INodeNo(*node), 0, 0) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(_) => failed += 1,
+        }
+    }
+    if failed > 0 {
+        tracing::warn!(backing = index, failed, "cannot invalidate cached pages after outside writes");
+    }
+    tracing::debug!(backing = index, nodes = nodes.len(), "cached pages invalidated after outside writes");
+}
+
+/// Sets the readahead window of the FUSE mount at `mountpoint` (its backing device info in
+/// sysfs). The kernel starts a FUSE mount with its default window (128 KiB) whatever INIT
+/// asks; a window of `kb` lets sequential reads arrive as requests of up to `max_write`.
+/// Reads /proc/self/mountinfo rather than stat the mount point: the session is not serving
+/// yet, so a stat would wait on ourselves.
+pub fn set_read_ahead(mountpoint: &Path, kb: u32) -> Result<(), String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| format!("/proc/self/mountinfo: {e}"))?;
+    let want = mountpoint.to_string_lossy();
+    let dev = info
+        .lines()
+        .rev()
+        .map(|l| l.split(' ').collect::<Vec<_>>())
+        .find(|f| f.get(4).map(|m| crate::config::unescape_mountinfo(m)).as_deref() == Some(&*want))
+        .and_then(|f| f.get(2).map(|d| d.to_string()))
+        .ok_or_else(|| format!("{want} is not in /proc/self/mountinfo"))?;
+    let path = format!("/sys/class/bdi/{dev}/read_ahead_kb");
+    std::fs::write(&path, kb.to_string()).map_err(|e| format!("{path}: {e}"))
 }
 
 fn errno(e: Errno) -> fuser::Errno {
@@ -81,8 +110,52 @@ fn time_spec(t: Option<TimeOrNow>) -> Option<TimeSpec> {
 }
 
 impl FuseFront {
-    pub fn new(ops: Arc<Passthrough>, opts: FrontOptions, pools: Arc<pool::Pools>) -> FuseFront {
-        FuseFront { ops, opts, passthrough: false, ids: Arc::new(Mutex::new(PassthroughIds::default())), pools }
+    /// `notifier` is set once the session exists (until then nothing can need invalidating).
+    pub fn new(
+        ops: Arc<Passthrough>,
+        opts: FrontOptions,
+        pools: Arc<pool::Pools>,
+        notifier: Arc<std::sync::OnceLock<fuser::Notifier>>,
+    ) -> Result<FuseFront, String> {
+        let (invalidate, ranges) = std::sync::mpsc::channel::<(u64, i64, i64)>();
+        // Never a FUSE worker: invalidating waits for write-back of the pages, which workers serve.
+        std::thread::Builder::new()
+            .name("invalidate".into())
+            .spawn(move || {
+                while let Ok(first) = ranges.recv() {
+                    // Whatever else is queued, merged per node: one invalidation of the span.
+                    let mut spans = HashMap::<u64, (i64, i64)>::new();
+                    for (node, offset, len) in std::iter::once(first).chain(ranges.try_iter()) {
+                        let s = spans.entry(node).or_insert((offset, offset + len));
+                        *s = (s.0.min(offset), s.1.max(offset + len));
+                    }
+                    for (node, (start, end)) in spans {
+                        if let Some(n) = notifier.get()
+                            && let Err(e) = n.inval_inode(INodeNo(node), start, end - start)
+                            && e.raw_os_error() != Some(libc::ENOENT)
+                        {
+                            tracing::warn!(node, error = %e, "cannot drop refused pages from the page cache");
+                        }
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start the invalidation thread: {e}"))?;
+        Ok(FuseFront { ops, opts, pools, invalidate })
+    }
+
+    /// Replies to a WRITE. A refused write-back of cached pages (a shared mapping's) also has
+    /// those pages dropped once the reply is sent: the kernel keeps them, clean, after a
+    /// failed write-back, and readers would see bytes that were never stored.
+    fn reply_write(&self, ino: u64, offset: u64, len: usize, cached: bool, r: Result<usize, Errno>, reply: ReplyWrite) {
+        match r {
+            Ok(n) => reply.written(n as u32),
+            Err(e) => {
+                reply.error(errno(e));
+                if cached {
+                    let _ = self.invalidate.send((ino, offset as i64, len as i64));
+                }
+            }
+        }
     }
 
     /// Runs a request's work for node `node`: on this thread for backing 0, on its backing's
@@ -106,55 +179,16 @@ impl FuseFront {
         }
     }
 
-    fn fopen_flags(mode: OpenMode) -> FopenFlags {
-        // Nothing is buffered in the daemon, so close() needs no FLUSH round trip.
-        let base = FopenFlags::FOPEN_NOFLUSH;
-        match mode {
-            OpenMode::DirectIo => base | FopenFlags::FOPEN_DIRECT_IO,
-            OpenMode::Cached => base | FopenFlags::FOPEN_KEEP_CACHE,
-            OpenMode::Passthrough => base,
-        }
-    }
-
-    /// The backing id for a passthrough open of `opened`, shared with the inode's other
-    /// passthrough opens. `None`: serve this open without passthrough.
-    fn backing_id(&self, opened: &Opened, make: impl FnOnce() -> std::io::Result<BackingId>) -> Option<Arc<BackingId>> {
-        if !self.passthrough || opened.mode != OpenMode::Passthrough {
-            return None;
-        }
-        let mut ids = self.ids.lock();
-        let node = opened.file.node;
-        let id = match ids.by_node.get(&node).and_then(Weak::upgrade) {
-            Some(id) => id,
-            None => match make() {
-                Ok(id) => {
-                    let id = Arc::new(id);
-                    ids.by_node.insert(node, Arc::downgrade(&id));
-                    id
-                }
-                Err(e) => {
-                    tracing::warn!(node, error = %e, "passthrough registration failed; serving through the daemon");
-                    return None;
-                }
-            },
-        };
-        ids.by_fh.insert(opened.fh, Arc::clone(&id));
-        Some(id)
-    }
-
-    fn drop_backing_id(&self, fh: u64) {
-        let mut ids = self.ids.lock();
-        if let Some(id) = ids.by_fh.remove(&fh)
-            && Arc::strong_count(&id) == 1
-        {
-            ids.by_node.retain(|_, w| w.strong_count() > 0 && !std::ptr::eq(w.as_ptr(), Arc::as_ptr(&id)));
-        }
-    }
+    /// How every regular-file open is served (docs/design.md §4): through the page cache,
+    /// kept across opens (every change to a file goes through this mount, and the kernel
+    /// updates or drops the cached pages it changes); nothing is buffered in the daemon, so
+    /// close() needs no FLUSH round trip.
+    const FOPEN: FopenFlags = FopenFlags::FOPEN_KEEP_CACHE.union(FopenFlags::FOPEN_NOFLUSH);
 }
 
 impl Filesystem for FuseFront {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        self.passthrough = init::negotiate(config, &self.opts, self.ops.options().passthrough);
+        init::negotiate(config, &self.opts);
         // With FUSE_DONT_MASK the kernel leaves the umask to us: each create runs with the
         // caller's umask on its thread, and ext4 applies it unless the parent directory has
         // a default ACL.
@@ -314,22 +348,10 @@ impl Filesystem for FuseFront {
         });
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        self.dispatch(ino.0, move |me| match me.ops.open(ino.0, flags.0) {
-            Ok(opened) => {
-                let flags = Self::fopen_flags(opened.mode);
-                match me.backing_id(&opened, || reply.open_backing(&opened.file.fd)) {
-                    Some(id) => reply.opened_passthrough(FileHandle(opened.fh), flags, &id),
-                    None => {
-                        let flags = if opened.mode == OpenMode::Passthrough {
-                            flags | FopenFlags::FOPEN_KEEP_CACHE
-                        } else {
-                            flags
-                        };
-                        reply.opened(FileHandle(opened.fh), flags)
-                    }
-                }
-            }
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let c = caller(req);
+        self.dispatch(ino.0, move |me| match me.ops.open(&c, ino.0, flags.0) {
+            Ok(opened) => reply.opened(FileHandle(opened.fh), Self::FOPEN),
             Err(e) => reply.error(errno(e)),
         });
     }
@@ -345,36 +367,45 @@ impl Filesystem for FuseFront {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        self.dispatch(ino.0, move |me| match me.ops.read(fh.0, offset, size) {
-            Ok(data) => reply.data(&data),
-            Err(e) => reply.error(errno(e)),
+        self.dispatch(ino.0, move |me| {
+            let mut reply = Some(reply);
+            let r = me.ops.read(fh.0, offset, size, |data| {
+                if let Some(r) = reply.take() {
+                    r.data(data);
+                }
+            });
+            if let (Err(e), Some(r)) = (r, reply.take()) {
+                r.error(errno(e));
+            }
         });
     }
 
     fn write(
         &self,
-        req: &Request,
+        _req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let c = caller(req);
+        // The request's uid is not used: a write is performed and charged as the handle's
+        // opener (write-back of a shared mapping arrives as uid 0).
+        let cached = write_flags.contains(WriteFlags::FUSE_WRITE_CACHE);
         if !self.pools.offloads(crate::inode::backing_of(ino.0).0 as usize) {
-            self.pools.inline(0, || match self.ops.write(&c, fh.0, offset, data) {
-                Ok(n) => reply.written(n as u32),
-                Err(e) => reply.error(errno(e)),
+            self.pools.inline(0, || {
+                let r = self.ops.write(fh.0, offset, data, cached);
+                self.reply_write(ino.0, offset, data.len(), cached, r, reply);
             });
             return;
         }
         let data = data.to_vec();
-        self.dispatch(ino.0, move |me| match me.ops.write(&c, fh.0, offset, &data) {
-            Ok(n) => reply.written(n as u32),
-            Err(e) => reply.error(errno(e)),
+        self.dispatch(ino.0, move |me| {
+            let r = me.ops.write(fh.0, offset, &data, cached);
+            me.reply_write(ino.0, offset, data.len(), cached, r, reply);
         });
     }
 
@@ -393,7 +424,6 @@ impl Filesystem for FuseFront {
         reply: ReplyEmpty,
     ) {
         self.dispatch(ino.0, move |me| {
-            me.drop_backing_id(fh.0);
             me.ops.release(fh.0);
             reply.ok();
         });
@@ -544,15 +574,13 @@ impl Filesystem for FuseFront {
         self.dispatch(parent.0, move |me| {
             let name: &OsStr = &name;
             match me.ops.create(&c, parent.0, name, mode, umask, flags) {
-                Ok((entry, opened)) => {
-                    let fopen = Self::fopen_flags(opened.mode);
-                    let g = Generation(entry.generation);
-                    let ttl = me.opts.entry_ttl;
-                    match me.backing_id(&opened, || reply.open_backing(&opened.file.fd)) {
-                        Some(id) => reply.created_passthrough(&ttl, &entry.attr, g, FileHandle(opened.fh), fopen, &id),
-                        None => reply.created(&ttl, &entry.attr, g, FileHandle(opened.fh), fopen),
-                    }
-                }
+                Ok((entry, opened)) => reply.created(
+                    &me.opts.entry_ttl,
+                    &entry.attr,
+                    Generation(entry.generation),
+                    FileHandle(opened.fh),
+                    Self::FOPEN,
+                ),
                 Err(e) => reply.error(errno(e)),
             }
         });
@@ -560,7 +588,7 @@ impl Filesystem for FuseFront {
 
     fn fallocate(
         &self,
-        req: &Request,
+        _req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -568,8 +596,8 @@ impl Filesystem for FuseFront {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        let c = caller(req);
-        self.dispatch(ino.0, move |me| match me.ops.fallocate(&c, fh.0, offset, length, mode) {
+        // As the handle's opener, like write.
+        self.dispatch(ino.0, move |me| match me.ops.fallocate(fh.0, offset, length, mode) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(e)),
         });
@@ -584,22 +612,26 @@ impl Filesystem for FuseFront {
 
     fn copy_file_range(
         &self,
-        req: &Request,
+        _req: &Request,
         _ino_in: INodeNo,
         fh_in: FileHandle,
         offset_in: u64,
-        _ino_out: INodeNo,
+        ino_out: INodeNo,
         fh_out: FileHandle,
         offset_out: u64,
         len: u64,
         flags: CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
+        // As the destination handle's opener, on the pool of the destination's backing (the
+        // one written), like every other request of that node.
         let flags = flags.bits() as u32;
-        match self.ops.copy_file_range(&caller(req), fh_in.0, offset_in, fh_out.0, offset_out, len, flags) {
-            Ok(n) => reply.written(n as u32),
-            Err(e) => reply.error(errno(e)),
-        }
+        self.dispatch(ino_out.0, move |me| {
+            match me.ops.copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len, flags) {
+                Ok(n) => reply.written(n as u32),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
     }
 
     /// No ioctl is passed to the backing: FS_IOC_FSSETXATTR would let a tenant change its own

@@ -69,6 +69,9 @@ pub struct Inode {
     /// `S_IFMT` bits of the mode.
     pub kind: u32,
     fd: Mutex<Option<Arc<OwnedFd>>>,
+    /// The data descriptors its open files share: `[read-only, read-write]`. Weak: the open
+    /// files hold them, and the last close of an access mode closes its descriptor.
+    pub data: Mutex<[Weak<handles::DataFd>; 2]>,
     /// The inode's quotafs tag (project, birth epoch) as last read, with the ledger's tag
     /// stamp from just before the read (`Ledger::tag_stamp`): valid while the stamp is.
     pub tag: Mutex<Option<(Tag, u64)>>,
@@ -132,6 +135,7 @@ impl InodeTable {
             generation,
             kind: libc::S_IFDIR,
             fd: Mutex::new(None),
+            data: Mutex::new([Weak::new(), Weak::new()]),
             tag: Mutex::new(None),
             route: Mutex::new(RouteMark::Unknown),
         });
@@ -155,6 +159,7 @@ impl InodeTable {
                 generation,
                 kind,
                 fd: Mutex::new(None),
+                data: Mutex::new([Weak::new(), Weak::new()]),
                 tag: Mutex::new(None),
                 route: Mutex::new(RouteMark::Unknown),
             })
@@ -184,6 +189,11 @@ impl InodeTable {
         for slot in self.map.iter() {
             *slot.inode.route.lock() = RouteMark::Unknown;
         }
+    }
+
+    /// Node ids held on `backing`.
+    pub fn ids_on(&self, backing: BackingIndex) -> Vec<u64> {
+        self.map.iter().filter(|s| s.inode.backing == backing).map(|s| *s.key()).collect()
     }
 
     /// Nodes held.

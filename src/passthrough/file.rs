@@ -1,97 +1,145 @@
 //! Open files and their data: open, read, write, fsync, fallocate, lseek, copy_file_range,
 //! release.
 //!
-//! # How an open is served
-//! * Read-only opens are served by FUSE passthrough (`OpenMode::Passthrough`): the kernel reads
-//!   the backing file itself, at ext4 speed; the daemon sees no READ requests for them.
-//! * Opens that can write are `OpenMode::DirectIo`: every write comes to the daemon (where the
-//!   limits are checked and usage charged) and none is cached in the FUSE page cache. The
-//!   kernel forbids mixing passthrough and page-cached opens of one inode (the second open
-//!   fails with EIO); direct-I/O opens may coexist with both, which is why writers use it.
-//!   Shared writable mmap still works through FUSE_DIRECT_IO_ALLOW_MMAP.
-//! * With passthrough disabled, read-only opens are `OpenMode::Cached` (kernel page cache).
+//! # How an open is served (docs/design.md §4)
+//! Every open of a regular file is served through the FUSE page cache (`FOPEN_KEEP_CACHE`),
+//! whatever its flags and whatever other opens of the inode exist: the kernel then never
+//! refuses an open for how another process opened the same file (it refuses any
+//! non-passthrough open of an inode that has a passthrough open, so passthrough is not used).
+//! Without the writeback cache, every write() reaches the daemon before it returns, where the
+//! limits are checked; shared mappings are written back through WRITE requests on a writable
+//! handle. `O_DIRECT` is served by the kernel's direct-I/O path (READ/WRITE requests, with the
+//! page cache written back and invalidated around them); the daemon's descriptor is buffered.
+//!
+//! # Descriptors
+//! An open holds its inode's shared data descriptor for its access (one read-only, one
+//! read-write per inode; `inode::handles`), counted against the opener's share of open files.
+//! Append and sync flags are applied per write (`RWF_*`), never to the shared descriptor.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::sync::Arc;
 
 use super::{Ctx, Passthrough};
 use crate::backing::creds::as_caller;
 use crate::backing::{Errno, sys};
 use crate::inode::Inode;
-use crate::inode::handles::OpenFile;
+use crate::inode::handles::{DataFd, OpenFile, Share};
 use crate::quota::Subject;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OpenMode {
-    Passthrough,
-    DirectIo,
-    Cached,
-}
-
-/// A successful open: the FUSE file handle, the open file, and how the kernel should serve it.
+/// A successful open: the FUSE file handle and the open file.
 #[derive(Debug)]
 pub struct Opened {
     pub fh: u64,
     pub file: Arc<OpenFile>,
-    pub mode: OpenMode,
 }
 
 fn is_writable(flags: i32) -> bool {
     flags & libc::O_ACCMODE != libc::O_RDONLY
 }
 
-/// The flags the backing descriptor is opened with, from the flags of a FUSE open/create.
-/// O_DIRECT is kept only for read-only opens (the kernel then reads the backing with the
-/// application's own aligned buffers); for writes, which go through the daemon's buffers, it
-/// is dropped. O_TRUNC never reaches an existing file here: the kernel truncates with setattr.
+/// The flags a new file is created with on the backing, from the flags of a FUSE create: the
+/// access mode (so ext4 checks it as the caller), O_EXCL and O_TRUNC. The open file then uses
+/// the inode's shared data descriptor like any other open.
 pub(super) fn backing_open_flags(flags: i32) -> i32 {
-    let mut keep = libc::O_ACCMODE | libc::O_APPEND | libc::O_SYNC | libc::O_DSYNC | libc::O_NOATIME | libc::O_EXCL;
-    if !is_writable(flags) {
-        keep |= libc::O_DIRECT;
-    } else {
-        keep |= libc::O_TRUNC;
+    (flags & (libc::O_ACCMODE | libc::O_EXCL | libc::O_TRUNC)) | libc::O_NOFOLLOW | libc::O_CLOEXEC
+}
+
+/// `RWF_*` flags every write through an open with `flags` carries.
+fn write_flags(flags: i32) -> i32 {
+    let mut rwf = 0;
+    if flags & libc::O_APPEND != 0 {
+        rwf |= libc::RWF_APPEND;
     }
-    (flags & keep) | libc::O_NOFOLLOW | libc::O_CLOEXEC
+    if flags & libc::O_SYNC == libc::O_SYNC {
+        rwf |= libc::RWF_SYNC;
+    } else if flags & libc::O_DSYNC != 0 {
+        rwf |= libc::RWF_DSYNC;
+    }
+    rwf
 }
 
 impl Passthrough {
-    pub(super) fn register_open(&self, inode: Arc<Inode>, fd: OwnedFd, flags: i32) -> Opened {
-        let node = inode.id;
-        let writable = is_writable(flags);
-        let mode = if writable {
-            OpenMode::DirectIo
-        } else if self.opts.passthrough {
-            OpenMode::Passthrough
-        } else {
-            OpenMode::Cached
+    /// The inode's shared data descriptor for reading (`writable` false; a read-write one
+    /// serves too) or for reading and writing, opened by handle if no open holds one.
+    fn data_fd(&self, inode: &Inode, writable: bool, flags: i32, uid: u32) -> Result<Arc<DataFd>, Errno> {
+        let mut slots = inode.data.lock();
+        let held = if writable { slots[1].upgrade() } else { slots[0].upgrade().or_else(|| slots[1].upgrade()) };
+        if let Some(fd) = held {
+            return Ok(fd);
+        }
+        let backing = self.backing(inode.backing)?;
+        let access = if writable { libc::O_RDWR } else { libc::O_RDONLY };
+        let open = |extra: i32| {
+            self.limits
+                .open_data(uid, || backing.open_handle(&inode.handle, extra | libc::O_NOFOLLOW | libc::O_CLOEXEC))
         };
-        self.opened(&inode, fd.as_fd());
-        let (fh, file) = self.files.insert(OpenFile { node, inode, fd, writable });
-        Opened { fh, file, mode }
+        match open(access) {
+            Ok(fd) => {
+                slots[usize::from(writable)] = Arc::downgrade(&fd);
+                Ok(fd)
+            }
+            // An append-only (or otherwise restricted) inode refuses a plain read-write
+            // descriptor: this open gets one of its own, with its own access and O_APPEND.
+            Err(Errno(libc::EPERM)) if writable => open(flags & (libc::O_ACCMODE | libc::O_APPEND)),
+            Err(e) => Err(e),
+        }
     }
 
-    pub fn open(&self, id: u64, flags: i32) -> Result<Opened, Errno> {
+    /// Registers an open of `inode` by `ctx` with open flags `flags`: counted against the
+    /// opener's share (EMFILE past it), holding the inode's shared data descriptor.
+    pub(super) fn register_open(&self, ctx: &Ctx, inode: Arc<Inode>, flags: i32) -> Result<Opened, Errno> {
+        let share = self.limits.take_share(ctx.uid)?;
+        self.register_open_in(ctx, inode, flags, share)
+    }
+
+    /// `register_open` with the opener's share already taken (a create takes it before it
+    /// makes the file, so that EMFILE leaves nothing behind, as on ext4).
+    pub(super) fn register_open_in(
+        &self,
+        ctx: &Ctx,
+        inode: Arc<Inode>,
+        flags: i32,
+        share: Share,
+    ) -> Result<Opened, Errno> {
+        let writable = is_writable(flags);
+        let fd = self.data_fd(&inode, writable, flags, ctx.uid)?;
+        self.opened(&inode, fd.as_fd());
+        let file = OpenFile::new(inode, fd, writable, write_flags(flags), *ctx, share);
+        let (fh, file) = self.files.insert(file);
+        Ok(Opened { fh, file })
+    }
+
+    pub fn open(&self, ctx: &Ctx, id: u64, flags: i32) -> Result<Opened, Errno> {
         let inode = self.inode(id)?;
         if inode.is_dir() {
             return Err(Errno(libc::EISDIR));
         }
-        let backing = self.backing(inode.backing)?;
-        let fd = backing.open_handle(&inode.handle, backing_open_flags(flags) & !libc::O_TRUNC & !libc::O_EXCL)?;
-        Ok(self.register_open(inode, fd, flags))
+        self.register_open(ctx, inode, flags)
     }
 
-    pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
-        let file = self.files.get(fh)?;
-        let mut buf = vec![0u8; size as usize];
-        let mut done = 0;
-        while done < buf.len() {
-            match sys::pread(file.fd.as_fd(), &mut buf[done..], offset + done as u64)? {
-                0 => break,
-                n => done += n,
-            }
+    /// Reads up to `size` bytes at `offset` (short only at end of file) and hands them to
+    /// `reply`. The bytes are read into a buffer kept per thread: a page-cache miss or
+    /// readahead of 1 MiB then costs no allocation, page faults or zeroing.
+    pub fn read<R>(&self, fh: u64, offset: u64, size: u32, reply: impl FnOnce(&[u8]) -> R) -> Result<R, Errno> {
+        thread_local! {
+            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        buf.truncate(done);
-        Ok(buf)
+        let file = self.files.get(fh)?;
+        BUF.with_borrow_mut(|buf| {
+            let size = size as usize;
+            if buf.len() < size {
+                buf.resize(size, 0);
+            }
+            let buf = &mut buf[..size];
+            let mut done = 0;
+            while done < size {
+                match sys::pread(file.fd.as_fd(), &mut buf[done..], offset + done as u64)? {
+                    0 => break,
+                    n => done += n,
+                }
+            }
+            Ok(reply(&buf[..done]))
+        })
     }
 
     /// Runs `op` on open file `fh` as a usage-changing operation on its inode: tracked before,
@@ -124,16 +172,22 @@ impl Passthrough {
         r
     }
 
-    /// Writes `data` at `offset` with the caller's credentials (so ext4 clears setuid/setgid
-    /// bits for a non-root writer). A write that fails part-way, or that would pass a quota
-    /// limit part-way, returns the count written (EDQUOT if nothing fits).
-    pub fn write(&self, ctx: &Ctx, fh: u64, offset: u64, data: &[u8]) -> Result<usize, Errno> {
-        self.changing(ctx, fh, Some((offset, data.len() as u64, true)), |file, len| {
+    /// Writes `data` at `offset` as the handle's opener (so ext4 clears setuid/setgid bits for
+    /// a non-root writer, and the opener's exemption, not the request's uid, decides). A write
+    /// that fails part-way, or that would pass a quota limit part-way, returns the count
+    /// written (EDQUOT if nothing fits). A write-back of the page cache (`cached`: a shared
+    /// mapping's dirty pages) is all or nothing: the kernel drops a short count silently, but
+    /// reports an error to the next msync/fsync.
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8], cached: bool) -> Result<usize, Errno> {
+        let file = self.files.get(fh)?;
+        let ctx = &file.opener;
+        self.changing(ctx, fh, Some((offset, data.len() as u64, !cached)), |file, len| {
             let data = &data[..len as usize];
             as_caller(ctx, || {
                 let mut done = 0;
                 while done < data.len() {
-                    match sys::pwrite(file.fd.as_fd(), &data[done..], offset + done as u64) {
+                    let at = offset + done as u64;
+                    match sys::pwrite_flags(file.fd.as_fd(), &data[done..], at, file.write_flags) {
                         Ok(0) => break,
                         Ok(n) => done += n,
                         Err(_) if done > 0 => break,
@@ -156,7 +210,10 @@ impl Passthrough {
         }
     }
 
-    pub fn fallocate(&self, ctx: &Ctx, fh: u64, offset: u64, len: u64, mode: i32) -> Result<(), Errno> {
+    /// fallocate as the handle's opener.
+    pub fn fallocate(&self, fh: u64, offset: u64, len: u64, mode: i32) -> Result<(), Errno> {
+        let file = self.files.get(fh)?;
+        let ctx = &file.opener;
         // Punching a hole or collapsing a range frees space; everything else may allocate.
         let frees = mode & (libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_COLLAPSE_RANGE) != 0;
         let alloc = (!frees).then_some((offset, len, false));
@@ -169,10 +226,9 @@ impl Passthrough {
         sys::lseek(file.fd.as_fd(), offset, whence)
     }
 
-    #[expect(clippy::too_many_arguments, reason = "mirrors copy_file_range(2)")]
+    /// copy_file_range as the destination handle's opener.
     pub fn copy_file_range(
         &self,
-        ctx: &Ctx,
         fh_in: u64,
         off_in: u64,
         fh_out: u64,
@@ -181,6 +237,7 @@ impl Passthrough {
         flags: u32,
     ) -> Result<usize, Errno> {
         let src = self.files.get(fh_in)?;
+        let ctx = &self.files.get(fh_out)?.opener;
         self.changing(ctx, fh_out, Some((off_out, len, true)), |dst, len| {
             let len = usize::try_from(len).unwrap_or(usize::MAX);
             as_caller(ctx, || sys::copy_file_range(src.fd.as_fd(), off_in, dst.fd.as_fd(), off_out, len, flags))

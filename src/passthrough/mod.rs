@@ -22,12 +22,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use fuser::{FileAttr, FileType, INodeNo};
 
 pub use dir::DirEntryOut;
-pub use file::{OpenMode, Opened};
+pub use file::Opened;
 pub use project::AssignError;
 
 use crate::backing::creds::Caller;
 use crate::backing::{Backing, BackingIndex, Errno, sys};
-use crate::inode::handles::{HandleTable, OpenFile};
+use crate::inode::handles::{HandleTable, OpenFile, OpenLimits};
 use crate::inode::{self, Inode, InodeTable, ROOT_ID};
 use crate::ledger::Ledger;
 use crate::quota::Subject;
@@ -36,12 +36,14 @@ use dashmap::DashMap;
 /// Settings of the passthrough layer (from the validated config).
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// Serve read-only opens through FUSE passthrough (kernel reads the backing directly).
-    pub passthrough: bool,
     /// Entries in the `O_PATH` fd cache.
     pub fd_cache: usize,
     /// Subtrees served from other backings (empty: one backing).
     pub routes: crate::route::Routes,
+    /// Files one non-root uid may hold open through the mount (`inode::handles`).
+    pub opens_per_uid: usize,
+    /// Data descriptors the daemon may hold for open files in all.
+    pub max_data_fds: usize,
 }
 
 /// An entry handed to the kernel: attributes and generation. Each one returned by this layer
@@ -72,6 +74,8 @@ pub struct Passthrough {
     open_count: DashMap<crate::ledger::wal::InodeRef, u32>,
     inodes: InodeTable,
     files: HandleTable<OpenFile>,
+    /// The descriptor budget of open files.
+    limits: Arc<OpenLimits>,
     opts: Options,
     /// Apply the request's umask when creating (set when FUSE_DONT_MASK is negotiated: the
     /// kernel then leaves the umask to the file system).
@@ -91,6 +95,7 @@ impl Passthrough {
             open_count: DashMap::new(),
             inodes,
             files: HandleTable::new(),
+            limits: OpenLimits::new(opts.opens_per_uid, opts.max_data_fds),
             opts,
             apply_umask: std::sync::atomic::AtomicBool::new(false),
         })
@@ -103,6 +108,21 @@ impl Passthrough {
     /// Nodes the kernel currently holds.
     pub fn cached_inodes(&self) -> usize {
         self.inodes.len()
+    }
+
+    /// Node ids the kernel holds on backing `index`.
+    pub fn held_nodes(&self, index: u8) -> Vec<u64> {
+        self.inodes.ids_on(BackingIndex(index))
+    }
+
+    /// The descriptor budget of open files.
+    pub fn open_limits(&self) -> &OpenLimits {
+        &self.limits
+    }
+
+    /// Open file handles held.
+    pub fn open_files(&self) -> usize {
+        self.files.len()
     }
 
     pub fn ledger(&self) -> &Arc<Ledger> {

@@ -281,12 +281,15 @@ impl Passthrough {
         let name = entry_name(name)?;
         self.apply_umask(umask)?;
         let open_flags = super::file::backing_open_flags(flags) | libc::O_CREAT;
+        let share = self.limits.take_share(ctx.uid)?;
         let (entry, fd) = self.create_with(ctx, parent, &name, 0, |dirfd| {
             sys::openat_beneath(dirfd, &name, open_flags, mode & 0o7777).map(Some)
         })?;
-        let fd = fd.ok_or(Errno(libc::EIO))?;
+        // The descriptor that made the file is dropped: the open shares the inode's data one.
+        drop(fd.ok_or(Errno(libc::EIO))?);
         let inode = self.inode(entry.attr.ino.0)?;
-        let opened = self.register_open(inode, fd, flags);
+        let opened =
+            self.register_open_in(ctx, inode, flags, share).inspect_err(|_| self.forget(entry.attr.ino.0, 1))?;
         Ok((entry, opened))
     }
 

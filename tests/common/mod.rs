@@ -9,6 +9,7 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod holder;
 pub mod nfs;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_quotafs");
