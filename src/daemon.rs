@@ -3,7 +3,7 @@
 use std::fs::{DirBuilder, OpenOptions};
 use std::io::Write;
 use std::os::fd::AsFd;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,6 +45,17 @@ pub fn lock_state_dir(dir: &Path) -> Result<std::fs::File, String> {
         .mode(0o711)
         .create(dir)
         .map_err(|e| format!("cannot create state dir {}: {e}", dir.display()))?;
+    // Its sockets are replaced by rename: nobody but root may add or rename entries in it.
+    let md = std::fs::symlink_metadata(dir).map_err(|e| format!("cannot stat state dir {}: {e}", dir.display()))?;
+    if !md.is_dir() || md.uid() != 0 || md.mode() & 0o022 != 0 {
+        return Err(format!(
+            "state dir {} must be a directory owned by root and writable by root only \
+             (found uid {}, mode {:o}); fix it with `chown root: {0}; chmod 0711 {0}`",
+            dir.display(),
+            md.uid(),
+            md.mode() & 0o7777
+        ));
+    }
     let path = dir.join("lock");
     let mut file = OpenOptions::new()
         .read(true)
@@ -111,7 +122,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), String> {
         cfg.route_threads,
         cfg.shared_pool,
     );
-    crate::admin::server::start(
+    crate::admin::serve::start(
         &cfg.state_dir,
         crate::admin::server::Server {
             mountpoint: cfg.mountpoint.clone(),
@@ -206,7 +217,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), String> {
         }
         Err(e) => return Err(format!("FUSE session failed: {e}")),
     }
-    let _ = std::fs::remove_file(crate::admin::socket_path(&cfg.state_dir));
+    crate::admin::serve::remove(&cfg.state_dir);
     tracing::info!("unmounted; exiting");
     Ok(())
 }

@@ -35,3 +35,5 @@ pub static CREATE_UNTAGGED: Pause = Pause::new("QUOTAFS_FAILPOINT_CREATE_UNTAGGE
 pub static ASSIGN_LISTING: Pause = Pause::new("QUOTAFS_FAILPOINT_ASSIGN_LISTING_PAUSE_MS");
 /// In `project assign`, after an entry was listed and opened, before it is re-tagged.
 pub static ASSIGN_RETAG: Pause = Pause::new("QUOTAFS_FAILPOINT_ASSIGN_RETAG_PAUSE_MS");
+/// At daemon start, between binding a socket and its being reachable at its final path and mode.
+pub static SOCKET_BOUND: Pause = Pause::new("QUOTAFS_FAILPOINT_SOCKET_BOUND_PAUSE_MS");

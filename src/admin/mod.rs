@@ -2,6 +2,7 @@
 //! request line → one JSON response line. The CLI uses it to reach a running daemon; with no
 //! daemon the CLI works on the store directly.
 
+pub mod serve;
 pub mod server;
 
 use std::io::{BufRead, BufReader, Write};

@@ -1,9 +1,6 @@
-//! The daemon's side of the control socket.
+//! The daemon's answers to control and tenant requests (`serve.rs` runs the sockets).
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::{CheckReport, DriftRow, Request, Response, Row};
@@ -217,20 +214,12 @@ impl Server {
         }
     }
 
-    fn serve(&self, stream: UnixStream) {
-        let mut line = String::new();
-        let mut reader = BufReader::new(&stream);
-        if reader.read_line(&mut line).is_err() {
-            return;
-        }
-        let resp = match serde_json::from_str::<Request>(&line) {
+    /// The reply to one request line on the control socket (the peer is root).
+    pub(super) fn control_reply(&self, line: &[u8]) -> Response {
+        match serde_json::from_slice::<Request>(line) {
             Ok(req) => self.handle(req),
             Err(e) => Response::Error { message: format!("bad request: {e}") },
-        };
-        let mut out =
-            serde_json::to_string(&resp).unwrap_or_else(|e| format!("{{\"result\":\"error\",\"message\":\"{e}\"}}"));
-        out.push('\n');
-        let _ = (&stream).write_all(out.as_bytes());
+        }
     }
 }
 
@@ -271,62 +260,12 @@ impl Server {
         Response::Report { rows: mine }
     }
 
-    fn serve_tenant(&self, stream: UnixStream) {
-        let uid = match crate::backing::sys::peer_uid(std::os::fd::AsFd::as_fd(&stream)) {
-            Ok(uid) => uid,
-            Err(_) => return,
-        };
-        let mut line = String::new();
-        if BufReader::new(&stream).read_line(&mut line).is_err() {
-            return;
-        }
-        let resp = match serde_json::from_str::<Request>(&line) {
+    /// The reply to one request line on the tenant socket from local user `uid`.
+    pub(super) fn tenant_reply(&self, uid: u32, line: &[u8]) -> Response {
+        match serde_json::from_slice::<Request>(line) {
             Ok(Request::Show) => self.show(uid),
             Ok(_) => Response::Error { message: "the tenant socket only answers `show`".into() },
             Err(e) => Response::Error { message: format!("bad request: {e}") },
-        };
-        let mut out = serde_json::to_string(&resp).unwrap_or_default();
-        out.push('\n');
-        let _ = (&stream).write_all(out.as_bytes());
+        }
     }
-}
-
-fn listen(path: &Path, mode: u32) -> Result<UnixListener, String> {
-    let _ = std::fs::remove_file(path);
-    let l = UnixListener::bind(path).map_err(|e| format!("cannot bind {}: {e}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| format!("chmod {}: {e}", path.display()))?;
-    Ok(l)
-}
-
-/// Accepts connections on `listener` for the daemon's lifetime, one thread per connection.
-fn accept(
-    name: &str,
-    listener: UnixListener,
-    server: Arc<Server>,
-    handle: fn(&Server, UnixStream),
-) -> Result<(), String> {
-    std::thread::Builder::new()
-        .name(name.into())
-        .spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let server = Arc::clone(&server);
-                std::thread::spawn(move || handle(&server, stream));
-            }
-        })
-        .map(drop)
-        .map_err(|e| format!("cannot start the {name} thread: {e}"))
-}
-
-/// Binds the sockets and serves them for the daemon's lifetime: `control.sock` (0600, root
-/// only, every request) and `tenant.sock` (0666, `show` only, for the peer's own uid; the
-/// state dir is 0711 so tenants can reach it). Returns the control socket's path.
-pub fn start(state_dir: &Path, server: Server) -> Result<PathBuf, String> {
-    let path = super::socket_path(state_dir);
-    let control = listen(&path, 0o600)?;
-    let tenants = listen(&state_dir.join(super::TENANT_SOCKET), 0o666)?;
-    let server = Arc::new(server);
-    accept("tenant", tenants, Arc::clone(&server), Server::serve_tenant)?;
-    accept("control", control, server, Server::serve)?;
-    Ok(path)
 }
