@@ -8,7 +8,7 @@ fn main() -> ExitCode {
     match quotafs::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("quotafs: {}", e.message);
+            quotafs::logging::stderr_line(&format!("quotafs: {}", e.message));
             ExitCode::from(e.code)
         }
     }

@@ -1,0 +1,111 @@
+//! The daemon's stdout and stderr may be gone (a shell or journal that exited: a pipe whose
+//! reader is closed) or full (/dev/full): it still mounts, a tenant over its limit still gets
+//! EDQUOT (the refusal is logged, and the log write fails), and SIGTERM still unmounts cleanly.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{BIN, Scratch, mounted_at, run, run_ok};
+
+/// Unmounts and kills the daemon if the test ends early.
+struct Daemon {
+    child: Option<Child>,
+    mnt: std::path::PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if mounted_at(&self.mnt).is_some() && !run(Command::new("umount").arg(&self.mnt)).status.success() {
+            let _ = run(Command::new("umount").arg("-l").arg(&self.mnt));
+        }
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn start(s: &Scratch, state: &Path, mnt: &Path, out: Stdio, err: Stdio) -> Daemon {
+    let child = Command::new(BIN)
+        .arg("mount")
+        .arg("--backing")
+        .arg(&s.backing)
+        .arg("--state-dir")
+        .arg(state)
+        .arg(mnt)
+        .env("QUOTAFS_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .expect("spawn quotafs");
+    let mut d = Daemon { child: Some(child), mnt: mnt.to_path_buf() };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while mounted_at(mnt).as_deref() != Some("fuse") {
+        if let Some(status) = d.child.as_mut().unwrap().try_wait().unwrap() {
+            panic!("quotafs exited before mounting: {status}");
+        }
+        assert!(Instant::now() < deadline, "quotafs did not mount in time");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    d
+}
+
+/// A pipe whose read end is already closed: every write to it fails with EPIPE.
+fn broken_pipe() -> Stdio {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    Stdio::from(writer)
+}
+
+fn dev_full() -> Stdio {
+    Stdio::from(std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap())
+}
+
+#[test]
+fn a_lost_or_full_log_breaks_nothing() {
+    let s = Scratch::new("hostile-start");
+    let state = s.dir.join("state");
+    let mnt = s.dir.join("mnt");
+    let st = state.to_str().unwrap();
+    run_ok(Command::new(BIN).args(["--state-dir", st, "quota", "set", "--user", "1000", "--bytes-hard", "1M"]));
+    type Sink = fn() -> Stdio;
+    let sinks: [(&str, Sink, Sink); 2] =
+        [("a closed pipe", broken_pipe, broken_pipe), ("/dev/full", dev_full, dev_full)];
+    for (round, (what, out, err)) in sinks.into_iter().enumerate() {
+        let mut d = start(&s, &state, &mnt, out(), err());
+        let home = mnt.join(format!("h{round}"));
+        std::fs::create_dir(&home).unwrap();
+        std::os::unix::fs::chown(&home, Some(1000), Some(1000)).unwrap();
+        let dd = run(Command::new("setpriv")
+            .args(["--reuid=1000", "--regid=1000", "--clear-groups", "dd", "if=/dev/zero", "bs=64K", "count=64"])
+            .arg(format!("of={}/big", home.display())));
+        let msg = String::from_utf8_lossy(&dd.stderr);
+        assert!(msg.contains("Disk quota exceeded"), "stderr as {what}: a write over the limit must be EDQUOT: {msg}");
+        // Refused again (a second logged refusal), still EDQUOT, and the daemon is alive.
+        let again = run(Command::new("setpriv")
+            .args(["--reuid=1000", "--regid=1000", "--clear-groups", "sh", "-c"])
+            .arg(format!("head -c 2000000 /dev/zero > {}/more", home.display())));
+        let msg = String::from_utf8_lossy(&again.stderr);
+        assert!(msg.contains("Disk quota exceeded"), "stderr as {what}: second refusal: {msg}");
+        let status = run(Command::new(BIN).args(["--state-dir", st, "status", "--json"]));
+        assert!(status.status.success(), "stderr as {what}: the daemon answers status");
+        // SIGTERM unmounts and the daemon exits 0.
+        let child = d.child.as_mut().unwrap();
+        run_ok(Command::new("kill").arg("-TERM").arg(child.id().to_string()));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let code = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status.code();
+            }
+            assert!(Instant::now() < deadline, "stderr as {what}: SIGTERM did not end the daemon");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        d.child = None;
+        assert_eq!(code, Some(0), "stderr as {what}: exit status after SIGTERM");
+        assert!(mounted_at(&mnt).is_none(), "stderr as {what}: still mounted after SIGTERM");
+    }
+}
