@@ -54,10 +54,11 @@ fn start(s: &Scratch, state: &Path, mnt: &Path, out: Stdio, err: Stdio) -> Daemo
     d
 }
 
-/// A pipe whose read end is already closed: every write to it fails with EPIPE.
+/// A pipe whose reader has exited: every write to it fails with EPIPE.
 fn broken_pipe() -> Stdio {
-    let (reader, writer) = std::io::pipe().unwrap();
-    drop(reader);
+    let mut reader = Command::new("true").stdin(Stdio::piped()).spawn().unwrap();
+    let writer = reader.stdin.take().unwrap();
+    reader.wait().unwrap();
     Stdio::from(writer)
 }
 
