@@ -18,7 +18,11 @@ use crate::ledger::Ledger;
 use crate::passthrough::{Options, Passthrough};
 
 /// Checkpoints every `interval`, or sooner when the activity log passes 64 MiB.
-fn spawn_checkpointer(ledger: Arc<Ledger>, stop: Arc<AtomicBool>, interval: Duration) -> std::thread::JoinHandle<()> {
+fn spawn_checkpointer(
+    ledger: Arc<Ledger>,
+    stop: Arc<AtomicBool>,
+    interval: Duration,
+) -> Result<std::thread::JoinHandle<()>, String> {
     std::thread::Builder::new()
         .name("checkpoint".into())
         .spawn(move || {
@@ -33,7 +37,7 @@ fn spawn_checkpointer(ledger: Arc<Ledger>, stop: Arc<AtomicBool>, interval: Dura
                 }
             }
         })
-        .expect("spawn the checkpoint thread")
+        .map_err(|e| format!("cannot start the checkpoint thread: {e}"))
 }
 
 /// Creates the state dir (0711: tenants may reach `tenant.sock` in it, nothing else is
@@ -302,7 +306,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
         })
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;
 
-    let checkpointer = spawn_checkpointer(Arc::clone(&ledger), Arc::clone(&stop), cfg.checkpoint_interval);
+    let checkpointer = spawn_checkpointer(Arc::clone(&ledger), Arc::clone(&stop), cfg.checkpoint_interval)?;
 
     let result = session.run();
     handle.close();
