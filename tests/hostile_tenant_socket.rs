@@ -113,6 +113,10 @@ fn a_hostile_tenant_cannot_exhaust_the_daemon() {
     });
     assert!(sent < 64 << 20, "the daemon read {sent} bytes of a request without a newline");
     let hwm = status_field(pid, "VmHWM:");
+    println!(
+        "{N} connections: {threads} threads (before {threads0}), {open_fds} fds (before {fds0}); \
+         1 GiB line: {sent} bytes taken, peak RSS {hwm0} -> {hwm} kB"
+    );
     assert!(hwm < hwm0 + 64 * 1024, "the daemon's peak RSS grew from {hwm0} kB to {hwm} kB");
 
     // Still serving, and still exact.
