@@ -247,6 +247,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
             ops: Arc::clone(&ops),
             threads: cfg.threads,
             pools: Arc::clone(&pools),
+            projects: Default::default(),
         },
     )?;
     let stop = Arc::new(AtomicBool::new(false));

@@ -112,6 +112,42 @@ pub struct Server {
     pub threads: usize,
     /// Per-backing request counters and queues.
     pub pools: Arc<crate::fuse::pool::Pools>,
+    /// What `show` needs about projects, for the tenant socket.
+    pub projects: ProjectCache,
+}
+
+/// Each project's name and the uid owning its top directory, as `show` needs them: built by
+/// one stat per project root, so kept for at most a second (whatever the request rate, the
+/// stats cost one pass a second), and dropped by `project assign`. A chown of a project's top
+/// directory shows in `quota show` within a second.
+#[derive(Default)]
+pub struct ProjectCache(parking_lot::Mutex<Option<(std::time::Instant, Arc<ProjectInfo>)>>);
+
+#[derive(Default)]
+pub struct ProjectInfo {
+    /// Project id → uid owning its top directory.
+    owners: std::collections::HashMap<u32, u32>,
+    names: std::collections::BTreeMap<u32, String>,
+}
+
+impl ProjectCache {
+    const TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+    fn get(&self, build: impl FnOnce() -> ProjectInfo) -> Arc<ProjectInfo> {
+        let mut slot = self.0.lock();
+        if let Some((at, info)) = &*slot
+            && at.elapsed() < Self::TTL
+        {
+            return Arc::clone(info);
+        }
+        let info = Arc::new(build());
+        *slot = Some((std::time::Instant::now(), Arc::clone(&info)));
+        info
+    }
+
+    fn clear(&self) {
+        *self.0.lock() = None;
+    }
 }
 
 impl Server {
@@ -206,6 +242,7 @@ impl Server {
                 {
                     return Response::Error { message: e };
                 }
+                self.projects.clear();
                 match self.ops.assign_project(node, id, self.threads) {
                     Ok(n) => Response::Done { message: format!("project {id}: {n} inodes moved") },
                     Err(e) => Response::Error { message: e },
@@ -225,39 +262,38 @@ impl Server {
 
 impl Server {
     /// `quota show` for the local user `uid`: their own user row, and the rows of projects
-    /// whose top directory they own. Nothing about anybody else.
+    /// whose top directory they own. Nothing about anybody else. Costs lookups of those
+    /// subjects only (it runs on the socket thread, at any tenant's request).
     fn show(&self, uid: u32) -> Response {
-        let names = Names::load(self.ledger.project_names());
+        let projects = self.projects.get(|| {
+            let roots = self.ledger.store().project_roots().unwrap_or_default();
+            ProjectInfo {
+                owners: roots.iter().filter_map(|(id, r)| Some((*id, self.ops.owner_of(*r)?))).collect(),
+                names: self.ledger.project_names(),
+            }
+        });
+        let mut subjects = vec![Subject::User(uid)];
+        subjects
+            .extend(projects.owners.iter().filter(|(_, owner)| **owner == uid).map(|(id, _)| Subject::Project(*id)));
+        let table = self.ledger.table();
+        let usage: std::collections::BTreeMap<Subject, Usage> = subjects.iter().map(|s| (*s, table.get(*s))).collect();
         let e = self.ledger.enforcer();
-        let all = rows(&self.ledger.table().snapshot(), &names, &e.all_limits(), &e.grace_snapshot());
-        let roots = self.ledger.store().project_roots().unwrap_or_default();
-        let owned = |id: u32| roots.get(&id).is_some_and(|r| self.ops.owner_of(*r) == Some(uid));
-        let mut mine: Vec<Row> = all
-            .into_iter()
-            .filter(|r| (r.kind == "user" && r.id == uid) || (r.kind == "project" && owned(r.id)))
+        let limits = subjects
+            .iter()
+            .map(|s| LimitKey::Subject(*s))
+            .chain([LimitKey::DefaultUser, LimitKey::DefaultProject])
+            .filter_map(|k| Some((k, e.get(k)?)))
             .collect();
-        if !mine.iter().any(|r| r.kind == "user") {
-            let l = e.effective(Subject::User(uid)).unwrap_or_default();
-            mine.insert(
-                0,
-                Row {
-                    kind: "user".into(),
-                    id: uid,
-                    name: names.name(Subject::User(uid)),
-                    bytes_used: 0,
-                    inodes_used: 0,
-                    bytes_soft: l.bytes_soft,
-                    bytes_hard: l.bytes_hard,
-                    inodes_soft: l.inodes_soft,
-                    inodes_hard: l.inodes_hard,
-                    grace_expires: None,
-                    inodes_grace_expires: None,
-                    grace_expires_unix: None,
-                    inodes_grace_expires_unix: None,
-                },
-            );
-        }
-        Response::Report { rows: mine }
+        let names = Names::load(
+            subjects
+                .iter()
+                .filter_map(|s| match s {
+                    Subject::Project(id) => Some((*id, projects.names.get(id)?.clone())),
+                    Subject::User(_) => None,
+                })
+                .collect(),
+        );
+        Response::Report { rows: rows(&usage, &names, &limits, &e.grace_snapshot()) }
     }
 
     /// The reply to one request line on the tenant socket from local user `uid`.
