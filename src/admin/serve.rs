@@ -122,8 +122,7 @@ pub fn start(state_dir: &Path, server: Server) -> Result<PathBuf, String> {
         control_busy: Arc::new(AtomicUsize::new(0)),
         policy,
         accept_paused_until: None,
-        refused: 0,
-        last_warning: None,
+        refused: Refused::default(),
     };
     std::thread::Builder::new()
         .name("sockets".into())
@@ -157,6 +156,42 @@ struct Conn {
     deadline: Instant,
 }
 
+/// Refused connections, logged at most once per 10 s whatever their rate (a flood of them
+/// must not flood the log).
+#[derive(Default)]
+struct Refused {
+    /// Control connections from non-root peers since the last warning, and the last such uid.
+    not_root: u64,
+    last_uid: u32,
+    /// Connections over a cap since the last warning.
+    over_cap: u64,
+    last_warning: Option<Instant>,
+}
+
+impl Refused {
+    fn note(&mut self, not_root: bool, uid: u32) {
+        if not_root {
+            self.not_root += 1;
+            self.last_uid = uid;
+        } else {
+            self.over_cap += 1;
+        }
+        if self.last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            if self.not_root > 0 {
+                tracing::warn!(
+                    connections = self.not_root,
+                    last_uid = self.last_uid,
+                    "refused control connections from non-root users"
+                );
+            }
+            if self.over_cap > 0 {
+                tracing::warn!(connections = self.over_cap, "refused connections over the socket caps");
+            }
+            *self = Refused { last_warning: Some(Instant::now()), ..Refused::default() };
+        }
+    }
+}
+
 /// What one readiness event led to.
 enum Step {
     Keep,
@@ -177,9 +212,7 @@ struct Loop {
     policy: Policy,
     /// After accept failed for lack of descriptors: when to try again.
     accept_paused_until: Option<Instant>,
-    /// Connections refused over a cap since the last warning.
-    refused: u64,
-    last_warning: Option<Instant>,
+    refused: Refused,
 }
 
 /// One JSON line.
@@ -335,11 +368,7 @@ impl Loop {
             _ => None,
         };
         if let Some(message) = refusal {
-            if kind == Kind::Control && uid != 0 {
-                tracing::warn!(uid, "refused a control connection from a non-root user");
-            } else {
-                self.note_refusal();
-            }
+            self.refused.note(kind == Kind::Control && uid != 0, uid);
             say_and_close(stream, &error_line(message));
             return;
         }
@@ -355,16 +384,6 @@ impl Loop {
             sent: 0,
             deadline: Instant::now() + self.policy.timeout,
         });
-    }
-
-    /// Logs connections refused over a cap, at most once per 10 s.
-    fn note_refusal(&mut self) {
-        self.refused += 1;
-        if self.last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
-            tracing::warn!(refused = self.refused, "connections refused over the socket caps");
-            self.refused = 0;
-            self.last_warning = Some(Instant::now());
-        }
     }
 
     fn step(&mut self, i: usize, revents: libc::c_short) -> Step {
