@@ -1,9 +1,12 @@
 //! The daemon's stdout and stderr may be gone (a shell or journal that exited: a pipe whose
-//! reader is closed) or full (/dev/full): it still mounts, a tenant over its limit still gets
-//! EDQUOT (the refusal is logged, and the log write fails), and SIGTERM still unmounts cleanly.
+//! reader is closed), full (/dev/full) or stalled (a reader that never reads, with a log line
+//! per FUSE request): it still mounts and serves, a tenant over its limit still gets EDQUOT
+//! (the refusal is logged, and the log write fails or would block), and SIGTERM still
+//! unmounts cleanly.
 
 mod common;
 
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,17 +21,18 @@ struct Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        if mounted_at(&self.mnt).is_some() && !run(Command::new("umount").arg(&self.mnt)).status.success() {
-            let _ = run(Command::new("umount").arg("-l").arg(&self.mnt));
-        }
+        // The daemon first: a daemon stuck on its log would keep `umount` waiting on it.
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
+        if mounted_at(&self.mnt).is_some() {
+            let _ = run(Command::new("umount").arg("-l").arg(&self.mnt));
+        }
     }
 }
 
-fn start(s: &Scratch, state: &Path, mnt: &Path, out: Stdio, err: Stdio) -> Daemon {
+fn start(s: &Scratch, state: &Path, mnt: &Path, (out, err, level): Sinks) -> Daemon {
     let child = Command::new(BIN)
         .arg("mount")
         .arg("--backing")
@@ -36,7 +40,7 @@ fn start(s: &Scratch, state: &Path, mnt: &Path, out: Stdio, err: Stdio) -> Daemo
         .arg("--state-dir")
         .arg(state)
         .arg(mnt)
-        .env("QUOTAFS_LOG", "info")
+        .env("QUOTAFS_LOG", level)
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
@@ -54,16 +58,41 @@ fn start(s: &Scratch, state: &Path, mnt: &Path, out: Stdio, err: Stdio) -> Daemo
     d
 }
 
-/// A pipe whose reader has exited: every write to it fails with EPIPE.
-fn broken_pipe() -> Stdio {
-    let mut reader = Command::new("true").stdin(Stdio::piped()).spawn().unwrap();
-    let writer = reader.stdin.take().unwrap();
-    reader.wait().unwrap();
-    Stdio::from(writer)
+/// A process holding the read end of a pipe without ever reading it; killed when dropped.
+struct Stalled(Child);
+
+impl Drop for Stalled {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
-fn dev_full() -> Stdio {
-    Stdio::from(std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap())
+/// stdout, stderr and log filter for one round.
+type Sinks = (Stdio, Stdio, &'static str);
+
+/// A pipe whose reader has exited: every write to it fails with EPIPE.
+fn broken_pipe(_: &mut Vec<Stalled>) -> Sinks {
+    let mut reader = Command::new("true").stdin(Stdio::piped()).spawn().unwrap();
+    let writer: OwnedFd = reader.stdin.take().unwrap().into();
+    reader.wait().unwrap();
+    (Stdio::from(writer.try_clone().unwrap()), Stdio::from(writer), "info")
+}
+
+fn dev_full(_: &mut Vec<Stalled>) -> Sinks {
+    let full = || Stdio::from(std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap());
+    (full(), full(), "info")
+}
+
+/// A pipe nobody reads, and a log line per FUSE request (fuser's, at `debug`): it is full
+/// after a few hundred requests.
+fn stalled_pipe(keep: &mut Vec<Stalled>) -> Sinks {
+    // Longer than the creates' `timeout`; short enough that a daemon stuck on it (a failing
+    // run) is freed soon.
+    let mut reader = Command::new("sleep").arg("90").stdin(Stdio::piped()).spawn().unwrap();
+    let writer: OwnedFd = reader.stdin.take().unwrap().into();
+    keep.push(Stalled(reader));
+    (Stdio::from(writer.try_clone().unwrap()), Stdio::from(writer), "debug")
 }
 
 #[test]
@@ -73,14 +102,18 @@ fn a_lost_or_full_log_breaks_nothing() {
     let mnt = s.dir.join("mnt");
     let st = state.to_str().unwrap();
     run_ok(Command::new(BIN).args(["--state-dir", st, "quota", "set", "--user", "1000", "--bytes-hard", "1M"]));
-    type Sink = fn() -> Stdio;
-    let sinks: [(&str, Sink, Sink); 2] =
-        [("a closed pipe", broken_pipe, broken_pipe), ("/dev/full", dev_full, dev_full)];
-    for (round, (what, out, err)) in sinks.into_iter().enumerate() {
-        let mut d = start(&s, &state, &mnt, out(), err());
+    type Sink = fn(&mut Vec<Stalled>) -> Sinks;
+    let sinks: [(&str, Sink); 3] =
+        [("a closed pipe", broken_pipe), ("/dev/full", dev_full), ("a pipe nobody reads", stalled_pipe)];
+    let mut readers = Vec::new();
+    for (round, (what, sink)) in sinks.into_iter().enumerate() {
+        let mut d = start(&s, &state, &mnt, sink(&mut readers));
         let home = mnt.join(format!("h{round}"));
         std::fs::create_dir(&home).unwrap();
         std::os::unix::fs::chown(&home, Some(1000), Some(1000)).unwrap();
+        let many_dir = mnt.join(format!("many{round}"));
+        std::fs::create_dir(&many_dir).unwrap();
+        std::os::unix::fs::chown(&many_dir, Some(1001), Some(1001)).unwrap();
         let dd = run(Command::new("setpriv")
             .args(["--reuid=1000", "--regid=1000", "--clear-groups", "dd", "if=/dev/zero", "bs=64K", "count=64"])
             .arg(format!("of={}/big", home.display())));
@@ -92,6 +125,16 @@ fn a_lost_or_full_log_breaks_nothing() {
             .arg(format!("head -c 2000000 /dev/zero > {}/more", home.display())));
         let msg = String::from_utf8_lossy(&again.stderr);
         assert!(msg.contains("Disk quota exceeded"), "stderr as {what}: second refusal: {msg}");
+        // Many requests (a log line each at `debug`); `timeout` turns a hang into a failure.
+        let many = run(Command::new("setpriv")
+            .args(["--reuid=1001", "--regid=1001", "--clear-groups", "timeout", "60", "sh", "-c"])
+            .arg(format!("cd {} && for i in $(seq 1500); do : > f$i; done", many_dir.display())));
+        assert!(
+            many.status.success(),
+            "stderr as {what}: 1500 creates ({}): {}",
+            many.status,
+            String::from_utf8_lossy(&many.stderr)
+        );
         let status = run(Command::new(BIN).args(["--state-dir", st, "status", "--json"]));
         assert!(status.status.success(), "stderr as {what}: the daemon answers status");
         // SIGTERM unmounts and the daemon exits 0.
