@@ -140,8 +140,20 @@ fn new_ledger_id() -> Result<String, String> {
 /// at the very path the backing names (its id file lost, or the dir made anew there) may take
 /// the backing's id: no other ledger can use that path meanwhile.
 fn check_owner(b: &crate::backing::Backing, state_dir: &str, id: Option<&str>) -> Result<(), String> {
+    let ours = |o: &crate::backing::Owner| Some(o.id.as_str()) == id || (id.is_none() && o.state_dir == state_dir);
+    if let Some((outer, owner)) = b.enclosing_owner()?
+        && !ours(&owner)
+    {
+        return Err(format!(
+            "backing {} is inside {}, a backing of the ledger in state dir {}: its files would be counted by \
+             both ledgers. Serve that tree from that daemon, or pick a backing outside it",
+            b.path.display(),
+            outer.display(),
+            owner.state_dir
+        ));
+    }
     let Some(owner) = b.owner()? else { return Ok(()) };
-    if Some(owner.id.as_str()) == id || (id.is_none() && owner.state_dir == state_dir) {
+    if ours(&owner) {
         return Ok(());
     }
     let attr = crate::backing::OWNER_XATTR.to_string_lossy();

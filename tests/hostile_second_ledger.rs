@@ -1,6 +1,7 @@
-//! A backing belongs to one ledger: a second daemon on the same backing (main or routed) with
-//! another state dir is refused with exit 2, whether the first daemon runs or not, names the
-//! state dir that owns the backing, and writes nothing (no state dir, no tag, no mount).
+//! A backing belongs to one ledger: a second daemon on the same backing (main or routed), or on
+//! a directory inside one, with another state dir is refused with exit 2, whether the first
+//! daemon runs or not, names the state dir that owns the backing, and writes nothing (no state
+//! dir, no tag, no mount).
 
 mod common;
 
@@ -51,6 +52,9 @@ fn a_second_ledger_on_the_same_backing_is_refused() {
     let (st2, m2) = (state2.to_str().unwrap(), mnt2.to_str().unwrap());
     let route = format!("/home/*/Dropbox={r}");
     std::fs::write(f.m("file"), b"data").unwrap();
+    std::fs::create_dir(f.m("sub")).unwrap();
+    let sub = main.join("sub");
+    let sub = sub.to_str().unwrap();
     let before = (snapshot(f.backing()), snapshot(&routed), snapshot(&other.backing));
 
     // While the first daemon runs, and after it stopped: the main backing, and a routed one
@@ -62,6 +66,8 @@ fn a_second_ledger_on_the_same_backing_is_refused() {
         let when = if running { "first daemon running" } else { "first daemon stopped" };
         refused(&["mount", "--backing", b, "--route", &route, "--state-dir", st2, m2], &mnt2, &f.state, when);
         refused(&["mount", "--backing", o, "--route", &route, "--state-dir", st2, m2], &mnt2, &f.state, when);
+        // A directory inside the owned backing is part of it.
+        refused(&["mount", "--backing", sub, "--state-dir", st2, m2], &mnt2, &f.state, when);
         assert!(mounted_at(&mnt2).is_none(), "{when}: nothing mounted");
         assert!(!state2.exists(), "{when}: a refused start creates no state dir");
     }

@@ -131,20 +131,32 @@ impl Owner {
 impl Backing {
     /// The ledger this backing belongs to; `None` if none has claimed it yet.
     pub fn owner(&self) -> Result<Option<Owner>, String> {
-        let mut buf = [0u8; 4096];
-        match sys::get_xattr(self.root_fd(), OWNER_XATTR, &mut buf) {
-            Ok(n) => Owner::parse(&buf[..n]).map(Some).ok_or_else(|| {
-                format!(
-                    "backing {}: the attribute {} is malformed; remove it (setfattr -x {} {}) and mount again",
-                    self.path.display(),
-                    OWNER_XATTR.to_string_lossy(),
-                    OWNER_XATTR.to_string_lossy(),
-                    self.path.display()
-                )
-            }),
-            Err(Errno(libc::ENODATA)) => Ok(None),
-            Err(e) => Err(format!("cannot read the owner of backing {}: {e}", self.path.display())),
+        read_owner(self.root_fd(), &self.path)
+    }
+
+    /// The nearest directory above this backing root on its file system that a ledger claims
+    /// as a backing (its path and owner): this backing would then be part of that one's tree.
+    pub fn enclosing_owner(&self) -> Result<Option<(PathBuf, Owner)>, String> {
+        if self.fs_root {
+            return Ok(None);
         }
+        let fail = |e: Errno| format!("cannot read the directories above backing {}: {e}", self.path.display());
+        let mut below = self.root_ino;
+        let mut dir = sys::open_dotdot(self.root_fd(), libc::O_RDONLY).map_err(fail)?;
+        for depth in 1..=4096 {
+            let st = sys::stat_fd(dir.as_fd()).map_err(fail)?;
+            // Another file system (above its root), or `/` (its own parent).
+            if st.st_dev != self.dev || st.st_ino == below {
+                return Ok(None);
+            }
+            let path = self.path.ancestors().nth(depth).unwrap_or(Path::new("?")).to_path_buf();
+            if let Some(owner) = read_owner(dir.as_fd(), &path)? {
+                return Ok(Some((path, owner)));
+            }
+            below = st.st_ino;
+            dir = sys::open_dotdot(dir.as_fd(), libc::O_RDONLY).map_err(fail)?;
+        }
+        Ok(None)
     }
 
     /// Records `owner` as the ledger this backing belongs to.
@@ -172,6 +184,23 @@ impl Backing {
             }
             Err(e) => Err(format!("cannot lock backing {}: {e}", self.path.display())),
         }
+    }
+}
+
+/// The owner recorded on directory `fd` (at `path`, for messages), if any.
+fn read_owner(fd: BorrowedFd<'_>, path: &Path) -> Result<Option<Owner>, String> {
+    let mut buf = [0u8; 4096];
+    match sys::get_xattr(fd, OWNER_XATTR, &mut buf) {
+        Ok(n) => Owner::parse(&buf[..n]).map(Some).ok_or_else(|| {
+            let attr = OWNER_XATTR.to_string_lossy();
+            format!(
+                "{}: the attribute {attr} is malformed; remove it (setfattr -x {attr} {}) and mount again",
+                path.display(),
+                path.display()
+            )
+        }),
+        Err(Errno(libc::ENODATA)) => Ok(None),
+        Err(e) => Err(format!("cannot read the owner of backing {}: {e}", path.display())),
     }
 }
 
