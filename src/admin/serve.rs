@@ -102,8 +102,9 @@ pub fn start(state_dir: &Path, server: Server) -> Result<PathBuf, String> {
     let private = state_dir.join(PRIVATE_DIR);
     // Left over from a crash during a start: only root can create it (the state dir is root's
     // and not writable by others); remove_dir_all does not follow a symlink.
-    if std::fs::symlink_metadata(&private).is_ok() {
-        std::fs::remove_dir_all(&private).map_err(|e| format!("cannot remove {}: {e}", private.display()))?;
+    if let Ok(md) = std::fs::symlink_metadata(&private) {
+        let removed = if md.is_dir() { std::fs::remove_dir_all(&private) } else { std::fs::remove_file(&private) };
+        removed.map_err(|e| format!("cannot remove {}: {e}", private.display()))?;
     }
     std::fs::DirBuilder::new()
         .mode(0o700)
