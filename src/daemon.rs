@@ -3,7 +3,7 @@
 use std::fs::{DirBuilder, OpenOptions};
 use std::io::Write;
 use std::os::fd::AsFd;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,7 +18,11 @@ use crate::ledger::Ledger;
 use crate::passthrough::{Options, Passthrough};
 
 /// Checkpoints every `interval`, or sooner when the activity log passes 64 MiB.
-fn spawn_checkpointer(ledger: Arc<Ledger>, stop: Arc<AtomicBool>, interval: Duration) -> std::thread::JoinHandle<()> {
+fn spawn_checkpointer(
+    ledger: Arc<Ledger>,
+    stop: Arc<AtomicBool>,
+    interval: Duration,
+) -> Result<std::thread::JoinHandle<()>, String> {
     std::thread::Builder::new()
         .name("checkpoint".into())
         .spawn(move || {
@@ -33,7 +37,7 @@ fn spawn_checkpointer(ledger: Arc<Ledger>, stop: Arc<AtomicBool>, interval: Dura
                 }
             }
         })
-        .expect("spawn the checkpoint thread")
+        .map_err(|e| format!("cannot start the checkpoint thread: {e}"))
 }
 
 /// Creates the state dir (0711: tenants may reach `tenant.sock` in it, nothing else is
@@ -45,6 +49,17 @@ pub fn lock_state_dir(dir: &Path) -> Result<std::fs::File, String> {
         .mode(0o711)
         .create(dir)
         .map_err(|e| format!("cannot create state dir {}: {e}", dir.display()))?;
+    // Its sockets are replaced by rename: nobody but root may add or rename entries in it.
+    let md = std::fs::symlink_metadata(dir).map_err(|e| format!("cannot stat state dir {}: {e}", dir.display()))?;
+    if !md.is_dir() || md.uid() != 0 || md.mode() & 0o022 != 0 {
+        return Err(format!(
+            "state dir {} must be a directory owned by root and writable by root only \
+             (found uid {}, mode {:o}); fix it with `chown root: {0}; chmod 0711 {0}`",
+            dir.display(),
+            md.uid(),
+            md.mode() & 0o7777
+        ));
+    }
     let path = dir.join("lock");
     let mut file = OpenOptions::new()
         .read(true)
@@ -68,10 +83,136 @@ pub fn lock_state_dir(dir: &Path) -> Result<std::fs::File, String> {
     Ok(file)
 }
 
+/// Why a mount did not start or ended badly.
+#[derive(Debug)]
+pub enum RunError {
+    /// Refused before anything was created or mounted (bad input; exit 2).
+    Refused(String),
+    /// Failed at start or while serving (exit 1).
+    Failed(String),
+}
+
+impl From<String> for RunError {
+    fn from(message: String) -> RunError {
+        RunError::Failed(message)
+    }
+}
+
+/// The file in the state dir holding its ledger's id (see `backing::OWNER_XATTR`).
+const LEDGER_ID: &str = "ledger-id";
+
+/// The state dir's ledger id, if it has one (read only: nothing is created).
+fn read_ledger_id(dir: &Path) -> Result<Option<String>, String> {
+    let path = dir.join(LEDGER_ID);
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() && !text.trim().contains(' ') => Ok(Some(text.trim().to_string())),
+        Ok(_) => Err(format!("{} is malformed; remove it and mount again", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// Gives the (locked) state dir the ledger id `id`, durably.
+fn write_ledger_id(dir: &Path, id: &str) -> Result<(), String> {
+    let path = dir.join(LEDGER_ID);
+    let tmp = dir.join(format!("{LEDGER_ID}.new"));
+    let write = || -> std::io::Result<()> {
+        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        writeln!(f, "{id}")?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        // IMPORTANT: the rename is durable only once the directory is synced.
+        std::fs::File::open(dir)?.sync_all()
+    };
+    write().map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// 128 random bits, in hex.
+fn new_ledger_id() -> Result<String, String> {
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Refuses a backing that another ledger (another state dir) owns. A state dir with no id yet
+/// at the very path the backing names (its id file lost, or the dir made anew there) may take
+/// the backing's id: no other ledger can use that path meanwhile.
+fn check_owner(b: &crate::backing::Backing, state_dir: &str, id: Option<&str>) -> Result<(), String> {
+    let ours = |o: &crate::backing::Owner| Some(o.id.as_str()) == id || (id.is_none() && o.state_dir == state_dir);
+    if let Some((outer, owner)) = b.enclosing_owner()?
+        && !ours(&owner)
+    {
+        return Err(format!(
+            "backing {} is inside {}, a backing of the ledger in state dir {}: its files would be counted by \
+             both ledgers. Serve that tree from that daemon, or pick a backing outside it",
+            b.path.display(),
+            outer.display(),
+            owner.state_dir
+        ));
+    }
+    let Some(owner) = b.owner()? else { return Ok(()) };
+    if ours(&owner) {
+        return Ok(());
+    }
+    let attr = crate::backing::OWNER_XATTR.to_string_lossy();
+    Err(format!(
+        "backing {} belongs to the ledger in state dir {} (attribute {attr}), not to {state_dir}: writes \
+         through a second ledger would not be charged in the first. Mount it with --state-dir {}. To move it \
+         to {state_dir} on purpose: stop the daemon of {}, run `setfattr -x {attr} DIR` on this backing and on \
+         each routed backing, then mount with --state-dir {state_dir} (the first mount counts the tree)",
+        b.path.display(),
+        owner.state_dir,
+        owner.state_dir,
+        owner.state_dir,
+    ))
+}
+
 /// Mounts and serves until the file system is unmounted (outside `umount`, or SIGINT/SIGTERM,
 /// which lazily unmount it). Returns Ok on a clean end.
-pub fn run(cfg: &MountConfig) -> Result<(), String> {
-    let _lock = lock_state_dir(&cfg.state_dir)?;
+pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
+    // Which ledger each backing belongs to is settled before anything is created: a refused
+    // start writes nothing. Each backing stays locked (flock) for the daemon's lifetime.
+    // An existing state dir is locked first (another daemon on it is named as such); a new
+    // one is created only once the backings are known to be free.
+    let early_lock = match cfg.state_dir.join("lock").exists() {
+        true => Some(lock_state_dir(&cfg.state_dir)?),
+        false => None,
+    };
+    let state_name = cfg.state_dir.canonicalize().unwrap_or_else(|_| cfg.state_dir.clone()).display().to_string();
+    let known_id = read_ledger_id(&cfg.state_dir)?;
+    let (backings, routes) = crate::backing::open_all_checked(&cfg.backing, &cfg.routes, &|b| {
+        check_owner(b, &state_name, known_id.as_deref())
+    })
+    .map_err(RunError::Refused)?;
+    let adopted = match &known_id {
+        Some(_) => None,
+        None => backings.iter().find_map(|b| b.owner().ok().flatten()).map(|o| o.id),
+    };
+    let _lock = match early_lock {
+        Some(lock) => lock,
+        None => lock_state_dir(&cfg.state_dir)?,
+    };
+    let id = match (known_id, adopted) {
+        (Some(id), _) => id,
+        (None, Some(id)) => {
+            write_ledger_id(&cfg.state_dir, &id)?;
+            id
+        }
+        (None, None) => {
+            let id = new_ledger_id()?;
+            write_ledger_id(&cfg.state_dir, &id)?;
+            id
+        }
+    };
+    let state_name = cfg.state_dir.canonicalize().map_or(state_name, |p| p.display().to_string());
+    let owner = crate::backing::Owner { id, state_dir: state_name };
+    for b in &backings {
+        if b.owner()?.as_ref() != Some(&owner) {
+            b.claim(&owner)?;
+        }
+    }
     let nofile = sys::raise_nofile_limit();
     if (nofile as usize) < cfg.fd_cache + 1024 {
         tracing::warn!(
@@ -82,7 +223,6 @@ pub fn run(cfg: &MountConfig) -> Result<(), String> {
     }
     creds::init_process().map_err(|e| format!("cannot drop supplementary groups: {e}"))?;
 
-    let (backings, routes) = crate::backing::open_all(&cfg.backing, &cfg.routes)?;
     for (p, b) in &routes.routes {
         tracing::info!(pattern = %p.text, backing = %backings[*b as usize].path.display(), index = b, "route");
     }
@@ -116,7 +256,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), String> {
         cfg.route_threads,
         cfg.shared_pool,
     );
-    crate::admin::server::start(
+    crate::admin::serve::start(
         &cfg.state_dir,
         crate::admin::server::Server {
             mountpoint: cfg.mountpoint.clone(),
@@ -124,6 +264,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), String> {
             ops: Arc::clone(&ops),
             threads: cfg.threads,
             pools: Arc::clone(&pools),
+            projects: Default::default(),
         },
     )?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -197,7 +338,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), String> {
         })
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;
 
-    let checkpointer = spawn_checkpointer(Arc::clone(&ledger), Arc::clone(&stop), cfg.checkpoint_interval);
+    let checkpointer = spawn_checkpointer(Arc::clone(&ledger), Arc::clone(&stop), cfg.checkpoint_interval)?;
 
     let result = session.run();
     handle.close();
@@ -223,9 +364,9 @@ pub fn run(cfg: &MountConfig) -> Result<(), String> {
                 tracing::warn!("FUSE connection aborted (e.g. through /sys/fs/fuse/connections/*/abort)");
             }
         }
-        Err(e) => return Err(format!("FUSE session failed: {e}")),
+        Err(e) => return Err(RunError::Failed(format!("FUSE session failed: {e}"))),
     }
-    let _ = std::fs::remove_file(crate::admin::socket_path(&cfg.state_dir));
+    crate::admin::serve::remove(&cfg.state_dir);
     tracing::info!("unmounted; exiting");
     Ok(())
 }

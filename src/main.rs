@@ -1,14 +1,17 @@
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = quotafs::cli::Cli::parse();
     quotafs::logging::init();
-    match quotafs::cli::run(cli) {
+    let result = quotafs::cli::run(cli);
+    quotafs::logging::flush(Duration::from_secs(2));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("quotafs: {}", e.message);
+            quotafs::logging::stderr_line(&format!("quotafs: {}", e.message));
             ExitCode::from(e.code)
         }
     }

@@ -4,6 +4,7 @@
 
 pub mod names;
 pub mod restore;
+pub mod serve;
 pub mod server;
 
 use std::io::{BufRead, BufReader, Write};

@@ -1,9 +1,6 @@
-//! The daemon's side of the control socket.
+//! The daemon's answers to control and tenant requests (`serve.rs` runs the sockets).
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use super::names::Names;
@@ -89,6 +86,42 @@ pub struct Server {
     pub threads: usize,
     /// Per-backing request counters and queues.
     pub pools: Arc<crate::fuse::pool::Pools>,
+    /// What `show` needs about projects, for the tenant socket.
+    pub projects: ProjectCache,
+}
+
+/// Each project's name and the uid owning its top directory, as `show` needs them: built by
+/// one stat per project root, so kept for at most a second (whatever the request rate, the
+/// stats cost one pass a second), and dropped by `project assign`. A chown of a project's top
+/// directory shows in `quota show` within a second.
+#[derive(Default)]
+pub struct ProjectCache(parking_lot::Mutex<Option<(std::time::Instant, Arc<ProjectInfo>)>>);
+
+#[derive(Default)]
+pub struct ProjectInfo {
+    /// Project id → uid owning its top directory.
+    owners: std::collections::HashMap<u32, u32>,
+    names: std::collections::BTreeMap<u32, String>,
+}
+
+impl ProjectCache {
+    const TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+    fn get(&self, build: impl FnOnce() -> ProjectInfo) -> Arc<ProjectInfo> {
+        let mut slot = self.0.lock();
+        if let Some((at, info)) = &*slot
+            && at.elapsed() < Self::TTL
+        {
+            return Arc::clone(info);
+        }
+        let info = Arc::new(build());
+        *slot = Some((std::time::Instant::now(), Arc::clone(&info)));
+        info
+    }
+
+    fn clear(&self) {
+        *self.0.lock() = None;
+    }
 }
 
 impl Server {
@@ -194,6 +227,7 @@ impl Server {
             },
             Request::ProjectAssign { node, id, name, absorb } => {
                 use crate::passthrough::AssignError;
+                self.projects.clear();
                 match self.ops.assign_named(node, id, name.as_deref(), absorb, self.threads) {
                     Ok(message) => Response::Done { message },
                     Err(AssignError::Refused(message)) => Response::Refused { message },
@@ -203,20 +237,12 @@ impl Server {
         }
     }
 
-    fn serve(&self, stream: UnixStream) {
-        let mut line = String::new();
-        let mut reader = BufReader::new(&stream);
-        if reader.read_line(&mut line).is_err() {
-            return;
-        }
-        let resp = match serde_json::from_str::<Request>(&line) {
+    /// The reply to one request line on the control socket (the peer is root).
+    pub(super) fn control_reply(&self, line: &[u8]) -> Response {
+        match serde_json::from_slice::<Request>(line) {
             Ok(req) => self.handle(req),
             Err(e) => Response::Error { message: format!("bad request: {e}") },
-        };
-        let mut out =
-            serde_json::to_string(&resp).unwrap_or_else(|e| format!("{{\"result\":\"error\",\"message\":\"{e}\"}}"));
-        out.push('\n');
-        let _ = (&stream).write_all(out.as_bytes());
+        }
     }
 }
 
@@ -229,79 +255,46 @@ impl Server {
     }
 
     /// `quota show` for the local user `uid`: their own user row, and the rows of projects
-    /// whose top directory they own. Nothing about anybody else.
+    /// whose top directory they own. Nothing about anybody else. Costs lookups of those
+    /// subjects only (it runs on the socket thread, at any tenant's request).
     fn show(&self, uid: u32) -> Response {
-        let names = Names::load(self.ledger.project_names());
+        let projects = self.projects.get(|| {
+            let roots = self.ledger.store().project_roots().unwrap_or_default();
+            ProjectInfo {
+                owners: roots.iter().filter_map(|(id, r)| Some((*id, self.ops.owner_of(*r)?))).collect(),
+                names: self.ledger.project_names(),
+            }
+        });
+        let mut subjects = vec![Subject::User(uid)];
+        subjects
+            .extend(projects.owners.iter().filter(|(_, owner)| **owner == uid).map(|(id, _)| Subject::Project(*id)));
+        let table = self.ledger.table();
+        let usage: std::collections::BTreeMap<Subject, Usage> = subjects.iter().map(|s| (*s, table.get(*s))).collect();
         let e = self.ledger.enforcer();
-        let all = rows(&self.ledger.table().snapshot(), &names, &e.all_limits(), &e.grace_snapshot());
-        let roots = self.ledger.store().project_roots().unwrap_or_default();
-        let owned = |id: u32| roots.get(&id).is_some_and(|r| self.ops.owner_of(*r) == Some(uid));
-        let mut mine: Vec<Row> = all
-            .into_iter()
-            .filter(|r| (r.kind == "user" && r.id == uid) || (r.kind == "project" && owned(r.id)))
+        let limits = subjects
+            .iter()
+            .map(|s| LimitKey::Subject(*s))
+            .chain([LimitKey::DefaultUser, LimitKey::DefaultProject])
+            .filter_map(|k| Some((k, e.get(k)?)))
             .collect();
-        if !mine.iter().any(|r| r.kind == "user") {
-            mine.insert(0, self.row(Subject::User(uid)));
-        }
-        Response::Report { rows: mine }
+        let names = Names::load(
+            subjects
+                .iter()
+                .filter_map(|s| match s {
+                    Subject::Project(id) => Some((*id, projects.names.get(id)?.clone())),
+                    Subject::User(_) => None,
+                })
+                .collect(),
+        );
+        Response::Report { rows: rows(&usage, &names, &limits, &e.grace_snapshot()) }
     }
 
-    fn serve_tenant(&self, stream: UnixStream) {
-        let uid = match crate::backing::sys::peer_uid(std::os::fd::AsFd::as_fd(&stream)) {
-            Ok(uid) => uid,
-            Err(_) => return,
-        };
-        let mut line = String::new();
-        if BufReader::new(&stream).read_line(&mut line).is_err() {
-            return;
-        }
-        let resp = match serde_json::from_str::<Request>(&line) {
+    /// The reply to one request line on the tenant socket from local user `uid`.
+    pub(super) fn tenant_reply(&self, uid: u32, line: &[u8]) -> Response {
+        match serde_json::from_slice::<Request>(line) {
             Ok(Request::Show) => self.show(uid),
             Ok(_) => Response::Error { message: "the tenant socket only answers `show`".into() },
             Err(e) => Response::Error { message: format!("bad request: {e}") },
-        };
-        let mut out = serde_json::to_string(&resp).unwrap_or_default();
-        out.push('\n');
-        let _ = (&stream).write_all(out.as_bytes());
+        }
     }
-}
-
-fn listen(path: &Path, mode: u32) -> Result<UnixListener, String> {
-    let _ = std::fs::remove_file(path);
-    let l = UnixListener::bind(path).map_err(|e| format!("cannot bind {}: {e}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| format!("chmod {}: {e}", path.display()))?;
-    Ok(l)
-}
-
-/// Accepts connections on `listener` for the daemon's lifetime, one thread per connection.
-fn accept(
-    name: &str,
-    listener: UnixListener,
-    server: Arc<Server>,
-    handle: fn(&Server, UnixStream),
-) -> Result<(), String> {
-    std::thread::Builder::new()
-        .name(name.into())
-        .spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let server = Arc::clone(&server);
-                std::thread::spawn(move || handle(&server, stream));
-            }
-        })
-        .map(drop)
-        .map_err(|e| format!("cannot start the {name} thread: {e}"))
-}
-
-/// Binds the sockets and serves them for the daemon's lifetime: `control.sock` (0600, root
-/// only, every request) and `tenant.sock` (0666, `show` only, for the peer's own uid; the
-/// state dir is 0711 so tenants can reach it). Returns the control socket's path.
-pub fn start(state_dir: &Path, server: Server) -> Result<PathBuf, String> {
-    let path = super::socket_path(state_dir);
-    let control = listen(&path, 0o600)?;
-    let tenants = listen(&state_dir.join(super::TENANT_SOCKET), 0o666)?;
-    let server = Arc::new(server);
-    accept("tenant", tenants, Arc::clone(&server), Server::serve_tenant)?;
-    accept("control", control, server, Server::serve)?;
-    Ok(path)
 }

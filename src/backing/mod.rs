@@ -106,15 +106,131 @@ fn stored_index(b: &Backing) -> Result<Option<u8>, String> {
     }
 }
 
+/// Names the ledger a backing belongs to, in each backing root: `<ledger id> <state dir>`
+/// (the id from the state dir's `ledger-id` file; the path only for messages). A backing
+/// belongs to one ledger: writes through a second one would never be charged in the first.
+pub const OWNER_XATTR: &CStr = c"trusted.quotafs.ledger";
+
+/// The ledger a backing belongs to (see `OWNER_XATTR`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    /// Random, made once per state dir.
+    pub id: String,
+    /// Where that state dir was when it claimed the backing.
+    pub state_dir: String,
+}
+
+impl Owner {
+    fn parse(value: &[u8]) -> Option<Owner> {
+        let text = std::str::from_utf8(value).ok()?;
+        let (id, dir) = text.split_once(' ')?;
+        (!id.is_empty()).then(|| Owner { id: id.to_string(), state_dir: dir.to_string() })
+    }
+}
+
+impl Backing {
+    /// The ledger this backing belongs to; `None` if none has claimed it yet.
+    pub fn owner(&self) -> Result<Option<Owner>, String> {
+        read_owner(self.root_fd(), &self.path)
+    }
+
+    /// The nearest directory above this backing root on its file system that a ledger claims
+    /// as a backing (its path and owner): this backing would then be part of that one's tree.
+    pub fn enclosing_owner(&self) -> Result<Option<(PathBuf, Owner)>, String> {
+        if self.fs_root {
+            return Ok(None);
+        }
+        let fail = |e: Errno| format!("cannot read the directories above backing {}: {e}", self.path.display());
+        let mut below = self.root_ino;
+        let mut dir = sys::open_dotdot(self.root_fd(), libc::O_RDONLY).map_err(fail)?;
+        for depth in 1..=4096 {
+            let st = sys::stat_fd(dir.as_fd()).map_err(fail)?;
+            // Another file system (above its root), or `/` (its own parent).
+            if st.st_dev != self.dev || st.st_ino == below {
+                return Ok(None);
+            }
+            let path = self.path.ancestors().nth(depth).unwrap_or(Path::new("?")).to_path_buf();
+            if let Some(owner) = read_owner(dir.as_fd(), &path)? {
+                return Ok(Some((path, owner)));
+            }
+            below = st.st_ino;
+            dir = sys::open_dotdot(dir.as_fd(), libc::O_RDONLY).map_err(fail)?;
+        }
+        Ok(None)
+    }
+
+    /// Records `owner` as the ledger this backing belongs to.
+    pub fn claim(&self, owner: &Owner) -> Result<(), String> {
+        let value = format!("{} {}", owner.id, owner.state_dir);
+        sys::set_xattr(self.root_fd(), OWNER_XATTR, value.as_bytes(), 0)
+            .map_err(|e| format!("cannot record the owner of backing {}: {e}", self.path.display()))?;
+        sys::fsync(self.root_fd(), false).map_err(|e| format!("cannot sync backing {}: {e}", self.path.display()))
+    }
+
+    /// Takes an exclusive `flock` on the backing root for as long as this `Backing` lives, so
+    /// that one process at a time (a daemon, or an offline `check`) works on it.
+    fn lock(&self) -> Result<(), String> {
+        match sys::try_lock_exclusive(self.root_fd()) {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                let by = match self.owner() {
+                    Ok(Some(o)) => format!("the quotafs daemon of state dir {}", o.state_dir),
+                    _ => "another quotafs process".to_string(),
+                };
+                Err(format!(
+                    "backing {} is in use by {by} (or by a `quotafs check` on it); stop it first",
+                    self.path.display()
+                ))
+            }
+            Err(e) => Err(format!("cannot lock backing {}: {e}", self.path.display())),
+        }
+    }
+}
+
+/// The owner recorded on directory `fd` (at `path`, for messages), if any.
+fn read_owner(fd: BorrowedFd<'_>, path: &Path) -> Result<Option<Owner>, String> {
+    let mut buf = [0u8; 4096];
+    match sys::get_xattr(fd, OWNER_XATTR, &mut buf) {
+        Ok(n) => Owner::parse(&buf[..n]).map(Some).ok_or_else(|| {
+            let attr = OWNER_XATTR.to_string_lossy();
+            format!(
+                "{}: the attribute {attr} is malformed; remove it (setfattr -x {attr} {}) and mount again",
+                path.display(),
+                path.display()
+            )
+        }),
+        Err(Errno(libc::ENODATA)) => Ok(None),
+        Err(e) => Err(format!("cannot read the owner of backing {}: {e}", path.display())),
+    }
+}
+
 /// Opens the main backing (index 0) and every route's backing, each at the index stored in
 /// its root (a new one gets the lowest free index, stored at once). Returns the backings in
-/// index order and the routes. A gap (a backing the ledger knows that no route names any more)
+/// index order and the routes; each is locked (`Backing::lock`) while it lives. A gap (a backing the ledger knows that no route names any more)
 /// is refused: its usage would silently vanish.
 pub fn open_all(
     main: &Path,
     routes: &[(crate::route::Pattern, PathBuf)],
 ) -> Result<(Vec<Backing>, crate::route::Routes), String> {
-    let mut all = vec![Backing::open(BackingIndex(0), main)?];
+    open_all_checked(main, routes, &|_| Ok(()))
+}
+
+/// `open_all`, with `accept` asked about each backing once it is locked and before anything is
+/// written to any of them (an `Err` is returned as it is).
+pub fn open_all_checked(
+    main: &Path,
+    routes: &[(crate::route::Pattern, PathBuf)],
+    accept: &dyn Fn(&Backing) -> Result<(), String>,
+) -> Result<(Vec<Backing>, crate::route::Routes), String> {
+    let mut opened = Vec::with_capacity(routes.len() + 1);
+    for dir in std::iter::once(main).chain(routes.iter().map(|(_, d)| d.as_path())) {
+        let b = Backing::open(BackingIndex(0), dir)?;
+        b.lock()?;
+        accept(&b)?;
+        opened.push(b);
+    }
+    let mut opened = opened.into_iter();
+    let mut all: Vec<Backing> = opened.next().into_iter().collect();
     match stored_index(&all[0])? {
         Some(0) => {}
         Some(i) => {
@@ -127,8 +243,7 @@ pub fn open_all(
             .map_err(|e| format!("cannot tag backing {}: {e}", main.display()))?,
     }
     let mut pending = Vec::new();
-    for (pattern, dir) in routes {
-        let mut b = Backing::open(BackingIndex(0), dir)?;
+    for ((pattern, dir), mut b) in routes.iter().zip(opened) {
         match stored_index(&b)? {
             Some(0) => {
                 return Err(format!("route {:?}: {} is a main backing, not a route's", pattern.text, dir.display()));

@@ -630,3 +630,10 @@ pub fn peer_uid(sock: BorrowedFd<'_>) -> SysResult<u32> {
     })?;
     Ok(cred.uid)
 }
+
+/// `poll(2)` on `fds` for at most `timeout_ms` (negative: no limit). Returns how many entries
+/// have events in `revents`.
+pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> SysResult<usize> {
+    // SAFETY: `fds` is a valid, writable array of `fds.len()` pollfd structures.
+    cvt(unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) }).map(|n| n as usize)
+}

@@ -35,5 +35,8 @@ pub fn run(cli: &Cli, args: &MountArgs) -> Result<(), CliError> {
         },
     };
     let cfg = validate_mount(file, flags).map_err(CliError::usage)?;
-    crate::daemon::run(&cfg).map_err(CliError::failed)
+    crate::daemon::run(&cfg).map_err(|e| match e {
+        crate::daemon::RunError::Refused(m) => CliError::usage(m),
+        crate::daemon::RunError::Failed(m) => CliError::failed(m),
+    })
 }
