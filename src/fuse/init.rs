@@ -7,10 +7,14 @@ use super::FrontOptions;
 /// Asks the kernel for each capability quotafs uses. A capability the kernel lacks is logged
 /// and done without, never fatal.
 ///
-/// Not asked for, on purpose: `FUSE_PASSTHROUGH` (a passthrough open makes the kernel refuse
-/// every later non-passthrough open of the inode, and passthrough writes bypass the limits;
-/// docs/design.md §4) and `FUSE_WRITEBACK_CACHE` (it would move EDQUOT from write() to
-/// close()/fsync()).
+/// Not asked for, on purpose:
+/// * `FUSE_ASYNC_DIO`: the kernel's asynchronous direct-I/O path turns a short write, which is
+///   how a write reaching a limit ends, into EIO; synchronous O_DIRECT gives the writer the
+///   short count and then EDQUOT, as ext4 does (`tests/odirect_limit.rs`);
+/// * `FUSE_PASSTHROUGH`: a passthrough open makes the kernel refuse every later
+///   non-passthrough open of the inode, and passthrough writes bypass the limits
+///   (docs/design.md §4);
+/// * `FUSE_WRITEBACK_CACHE`: it would move EDQUOT from write() to close()/fsync().
 pub(super) fn negotiate(config: &mut KernelConfig, opts: &FrontOptions) {
     let mut want = vec![
         // readdirplus when it pays (the kernel decides per directory stream).
@@ -20,8 +24,6 @@ pub(super) fn negotiate(config: &mut KernelConfig, opts: &FrontOptions) {
         // The kernel does not GETXATTR security.capability before every write: writes run
         // with the writer's credentials, so ext4 clears setuid/setgid/capabilities itself.
         ("killpriv v2", InitFlags::FUSE_HANDLE_KILLPRIV_V2),
-        // O_DIRECT reads and writes are sent asynchronously, several in flight.
-        ("async dio", InitFlags::FUSE_ASYNC_DIO),
         ("cache symlinks", InitFlags::FUSE_CACHE_SYMLINKS),
         // The kernel sends mode and umask unmasked; the worker thread takes the caller's
         // umask and ext4 applies it, unless the parent has a default ACL (POSIX semantics).
