@@ -226,7 +226,9 @@ fn randomized_multitenant_run_fails_no_operation_and_keeps_the_ledger_exact() {
     let secs: f64 = std::env::var("QUOTAFS_STRESS_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(30.0);
     println!("QUOTAFS_SEED={seed} QUOTAFS_STRESS_SECS={secs}");
     let mut rng = Rng(seed);
-    let args = ["--checkpoint-interval", "1"];
+    // QUOTAFS_STRESS_DAEMON_ARGS adds mount flags (e.g. `--no-passthrough`, `--threads 2`).
+    let extra = std::env::var("QUOTAFS_STRESS_DAEMON_ARGS").unwrap_or_default();
+    let args: Vec<&str> = ["--checkpoint-interval", "1"].into_iter().chain(extra.split_whitespace()).collect();
     let mut f = Fixture::with_args("stress", &args);
     let st = f.state.to_str().unwrap().to_string();
 
