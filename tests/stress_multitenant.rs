@@ -25,6 +25,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -83,7 +84,9 @@ fn spawn_worker(f: &Fixture, script: &Path, spec: &Spec, secs: f64) -> Worker {
     if let Ok(skip) = std::env::var("QUOTAFS_STRESS_SKIP") {
         cmd.args(["--skip", &skip]);
     }
+    // A group of its own, so that a stuck worker is ended with its forked mmap children.
     let child = cmd
+        .process_group(0)
         .current_dir(&f.mnt)
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .stdin(Stdio::null())
@@ -287,6 +290,10 @@ fn randomized_multitenant_run_fails_no_operation_and_keeps_the_ledger_exact() {
                 break Some(s);
             }
             if Instant::now() > deadline {
+                let _ = rustix::process::kill_process_group(
+                    rustix::process::Pid::from_child(&w.child),
+                    rustix::process::Signal::KILL,
+                );
                 let _ = w.child.kill();
                 let _ = w.child.wait();
                 break None;

@@ -115,6 +115,7 @@ class Worker:
         self.ops = 0
         self.given = {}
         self.mmap_seq = 0
+        self.space_checked, self.space_low = -1000, False
         self.skip = set(filter(None, a.skip.split(",")))
 
     # ---- bookkeeping ----
@@ -182,10 +183,21 @@ class Worker:
             self.given[k] = self.given.get(k, 0) + grew
 
     def root_before(self, st):
-        """Root only: the stat before an allocating call, or Skip for a tight tenant's file."""
+        """Root only: the stat before an allocating call, or Skip for a tight tenant's file and
+        while the volume is low on space (tenants are bounded by their limits; root is not, and
+        a long run must never meet ENOSPC)."""
         if st is not None and st.st_uid in TIGHT:
             raise Skip()
+        if self.low_space():
+            raise Skip()
         return st
+
+    def low_space(self):
+        if self.ops >= self.space_checked + 100:
+            self.space_checked = self.ops
+            v = os.statvfs(".")
+            self.space_low = v.f_bavail < v.f_blocks // 3
+        return self.space_low
 
     def fstat_or_none(self, fd):
         try:
@@ -695,7 +707,7 @@ class Worker:
             try:
                 self.step()
             except Skip:
-                self.count("root.skip", "tight-owner")
+                self.count("root.skip", "low-space" if self.space_low else "tight-owner")
             except Exception as e:  # a bug in this script, not a file system error
                 self.fail("step", "exception", None, None, f"{e!r}: {traceback.format_exc()[-800:]}")
                 self.exceptions += 1
