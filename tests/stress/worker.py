@@ -332,7 +332,7 @@ class Worker:
                 self.direct_io(f)
             self.count(op, "ok")
         except OSError as e:
-            self.oserror(op, e, f.path, True)
+            self.oserror(op, e, f"{f.path} [fd {f.acc}{' O_DIRECT' if f.direct else ''}]", True)
 
     def direct_io(self, f):
         """O_DIRECT-style I/O with a page-aligned buffer at block-aligned offsets."""
@@ -345,10 +345,15 @@ class Worker:
                 before = self.root_before(self.fstat_or_none(f.fd)) if self.root else None
                 try:
                     os.pwritev(f.fd, [buf], off)
+                except OSError as e:
+                    raise OSError(e.errno, f"{e.strerror} (pwritev of {n} bytes at {off})") from None
                 finally:
                     self.note_given(before, self.fstat_or_none(f.fd), f.path)
             else:
-                os.preadv(f.fd, [buf], off)
+                try:
+                    os.preadv(f.fd, [buf], off)
+                except OSError as e:
+                    raise OSError(e.errno, f"{e.strerror} (preadv of {n} bytes at {off})") from None
         finally:
             buf.close()
 
