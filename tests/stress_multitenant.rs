@@ -38,14 +38,14 @@ const MIB: u64 = 1 << 20;
 /// flight: docs/design.md §11 "Overshoot bound").
 const SLACK: u64 = MIB;
 
-/// Hard limits: (kind, id, quota set arguments, hard bytes).
-const LIMITS: [(&str, u32, &[&str], u64); 6] = [
-    ("user", 1001, &["--bytes-hard", "3M", "--inodes-hard", "150"], 3 * MIB),
-    ("user", 1002, &["--bytes-hard", "6M"], 6 * MIB),
-    ("user", 1003, &["--bytes-soft", "6M", "--bytes-hard", "12M"], 12 * MIB),
-    ("user", 1004, &["--bytes-hard", "24M"], 24 * MIB),
-    ("project", 7, &["--bytes-hard", "5M", "--inodes-hard", "300"], 5 * MIB),
-    ("project", 8, &["--inodes-hard", "100000"], u64::MAX),
+/// Hard limits: (kind, id, quota set arguments, hard bytes, hard inodes).
+const LIMITS: [(&str, u32, &[&str], u64, u64); 6] = [
+    ("user", 1001, &["--bytes-hard", "3M", "--inodes-hard", "60"], 3 * MIB, 60),
+    ("user", 1002, &["--bytes-hard", "6M"], 6 * MIB, u64::MAX),
+    ("user", 1003, &["--bytes-soft", "6M", "--bytes-hard", "12M"], 12 * MIB, u64::MAX),
+    ("user", 1004, &["--bytes-hard", "24M"], 24 * MIB, u64::MAX),
+    ("project", 7, &["--bytes-hard", "5M", "--inodes-hard", "80"], 5 * MIB, 80),
+    ("project", 8, &["--inodes-hard", "100000"], u64::MAX, 100_000),
 ];
 
 struct Worker {
@@ -129,10 +129,10 @@ fn lasting_drift(f: &Fixture) -> Option<String> {
     last
 }
 
-/// Bytes per project in inodes owned by root (which root wrote, exempt from limits), counted
-/// the way `common::recount` counts: each inode once, its project from its tag or its
-/// directory's.
-fn root_owned_by_project(backing: &Path) -> BTreeMap<u32, u64> {
+/// (bytes, inodes) per project of the inodes owned by root (which root made or wrote, exempt
+/// from limits), counted the way `common::recount` counts: each inode once, its project from
+/// its tag or its directory's.
+fn root_owned_by_project(backing: &Path) -> BTreeMap<u32, (u64, u64)> {
     fn project_of(p: &Path, inherited: u32) -> u32 {
         let mut buf = [0u8; 64];
         match rustix::fs::lgetxattr(p, "trusted.quotafs", &mut buf[..]) {
@@ -140,7 +140,7 @@ fn root_owned_by_project(backing: &Path) -> BTreeMap<u32, u64> {
             _ => inherited,
         }
     }
-    fn walk(dir: &Path, project: u32, seen: &mut std::collections::HashSet<u64>, out: &mut BTreeMap<u32, u64>) {
+    fn walk(dir: &Path, project: u32, seen: &mut std::collections::HashSet<u64>, out: &mut BTreeMap<u32, (u64, u64)>) {
         for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
             let path = entry.path();
             let Ok(md) = std::fs::symlink_metadata(&path) else { continue };
@@ -149,7 +149,9 @@ fn root_owned_by_project(backing: &Path) -> BTreeMap<u32, u64> {
             }
             let p = project_of(&path, project);
             if md.uid() == 0 {
-                *out.entry(p).or_default() += md.blocks() * 512;
+                let e = out.entry(p).or_default();
+                e.0 += md.blocks() * 512;
+                e.1 += 1;
             }
             if md.is_dir() {
                 walk(&path, p, seen, out);
@@ -245,7 +247,7 @@ fn randomized_multitenant_run_fails_no_operation_and_keeps_the_ledger_exact() {
     for (dir, id) in [("proj", "7"), ("proj2", "8")] {
         run_ok(Command::new(BIN).args(["--state-dir", &st, "project", "assign"]).arg(f.m(dir)).args(["--id", id]));
     }
-    for (kind, id, limit, _) in LIMITS {
+    for (kind, id, limit, _, _) in LIMITS {
         run_ok(
             Command::new(BIN)
                 .args(["--state-dir", &st, "quota", "set", &format!("--{kind}"), &id.to_string()])
@@ -369,13 +371,26 @@ fn randomized_multitenant_run_fails_no_operation_and_keeps_the_ledger_exact() {
         let usage = recount(f.backing());
         let root_owned = root_owned_by_project(f.backing());
         let given_to_users: u64 = given.iter().filter(|(k, _)| k.starts_with("user:")).map(|(_, v)| v).sum();
-        for (kind, id, _, hard) in LIMITS {
-            let used = usage.get(&(kind.to_string(), id)).map_or(0, |u| u.0);
+        for (kind, id, _, hard, hard_inodes) in LIMITS {
+            let (used, used_inodes) = usage.get(&(kind.to_string(), id)).copied().unwrap_or_default();
             let mut gift = given.get(&format!("{kind}:{id}")).copied().unwrap_or(0);
+            // Inodes: only root's chowns give a tenant inodes; a project also holds root's own.
+            let mut gift_inodes = given.get(&format!("inodes:{kind}:{id}")).copied().unwrap_or(0);
             if kind == "project" {
-                gift += root_owned.get(&id).copied().unwrap_or(0) + given_to_users;
+                let (root_bytes, root_inodes) = root_owned.get(&id).copied().unwrap_or_default();
+                gift += root_bytes + given_to_users;
+                gift_inodes += root_inodes + given.get("inodes:chowned").copied().unwrap_or(0);
             }
-            println!("{kind} {id}: {used} bytes on disk, hard limit {hard}, written or moved for it by root {gift}");
+            if used_inodes > hard_inodes.saturating_add(gift_inodes) {
+                problems.push(format!(
+                    "{kind} {id} uses {used_inodes} inodes: above its hard limit {hard_inodes} + {gift_inodes} made or \
+                     given by root"
+                ));
+            }
+            println!(
+                "{kind} {id}: {used} bytes and {used_inodes} inodes on disk, hard limits {hard} and {hard_inodes}, \
+                 written or moved for it by root {gift} bytes, {gift_inodes} inodes"
+            );
             if used > hard.saturating_add(SLACK).saturating_add(gift) {
                 problems.push(format!(
                     "{kind} {id} uses {used} bytes: above its hard limit {hard} + {SLACK} slack + {gift} written by root"

@@ -10,8 +10,8 @@ is up. Then it closes everything and prints ONE JSON line on stdout:
    "failure_count": k,
    "failure_kinds": {"fatal EIO open": n, ...},               # class, errno, op
    "failures": [{"kind", "path", "detail", "t", "op_index"}], # EXAMPLES_PER_KIND per kind
-   "given": {"user:1001": bytes, "project:7": bytes}}       # root only: what it allocated
-                                                            # for others (exempt from limits)
+   "given": {"user:1003": bytes, "project:7": bytes,        # root only: what it allocated
+             "inodes:user:1003": n, "inodes:chowned": n}}   # or chowned for others (exempt)
 
 A failure is:
   fatal       EIO, ENOTCONN or ESTALE from any call; EBADF from a call on a descriptor this
@@ -539,6 +539,7 @@ class Worker:
             if st is not None:
                 k = f"project:{self.project_of(q)}"
                 self.given[k] = self.given.get(k, 0) + st.st_blocks * 512
+                self.given["inodes:" + k] = self.given.get("inodes:" + k, 0) + 1
 
     def p_link(self, p):
         os.link(p, self.path(), follow_symlinks=False)
@@ -567,6 +568,8 @@ class Worker:
         if st is not None and st.st_uid != 0 and (before is None or before.st_uid != st.st_uid):
             k = f"user:{st.st_uid}"
             self.given[k] = self.given.get(k, 0) + st.st_blocks * 512
+            for k in (f"inodes:user:{st.st_uid}", "inodes:chowned"):
+                self.given[k] = self.given.get(k, 0) + 1
 
     def p_truncate(self, p):
         before = self.stat_or_none(p) if self.root else None
