@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{BIN, Fixture, Rng, mounted_at, recount, report, run, run_ok, seed};
+use common::{BIN, Fixture, Rng, mounted_at, recount, run_ok, seed};
 
 const TENANTS: [u32; 4] = [1001, 1002, 1003, 1004];
 const MIB: u64 = 1 << 20;
@@ -97,12 +97,54 @@ fn spawn_worker(f: &Fixture, script: &Path, spec: &Spec, secs: f64) -> Worker {
     Worker { name: name.clone(), child, out, err }
 }
 
+/// Runs a command to its end, bounded in time: a daemon that stops answering (its mount or its
+/// control socket) fails the test instead of hanging it.
+fn bounded(cmd: &mut Command) -> std::process::Output {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let pid = rustix::process::Pid::from_child(&child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(Duration::from_secs(300)) {
+        Ok(out) => out.unwrap_or_else(|e| panic!("{cmd:?}: {e}")),
+        Err(_) => {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            panic!("{cmd:?} did not end in 300 s: the daemon does not answer");
+        }
+    }
+}
+
+/// A `quotafs` command against the daemon's state dir; its stdout.
+fn ctl(f: &Fixture, args: &[&str]) -> String {
+    let out = bounded(Command::new(BIN).arg("--state-dir").arg(&f.state).args(args));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The ledger (`quotafs report --json`) as a UsageMap, as `common::report` reads it.
+fn ledger(f: &Fixture) -> common::UsageMap {
+    let out = ctl(f, &["report", "--json"]);
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("report --json: {e}: {out}"));
+    rows.iter()
+        .map(|r| {
+            let (bytes, inodes) = (r["bytes_used"].as_u64().unwrap_or(0), r["inodes_used"].as_u64().unwrap_or(0));
+            ((r["kind"].as_str().unwrap_or("?").to_string(), r["id"].as_u64().unwrap_or(0) as u32), (bytes, inodes))
+        })
+        .collect()
+}
+
 /// The ledger's differences from the recount, after a checkpoint (None: exact).
 fn drift(f: &Fixture) -> Option<String> {
-    let _ = run(Command::new(BIN).arg("--state-dir").arg(&f.state).arg("checkpoint"));
+    ctl(f, &["checkpoint"]);
     // A subject with limits stays in the report at zero usage; the recount has no row for it.
     let nonzero = |m: common::UsageMap| -> common::UsageMap { m.into_iter().filter(|(_, v)| *v != (0, 0)).collect() };
-    let (ledger, truth) = (nonzero(report(&f.state)), nonzero(recount(f.backing())));
+    let (ledger, truth) = (nonzero(ledger(f)), nonzero(recount(f.backing())));
     if ledger == truth {
         return None;
     }
@@ -168,6 +210,9 @@ fn daemon_alive(f: &Fixture) -> Result<(), String> {
     let state = stat.rsplit(')').next().and_then(|s| s.split_whitespace().next()).unwrap_or("gone");
     if state == "Z" || state == "gone" || state == "X" {
         return Err(format!("the daemon is dead (state {state})"));
+    }
+    if state == "T" || state == "t" {
+        return Err("the daemon is stopped".into());
     }
     if mounted_at(&f.mnt).as_deref() != Some("fuse") {
         return Err("the mount is gone".into());
@@ -296,8 +341,9 @@ fn randomized_multitenant_run_fails_no_operation_and_keeps_the_ledger_exact() {
                     rustix::process::Pid::from_child(&w.child),
                     rustix::process::Signal::KILL,
                 );
+                // No wait: a process stuck in a request the daemon never answers cannot be
+                // reaped until the daemon is gone (the fixture's drop kills it).
                 let _ = w.child.kill();
-                let _ = w.child.wait();
                 break None;
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -357,6 +403,9 @@ fn randomized_multitenant_run_fails_no_operation_and_keeps_the_ledger_exact() {
         println!("  {op:<22} {by:?}");
     }
 
+    // A stuck worker means a stuck request: anything done through the mount now could hang too.
+    let stuck = problems.iter().any(|p| p.contains("did not end"));
+    assert!(!stuck, "stress run (QUOTAFS_SEED={seed}) found {} problems:\n  {}", problems.len(), problems.join("\n  "));
     if let Err(e) = daemon_alive(&f) {
         problems.push(format!("after the run: {e}"));
     } else {
@@ -397,8 +446,16 @@ fn randomized_multitenant_run_fails_no_operation_and_keeps_the_ledger_exact() {
                 ));
             }
         }
-        let mut walk_problems = Vec::new();
-        let inodes = walk_and_read(&f.mnt, &mut walk_problems);
+        // In a thread: a request the daemon never answers must fail the test, not hang it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mnt = f.mnt.clone();
+        std::thread::spawn(move || {
+            let mut walk_problems = Vec::new();
+            let inodes = walk_and_read(&mnt, &mut walk_problems);
+            let _ = tx.send((inodes, walk_problems));
+        });
+        let (inodes, walk_problems) =
+            rx.recv_timeout(Duration::from_secs(300)).expect("the walk through the mount did not end in 300 s");
         println!("walked and read {inodes} inodes");
         problems.extend(walk_problems.into_iter().map(|p| format!("walk: {p}")));
 
@@ -411,7 +468,7 @@ fn randomized_multitenant_run_fails_no_operation_and_keeps_the_ledger_exact() {
             .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
             .unwrap_or_default();
         let top: Vec<String> = top.into_iter().filter(|n| n != "lost+found").map(|n| format!("'{n}'")).collect();
-        let out = f.sh_as(0, 0, &format!("rm -rf {}", top.join(" ")));
+        let out = bounded(Command::new("sh").args(["-c", &format!("rm -rf {}", top.join(" "))]).current_dir(&f.mnt));
         if !out.status.success() {
             problems.push(format!("rm -rf as root failed: {}", String::from_utf8_lossy(&out.stderr)));
         }
