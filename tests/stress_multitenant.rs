@@ -37,6 +37,9 @@ const MIB: u64 = 1 << 20;
 /// ext4 metadata a limit can be passed by (extent blocks, directory blocks of operations in
 /// flight: docs/design.md §11 "Overshoot bound").
 const SLACK: u64 = MIB;
+/// How long a step through the mount or the control socket may take before the daemon counts
+/// as hung (each takes seconds at most).
+const HUNG: Duration = Duration::from_secs(120);
 
 /// Hard limits: (kind, id, quota set arguments, hard bytes, hard inodes).
 const LIMITS: [(&str, u32, &[&str], u64, u64); 6] = [
@@ -111,11 +114,11 @@ fn bounded(cmd: &mut Command) -> std::process::Output {
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });
-    match rx.recv_timeout(Duration::from_secs(300)) {
+    match rx.recv_timeout(HUNG) {
         Ok(out) => out.unwrap_or_else(|e| panic!("{cmd:?}: {e}")),
         Err(_) => {
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-            panic!("{cmd:?} did not end in 300 s: the daemon does not answer");
+            panic!("{cmd:?} did not end in {HUNG:?}: the daemon does not answer");
         }
     }
 }
@@ -455,7 +458,7 @@ fn randomized_multitenant_run_fails_no_operation_and_keeps_the_ledger_exact() {
             let _ = tx.send((inodes, walk_problems));
         });
         let (inodes, walk_problems) =
-            rx.recv_timeout(Duration::from_secs(300)).expect("the walk through the mount did not end in 300 s");
+            rx.recv_timeout(HUNG).expect("the walk through the mount did not end: the daemon does not answer");
         println!("walked and read {inodes} inodes");
         problems.extend(walk_problems.into_iter().map(|p| format!("walk: {p}")));
 
