@@ -1,0 +1,750 @@
+#!/usr/bin/env python3
+"""One worker of the randomized multi-tenant stress run (tests/stress_multitenant.rs).
+
+Runs as one uid (a tenant, or root) with the mount root as its working directory, doing random
+operations of every kind on a small name space shared with the other workers, until its time
+is up. Then it closes everything and prints ONE JSON line on stdout:
+
+  {"worker": "1001", "uid": 1001, "seed": S, "ops": N, "secs": T,
+   "counts": {"op": {"ok": n, "EDQUOT": m, ...}},          # every op and its outcomes
+   "failure_count": k,
+   "failure_kinds": {"fatal EIO open": n, ...},               # class, errno, op
+   "failures": [{"kind", "path", "detail", "t", "op_index"}], # EXAMPLES_PER_KIND per kind
+   "given": {"user:1003": bytes, "project:7": bytes,        # root only: what it allocated
+             "inodes:user:1003": n, "inodes:chowned": n}}   # or chowned for others (exempt)
+
+A failure is:
+  fatal       EIO, ENOTCONN or ESTALE from any call; EBADF from a call on a descriptor this
+              worker opened and has not closed (it never uses a descriptor against its mode);
+  unexpected  an errno that is not in ALLOWED (e.g. ENOSPC, EMFILE, EFAULT);
+  data        bytes read back differ from what this worker alone wrote (private files);
+  signal      a forked mmap child died of a signal on a file only this worker sizes;
+  exception   a Python exception other than OSError (a bug in this script).
+
+Usage: worker.py --name N --seed S --secs T --bases a,b,c --private DIR [--root] [--skip OPS]
+Deterministic given the seed, up to the interleaving with the other workers.
+"""
+
+import argparse
+import ctypes
+import errno
+import fcntl
+import json
+import mmap
+import os
+import random
+import signal
+import struct
+import sys
+import time
+import traceback
+
+EXAMPLES_PER_KIND = 2
+MAX_FDS = 12
+KIB = 1024
+MMAP_FILES, MMAP_SIZE = 3, 2048 * KIB
+
+ALLOWED = {
+    errno.EDQUOT, errno.ENOENT, errno.EEXIST, errno.EACCES, errno.EPERM, errno.ENOTEMPTY,
+    errno.EXDEV, errno.EISDIR, errno.ENOTDIR, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTTY,
+    errno.ELOOP, errno.EBUSY, errno.ETXTBSY, errno.EMLINK, errno.EFBIG, errno.ENODATA,
+    errno.ENXIO, errno.ESPIPE,
+}
+FATAL = {errno.EIO, errno.ENOTCONN, errno.ESTALE}
+
+NAMES = [f"n{i}" for i in range(8)]
+DIRS = ["d0", "d1", "d2"]
+
+libc = ctypes.CDLL(None, use_errno=True)
+libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
+libc.renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+AT_FDCWD = -100
+RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2
+FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE = 1, 2, 16
+FICLONE = 0x40049409
+FICLONERANGE = 0x4020940D
+FIDEDUPERANGE = 0xC0189436
+SEEK_DATA, SEEK_HOLE = 3, 4
+
+
+# The tightly limited tenants: root never writes into their files nor chowns to them, so that
+# whatever they end up with beyond their limits was not given to them by an exempt caller.
+TIGHT = {1001, 1002}
+
+
+class Skip(Exception):
+    """Root declines to write into a tight tenant's file."""
+
+
+def check_c(ret, what):
+    if ret < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"{what}: {os.strerror(e)}")
+    return ret
+
+
+class Fd:
+    """A descriptor this worker opened: what it may be used for."""
+
+    def __init__(self, fd, path, acc, direct):
+        self.fd, self.path, self.acc, self.direct = fd, path, acc, direct
+
+    def readable(self):
+        return self.acc in ("r", "rw")
+
+    def writable(self):
+        return self.acc in ("w", "rw")
+
+
+class Worker:
+    def __init__(self, a):
+        self.name = a.name
+        self.uid = os.getuid()
+        self.root = a.root
+        self.rng = random.Random(a.seed)
+        self.seed = a.seed
+        self.secs = a.secs
+        self.bases = a.bases.split(",")
+        self.private = a.private
+        self.fds = {}
+        self.counts = {}
+        self.failures = []
+        self.failure_kinds = {}
+        self.exceptions = 0
+        self.failure_count = 0
+        self.ops = 0
+        self.given = {}
+        self.mmap_seq = 0
+        self.space_checked, self.space_low = -1000, False
+        self.skip = set(filter(None, a.skip.split(",")))
+
+    # ---- bookkeeping ----
+
+    def count(self, op, outcome):
+        c = self.counts.setdefault(op, {})
+        c[outcome] = c.get(outcome, 0) + 1
+
+    def fail(self, op, cls, err, path, detail):
+        self.failure_count += 1
+        kind = f"{cls} {err or '-'} {op}"
+        n = self.failure_kinds.get(kind, 0)
+        self.failure_kinds[kind] = n + 1
+        if n < EXAMPLES_PER_KIND:
+            self.failures.append({"kind": kind, "path": path, "detail": detail,
+                                  "t": round(time.monotonic() - self.t0, 3), "op_index": self.ops})
+
+    def oserror(self, op, e, path, fd_valid):
+        name = errno.errorcode.get(e.errno, str(e.errno))
+        self.count(op, name)
+        if e.errno in FATAL or (e.errno == errno.EBADF and fd_valid):
+            self.fail(op, "fatal", name, path, str(e))
+        elif e.errno not in ALLOWED and e.errno != errno.EBADF:
+            self.fail(op, "unexpected", name, path, str(e))
+
+    # ---- the name space ----
+
+    def project_of(self, path):
+        top = path.split("/", 1)[0]
+        return {"proj": 7, "proj2": 8}.get(top, 0)
+
+    def base(self):
+        return self.rng.choice(self.bases)
+
+    def dirpath(self):
+        b = self.base()
+        if self.rng.random() < 0.35:
+            return f"{b}/{self.rng.choice(DIRS)}"
+        return b
+
+    def path(self):
+        return f"{self.dirpath()}/{self.rng.choice(NAMES)}"
+
+    def size(self, big=512 * KIB):
+        # Mostly small, sometimes large: sizes spread over four orders of magnitude.
+        return int(self.rng.choice([1, 100, 4 * KIB, 16 * KIB, 64 * KIB, big]) * self.rng.random()) + 1
+
+    def data(self, n):
+        b = self.rng.randrange(256)
+        return bytes([b]) * n
+
+    def note_given(self, before, st, path):
+        """Root only: remember what an exempt write allocated for another subject."""
+        if not self.root or st is None or st.st_uid in TIGHT:
+            return
+        grew = max(0, st.st_blocks - (before.st_blocks if before else 0)) * 512
+        if grew == 0:
+            return
+        if st.st_uid != 0:
+            k = f"user:{st.st_uid}"
+            self.given[k] = self.given.get(k, 0) + grew
+        p = self.project_of(path)
+        if p:
+            k = f"project:{p}"
+            self.given[k] = self.given.get(k, 0) + grew
+
+    def root_before(self, st):
+        """Root only: the stat before an allocating call, or Skip for a tight tenant's file and
+        while the volume is low on space (tenants are bounded by their limits; root is not, and
+        a long run must never meet ENOSPC)."""
+        if st is not None and st.st_uid in TIGHT:
+            raise Skip()
+        if self.low_space():
+            raise Skip()
+        return st
+
+    def low_space(self):
+        if self.ops >= self.space_checked + 100:
+            self.space_checked = self.ops
+            v = os.statvfs(".")
+            self.space_low = v.f_bavail < v.f_blocks // 3
+        return self.space_low
+
+    def fstat_or_none(self, fd):
+        try:
+            return os.fstat(fd)
+        except OSError:
+            return None
+
+    def stat_or_none(self, path):
+        try:
+            return os.lstat(path)
+        except OSError:
+            return None
+
+    # ---- descriptors ----
+
+    def pick_fd(self, need):
+        cands = [f for f in self.fds.values()
+                 if (need == "r" and f.readable()) or (need == "w" and f.writable())
+                 or (need == "any" and f.acc != "path") or need == "all"]
+        return self.rng.choice(cands) if cands else None
+
+    def add_fd(self, fd, path, acc, direct=False):
+        while len(self.fds) >= MAX_FDS:
+            self.close_fd(self.rng.choice(list(self.fds.values())))
+        self.fds[fd] = Fd(fd, path, acc, direct)
+
+    def close_fd(self, f):
+        del self.fds[f.fd]
+        try:
+            os.close(f.fd)
+            self.count("close", "ok")
+        except OSError as e:
+            self.oserror("close", e, f.path, True)
+
+    # ---- operations: each raises OSError on the call's failure ----
+
+    def op_open(self):
+        p = self.path()
+        acc = self.rng.choice(["r", "r", "w", "rw", "rw"])
+        flags = {"r": os.O_RDONLY, "w": os.O_WRONLY, "rw": os.O_RDWR}[acc]
+        if self.rng.random() < 0.6:
+            flags |= os.O_CREAT
+        if acc != "r" and self.rng.random() < 0.25:
+            flags |= os.O_APPEND
+        if acc != "r" and self.rng.random() < 0.1:
+            flags |= os.O_TRUNC
+        direct = self.rng.random() < 0.1
+        if direct:
+            flags |= os.O_DIRECT
+        if self.rng.random() < 0.1:
+            flags |= os.O_EXCL
+        before = self.stat_or_none(p) if self.root else None
+        fd = os.open(p, flags | os.O_NOFOLLOW * (self.rng.random() < 0.5), self.rng.choice([0o666, 0o644, 0o600]))
+        self.note_given(before, self.fstat_or_none(fd), p)
+        self.add_fd(fd, p, acc, direct)
+
+    def op_open_path_reopen(self):
+        """open(O_PATH), maybe unlink the name, reopen via /proc/self/fd, use it."""
+        p = self.path()
+        opath = os.open(p, os.O_PATH | os.O_NOFOLLOW)
+        try:
+            if self.rng.random() < 0.5:
+                try:
+                    os.unlink(p)
+                    self.count("reopen.unlink", "ok")
+                except OSError as e:
+                    self.oserror("reopen.unlink", e, p, False)
+            acc = self.rng.choice(["r", "rw", "w"])
+            flags = {"r": os.O_RDONLY, "w": os.O_WRONLY, "rw": os.O_RDWR}[acc]
+            fd = os.open(f"/proc/self/fd/{opath}", flags)
+            try:
+                if acc != "r" and self.rng.random() < 0.7:
+                    self.fd_op(fd, p, self.rng.choice(["write", "ftruncate", "pwrite"]))
+            finally:
+                self.add_fd(fd, p + " (reopened)", acc)
+        finally:
+            os.close(opath)
+
+    def fd_op(self, fd, path, kind):
+        before = self.root_before(self.fstat_or_none(fd)) if self.root else None
+        try:
+            if kind == "write":
+                os.write(fd, self.data(self.size()))
+            elif kind == "pwrite":
+                os.pwrite(fd, self.data(self.size(64 * KIB)), self.rng.randrange(4096 * KIB))
+            elif kind == "ftruncate":
+                os.ftruncate(fd, self.rng.choice([0, self.size(), self.rng.randrange(4096 * KIB)]))
+        finally:
+            self.note_given(before, self.fstat_or_none(fd), path)
+
+    def op_fd_data(self):
+        kind = self.rng.choice(["write", "write", "pwrite", "pwrite", "ftruncate", "fallocate", "fsync",
+                                "read", "pread", "seek", "fstat", "close", "direct"])
+        need = {"write": "w", "pwrite": "w", "ftruncate": "w", "fallocate": "w", "direct": "any",
+                "read": "r", "pread": "r", "seek": "any", "fsync": "any", "fstat": "all", "close": "all"}[kind]
+        f = self.pick_fd(need)
+        if f is None:
+            return self.guard("open", self.op_open)
+        op = f"fd.{kind}"
+        if op in self.skip:
+            return
+        try:
+            if f.direct and kind in ("write", "pwrite", "read", "pread"):
+                kind, op = "direct", "fd.direct"
+            if kind in ("write", "pwrite", "ftruncate"):
+                self.fd_op(f.fd, f.path, kind)
+            elif kind == "fallocate":
+                mode = self.rng.choice([0, 0, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                                        FALLOC_FL_ZERO_RANGE])
+                before = self.root_before(self.fstat_or_none(f.fd)) if self.root else None
+                check_c(libc.fallocate(f.fd, mode, self.rng.randrange(2048) * 4 * KIB, self.size(1024 * KIB)),
+                        "fallocate")
+                self.note_given(before, self.fstat_or_none(f.fd), f.path)
+            elif kind == "fsync":
+                (os.fsync if self.rng.random() < 0.5 else os.fdatasync)(f.fd)
+            elif kind == "read":
+                os.read(f.fd, self.size())
+            elif kind == "pread":
+                os.pread(f.fd, self.size(), self.rng.randrange(4096 * KIB))
+            elif kind == "seek":
+                try:
+                    os.lseek(f.fd, self.rng.randrange(4096 * KIB), self.rng.choice([SEEK_DATA, SEEK_HOLE, 0, 2]))
+                except OSError as e:
+                    if e.errno != errno.ENXIO:
+                        raise
+            elif kind == "fstat":
+                os.fstat(f.fd)
+            elif kind == "close":
+                self.close_fd(f)
+                return
+            elif kind == "direct":
+                self.direct_io(f)
+            self.count(op, "ok")
+        except OSError as e:
+            self.oserror(op, e, f"{f.path} [fd {f.acc}{' O_DIRECT' if f.direct else ''}]", True)
+
+    def direct_io(self, f):
+        """O_DIRECT-style I/O with a page-aligned buffer at block-aligned offsets."""
+        n = 4096 * self.rng.choice([1, 2, 16])
+        buf = mmap.mmap(-1, n)
+        try:
+            off = 4096 * self.rng.randrange(256)
+            if f.writable() and (not f.readable() or self.rng.random() < 0.5):
+                buf.write(self.data(n))
+                before = self.root_before(self.fstat_or_none(f.fd)) if self.root else None
+                try:
+                    os.pwritev(f.fd, [buf], off)
+                except OSError as e:
+                    raise OSError(e.errno, f"{e.strerror} (pwritev of {n} bytes at {off})") from None
+                finally:
+                    self.note_given(before, self.fstat_or_none(f.fd), f.path)
+            else:
+                try:
+                    os.preadv(f.fd, [buf], off)
+                except OSError as e:
+                    raise OSError(e.errno, f"{e.strerror} (preadv of {n} bytes at {off})") from None
+        finally:
+            buf.close()
+
+    def op_mmap(self):
+        """mmap in a forked child (a SIGBUS must not end this worker): shared or private,
+        write through the map, msync. The files only this worker sizes (MMAP_FILES of
+        MMAP_SIZE, made sparse at the start) are written whole through a shared map, so that a
+        limit that does not bind mapped writes shows as a tenant far above it; the bytes are
+        read back through the descriptor and compared."""
+        private_file = self.rng.random() < 0.5
+        if private_file:
+            self.mmap_seq += 1
+            p = f"{self.private}/m{self.mmap_seq % MMAP_FILES}"
+            fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
+        else:
+            f = self.pick_fd("r")
+            if f is None:
+                return self.guard("open", self.op_open)
+            p, fd = f.path, os.dup(f.fd)
+        try:
+            st = os.fstat(fd)
+            if not (st.st_mode & 0o170000 == 0o100000):
+                self.count("mmap", "not-a-file")
+                return
+            shared = self.rng.random() < 0.7
+            length = min(st.st_size, 2048 * KIB)
+            if private_file:
+                shared, length = True, st.st_size
+            if length == 0:
+                self.count("mmap", "empty")
+                return
+            writable = (fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE) == os.O_RDWR
+            before = self.root_before(self.fstat_or_none(fd)) if self.root else None
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                code = -2
+                try:
+                    os.close(r)
+                    code = self.mmap_child(fd, length, shared, writable or not shared, private_file)
+                finally:
+                    os.write(w, struct.pack("i", code))
+                    os._exit(0)
+            os.close(w)
+            res = os.read(r, 4)
+            os.close(r)
+            _, status = os.waitpid(pid, 0)
+            self.note_given(before, self.fstat_or_none(fd), p)
+            op = "mmap.shared" if shared else "mmap.private"
+            if os.WIFSIGNALED(status):
+                sig = signal.Signals(os.WTERMSIG(status)).name
+                self.count(op, sig)
+                if private_file:
+                    self.fail(op, "signal", sig, p, f"child died of {sig} on a {length}-byte file only it sizes")
+                return
+            code = struct.unpack("i", res)[0] if len(res) == 4 else -1
+            if code == 0:
+                self.count(op, "ok")
+            elif code > 0:
+                self.oserror(op, OSError(code, os.strerror(code)), p, True)
+            elif code == -2:
+                # Python refuses to map past the end: another worker shrank the file meanwhile.
+                self.count(op, "shrunk")
+                if private_file:
+                    self.fail(op, "exception", None, p, "mmap of a file only this worker sizes failed")
+            else:
+                self.count(op, "data")
+                self.fail(op, "data", None, p, "bytes written through a shared map differ when read back")
+        finally:
+            os.close(fd)
+
+    def mmap_child(self, fd, length, shared, write, verify):
+        """Returns 0, an errno, or -1 for a data mismatch (shared map of own file only); raises
+        ValueError if the file is now shorter than `length`."""
+        try:
+            prot = mmap.PROT_READ | (mmap.PROT_WRITE if write else 0)
+            m = mmap.mmap(fd, length, flags=mmap.MAP_SHARED if shared else mmap.MAP_PRIVATE, prot=prot)
+            pattern = self.data(1)
+            stride = 4096 * (1 if verify else self.rng.choice([1, 3, 7]))
+            if write:
+                for off in range(0, length, stride):
+                    m[off:off + 1] = pattern
+            else:
+                sum(m[off] for off in range(0, length, 4096))
+            if shared and write:
+                m.flush()
+            m.close()
+            if shared and write and verify:
+                for off in range(0, length, stride):
+                    if os.pread(fd, 1, off) != pattern:
+                        return -1
+            return 0
+        except OSError as e:
+            return e.errno
+
+    def op_private_roundtrip(self):
+        """A reader opened first, then a writer of the same file: the reader sees the write."""
+        p = f"{self.private}/p"
+        r = os.open(p, os.O_RDONLY | os.O_CREAT, 0o644)
+        try:
+            w = os.open(p, self.rng.choice([os.O_RDWR, os.O_WRONLY, os.O_WRONLY | os.O_APPEND]))
+            try:
+                n = self.size(256 * KIB)
+                off = self.rng.randrange(1024 * KIB)
+                buf = bytes(self.rng.getrandbits(8) for _ in range(min(n, 64))) * (n // 64 + 1)
+                buf = buf[:n]
+                if os.fstat(w).st_size > 2048 * KIB:
+                    os.ftruncate(w, 0)
+                try:
+                    written = os.pwrite(w, buf, off)
+                except OSError as e:
+                    if e.errno != errno.EDQUOT:
+                        raise
+                    written = 0
+                if written and not (fcntl.fcntl(w, fcntl.F_GETFL) & os.O_APPEND):
+                    got = os.pread(r, written, off)
+                    if got != buf[:written]:
+                        self.count("roundtrip", "data")
+                        self.fail("roundtrip", "data", None, p,
+                                  f"wrote {written} bytes at {off}, the reader opened before read {len(got)} "
+                                  f"bytes, first difference at {next((i for i in range(len(got)) if got[i] != buf[i]), len(got))}")
+                        return
+            finally:
+                os.close(w)
+        finally:
+            os.close(r)
+        self.count("roundtrip", "ok")
+
+    def op_path(self):
+        kind = self.rng.choice(["write_file", "write_file", "unlink", "rename", "rename", "rename2", "link",
+                                "symlink", "mkdir", "rmdir", "chmod", "truncate", "stat", "readdir",
+                                "copy_file_range", "splice", "clone", "unlink_open", "readlink", "utime"]
+                               + (["chown", "chown"] if self.root else []))
+        op = f"path.{kind}"
+        p = self.path()
+        if op in self.skip:
+            return
+        try:
+            getattr(self, f"p_{kind}")(p)
+            self.count(op, "ok")
+        except OSError as e:
+            self.oserror(op, e, p, False)
+
+    def p_write_file(self, p):
+        flags = os.O_WRONLY | os.O_CREAT | self.rng.choice([os.O_TRUNC, os.O_APPEND, 0])
+        existed = self.stat_or_none(p) is not None
+        fd = os.open(p, flags, 0o666)
+        before = None
+        try:
+            if self.root:
+                st0 = self.root_before(self.fstat_or_none(fd))
+                before = st0 if existed else None
+            os.write(fd, self.data(self.size()))
+            if self.rng.random() < 0.1:
+                os.fsync(fd)
+        finally:
+            self.note_given(before, self.fstat_or_none(fd), p)
+            os.close(fd)
+
+    def p_unlink(self, p):
+        os.unlink(p)
+
+    def p_rename(self, p):
+        if self.rng.random() < 0.2:
+            p = f"{self.base()}/{self.rng.choice(DIRS)}"
+        q = self.path() if self.rng.random() < 0.8 else f"{self.base()}/{self.rng.choice(DIRS)}"
+        self.note_moved(p, q)
+        os.rename(p, q)
+
+    def p_rename2(self, p):
+        q = self.path()
+        flag = self.rng.choice([RENAME_NOREPLACE, RENAME_EXCHANGE])
+        self.note_moved(p, q)
+        if flag == RENAME_EXCHANGE:
+            self.note_moved(q, p)
+        check_c(libc.renameat2(AT_FDCWD, p.encode(), AT_FDCWD, q.encode(), flag), "renameat2")
+
+    def note_moved(self, p, q):
+        """Root only: a file moved into a project by root is exempt from its limit (counted
+        whether or not the rename then succeeds: an upper bound)."""
+        if self.root and self.project_of(q) and self.project_of(q) != self.project_of(p):
+            st = self.stat_or_none(p)
+            if st is not None:
+                k = f"project:{self.project_of(q)}"
+                self.given[k] = self.given.get(k, 0) + st.st_blocks * 512
+                self.given["inodes:" + k] = self.given.get("inodes:" + k, 0) + 1
+
+    def p_link(self, p):
+        os.link(p, self.path(), follow_symlinks=False)
+
+    def p_symlink(self, p):
+        os.symlink(self.rng.choice(NAMES + ["../" + n for n in NAMES] + ["d0/n0", "../d1"]), p)
+
+    def p_mkdir(self, p):
+        os.mkdir(f"{self.base()}/{self.rng.choice(DIRS)}", self.rng.choice([0o777, 0o755, 0o1777]))
+
+    def p_rmdir(self, p):
+        os.rmdir(f"{self.base()}/{self.rng.choice(DIRS)}")
+
+    def p_chmod(self, p):
+        if self.rng.random() < 0.2:
+            p = f"{self.base()}/{self.rng.choice(DIRS)}"
+        os.chmod(p, self.rng.choice([0o666, 0o644, 0o600, 0o777, 0o755, 0o444]))
+
+    def p_chown(self, p):
+        # Never to the two tightly limited tenants: what root gives them would loosen the check
+        # that they stay within their limits.
+        uid = self.rng.choice([0, 1003, 1004])
+        before = self.stat_or_none(p)
+        os.chown(p, uid, uid, follow_symlinks=False)
+        st = self.stat_or_none(p)
+        if st is not None and st.st_uid != 0 and (before is None or before.st_uid != st.st_uid):
+            k = f"user:{st.st_uid}"
+            self.given[k] = self.given.get(k, 0) + st.st_blocks * 512
+            for k in (f"inodes:user:{st.st_uid}", "inodes:chowned"):
+                self.given[k] = self.given.get(k, 0) + 1
+
+    def p_truncate(self, p):
+        before = self.stat_or_none(p) if self.root else None
+        os.truncate(p, self.rng.choice([0, self.size(), self.rng.randrange(4096 * KIB)]))
+        self.note_given(before, self.stat_or_none(p), p)
+
+    def p_stat(self, p):
+        os.lstat(p)
+        os.stat(p)
+
+    def p_readdir(self, p):
+        d = self.dirpath()
+        for e in os.scandir(d):
+            e.stat(follow_symlinks=False)
+
+    def p_readlink(self, p):
+        os.readlink(p)
+
+    def p_utime(self, p):
+        os.utime(p, follow_symlinks=False)
+
+    def p_copy_file_range(self, p):
+        src = os.open(p, os.O_RDONLY)
+        try:
+            q = self.path()
+            dst = os.open(q, os.O_WRONLY | os.O_CREAT, 0o666)
+            before = None
+            try:
+                before = self.root_before(self.fstat_or_none(dst)) if self.root else None
+                os.copy_file_range(src, dst, self.size(), self.rng.randrange(64 * KIB), self.rng.randrange(512 * KIB))
+            finally:
+                self.note_given(before, self.fstat_or_none(dst), q)
+                os.close(dst)
+        finally:
+            os.close(src)
+
+    def p_splice(self, p):
+        src = os.open(p, os.O_RDONLY)
+        try:
+            q = self.path()
+            dst = os.open(q, os.O_WRONLY | os.O_CREAT, 0o666)
+            r, w = os.pipe()
+            before = None
+            try:
+                before = self.root_before(self.fstat_or_none(dst)) if self.root else None
+                n = os.splice(src, w, 60 * KIB, offset_src=self.rng.randrange(64 * KIB))
+                off = self.rng.randrange(512 * KIB)
+                while n > 0:
+                    done = os.splice(r, dst, n, offset_dst=off)
+                    if done == 0:
+                        break
+                    n, off = n - done, off + done
+            finally:
+                os.close(r)
+                os.close(w)
+                self.note_given(before, self.fstat_or_none(dst), q)
+                os.close(dst)
+        finally:
+            os.close(src)
+
+    def p_clone(self, p):
+        """FICLONE / FICLONERANGE / FIDEDUPERANGE: ext4 has no reflink: an errno, never EIO."""
+        src = os.open(p, os.O_RDONLY)
+        try:
+            dst = os.open(self.path(), os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                which = self.rng.randrange(3)
+                if which == 0:
+                    fcntl.ioctl(dst, FICLONE, src)
+                elif which == 1:
+                    fcntl.ioctl(dst, FICLONERANGE, struct.pack("qQQQ", src, 0, 4096, 0))
+                else:
+                    # struct file_dedupe_range with one file_dedupe_range_info
+                    arg = bytearray(struct.pack("QQHHI", 0, 4096, 1, 0, 0) + struct.pack("qQQiI", dst, 0, 0, 0, 0))
+                    fcntl.ioctl(src, FIDEDUPERANGE, arg)
+                    status = struct.unpack_from("i", arg, 24 + 24)[0]
+                    if status < 0 and -status in FATAL:
+                        raise OSError(-status, "FIDEDUPERANGE status")
+            finally:
+                os.close(dst)
+        finally:
+            os.close(src)
+
+    def p_unlink_open(self, p):
+        """Open, write, unlink while open, write more, read it back, close."""
+        fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            if self.root:
+                self.root_before(os.fstat(fd))
+            os.write(fd, self.data(self.size()))
+            os.unlink(p)
+            os.pwrite(fd, self.data(self.size()), self.rng.randrange(256 * KIB))
+            os.pread(fd, 4096, 0)
+            os.fstat(fd)
+        finally:
+            os.close(fd)
+
+    # ---- the loop ----
+
+    def step(self):
+        r = self.rng.random()
+        if r < 0.15:
+            self.guard("open", self.op_open)
+        elif r < 0.45:
+            self.op_fd_data()
+        elif r < 0.85:
+            self.op_path()
+        elif r < 0.91:
+            self.guard("reopen", self.op_open_path_reopen)
+        elif r < 0.96:
+            self.guard("mmap", self.op_mmap)
+        else:
+            self.guard("roundtrip", self.op_private_roundtrip)
+
+    def guard(self, op, fn):
+        if op in self.skip:
+            return
+        try:
+            fn()
+            if op in ("open", "reopen"):
+                self.count(op, "ok")
+        except OSError as e:
+            self.oserror(op, e, getattr(e, "filename", None), False)
+
+    def run(self):
+        self.t0 = time.monotonic()
+        os.umask(0)
+        # Sized while the subject is still under its limits (truncating up allocates nothing,
+        # and is refused only once a subject is over a limit).
+        for k in range(MMAP_FILES):
+            try:
+                fd = os.open(f"{self.private}/m{k}", os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    os.ftruncate(fd, MMAP_SIZE)
+                finally:
+                    os.close(fd)
+                self.count("mmap.setup", "ok")
+            except OSError as e:
+                self.oserror("mmap.setup", e, f"{self.private}/m{k}", False)
+        deadline = self.t0 + self.secs
+        while time.monotonic() < deadline:
+            self.ops += 1
+            try:
+                self.step()
+            except Skip:
+                self.count("root.skip", "low-space" if self.space_low else "tight-owner")
+            except Exception as e:  # a bug in this script, not a file system error
+                self.fail("step", "exception", None, None, f"{e!r}: {traceback.format_exc()[-800:]}")
+                self.exceptions += 1
+                if self.exceptions > 20:
+                    break
+        for f in list(self.fds.values()):
+            self.close_fd(f)
+        return {"worker": self.name, "uid": self.uid, "seed": self.seed, "ops": self.ops,
+                "secs": round(time.monotonic() - self.t0, 3), "counts": self.counts,
+                "failure_kinds": self.failure_kinds, "failures": self.failures, "failure_count": self.failure_count,
+                "given": self.given}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--seed", type=int, required=True)
+    ap.add_argument("--secs", type=float, required=True)
+    ap.add_argument("--bases", required=True, help="comma-separated directories to work in")
+    ap.add_argument("--private", required=True, help="a directory only this worker writes in")
+    ap.add_argument("--root", action="store_true", help="a root worker: chown too, and count what it gives")
+    ap.add_argument("--skip", default="", help="ops not to do, comma-separated (open, reopen, mmap, roundtrip, "
+                                               "path.KIND): to tell which kind of operation causes a failure")
+    a = ap.parse_args()
+    w = Worker(a)
+    out = w.run()
+    sys.stdout.write(json.dumps(out) + "\n")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
