@@ -4,8 +4,11 @@
 //! the file `MAP_SHARED` with `PROT_WRITE` and stores into the mapping. The kernel writes the
 //! dirty pages back with FUSE WRITE requests that carry no caller credentials (writeback
 //! requests are `nocreds`: uid 0, gid 0, pid 0), so the daemon takes them for root's, and root
-//! is never refused (`Enforcer::is_exempt`, src/quota/enforce.rs). Measured: a 1 MiB hard
-//! limit, 16 MiB written and charged through one mapping, no EDQUOT anywhere.
+//! is never refused (`Enforcer::is_exempt`, src/quota/enforce.rs; `caller(req)` in
+//! src/fuse/mod.rs `write`). Such requests carry FUSE_WRITE_CACHE in their write flags (the
+//! daemon's debug log shows `write flags 0x1`); they must be charged and refused as the
+//! opener of the file handle they name. Measured: a 1 MiB hard limit, 16 MiB written and
+//! charged through one mapping, no EDQUOT anywhere.
 
 mod common;
 
