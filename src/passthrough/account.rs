@@ -16,26 +16,34 @@ use crate::ledger::wal::InodeRef;
 use crate::quota::enforce::Reservation;
 use crate::quota::{Charge, Subject};
 
+/// The block size assumed when a file system does not say (ext4's default).
 const BLOCK: u64 = 4096;
 
-/// Bytes of the blocks `[offset, offset + len)` touches.
-pub(super) fn span(offset: u64, len: u64) -> u64 {
+/// The allocation unit of the file system `st` came from (ext4 reports its block size as
+/// `st_blksize`: 1024, 2048 or 4096). Counting in any larger unit undercounts holes: a chunk
+/// holding one allocated block would count as allocated whole.
+pub(super) fn block_size(st: &libc::stat) -> u64 {
+    u64::try_from(st.st_blksize).ok().filter(|b| b.is_power_of_two() && *b >= 512).unwrap_or(BLOCK)
+}
+
+/// Bytes of the `block`-sized blocks `[offset, offset + len)` touches.
+pub(super) fn span(offset: u64, len: u64, block: u64) -> u64 {
     if len == 0 {
         return 0;
     }
-    let start = offset / BLOCK * BLOCK;
-    let end = (offset + len).div_ceil(BLOCK) * BLOCK;
+    let start = offset / block * block;
+    let end = (offset + len).div_ceil(block) * block;
     end - start
 }
 
-/// Bytes of the blocks in `[offset, offset + len)` that are not allocated yet (holes and the
-/// part past the end of file), from SEEK_DATA / SEEK_HOLE on the backing.
-fn new_blocks(fd: BorrowedFd<'_>, offset: u64, len: u64) -> Result<u64, Errno> {
+/// Bytes of the `block`-sized blocks in `[offset, offset + len)` that are not allocated yet
+/// (holes and the part past the end of file), from SEEK_DATA / SEEK_HOLE on the backing.
+fn new_blocks(fd: BorrowedFd<'_>, offset: u64, len: u64, block: u64) -> Result<u64, Errno> {
     if len == 0 {
         return Ok(0);
     }
-    let start = offset / BLOCK * BLOCK;
-    let end = (offset + len).div_ceil(BLOCK) * BLOCK;
+    let start = offset / block * block;
+    let end = (offset + len).div_ceil(block) * block;
     let mut pos = start;
     let mut holes = 0;
     while pos < end {
@@ -49,9 +57,9 @@ fn new_blocks(fd: BorrowedFd<'_>, offset: u64, len: u64) -> Result<u64, Errno> {
             holes += end - pos;
             break;
         }
-        holes += data / BLOCK * BLOCK - pos.min(data / BLOCK * BLOCK);
+        holes += data / block * block - pos.min(data / block * block);
         pos = match sys::lseek(fd, data as i64, libc::SEEK_HOLE) {
-            Ok(h) => (h as u64).div_ceil(BLOCK) * BLOCK,
+            Ok(h) => (h as u64).div_ceil(block) * block,
             Err(e) => return Err(e),
         };
     }
@@ -179,28 +187,31 @@ impl Passthrough {
     /// limit by filling their directory with names (ext4 refuses whoever grows a directory of
     /// an owner over quota). Root and exempt callers are never refused.
     pub(super) fn reserve_dir_growth(&self, ctx: &super::Ctx, dir: &Tracked) -> Result<Reservation<'_>, Errno> {
-        let block = u64::try_from(dir.st.st_blksize).unwrap_or(BLOCK).max(512);
+        let block = block_size(&dir.st);
         let subjects = [Subject::User(dir.st.st_uid), Subject::Project(dir.tag.project)];
         self.ledger.enforcer().reserve_bytes(self.ledger.table(), ctx.uid, &subjects, block)
     }
 
-    /// Reserves for writing `len` bytes at `offset` of open file `fd` (charged to `subjects`):
+    /// Reserves for writing `len` bytes at `offset` of open file `fd`, tracked as `t` (charged
+    /// to its owner and project, allocated in its file system's blocks):
     /// the worst case (every block the range touches is new) if it fits; else only the blocks
     /// the range would newly allocate, and, with `partial`, as long a prefix as fits. Returns
     /// the reservation and the length that may be written.
     pub(super) fn reserve_range(
         &self,
         ctx: &super::Ctx,
-        subjects: &[Subject],
+        t: &Tracked,
         fd: BorrowedFd<'_>,
         offset: u64,
         len: u64,
         partial: bool,
     ) -> Result<(Reservation<'_>, u64), Errno> {
-        if let Ok(r) = self.reserve(ctx, subjects, span(offset, len), 0, false) {
+        let subjects = &[Subject::User(t.st.st_uid), Subject::Project(t.tag.project)];
+        let block = block_size(&t.st);
+        if let Ok(r) = self.reserve(ctx, subjects, span(offset, len, block), 0, false) {
             return Ok((r, len));
         }
-        let need_all = new_blocks(fd, offset, len)?;
+        let need_all = new_blocks(fd, offset, len, block)?;
         if let Ok(r) = self.reserve(ctx, subjects, need_all, 0, false) {
             return Ok((r, len));
         }
@@ -212,7 +223,7 @@ impl Passthrough {
         let (mut lo, mut hi) = (0u64, len);
         while lo < hi {
             let mid = lo + (hi - lo).div_ceil(2);
-            if new_blocks(fd, offset, mid)? <= r.bytes { lo = mid } else { hi = mid - 1 }
+            if new_blocks(fd, offset, mid, block)? <= r.bytes { lo = mid } else { hi = mid - 1 }
         }
         if lo == 0 {
             return Err(Errno(libc::EDQUOT));

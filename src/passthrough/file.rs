@@ -24,7 +24,6 @@ use crate::backing::creds::as_caller;
 use crate::backing::{Errno, sys};
 use crate::inode::Inode;
 use crate::inode::handles::{DataFd, OpenFile, Share};
-use crate::quota::Subject;
 
 /// A successful open: the FUSE file handle and the open file.
 #[derive(Debug)]
@@ -158,10 +157,9 @@ impl Passthrough {
         let ch = self.ledger.change();
         let _lock = self.ledger.lock_inode(inode.ino);
         let t = self.track(&ch, &inode, file.fd.as_fd())?;
-        let subjects = [Subject::User(t.st.st_uid), Subject::Project(t.tag.project)];
         let (reservation, len) = match alloc {
             Some((offset, len, partial)) => {
-                let (r, n) = self.reserve_range(ctx, &subjects, file.fd.as_fd(), offset, len, partial)?;
+                let (r, n) = self.reserve_range(ctx, &t, file.fd.as_fd(), offset, len, partial)?;
                 (Some(r), n)
             }
             None => (None, 0),
