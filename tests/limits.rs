@@ -94,7 +94,6 @@ fn project_limit_binds_a_uid_without_user_limits() {
     for cmd in [
         "head -c 100000 /dev/zero >> site/a",
         "fallocate -l 1M site/fa",
-        "truncate -s 10M site/a",
         "ln site/a site/hl",
         "mkdir site/newdir",
         "touch site/newfile",
@@ -103,6 +102,11 @@ fn project_limit_binds_a_uid_without_user_limits() {
     ] {
         assert!(edquot(&f.sh_as(1000, 1000, cmd)), "{cmd} in a project over its limit");
     }
+    // A sparse truncate up allocates nothing, so it is refused only over the limit (writes
+    // fill a project exactly to it): lower the limit below the usage for a moment.
+    quota_ok(&f, &["--project", "7", "--bytes-hard", "2M"]);
+    assert!(edquot(&f.sh_as(1000, 1000, "truncate -s 10M site/a")), "truncate up in a project over its limit");
+    quota_ok(&f, &["--project", "7", "--bytes-hard", "3M"]);
     // Moving a file into the full project is refused (mv's copy fallback too).
     assert!(edquot(&f.sh_as(1000, 1000, "mv other/b site/b2")));
     assert!(f.m("other/b").exists(), "nothing lost");
