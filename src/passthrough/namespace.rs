@@ -214,7 +214,14 @@ impl Passthrough {
         name: &CStr,
         project: u32,
     ) -> Result<(Entry, Option<OwnedFd>), Errno> {
-        let fd = Self::entry_fd(dirfd, name)?;
+        let fd = Self::entry_fd(dirfd, name).inspect_err(|_| {
+            // Made, but not reachable to tag and charge (a descriptor could not be had): take
+            // it back, as any refused creation leaves nothing. The kernel holds the directory
+            // for this creation and we its stripe: the name is still the one just made.
+            if sys::unlink_at(dirfd, name, 0).is_err() {
+                let _ = sys::unlink_at(dirfd, name, libc::AT_REMOVEDIR);
+            }
+        })?;
         let removal = |st: &libc::stat| if is_dir(st) { libc::AT_REMOVEDIR } else { 0 };
         if tag::read_fd(fd.as_fd())?.is_some() {
             // Not the inode we just made: refuse rather than charge something twice.
