@@ -63,6 +63,20 @@ pub enum Request {
         kind: String,
         id: u32,
     },
+    /// Every project with its name and where its top directory is on the mount (`Done`
+    /// carries a JSON list of `ProjectRoot`): what `quotafs nfs exports` and `quotafs rquotad`
+    /// name exports by.
+    Projects,
+}
+
+/// A project and its top directory, as `Request::Projects` lists them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectRoot {
+    pub id: u32,
+    pub name: Option<String>,
+    /// Relative to the mount root ("" for the root itself); `None` when the directory no
+    /// longer exists or its path is not UTF-8.
+    pub path: Option<String>,
 }
 
 /// One row of `quotafs report`: usage, the limits in force (own or default; null: none), and

@@ -12,6 +12,7 @@
 //! anyone's, projects included. Everything else is `Q_EPERM`. SETQUOTA is `Q_EPERM`: limits
 //! are set on the server with `quotafs quota set`.
 
+pub mod exports;
 pub mod rpc;
 
 use std::io::{Read, Write};
