@@ -232,3 +232,36 @@ impl Drop for Client {
         let _ = self.child.wait();
     }
 }
+
+/// `quotafs rquotad` in `ns` with an rpcbind of its own (private /run), serving `state`.
+pub struct Rquotad {
+    child: Child,
+    pub port: u16,
+}
+
+impl Rquotad {
+    pub fn start(ns: &Netns, state: &std::path::Path) -> Rquotad {
+        let script = format!(
+            "mount -t tmpfs none /run || exit 1; rpcbind -w -f & sleep 0.3; exec {} --state-dir {} rquotad",
+            super::BIN,
+            state.display()
+        );
+        let mut cmd = ns.command("unshare");
+        cmd.args(["-m", "--propagation", "private", "sh", "-c", &script]).stdout(Stdio::piped()).process_group(0);
+        let mut child = cmd.spawn().expect("start rquotad");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let port = line.trim().rsplit(' ').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{line:?}"));
+        Rquotad { child, port }
+    }
+}
+
+impl Drop for Rquotad {
+    fn drop(&mut self) {
+        let pgid = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &pgid]).status();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let _ = Command::new("kill").args(["-KILL", "--", &pgid]).status();
+        let _ = self.child.wait();
+    }
+}
