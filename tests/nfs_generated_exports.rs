@@ -68,9 +68,12 @@ fn generated_project_exports_are_stable_accepted_by_ganesha_and_enforce_the_proj
     assert!(!second.contains("/projects/7"), "a cleared project keeps an export:\n{second}");
     assert!(!second.contains("/users/"), "--users not asked:\n{second}");
 
-    // ganesha runs with the generated blocks; uid 1002 mounts its project's export.
+    // ganesha runs with the generated blocks, homes included (site is both a project's root
+    // and uid 1002's home: one directory, two exports); uid 1002 mounts its project's export.
+    let third = quotafs(&f, &["nfs", "exports", "--projects", "--users"]);
+    assert_eq!(block(&third, "/projects/site"), site);
     let ns = Netns::new();
-    let g = Ganesha::start_with_exports(&ns, &second, &f.scratch.dir.join("ganesha"));
+    let g = Ganesha::start_with_exports(&ns, &third, &f.scratch.dir.join("ganesha"));
     let mut v3 = Client::connect_to(&ns, "/projects/site", 3, 1002, 1002);
     assert_eq!(v3.ok("put /hello 10000"), "10000");
     assert_eq!(std::fs::metadata(f.m("site/hello")).unwrap().len(), 10_000, "written into the project's tree");
@@ -84,7 +87,11 @@ fn generated_project_exports_are_stable_accepted_by_ganesha_and_enforce_the_proj
     assert!(std::fs::metadata(f.m("site/big")).unwrap().len() <= 512 << 10);
     let over3 = v3.cmd("put /big3 3000000");
     assert!(over3.starts_with("err"), "project limit over NFSv3 on the project's export: {over3}");
-    drop((v3, v4, g));
+    // A user's home export: alice writes into her home through it.
+    let mut home = Client::connect_to(&ns, &alice_pseudo, 3, 1001, 1001);
+    assert_eq!(home.ok("put /notes 1000"), "1000");
+    assert_eq!(std::fs::metadata(f.m("alice/notes")).unwrap().len(), 1000);
+    drop((v3, v4, home, g));
     assert_exact(&f.state, f.backing(), "after writes through a generated project export");
 }
 
