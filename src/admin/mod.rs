@@ -63,10 +63,13 @@ pub enum Request {
         kind: String,
         id: u32,
     },
-    /// Every project with its name and where its top directory is on the mount (`Done`
-    /// carries a JSON list of `ProjectRoot`): what `quotafs nfs exports` and `quotafs rquotad`
-    /// name exports by.
-    Projects,
+    /// Every project (or only project `id`) with its name and where its top directory is on
+    /// the mount (`Done` carries a JSON list of `ProjectRoot`): what `quotafs nfs exports`
+    /// and `quotafs rquotad` name exports by.
+    Projects {
+        #[serde(default)]
+        id: Option<u32>,
+    },
 }
 
 /// A project and its top directory, as `Request::Projects` lists them.

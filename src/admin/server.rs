@@ -185,8 +185,8 @@ impl Server {
                 };
                 Response::Report { rows: vec![self.row(s)] }
             }
-            Request::Projects => {
-                Response::Done { message: serde_json::to_string(&self.project_roots()).unwrap_or_default() }
+            Request::Projects { id } => {
+                Response::Done { message: serde_json::to_string(&self.project_roots(id)).unwrap_or_default() }
             }
             Request::Dump => Response::Done {
                 message: serde_json::to_string(&super::restore::dump(&self.ledger)).unwrap_or_default(),
@@ -233,10 +233,12 @@ impl Server {
 
     /// Every project with a name or a recorded top directory, and that directory's path
     /// relative to the mount (found from its handle: renames since the assignment show).
-    fn project_roots(&self) -> Vec<super::ProjectRoot> {
+    /// Only project `only`, if given.
+    fn project_roots(&self, only: Option<u32>) -> Vec<super::ProjectRoot> {
         let names = self.ledger.project_names();
         let roots = self.ledger.store().project_roots().unwrap_or_default();
-        let ids: std::collections::BTreeSet<u32> = names.keys().chain(roots.keys()).copied().collect();
+        let ids: std::collections::BTreeSet<u32> =
+            names.keys().chain(roots.keys()).copied().filter(|id| only.is_none_or(|o| o == *id)).collect();
         ids.into_iter()
             .map(|id| super::ProjectRoot {
                 id,

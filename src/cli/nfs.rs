@@ -57,7 +57,7 @@ fn served_mountpoint(dir: &Path) -> Result<Option<PathBuf>, CliError> {
 }
 
 fn projects(dir: &Path) -> Result<Vec<ProjectRoot>, CliError> {
-    match call(dir, &Request::Projects).map_err(CliError::failed)? {
+    match call(dir, &Request::Projects { id: None }).map_err(CliError::failed)? {
         Some(Response::Done { message }) => serde_json::from_str(&message)
             .map_err(|e| CliError::failed(format!("bad project list from the daemon: {e}"))),
         Some(Response::Error { message }) => Err(CliError::failed(message)),

@@ -52,12 +52,6 @@ pub fn project_leaf_of(path: &str) -> Option<&str> {
     parts.next()
 }
 
-/// The project whose pseudo path is `/projects/<leaf>`, among `(id, name)` pairs: a named
-/// project only by its name, an unnamed one only by its id (the generator's scheme).
-pub fn project_by_leaf<'a>(leaf: &str, projects: impl IntoIterator<Item = (u32, Option<&'a str>)>) -> Option<u32> {
-    projects.into_iter().find(|(id, name)| project_leaf(*id, *name) == leaf).map(|(id, _)| id)
-}
-
 /// Whether `s` may be written between double quotes in a ganesha config as it is: printable
 /// ASCII without quote, backslash or the characters ganesha's parser treats specially.
 pub fn config_safe(s: &str) -> bool {
@@ -90,11 +84,8 @@ mod tests {
         assert_eq!(project_leaf_of("/projects"), None);
         assert_eq!(project_leaf_of("/users/site"), None);
         assert_eq!(project_leaf_of("/q/projects/site"), None);
-        let all = [(42, Some("site")), (7, None)];
-        assert_eq!(project_by_leaf("site", all), Some(42));
-        assert_eq!(project_by_leaf("7", all), Some(7));
-        assert_eq!(project_by_leaf("42", all), None, "a named project is not reachable by its id");
-        assert_eq!(project_by_leaf("other", all), None);
+        assert_eq!(project_leaf(42, Some("site")), "site", "a named project is reached by its name only");
+        assert_eq!(project_leaf(7, None), "7");
     }
 
     #[test]

@@ -57,20 +57,24 @@ impl Service {
         match q.kind {
             QuotaType::User => c.uid == q.id,
             QuotaType::Group => c.gid == q.id || c.gids.contains(&q.id),
-            QuotaType::Project => self.export_project(&q.path) == Some(q.id),
+            QuotaType::Project => self.in_export_of(&q.path, q.id),
         }
     }
 
-    /// The project whose generated export `path` (a client's mount path) lies in. Asked of
-    /// the daemon at each call, so names, assignments and clears show at once.
-    fn export_project(&self, path: &str) -> Option<u32> {
-        let leaf = exports::project_leaf_of(path)?;
-        let list = match call(&self.state_dir, &Request::Projects) {
-            Ok(Some(Response::Done { message })) => serde_json::from_str::<Vec<ProjectRoot>>(&message).ok()?,
-            _ => return None,
+    /// Whether `path` (a client's mount path) lies in project `id`'s generated export. Asked
+    /// of the daemon at each call, about that one project, so names, assignments and clears
+    /// show at once and a call costs the same however many projects there are.
+    fn in_export_of(&self, path: &str, id: u32) -> bool {
+        let Some(leaf) = exports::project_leaf_of(path) else { return false };
+        let list = match call(&self.state_dir, &Request::Projects { id: Some(id) }) {
+            Ok(Some(Response::Done { message })) => serde_json::from_str::<Vec<ProjectRoot>>(&message).ok(),
+            _ => None,
         };
-        // Only projects with a top directory have an export.
-        exports::project_by_leaf(leaf, list.iter().filter(|p| p.path.is_some()).map(|p| (p.id, p.name.as_deref())))
+        // Only a project with a top directory has an export.
+        list.into_iter()
+            .flatten()
+            .filter(|p| p.id == id && p.path.is_some())
+            .any(|p| exports::project_leaf(p.id, p.name.as_deref()) == leaf)
     }
 
     fn answer(&self, caller: Option<&Caller>, from: IpAddr, q: &Query) -> Answer {
