@@ -77,8 +77,9 @@ pub enum Request {
 pub struct ProjectRoot {
     pub id: u32,
     pub name: Option<String>,
-    /// Relative to the mount root ("" for the root itself); `None` when the directory no
-    /// longer exists or its path is not UTF-8.
+    /// Relative to the mount root ("" for the root itself); `None` when no directory carries
+    /// the project's tag at the recorded root any more (cleared, re-assigned, removed) or its
+    /// path is not UTF-8: the project has no export then.
     pub path: Option<String>,
 }
 
