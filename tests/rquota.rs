@@ -5,45 +5,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
-use common::nfs::Netns;
+use common::nfs::{Netns, Rquotad};
 use common::{BIN, Fixture, run_ok};
 
 const CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/nfs/rquota_client.py");
-
-struct Rquotad {
-    child: Child,
-    port: u16,
-}
-
-impl Rquotad {
-    fn start(ns: &Netns, state: &std::path::Path) -> Rquotad {
-        let script = format!(
-            "mount -t tmpfs none /run || exit 1; rpcbind -w -f & sleep 0.3; exec {BIN} --state-dir {} rquotad",
-            state.display()
-        );
-        let mut cmd = ns.command("unshare");
-        cmd.args(["-m", "--propagation", "private", "sh", "-c", &script]).stdout(Stdio::piped()).process_group(0);
-        let mut child = cmd.spawn().expect("start rquotad");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let port = line.trim().rsplit(' ').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{line:?}"));
-        Rquotad { child, port }
-    }
-}
-
-impl Drop for Rquotad {
-    fn drop(&mut self) {
-        let pgid = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-TERM", "--", &pgid]).status();
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        let _ = Command::new("kill").args(["-KILL", "--", &pgid]).status();
-        let _ = self.child.wait();
-    }
-}
 
 fn client(ns: &Netns, args: &[&str]) -> String {
     let mut c = ns.command("python3");

@@ -64,6 +64,24 @@ pub enum Request {
         kind: String,
         id: u32,
     },
+    /// Every project (or only project `id`) with its name and where its top directory is on
+    /// the mount (`Done` carries a JSON list of `ProjectRoot`): what `quotafs nfs exports`
+    /// and `quotafs rquotad` name exports by.
+    Projects {
+        #[serde(default)]
+        id: Option<u32>,
+    },
+}
+
+/// A project and its top directory, as `Request::Projects` lists them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectRoot {
+    pub id: u32,
+    pub name: Option<String>,
+    /// Relative to the mount root ("" for the root itself); `None` when no directory carries
+    /// the project's tag at the recorded root any more (cleared, re-assigned, removed) or its
+    /// path is not UTF-8: the project has no export then.
+    pub path: Option<String>,
 }
 
 /// One row of `quotafs report`: usage, the limits in force (own or default; null: none), and

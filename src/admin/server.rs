@@ -218,6 +218,9 @@ impl Server {
                 };
                 Response::Report { rows: vec![self.row(s)] }
             }
+            Request::Projects { id } => {
+                Response::Done { message: serde_json::to_string(&self.project_roots(id)).unwrap_or_default() }
+            }
             Request::Dump => Response::Done {
                 message: serde_json::to_string(&super::restore::dump(&self.ledger)).unwrap_or_default(),
             },
@@ -252,6 +255,44 @@ impl Server {
         let names = Names::load(self.ledger.project_names());
         let e = self.ledger.enforcer();
         row(s, self.ledger.table().get(s), &names, &e.all_limits(), &e.grace_snapshot())
+    }
+
+    /// Every project with a name or a recorded top directory, and that directory's path
+    /// relative to the mount (found from its handle: renames since the assignment show).
+    /// Only project `only`, if given.
+    fn project_roots(&self, only: Option<u32>) -> Vec<super::ProjectRoot> {
+        let names = self.ledger.project_names();
+        let roots = self.ledger.store().project_roots().unwrap_or_default();
+        let ids: std::collections::BTreeSet<u32> =
+            names.keys().chain(roots.keys()).copied().filter(|id| only.is_none_or(|o| o == *id)).collect();
+        ids.into_iter()
+            .map(|id| super::ProjectRoot {
+                id,
+                name: names.get(&id).cloned(),
+                path: roots.get(&id).and_then(|r| self.path_of(id, *r)),
+            })
+            .collect()
+    }
+
+    /// The path below its backing's root of directory `root` (backing, ino, generation), if
+    /// it is still tagged project `id` (a tree cleared or re-assigned since is no longer its).
+    fn path_of(&self, id: u32, root: (u8, u64, u32)) -> Option<String> {
+        let b = self.ops.backings().get(root.0 as usize)?;
+        let handle = crate::backing::Handle::ext4(root.1 as u32, root.2);
+        let fd = b.open_handle(&handle, libc::O_RDONLY | libc::O_DIRECTORY).ok()?;
+        if crate::ledger::tag::read_fd(std::os::fd::AsFd::as_fd(&fd)).ok()??.project != id {
+            return None;
+        }
+        let at = std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd))).ok()?;
+        let base = std::fs::canonicalize(&b.path).ok()?;
+        let rel = at.strip_prefix(&base).ok()?;
+        // The name must still lead to the same directory (an unlinked one reads as
+        // "<path> (deleted)"; a rename may race).
+        let md = std::fs::symlink_metadata(base.join(rel)).ok()?;
+        if !md.is_dir() || std::os::unix::fs::MetadataExt::ino(&md) != root.1 {
+            return None;
+        }
+        rel.to_str().map(str::to_string)
     }
 
     /// `quota show` for the local user `uid`: their own user row, and the rows of projects

@@ -5,6 +5,7 @@ mod check;
 mod demo;
 mod dump;
 mod mount;
+mod nfs;
 mod project;
 mod quota;
 mod report;
@@ -76,6 +77,31 @@ pub enum Command {
     /// Serve the rquota RPC service (program 100011) so that `quota` on NFS clients shows
     /// their quotas from the running daemon's ledger; registers with the local rpcbind.
     Rquotad(RquotadArgs),
+    /// NFS (nfs-ganesha) configuration for exporting the mount.
+    #[command(subcommand)]
+    Nfs(NfsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NfsCommand {
+    /// Print nfs-ganesha EXPORT blocks (FSAL VFS) for the mount root and, on request, one per
+    /// project (/projects/NAME) and one per user home (/users/NAME), with stable export ids.
+    Exports(NfsExportsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NfsExportsArgs {
+    /// One export per project with a top directory, pseudo path /projects/<name, else id>,
+    /// Export_Id 1 + project id (ids 1 to 32766).
+    #[arg(long)]
+    pub projects: bool,
+    /// One export per user home (a top-level directory of the mount owned by that non-root
+    /// user), pseudo path /users/<name, else uid>, Export_Id 32768 + uid (uids 1 to 32767).
+    #[arg(long)]
+    pub users: bool,
+    /// The mount's path as ganesha sees it [default: where the running daemon mounted it].
+    #[arg(long, value_name = "DIR")]
+    pub mountpoint: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -387,5 +413,6 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Checkpoint => checkpoint(&cli),
         Command::Quota(cmd) => quota::run(&cli, cmd),
         Command::Rquotad(args) => rquotad::run(&cli, args),
+        Command::Nfs(NfsCommand::Exports(args)) => nfs::run(&cli, args),
     }
 }

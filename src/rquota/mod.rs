@@ -7,11 +7,15 @@
 //! registers both with the local rpcbind (portmap v2) and unregisters at SIGTERM/SIGINT.
 //!
 //! Who sees what, as rpc.rquotad: a caller sees its own figures (AUTH_SYS uid for user
-//! quotas; its gid or supplementary gids for group quotas, which quotafs does not keep:
-//! `Q_NOQUOTA`); root calling from a trusted address (`--trusted`, default loopback) sees
-//! anyone's, projects included. Everything else is `Q_EPERM`. SETQUOTA is `Q_EPERM`: limits
-//! are set on the server with `quotafs quota set`.
+//! quotas, whatever the path; its gid or supplementary gids for group quotas, which quotafs
+//! does not keep: `Q_NOQUOTA`); root calling from a trusted address (`--trusted`, default
+//! loopback) sees anyone's, projects included. A project's figures are also answered to any
+//! AUTH_SYS caller whose path is that project's export (`/projects/<name or id>[/...]`, the
+//! pseudo paths `quotafs nfs exports` generates, see `exports`): the client asks about the
+//! export it mounted. Everything else is `Q_EPERM`. SETQUOTA is `Q_EPERM`: limits are set on
+//! the server with `quotafs quota set`.
 
+pub mod exports;
 pub mod rpc;
 
 use std::io::{Read, Write};
@@ -21,7 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use crate::admin::{Request, Response, Row, call};
+use crate::admin::{ProjectRoot, Request, Response, Row, call};
 use rpc::{Answer, Call, Caller, Figures, Query, QuotaType};
 
 /// How many TCP clients are served at once; later ones wait in the listen queue.
@@ -53,8 +57,24 @@ impl Service {
         match q.kind {
             QuotaType::User => c.uid == q.id,
             QuotaType::Group => c.gid == q.id || c.gids.contains(&q.id),
-            QuotaType::Project => false,
+            QuotaType::Project => self.in_export_of(&q.path, q.id),
         }
+    }
+
+    /// Whether `path` (a client's mount path) lies in project `id`'s generated export. Asked
+    /// of the daemon at each call, about that one project, so names, assignments and clears
+    /// show at once and a call costs the same however many projects there are.
+    fn in_export_of(&self, path: &str, id: u32) -> bool {
+        let Some(leaf) = exports::project_leaf_of(path) else { return false };
+        let list = match call(&self.state_dir, &Request::Projects { id: Some(id) }) {
+            Ok(Some(Response::Done { message })) => serde_json::from_str::<Vec<ProjectRoot>>(&message).ok(),
+            _ => None,
+        };
+        // Only a project with a top directory has an export.
+        list.into_iter()
+            .flatten()
+            .filter(|p| p.id == id && p.path.is_some())
+            .any(|p| exports::project_leaf(p.id, p.name.as_deref()) == leaf)
     }
 
     fn answer(&self, caller: Option<&Caller>, from: IpAddr, q: &Query) -> Answer {

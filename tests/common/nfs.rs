@@ -60,12 +60,23 @@ pub struct Ganesha {
     child: Option<Child>,
     pub dir: PathBuf,
     export: PathBuf,
+    /// EXPORT blocks replacing the fixture's (e.g. from `quotafs nfs exports`).
+    exports: Option<String>,
 }
 
 impl Ganesha {
     pub fn start(ns: &Netns, export: &Path, dir: &Path) -> Ganesha {
         std::fs::create_dir_all(dir).unwrap();
-        let mut g = Ganesha { child: None, dir: dir.to_path_buf(), export: export.to_path_buf() };
+        let mut g = Ganesha { child: None, dir: dir.to_path_buf(), export: export.to_path_buf(), exports: None };
+        g.restart(ns);
+        g
+    }
+
+    /// ganesha with fixtures/ganesha.conf's settings but `exports` (EXPORT blocks) for its own.
+    pub fn start_with_exports(ns: &Netns, exports: &str, dir: &Path) -> Ganesha {
+        std::fs::create_dir_all(dir).unwrap();
+        let mut g =
+            Ganesha { child: None, dir: dir.to_path_buf(), export: PathBuf::new(), exports: Some(exports.to_string()) };
         g.restart(ns);
         g
     }
@@ -83,7 +94,16 @@ impl Ganesha {
         self.stop();
         let conf = self.dir.join("ganesha.conf");
         let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/ganesha.conf")).unwrap();
-        std::fs::write(&conf, template.replace("/srv/quotafs", &self.export.to_string_lossy())).unwrap();
+        let text = match &self.exports {
+            // The fixture's blocks up to its EXPORT, then the given exports, then its LOG.
+            Some(exports) => {
+                let (head, rest) = template.split_once("EXPORT {").expect("fixture has an EXPORT block");
+                let log = &rest[rest.find("LOG {").expect("fixture has a LOG block")..];
+                format!("{head}{exports}\n{log}")
+            }
+            None => template.replace("/srv/quotafs", &self.export.to_string_lossy()),
+        };
+        std::fs::write(&conf, text).unwrap();
         let _ = std::fs::remove_file(self.log());
         let script = format!(
             "mount -t tmpfs none /run && mount -t tmpfs none /var/lib/nfs && mkdir -p /var/lib/nfs/ganesha \
@@ -166,9 +186,14 @@ pub struct Client {
 impl Client {
     /// Mounts `/q` over NFS `version` (3 or 4) as uid:gid.
     pub fn connect(ns: &Netns, version: u32, uid: u32, gid: u32) -> Client {
+        Client::connect_to(ns, "/q", version, uid, gid)
+    }
+
+    /// Mounts export `path` (a pseudo path) over NFS `version` (3 or 4) as uid:gid.
+    pub fn connect_to(ns: &Netns, path: &str, version: u32, uid: u32, gid: u32) -> Client {
         let mut child = ns
             .command(client_binary().to_str().unwrap())
-            .args(["127.0.0.1", "/q", &version.to_string(), &uid.to_string(), &gid.to_string()])
+            .args(["127.0.0.1", path, &version.to_string(), &uid.to_string(), &gid.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -204,6 +229,39 @@ impl Client {
 impl Drop for Client {
     fn drop(&mut self) {
         let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `quotafs rquotad` in `ns` with an rpcbind of its own (private /run), serving `state`.
+pub struct Rquotad {
+    child: Child,
+    pub port: u16,
+}
+
+impl Rquotad {
+    pub fn start(ns: &Netns, state: &std::path::Path) -> Rquotad {
+        let script = format!(
+            "mount -t tmpfs none /run || exit 1; rpcbind -w -f & sleep 0.3; exec {} --state-dir {} rquotad",
+            super::BIN,
+            state.display()
+        );
+        let mut cmd = ns.command("unshare");
+        cmd.args(["-m", "--propagation", "private", "sh", "-c", &script]).stdout(Stdio::piped()).process_group(0);
+        let mut child = cmd.spawn().expect("start rquotad");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let port = line.trim().rsplit(' ').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{line:?}"));
+        Rquotad { child, port }
+    }
+}
+
+impl Drop for Rquotad {
+    fn drop(&mut self) {
+        let pgid = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &pgid]).status();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let _ = Command::new("kill").args(["-KILL", "--", &pgid]).status();
         let _ = self.child.wait();
     }
 }
