@@ -255,7 +255,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
         backings.iter().map(|b| b.path.display().to_string()).collect(),
         cfg.route_threads,
         cfg.shared_pool,
-    );
+    )?;
     crate::admin::serve::start(
         &cfg.state_dir,
         crate::admin::server::Server {

@@ -36,8 +36,9 @@ pub struct Pools {
 }
 
 impl Pools {
-    /// `threads` workers for each routed backing (none if `shared`).
-    pub fn new(paths: Vec<String>, threads: usize, shared: bool) -> Arc<Pools> {
+    /// `threads` workers for each routed backing (none if `shared`); an error, not a panic,
+    /// if a thread cannot be started.
+    pub fn new(paths: Vec<String>, threads: usize, shared: bool) -> Result<Arc<Pools>, String> {
         let mut pools = Vec::new();
         let mut counters = Vec::new();
         for (i, path) in paths.iter().enumerate() {
@@ -51,13 +52,13 @@ impl Pools {
                     std::thread::Builder::new()
                         .name(format!("backing{i}-{n}"))
                         .spawn(move || worker(&pool, &c))
-                        .unwrap_or_else(|e| panic!("cannot start a worker for backing {path}: {e}"));
+                        .map_err(|e| format!("cannot start a worker thread for backing {path}: {e}"))?;
                 }
                 pools.push(Some(pool));
             }
             counters.push(c);
         }
-        Arc::new(Pools { pools, counters, paths })
+        Ok(Arc::new(Pools { pools, counters, paths }))
     }
 
     /// Queues `job` to `backing`'s pool, or runs it here if the backing has none.

@@ -162,6 +162,31 @@ impl Store {
         txn.commit().map_err(|e| err(p, "commit", e))
     }
 
+    /// Records that the directory `root` now tops project `id` (0: no project), in one
+    /// transaction: any other project recorded at that directory loses it, so a tree cleared
+    /// or re-assigned leaves no stale root behind (`quota show` goes by these).
+    pub fn move_project_root(&self, id: u32, root: (u8, u64, u32)) -> Result<(), String> {
+        let p = &self.path;
+        let txn = self.db.begin_write().map_err(|e| err(p, "begin write", e))?;
+        {
+            let mut t = txn.open_table(PROJECT_ROOTS).map_err(|e| err(p, "open project roots", e))?;
+            let stale: Vec<u32> = t
+                .iter()
+                .map_err(|e| err(p, "read project roots", e))?
+                .filter_map(|row| row.ok())
+                .filter(|(k, v)| v.value() == root && k.value() != id)
+                .map(|(k, _)| k.value())
+                .collect();
+            for other in stale {
+                t.remove(other).map_err(|e| err(p, "write project root", e))?;
+            }
+            if id != 0 {
+                t.insert(id, root).map_err(|e| err(p, "write project root", e))?;
+            }
+        }
+        txn.commit().map_err(|e| err(p, "commit", e))
+    }
+
     pub fn project_roots(&self) -> Result<BTreeMap<u32, (u8, u64, u32)>, String> {
         let mut out = BTreeMap::new();
         self.each_row(PROJECT_ROOTS, "read project roots", |k, v| {

@@ -139,7 +139,7 @@ impl Passthrough {
             self.ledger.set_project_name(project, Some(name))?;
         }
         if let Some(root) = self.root_key(node) {
-            self.ledger.store().set_project_root(project, (project != 0).then_some(root))?;
+            self.ledger.store().move_project_root(project, root)?;
         }
         let mut changed = 0;
         for (b, h) in trees {
