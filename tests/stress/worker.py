@@ -24,10 +24,13 @@ A failure is:
 
 Two answers of the file system that look fatal are documented, and classified precisely:
   reopen of a deleted file   ESTALE or EIO from a reopen through /proc/self/fd of an O_PATH
-              descriptor, from an op on a descriptor so reopened: when the O_PATH's file is no
-              longer at its path (gone, or the path names another inode: st_dev, st_ino and the
-              file handle, i.e. node id and generation, recorded when the O_PATH was taken),
-              docs/design.md §9.7 "Letting go". Counted in the row DOC_REOPEN; else a failure.
+              descriptor when the O_PATH's file is no longer at its path (gone, or the path
+              names another inode: st_dev, st_ino and the file handle, i.e. node id and
+              generation, recorded when the O_PATH was taken), docs/design.md §9.7 "Letting
+              go". Counted in the row DOC_REOPEN; else a failure. A reopen that SUCCEEDED and
+              whose descriptor then answers ESTALE or EIO is a failure of its own kind
+              ("... reopened from an unlinked file"): the reopen reached another inode, the
+              one now holding the number (tests/reopen_reused_inode.rs).
   flush after a refused write-back   EIO from a call that flushes the page cache (close, fsync,
               fdatasync, O_DIRECT I/O, fallocate, copy_file_range, splice) is not judged here:
               it goes to "flush_eio" with the (st_dev, st_ino) of every descriptor involved, and
@@ -173,7 +176,7 @@ def close_flushing(fd, fid):
 
 def retag(old, new):
     """`new` with the classification tags of `old`."""
-    for tag in ("flush", "opath"):
+    for tag in ("flush", "opath", "reopened"):
         if hasattr(old, tag):
             setattr(new, tag, getattr(old, tag))
     return new
@@ -183,8 +186,8 @@ class Fd:
     """A descriptor this worker opened: what it may be used for, which inode it is, and for a
     descriptor reopened through /proc/self/fd, the O_PATH's file."""
 
-    def __init__(self, fd, path, acc, direct, opath=None):
-        self.fd, self.path, self.acc, self.direct, self.opath = fd, path, acc, direct, opath
+    def __init__(self, fd, path, acc, direct, reopened=None):
+        self.fd, self.path, self.acc, self.direct, self.reopened = fd, path, acc, direct, reopened
         self.ident = ident(fd)
 
     def readable(self):
@@ -233,22 +236,32 @@ class Worker:
             self.failures.append({"kind": kind, "path": path, "detail": detail,
                                   "t": round(time.monotonic() - self.t0, 3), "op_index": self.ops})
 
-    def oserror(self, op, e, path, fd_valid, opath=None):
+    def oserror(self, op, e, path, fd_valid, reopened=None):
+        """Counts and classifies a failed call. `reopened`: the O_PATH identity of the
+        descriptor the call used, if it was reopened through /proc/self/fd."""
         name = errno.errorcode.get(e.errno, str(e.errno))
         self.count(op, name)
-        opath = opath or getattr(e, "opath", None)
-        if e.errno in (errno.ESTALE, errno.EIO) and opath is not None and opath.gone():
+        stale = e.errno in (errno.ESTALE, errno.EIO)
+        opath = getattr(e, "opath", None)
+        if stale and opath is not None and opath.gone():
             self.count(DOC_REOPEN, f"{op} {name}")
             return
+        reopened = reopened or getattr(e, "reopened", None)
+        reopened_gone = stale and reopened is not None and reopened.gone()
         flush = getattr(e, "flush", None)
         if e.errno == errno.EIO and flush is not None:
             # Judged by the test, against every mapping worker's refused write-backs.
             call, inodes = flush
             if len(self.flush_eio) < MAX_FLUSH_EIO:
                 self.flush_eio.append({"op": op, "call": call, "inodes": inodes, "path": path, "detail": str(e),
+                                       "reopened_from_unlinked": reopened_gone,
                                        "t": round(time.monotonic() - self.t0, 3), "op_index": self.ops})
             else:
                 self.fail(op, "fatal", name, path, f"{e} (more than {MAX_FLUSH_EIO} EIO from flushes)")
+            return
+        if reopened_gone:
+            self.fail(f"{op} (reopened from an unlinked file: reached another inode, tests/reopen_reused_inode.rs)",
+                      "fatal", name, path, str(e))
             return
         if e.errno in FATAL or (e.errno == errno.EBADF and fd_valid):
             self.fail(op, "fatal", name, path, str(e))
@@ -333,8 +346,8 @@ class Worker:
                  or (need == "any" and f.acc != "path") or need == "all"]
         return self.rng.choice(cands) if cands else None
 
-    def add_fd(self, fd, path, acc, direct=False, opath=None):
-        f = Fd(fd, path, acc, direct, opath)
+    def add_fd(self, fd, path, acc, direct=False, reopened=None):
+        f = Fd(fd, path, acc, direct, reopened)
         while len(self.fds) >= MAX_FDS:
             self.close_fd(self.rng.choice(list(self.fds.values())))
         self.fds[fd] = f
@@ -345,7 +358,7 @@ class Worker:
             flush_call("close", lambda: os.close(f.fd), f.ident)
             self.count("close", "ok")
         except OSError as e:
-            self.oserror("close", e, f.path, True, f.opath)
+            self.oserror("close", e, f.path, True, f.reopened)
 
     # ---- operations: each raises OSError on the call's failure ----
 
@@ -390,10 +403,14 @@ class Worker:
             try:
                 if acc != "r" and self.rng.random() < 0.7:
                     self.fd_op(fd, p, self.rng.choice(["write", "ftruncate", "pwrite"]))
+            except OSError as e:
+                e.reopened = opid
+                raise
             finally:
-                self.add_fd(fd, p + " (reopened)", acc, opath=opid)
+                self.add_fd(fd, p + " (reopened)", acc, reopened=opid)
         except OSError as e:
-            e.opath = opid
+            if not hasattr(e, "reopened"):
+                e.opath = opid
             raise
         finally:
             os.close(opath)
@@ -455,7 +472,7 @@ class Worker:
                 self.direct_io(f)
             self.count(op, "ok")
         except OSError as e:
-            self.oserror(op, e, f"{f.path} [fd {f.acc}{' O_DIRECT' if f.direct else ''}]", True, f.opath)
+            self.oserror(op, e, f"{f.path} [fd {f.acc}{' O_DIRECT' if f.direct else ''}]", True, f.reopened)
 
     def direct_io(self, f):
         """O_DIRECT-style I/O with a page-aligned buffer at block-aligned offsets."""
@@ -487,7 +504,7 @@ class Worker:
         limit that does not bind mapped writes shows as a tenant far above it; the bytes are
         read back through the descriptor and compared."""
         private_file = self.rng.random() < 0.5
-        opath = None
+        reopened = None
         if private_file:
             self.mmap_seq += 1
             p = f"{self.private}/m{self.mmap_seq % MMAP_FILES}"
@@ -496,18 +513,18 @@ class Worker:
             f = self.pick_fd("r")
             if f is None:
                 return self.guard("open", self.op_open)
-            p, fd, opath = f.path, os.dup(f.fd), f.opath
+            p, fd, reopened = f.path, os.dup(f.fd), f.reopened
         try:
-            self.mmap_fd(p, fd, private_file, opath)
+            self.mmap_fd(p, fd, private_file, reopened)
         except OSError as e:
-            e.opath = opath
+            e.reopened = reopened
             raise
         finally:
             fid = ident(fd)
             try:
                 flush_call("close", lambda: os.close(fd), fid)
             except OSError as e:
-                self.oserror("close", e, p, True, opath)
+                self.oserror("close", e, p, True, reopened)
 
     def refused_writeback(self, fd_ident, code, how):
         """A mapping's write-back refused (`code`: EDQUOT or EIO), as this worker saw it: one
@@ -524,7 +541,7 @@ class Worker:
         finally:
             os.close(log)
 
-    def mmap_fd(self, p, fd, private_file, opath):
+    def mmap_fd(self, p, fd, private_file, reopened):
         st = os.fstat(fd)
         fid = (st.st_dev, st.st_ino)
         if not (st.st_mode & 0o170000 == 0o100000):
@@ -569,7 +586,7 @@ class Worker:
                     if e.errno in (errno.EDQUOT, errno.EIO):
                         self.refused_writeback(fid, e.errno, "fdatasync after the child died")
                     else:
-                        self.oserror("mmap.fdatasync", e, p, True, opath)
+                        self.oserror("mmap.fdatasync", e, p, True, reopened)
             return
         code, call = struct.unpack("i8s", res) if len(res) == 12 else (-1, b"")
         call = call.rstrip(b"\0").decode()
@@ -581,7 +598,7 @@ class Worker:
                 self.refused_writeback(fid, code, "msync")
                 if code == errno.EIO:
                     e.flush = ("msync", [list(fid)])
-            self.oserror(op, e, p, True, opath)
+            self.oserror(op, e, p, True, reopened)
         elif code == -2:
             # Python refuses to map past the end: another worker shrank the file meanwhile.
             self.count(op, "shrunk")
