@@ -5,7 +5,10 @@
 //! open, write, map, truncate, rename over and unlink each other's files, and hit EDQUOT often
 //! (two tenants have tight hard limits).
 //!
-//! It fails on any EIO, ENOTCONN or ESTALE, on EBADF from a descriptor a worker believes valid,
+//! It fails on any EIO, ENOTCONN or ESTALE (except the two documented answers, accepted only
+//! where the design gives them: a reopen through `/proc/self/fd` of an unlinked file, and EIO
+//! from a flush of an inode whose mapping's write-back was refused; tests/stress/README.md),
+//! on EBADF from a descriptor a worker believes valid,
 //! on an errno no operation should give here (ENOSPC, EMFILE, ...), on data read back wrong, on
 //! drift (ledger vs an independent recount, once the workers have ended and again after a
 //! kill -9 and restart), on a tenant above its hard limit by more than root wrote for it, and
