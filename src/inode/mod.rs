@@ -17,10 +17,23 @@
 //! Every reply that hands the kernel an entry (lookup, create, mkdir, mknod, symlink, link, each
 //! readdirplus entry other than `.` and `..`) adds exactly one to the node's count; `forget(n)`
 //! subtracts n; at zero the node leaves the table (its cached fd is closed). The root is pinned.
-//! When ext4 reuses an inode number for a new file while the kernel still holds the old node,
-//! the slot takes the new handle and generation and keeps the sum of both counts: the kernel
-//! sees a new generation, marks its old inode stale and later forgets it, which subtracts the
-//! old inode's share. A node id the table does not hold is answered with ESTALE.
+//!
+//! # Reused inode numbers
+//! ext4 gives a freed inode number to a new file at once. While the kernel still holds the old
+//! node (a tenant's `O_PATH` descriptor of a deleted file, a request in flight), the new file
+//! must not take that node id: a request for the old node that reaches the daemon after the
+//! new file took the slot would be served from the new file's handle (an OPEN of a deleted
+//! file reaching another tenant's new one; `tests/reopen_reused_inode.rs`). So the new file
+//! gets an *alias* node id, the generation's low 23 bits with bit 23 set in bits 32–55
+//! (`alias_id`), for as long as the kernel holds it under that id; the old node keeps its
+//! slot and its handle (a reopen of it by handle answers ESTALE). A later lookup of the new
+//! file finds the alias first, so one file never has two live node ids. Once both are
+//! forgotten, the file is looked up under its plain id again (its `st_ino` through the mount
+//! can therefore differ between two such lives; node ids stay unique and never name two
+//! files). If even the alias is taken (23 bits of generation equal), the plain slot takes the
+//! new handle, and the kernel, seeing a new generation for that id, marks its old inode stale
+//! (one chance in 8 million per reuse while both older nodes are held). A node
+//! id the table does not hold is answered with ESTALE.
 
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
@@ -38,15 +51,28 @@ use crate::ledger::wal::InodeRef;
 /// The FUSE root node id.
 pub const ROOT_ID: u64 = 1;
 const INDEX_SHIFT: u32 = 56;
-/// The ext4 inode number part of a node id.
-pub const INO_MASK: u64 = (1 << INDEX_SHIFT) - 1;
+/// The ext4 inode number part of a node id (ext4 inode numbers are 32-bit).
+pub const INO_MASK: u64 = 0xFFFF_FFFF;
+/// Bits 32–55 of an alias node id: bit 23 set, then the generation's low 23 bits.
+const ALIAS_SHIFT: u32 = 32;
+const ALIAS_MARK: u64 = 1 << 23;
+
+/// The alias node id of plain node id `id` for an inode of `generation` (module docs).
+pub fn alias_id(id: u64, generation: u32) -> u64 {
+    id | ((ALIAS_MARK | u64::from(generation & 0x7F_FFFF)) << ALIAS_SHIFT)
+}
+
+/// Whether node id `id` is an alias (module docs).
+pub fn is_alias(id: u64) -> bool {
+    id != ROOT_ID && (id >> ALIAS_SHIFT) & ((1 << (INDEX_SHIFT - ALIAS_SHIFT)) - 1) != 0
+}
 
 /// Computes the node id of backing inode `ino` on `backing`.
 pub fn node_id(backing: &Backing, ino: u64) -> Result<u64, Errno> {
     if backing.index.0 == 0 && ino == backing.root_ino {
         return Ok(ROOT_ID);
     }
-    if ino >> INDEX_SHIFT != 0 || (backing.index.0 == 0 && ino == ROOT_ID) {
+    if ino > INO_MASK || (backing.index.0 == 0 && ino == ROOT_ID) {
         return Err(Errno(libc::EOVERFLOW));
     }
     Ok((u64::from(backing.index.0) << INDEX_SHIFT) | ino)
@@ -146,10 +172,20 @@ impl InodeTable {
         self.map.get(&id).map(|s| Arc::clone(&s.inode)).ok_or(Errno(libc::ESTALE))
     }
 
-    /// Records one more kernel reference to `id` (see the lookup-count contract) and returns
-    /// the inode as now stored.
+    /// Records one more kernel reference to the inode `handle` whose plain node id is `id`
+    /// (see the lookup-count contract) and returns the inode as now stored; its `id` is the
+    /// node id to hand the kernel, an alias if the plain one still names an older inode.
     pub fn reference(&self, id: u64, backing: BackingIndex, ino: u64, handle: Handle, kind: u32) -> Arc<Inode> {
         let generation = handle.ext4_generation().unwrap_or(0);
+        let id = if id == ROOT_ID {
+            id
+        } else {
+            let alias = alias_id(id, generation);
+            let held_as_alias = self.map.get(&alias).is_some_and(|s| s.inode.handle == handle);
+            let plain_taken = self.map.get(&id).is_some_and(|s| s.inode.handle != handle);
+            let alias_free = self.map.get(&alias).is_none();
+            if held_as_alias || (plain_taken && alias_free) { alias } else { id }
+        };
         let fresh = || {
             Arc::new(Inode {
                 id,
@@ -210,11 +246,13 @@ impl InodeTable {
     /// alive, or its blocks stay allocated on the backing, uncharged, for as long as the kernel
     /// holds the node (a tenant's `O_PATH` descriptor on the mount holds it).
     pub fn drop_fd(&self, id: u64, generation: u32) {
-        let inode = match self.map.get(&id) {
-            Some(slot) if slot.inode.generation == generation => Arc::clone(&slot.inode),
-            _ => return,
-        };
-        inode.fd.lock().take();
+        for id in [id, alias_id(id, generation)] {
+            let inode = match self.map.get(&id) {
+                Some(slot) if slot.inode.generation == generation => Arc::clone(&slot.inode),
+                _ => continue,
+            };
+            inode.fd.lock().take();
+        }
     }
 
     /// An `O_PATH` fd of the inode: from the cache, or opened by handle and cached.
@@ -263,17 +301,35 @@ mod tests {
     }
 
     #[test]
-    fn reused_inode_number_takes_new_generation_and_keeps_counts() {
+    fn a_reused_inode_number_gets_an_alias_while_the_old_node_is_held() {
         let t = InodeTable::new(16);
         let b = BackingIndex(0);
         t.reference(12, b, 12, h(12, 7), libc::S_IFREG);
         let new = t.reference(12, b, 12, h(12, 8), libc::S_IFDIR);
-        assert_eq!(new.generation, 8);
-        assert!(new.is_dir());
+        assert_eq!(new.id, alias_id(12, 8));
+        assert!(is_alias(new.id) && !is_alias(12));
+        assert_eq!(new.id & INO_MASK, 12);
+        assert_eq!(t.get(12).unwrap().generation, 7, "the old node still names the old inode");
+        assert_eq!(t.reference(12, b, 12, h(12, 8), libc::S_IFDIR).id, new.id, "found as the alias again");
         t.forget(12, 1);
-        assert_eq!(t.get(12).unwrap().generation, 8, "the new file's reference is still held");
-        t.forget(12, 1);
-        assert!(t.get(12).is_err());
+        assert!(t.get(12).is_err(), "the old node is gone");
+        assert_eq!(t.reference(12, b, 12, h(12, 8), libc::S_IFDIR).id, new.id, "still the alias while held");
+        t.forget(new.id, 3);
+        assert!(t.get(new.id).is_err());
+        assert_eq!(t.reference(12, b, 12, h(12, 8), libc::S_IFDIR).id, 12, "plain again once forgotten");
+    }
+
+    #[test]
+    fn when_even_the_alias_is_taken_the_slot_takes_the_new_inode() {
+        let t = InodeTable::new(16);
+        let b = BackingIndex(0);
+        t.reference(12, b, 12, h(12, 7), libc::S_IFREG);
+        let second = t.reference(12, b, 12, h(12, 8), libc::S_IFREG);
+        // A third inode whose generation has the same low 23 bits as the second's.
+        let third = t.reference(12, b, 12, h(12, 8 | 0x80_0000), libc::S_IFREG);
+        assert_eq!(third.id, 12, "the plain slot takes it");
+        assert_eq!(t.get(12).unwrap().generation, 8 | 0x80_0000);
+        assert_eq!(t.get(second.id).unwrap().generation, 8, "the alias keeps its own inode");
     }
 
     #[test]

@@ -136,6 +136,9 @@ impl Passthrough {
                     Some(e) => e,
                     None => continue, // removed since getdents read it, as a later getdents would
                 };
+                // A plus entry's node id is the one just registered (an alias if the plain id
+                // still names an older inode): `d_ino` must agree with it.
+                let node = entry.as_ref().map_or(node, |e| e.attr.ino.0);
                 if self.emit_one(DirEntryOut { ino: node, next_offset, kind: dt_kind(kind), name, entry }, &mut emit) {
                     return Ok(());
                 }

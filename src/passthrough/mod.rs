@@ -166,7 +166,7 @@ impl Passthrough {
         }
         let id = inode::node_id(backing, st.st_ino)?;
         let inode = self.inodes.reference(id, backing.index, st.st_ino, handle, st.st_mode & libc::S_IFMT);
-        Ok(Entry { attr: to_attr(st, id), generation: u64::from(inode.generation) })
+        Ok(Entry { attr: to_attr(st, inode.id), generation: u64::from(inode.generation) })
     }
 
     pub fn forget(&self, id: u64, n: u64) {

@@ -75,6 +75,10 @@ impl Passthrough {
     fn lookup_node(&self, id: u64) -> Result<Entry, Errno> {
         let stale = Errno(libc::ESTALE);
         let backing = self.backing(inode::backing_of(id))?;
+        if inode::is_alias(id) {
+            // Aliases live only while the kernel holds them in this daemon's table.
+            return Err(stale);
+        }
         let ino = if id == ROOT_ID { backing.root_ino } else { id & inode::INO_MASK };
         let ino32 = u32::try_from(ino).map_err(|_| stale)?;
         let fd = match backing.open_handle(&sys::Handle::ext4(ino32, 0), libc::O_PATH | libc::O_NOFOLLOW) {

@@ -43,7 +43,7 @@ impl Passthrough {
     /// (backing, ino, generation) of directory node `node`, for the project roots table.
     pub fn root_key(&self, node: u64) -> Option<(u8, u64, u32)> {
         let b = self.backing(inode::backing_of(node)).ok()?;
-        let ino = if node == inode::ROOT_ID { b.root_ino } else { node & ((1 << 56) - 1) };
+        let ino = if node == inode::ROOT_ID { b.root_ino } else { node & inode::INO_MASK };
         let fd = b.open_handle(&Handle::ext4(ino as u32, 0), libc::O_PATH).ok()?;
         let h = sys::fd_to_handle(fd.as_fd()).ok()?;
         Some((b.index.0, ino, h.ext4_generation().unwrap_or(0)))
@@ -152,7 +152,7 @@ impl Passthrough {
     /// then the hidden counterparts of routed subtrees below it (on other backings).
     fn project_trees(&self, node: u64) -> Result<Vec<(&Backing, Handle)>, String> {
         let b = self.backing(inode::backing_of(node)).map_err(|e| format!("node {node}: {e}"))?;
-        let ino = if node == inode::ROOT_ID { b.root_ino } else { node & ((1 << 56) - 1) };
+        let ino = if node == inode::ROOT_ID { b.root_ino } else { node & inode::INO_MASK };
         let root = Handle::ext4(ino as u32, 0);
         b.open_handle(&root, libc::O_RDONLY | libc::O_DIRECTORY)
             .map_err(|e| format!("cannot open the directory (node {node}): {e}"))?;
