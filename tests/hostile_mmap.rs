@@ -9,7 +9,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{BIN, Fixture, assert_exact_all, report, run_ok};
+use common::{Fixture, assert_exact_all, report, run_ok};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/mmapfill.py");
 const MIB: u64 = 1 << 20;
@@ -24,14 +24,7 @@ fn shared_mapping_writeback_is_held_to_the_openers_limit() {
     f.home("home", 0, 0);
     f.home("home/u", 1000, 1000);
     f.sh_ok(1000, 1000, "mkdir home/u/Dropbox");
-    run_ok(Command::new(BIN).arg("--state-dir").arg(&f.state).args([
-        "quota",
-        "set",
-        "--user",
-        "1000",
-        "--bytes-hard",
-        "20M",
-    ]));
+    f.quotafs(&["quota", "set", "--user", "1000", "--bytes-hard", "20M"]);
     for dir in ["home/u", "home/u/Dropbox"] {
         let path = f.m(&format!("{dir}/mapped"));
         let out = f.sh_ok(1000, 1000, &format!("/usr/bin/python3 {SCRIPT} {} 60", path.display()));

@@ -8,7 +8,7 @@ mod common;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
-use common::{BIN, Fixture, assert_exact, run};
+use common::{Fixture, assert_exact, run};
 
 const MIB: u64 = 1 << 20;
 
@@ -41,15 +41,7 @@ fn used(path: &std::path::Path) -> u64 {
 fn unlinked_files_held_by_o_path_descriptors_do_not_keep_their_space() {
     let f = Fixture::with_args("hostile-held", &["--checkpoint-interval", "3600"]);
     f.home("t", 1000, 1000);
-    let out = run(Command::new(BIN).arg("--state-dir").arg(&f.state).args([
-        "quota",
-        "set",
-        "--user",
-        "1000",
-        "--bytes-hard",
-        "20M",
-    ]));
-    assert!(out.status.success(), "quota set: {}", String::from_utf8_lossy(&out.stderr));
+    f.quotafs(&["quota", "set", "--user", "1000", "--bytes-hard", "20M"]);
     let baseline = used(f.backing());
     let mut holder = Command::new("setpriv")
         .args(["--reuid=1000", "--regid=1000", "--clear-groups", "/usr/bin/python3", "-c", HOLD])

@@ -9,9 +9,8 @@
 mod common;
 
 use std::os::unix::fs::MetadataExt;
-use std::process::Command;
 
-use common::{BIN, Fixture, assert_exact, run};
+use common::{Fixture, assert_exact};
 
 const MIB: u64 = 1 << 20;
 
@@ -56,15 +55,7 @@ for r in range(4):
 fn reopening_an_unlinked_file_does_not_take_its_charge_off_twice() {
     let f = Fixture::with_args("hostile-reopen", &["--checkpoint-interval", "3600"]);
     let home = f.home("t", 1000, 1000);
-    let out = run(Command::new(BIN).arg("--state-dir").arg(&f.state).args([
-        "quota",
-        "set",
-        "--user",
-        "1000",
-        "--bytes-hard",
-        "20M",
-    ]));
-    assert!(out.status.success(), "quota set: {}", String::from_utf8_lossy(&out.stderr));
+    f.quotafs(&["quota", "set", "--user", "1000", "--bytes-hard", "20M"]);
 
     let out = f.sh_as(1000, 1000, &format!("cd t && exec /usr/bin/python3 -c '{ATTACK}'"));
     let said = String::from_utf8_lossy(&out.stdout).into_owned();

@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{BIN, Fixture, assert_exact, run_ok};
+use common::{Fixture, assert_exact};
 
 const WRITER: &str = r#"
 import errno, mmap, os
@@ -30,14 +28,7 @@ print(total, " ".join(errno.errorcode[e] for e in errors))
 fn an_odirect_writer_at_its_limit_gets_edquot_not_eio() {
     let f = Fixture::new("odirect-limit");
     f.home("t", 1000, 1000);
-    run_ok(Command::new(BIN).arg("--state-dir").arg(&f.state).args([
-        "quota",
-        "set",
-        "--user",
-        "1000",
-        "--bytes-hard",
-        "1000K",
-    ]));
+    f.quotafs(&["quota", "set", "--user", "1000", "--bytes-hard", "1000K"]);
     let out = f.sh_ok(1000, 1000, &format!("exec /usr/bin/python3 -c '{WRITER}'"));
     let mut words = out.split_whitespace();
     let total: u64 = words.next().unwrap().parse().unwrap();

@@ -3,10 +3,8 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::holder::Holder;
-use common::{BIN, Fixture, assert_exact, run_ok};
+use common::{Fixture, assert_exact};
 
 const MIB: u64 = 1 << 20;
 
@@ -14,14 +12,7 @@ const MIB: u64 = 1 << 20;
 fn writer_with_a_held_reader_is_refused_at_its_limit() {
     let f = Fixture::new("heldreader");
     f.home("u", 1000, 1000);
-    run_ok(Command::new(BIN).arg("--state-dir").arg(&f.state).args([
-        "quota",
-        "set",
-        "--user",
-        "1000",
-        "--bytes-hard",
-        "20M",
-    ]));
+    f.quotafs(&["quota", "set", "--user", "1000", "--bytes-hard", "20M"]);
     f.sh_ok(1000, 1000, "head -c 65536 /dev/zero > u/served && chmod 644 u/served");
     // Another tenant serves the file (a web server, a sync client hashing it): open, mapped.
     let mut reader = Holder::spawn(1001, 1001);
