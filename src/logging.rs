@@ -1,6 +1,9 @@
 //! Structured logs to stderr (journald picks them up under systemd). The filter comes from
 //! QUOTAFS_LOG (e.g. `debug`, `quotafs=trace`), default `info,fuser=error` (fuser warns about
-//! unmounting an already unmounted file system after every outside `umount`).
+//! unmounting an already unmounted file system after every outside `umount`); a filter that
+//! does not parse refuses the start. Lines are text, with colours only when stderr is a
+//! terminal (a journal or a file gets none), or one JSON object per line with
+//! `--log-format json`, for log shippers.
 //!
 //! No thread waits for, or fails on, the log: each line goes into a bounded queue (`QUEUE`
 //! lines) that one `log` thread writes to stderr. A line that does not fit (stderr stalled: a
@@ -84,20 +87,61 @@ fn writer(rx: Receiver<Vec<u8>>) {
     }
 }
 
-pub fn init() {
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event (colours only on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line (timestamp, level, fields), for log shippers.
+    Json,
+}
+
+/// The filter QUOTAFS_LOG asks for, or the default; an error names what does not parse.
+fn filter() -> Result<tracing_subscriber::EnvFilter, String> {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    const TARGETS: [&str; 3] = ["quotafs", "fuser", "redb"];
+    let v = match std::env::var("QUOTAFS_LOG") {
+        Ok(v) if !v.trim().is_empty() => v,
+        _ => return Ok(tracing_subscriber::EnvFilter::new("info,fuser=error")),
+    };
+    let wrong = |why: String| {
+        format!(
+            "QUOTAFS_LOG={v:?} is not a log filter ({why}); use a level (error, warn, info, debug, trace) \
+             or directives such as `info,fuser=error` or `quotafs=debug`"
+        )
+    };
+    // A bare word that is no level names a target; one that is none of ours is a typo
+    // (`debgu`) that would silently log nothing.
+    for d in v.split(',').map(str::trim).filter(|d| !d.is_empty() && !d.contains(['=', '['])) {
+        let known = LEVELS.contains(&d.to_ascii_lowercase().as_str())
+            || matches!(d, "0" | "1" | "2" | "3" | "4" | "5")
+            || TARGETS.iter().any(|t| d == *t || d.starts_with(&format!("{t}::")));
+        if !known {
+            return Err(wrong(format!("{d:?} is neither a level nor one of quotafs's targets")));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(&v).map_err(|e| wrong(e.to_string()))
+}
+
+/// Starts the log thread and the subscriber. Fails only for a QUOTAFS_LOG that does not parse.
+pub fn init(format: LogFormat) -> Result<(), String> {
+    let filter = filter()?;
     let (tx, rx) = sync_channel(QUEUE);
     let started = std::thread::Builder::new().name("log".into()).spawn(move || writer(rx)).is_ok();
     if started {
         let _ = LOG_QUEUE.set(Queue { tx, pending: AtomicU64::new(0), dropped: AtomicU64::new(0) });
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_env("QUOTAFS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,fuser=error"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(QueuedLine::default)
         .with_target(false)
-        .log_internal_errors(false)
-        .try_init();
+        .log_internal_errors(false);
+    let _ = match format {
+        LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init(),
+        LogFormat::Json => builder.json().with_ansi(false).try_init(),
+    };
+    Ok(())
 }
 
 /// Waits (at most `timeout`) until the queued lines are written: before the process exits.

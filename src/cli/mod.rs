@@ -50,6 +50,10 @@ pub struct Cli {
     /// State directory holding the ledger and the daemon's socket [default: /var/lib/quotafs].
     #[arg(long, global = true, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Log lines as text (colours only on a terminal) or one JSON object per line. The filter
+    /// is QUOTAFS_LOG (e.g. `debug`, `info,fuser=error`).
+    #[arg(long, global = true, value_enum, default_value_t = crate::logging::LogFormat::Text)]
+    pub log_format: crate::logging::LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
