@@ -43,6 +43,17 @@ fn spawn_checkpointer(
 /// Creates the state dir (0711: tenants may reach `tenant.sock` in it, nothing else is
 /// readable) if needed and takes its lock, so two daemons never share one
 /// ledger. The returned file holds the lock for the daemon's lifetime.
+/// The pid a running (or starting, or stopping) daemon wrote into state dir `dir`'s lock, if
+/// one holds it now. Creates nothing.
+pub fn state_dir_holder(dir: &Path) -> Option<String> {
+    let path = dir.join("lock");
+    let file = std::fs::File::open(&path).ok()?;
+    match sys::try_lock_exclusive(file.as_fd()) {
+        Ok(false) => Some(std::fs::read_to_string(&path).unwrap_or_default().trim().to_string()),
+        _ => None, // free (our lock goes with `file`), or unknowable
+    }
+}
+
 pub fn lock_state_dir(dir: &Path) -> Result<std::fs::File, String> {
     DirBuilder::new()
         .recursive(true)

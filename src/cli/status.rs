@@ -11,6 +11,15 @@ pub fn run(cli: &Cli, args: &StatusArgs) -> Result<(), CliError> {
         Some(Response::Error { message }) => return Err(CliError::failed(message)),
         Some(other) => return Err(CliError::failed(format!("unexpected reply: {other:?}"))),
         None => {
+            if let Some(pid) = crate::daemon::state_dir_holder(&dir) {
+                // It holds the ledger but does not answer yet: recovering at start, or stopping.
+                return Err(CliError::failed(format!(
+                    "the quotafs daemon (pid {pid}) on state dir {} is starting (recovering the ledger) or \
+                     stopping, and does not answer yet; try again in a moment (`quotafs status` answers \
+                     once it serves)",
+                    dir.display()
+                )));
+            }
             let store = Store::open(&dir).map_err(CliError::failed)?;
             let snap = store.load().map_err(CliError::failed)?;
             let logs: Vec<String> =
