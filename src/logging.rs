@@ -90,10 +90,12 @@ fn writer(rx: Receiver<Vec<u8>>) {
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
-    /// One human-readable line per event (colours only on a terminal).
+    // Plain comments, not doc comments: clap would list described values in a long help
+    // layout that every subcommand's --help then takes.
+    // One human-readable line per event (colours only on a terminal).
     #[default]
     Text,
-    /// One JSON object per line (timestamp, level, fields), for log shippers.
+    // One JSON object per line (timestamp, level, fields), for log shippers.
     Json,
 }
 
