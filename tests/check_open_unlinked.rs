@@ -5,8 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::{BIN, Fixture, assert_exact, report, run};
 
@@ -16,17 +15,11 @@ fn check_and_repair_count_a_file_unlinked_while_open() {
     f.home("t", 1000, 1000);
     f.sh_ok(1000, 1000, "head -c 8388608 /dev/urandom > t/held");
     // The tenant opens the file, unlinks it, and keeps it open until told to stop.
-    let mut holder = Command::new("setpriv")
-        .args(["--reuid=1000", "--regid=1000", "--clear-groups", "sh", "-c"])
-        .arg("exec 3<>t/held && rm t/held && echo held && read _ && exec 3>&-")
-        .current_dir(&f.mnt)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn the tenant's holder");
-    let mut line = String::new();
-    BufReader::new(holder.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "held", "the holder did not open and unlink its file");
+    let holder = common::Held::spawn(
+        1000,
+        &f.mnt,
+        &["sh", "-c", "exec 3<>t/held && rm t/held && echo held && read _ && exec 3>&-"],
+    );
 
     let before = report(&f.state);
     let check = |repair: bool| {
@@ -45,8 +38,7 @@ fn check_and_repair_count_a_file_unlinked_while_open() {
     assert!(out.status.success() && !said.contains("repaired"), "check --repair changed the ledger:\n{said}");
     assert_eq!(report(&f.state), before, "the ledger after check --repair");
 
-    holder.stdin.as_mut().unwrap().write_all(b"done\n").unwrap();
-    assert!(holder.wait().unwrap().success(), "the holder failed");
+    holder.release();
     // The release reaches the daemon asynchronously after close: wait for the charge to go.
     let user = ("user".to_string(), 1000);
     for _ in 0..100 {

@@ -5,8 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::{Fixture, assert_exact, run};
 
@@ -43,20 +42,10 @@ fn unlinked_files_held_by_o_path_descriptors_do_not_keep_their_space() {
     f.home("t", 1000, 1000);
     f.quotafs(&["quota", "set", "--user", "1000", "--bytes-hard", "20M"]);
     let baseline = used(f.backing());
-    let mut holder = Command::new("setpriv")
-        .args(["--reuid=1000", "--regid=1000", "--clear-groups", "/usr/bin/python3", "-c", HOLD])
-        .current_dir(f.m("t"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn the tenant's holder");
-    let mut line = String::new();
-    BufReader::new(holder.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "held", "the tenant's script failed");
+    let holder = common::Held::spawn(1000, &f.m("t"), &["/usr/bin/python3", "-c", HOLD]);
     run(Command::new("sync").arg("-f").arg(f.backing()));
     let held = used(f.backing()).saturating_sub(baseline);
-    holder.stdin.as_mut().unwrap().write_all(b"\n").unwrap();
-    assert!(holder.wait().unwrap().success());
+    holder.release();
     assert!(held <= 20 * MIB + MIB, "the tenant keeps {held} bytes of the backing allocated against a 20 MiB limit");
     assert_exact(&f.state, f.backing(), "after the tenant let go");
 }

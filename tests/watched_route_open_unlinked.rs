@@ -5,8 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{Fixture, assert_exact_all, recount_all, report, run};
@@ -17,17 +16,11 @@ fn recount_of_a_watched_backing_keeps_a_file_unlinked_while_open() {
     f.home("home", 0, 0);
     f.home("home/a", 1000, 1000);
     f.sh_ok(1000, 1000, "mkdir home/a/Dropbox && head -c 2097152 /dev/zero > home/a/Dropbox/held");
-    let mut holder = Command::new("setpriv")
-        .args(["--reuid=1000", "--regid=1000", "--clear-groups", "sh", "-c"])
-        .arg("exec 3<home/a/Dropbox/held && rm home/a/Dropbox/held && echo held && read _ && exec 3<&-")
-        .current_dir(&f.mnt)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn the tenant's holder");
-    let mut line = String::new();
-    BufReader::new(holder.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "held");
+    let holder = common::Held::spawn(
+        1000,
+        &f.mnt,
+        &["sh", "-c", "exec 3<home/a/Dropbox/held && rm home/a/Dropbox/held && echo held && read _ && exec 3<&-"],
+    );
     let before = report(&f.state);
     // A sync client writing to the routed backing itself: the daemon recounts that backing.
     let outside = f.routed[0].backing.join("home/a/Dropbox");
@@ -40,8 +33,7 @@ fn recount_of_a_watched_backing_keeps_a_file_unlinked_while_open() {
         assert!(Instant::now() < deadline, "the outside write was never recounted");
         std::thread::sleep(Duration::from_millis(100));
     }
-    holder.stdin.as_mut().unwrap().write_all(b"done\n").unwrap();
-    assert!(holder.wait().unwrap().success());
+    holder.release();
     // The last close reaches the daemon after close returns: wait for the ledger to settle.
     let deadline = Instant::now() + Duration::from_secs(10);
     while report(&f.state) != recount_all(&f.all_backings()) && Instant::now() < deadline {

@@ -15,6 +15,49 @@ pub mod nfs;
 pub const BIN: &str = env!("CARGO_BIN_EXE_quotafs");
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
+/// A tenant process that prints `held` once it holds what its program was told to (a file
+/// opened and unlinked, say) and ends when it reads a line: for tests that act meanwhile.
+/// Killed when dropped unreleased (a failing test).
+pub struct Held(Option<Child>);
+
+impl Held {
+    /// Runs `argv` as `uid` (gid the same, no supplementary groups) in `dir`; returns once it
+    /// said `held`.
+    pub fn spawn(uid: u32, dir: &Path, argv: &[&str]) -> Held {
+        use std::io::BufRead;
+        let mut child = Command::new("setpriv")
+            .args([format!("--reuid={uid}"), format!("--regid={uid}"), "--clear-groups".into()])
+            .args(argv)
+            .current_dir(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn the tenant's holder");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        let held = Held(Some(child));
+        assert_eq!(line.trim(), "held", "the tenant's holder did not get hold of its file");
+        held
+    }
+
+    /// Tells it to let go, and waits for it to end well.
+    pub fn release(mut self) {
+        use std::io::Write;
+        let mut child = self.0.take().unwrap();
+        child.stdin.as_mut().unwrap().write_all(b"done\n").unwrap();
+        assert!(child.wait().unwrap().success(), "the tenant's holder failed");
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// Is something mounted exactly at `path`? (Reads /proc/self/mountinfo.)
 pub fn mounted_at(path: &Path) -> Option<String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
