@@ -73,3 +73,6 @@ impl Fault {
 pub static LOG_SYNC: Fault = Fault::new("QUOTAFS_FAILPOINT_LOG_SYNC_FILE");
 /// The snapshot commit to the store at the end of a checkpoint.
 pub static SNAPSHOT_COMMIT: Fault = Fault::new("QUOTAFS_FAILPOINT_SNAPSHOT_COMMIT_FILE");
+/// A record written to a backing's journal directory (`ledger/journal.rs`): failing it makes
+/// the ledger log that record with an fdatasync instead.
+pub static JOURNAL_RECORD: Fault = Fault::new("QUOTAFS_FAILPOINT_JOURNAL_RECORD_FILE");

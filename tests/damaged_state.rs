@@ -37,7 +37,12 @@ fn torn_corrupt_and_repaired() {
     let b = f.backing().to_str().unwrap().to_string();
     f.root("mkdir -p a b && for i in $(seq 30); do head -c $((i * 3000)) /dev/zero > a/f$i; done");
     run_ok(Command::new(BIN).args(["--state-dir", &st, "checkpoint"]));
-    // Changes after the checkpoint: records in the log.
+    // Changes after the checkpoint: records in the log. Records go to the backing's journal
+    // directory when they can; a fault there sends them all to the log, which this test damages.
+    f.kill9();
+    let fault = f.scratch.dir.join("journal-fault");
+    std::fs::write(&fault, "EIO").unwrap();
+    f.start_with_env(&args, &[("QUOTAFS_FAILPOINT_JOURNAL_RECORD_FILE", fault.to_str().unwrap())]);
     f.root(
         "for i in $(seq 10); do rm a/f$i; head -c 9000 /dev/zero >> a/f$((i+10)); mkdir b/d$i; echo x > b/d$i/g; done",
     );

@@ -1,6 +1,8 @@
 //! A failed write of the activity log poisons the ledger: every later usage-changing operation
 //! is refused with EIO (never retried and pretended), reads keep working, and the reason is in
-//! the log and in `quotafs status`.
+//! the log and in `quotafs status`. Records go to the log only when the backing's journal
+//! directory cannot take them (docs/design.md §16): these tests fail that first, with the
+//! `JOURNAL_RECORD` fault, so that every record meets the log.
 
 mod common;
 
@@ -20,7 +22,10 @@ fn full_state_dir_poisons_and_refuses_changes() {
     run_ok(Command::new("mount").arg("-o").arg("loop").arg(&state_img).arg(&state));
     let mnt = s.dir.join("mnt");
     let log = std::fs::File::create(s.dir.join("daemon.log")).unwrap();
+    let journal_fault = s.dir.join("journal-fault");
+    std::fs::write(&journal_fault, "ENOSPC").unwrap();
     let mut daemon = Command::new(BIN)
+        .env("QUOTAFS_FAILPOINT_JOURNAL_RECORD_FILE", &journal_fault)
         .args(["mount", "--checkpoint-interval", "3600", "--backing"])
         .arg(&s.backing)
         .arg("--state-dir")
@@ -118,7 +123,13 @@ fn failed_log_fdatasync_poisons_until_restart() {
     f.unmount();
     let trigger = f.scratch.dir.join("log-sync-fails");
     let trigger_s = trigger.display().to_string();
-    f.start_with_env(&[], &[("QUOTAFS_FAILPOINT_LOG_SYNC_FILE", &trigger_s)]);
+    let journal_fault = f.scratch.dir.join("journal-fault");
+    std::fs::write(&journal_fault, "EIO").unwrap();
+    let journal_fault = journal_fault.display().to_string();
+    f.start_with_env(
+        &[],
+        &[("QUOTAFS_FAILPOINT_LOG_SYNC_FILE", &trigger_s), ("QUOTAFS_FAILPOINT_JOURNAL_RECORD_FILE", &journal_fault)],
+    );
     old_tree(&f);
     std::fs::write(&trigger, "EIO").unwrap();
     let first = f.sh_as(1001, 1001, "echo more >> home/old5");

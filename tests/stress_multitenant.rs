@@ -220,9 +220,18 @@ fn root_owned_by_project(backing: &Path) -> BTreeMap<u32, (u64, u64)> {
             _ => inherited,
         }
     }
-    fn walk(dir: &Path, project: u32, seen: &mut std::collections::HashSet<u64>, out: &mut BTreeMap<u32, (u64, u64)>) {
+    fn walk(
+        dir: &Path,
+        root: bool,
+        project: u32,
+        seen: &mut std::collections::HashSet<u64>,
+        out: &mut BTreeMap<u32, (u64, u64)>,
+    ) {
         for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
             let path = entry.path();
+            if root && entry.file_name() == ".quotafs-journal" {
+                continue; // the daemon's own, not charged (as in common::recount)
+            }
             let Ok(md) = std::fs::symlink_metadata(&path) else { continue };
             if !seen.insert(md.ino()) {
                 continue;
@@ -234,12 +243,12 @@ fn root_owned_by_project(backing: &Path) -> BTreeMap<u32, (u64, u64)> {
                 e.1 += 1;
             }
             if md.is_dir() {
-                walk(&path, p, seen, out);
+                walk(&path, false, p, seen, out);
             }
         }
     }
     let mut out = BTreeMap::new();
-    walk(backing, project_of(backing, 0), &mut std::collections::HashSet::new(), &mut out);
+    walk(backing, true, project_of(backing, 0), &mut std::collections::HashSet::new(), &mut out);
     out
 }
 

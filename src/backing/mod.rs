@@ -86,11 +86,22 @@ impl Backing {
         self.root.as_fd()
     }
 
+    /// Whether entry `name` of the directory with inode number `dir_ino` is the daemon's own
+    /// (the ledger's journal, `JOURNAL_DIR` at the backing root): never served through the
+    /// mount, never counted, never re-tagged.
+    pub fn is_private(&self, dir_ino: u64, name: &CStr) -> bool {
+        dir_ino == self.root_ino && name == JOURNAL_DIR
+    }
+
     /// Opens the inode named by `handle` on this backing's file system.
     pub fn open_handle(&self, handle: &Handle, flags: libc::c_int) -> Result<OwnedFd, Errno> {
         sys::open_by_handle(self.root.as_fd(), handle, flags)
     }
 }
+
+/// The directory at each backing root where the ledger keeps the records that ride in the
+/// backing's own journal (docs/design.md §16). Hidden from the mount.
+pub const JOURNAL_DIR: &CStr = c".quotafs-journal";
 
 /// Names the backing index stored in each backing root (1 byte), so that a backing keeps its
 /// index, and its inodes their node ids, whatever order the routes are listed in.

@@ -102,6 +102,13 @@ fn scan_dir(s: &Shared<'_>, job: &Job, usage: &mut BTreeMap<Subject, Usage>) -> 
         }
     };
     let mut subdirs = Vec::new();
+    let dir_ino = match sys::stat_fd(dir.as_fd()) {
+        Ok(st) => st.st_ino,
+        Err(e) => {
+            s.error("cannot stat a directory", e);
+            return Vec::new();
+        }
+    };
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let batch = match sys::read_dir(dir.as_fd(), &mut buf) {
@@ -114,7 +121,7 @@ fn scan_dir(s: &Shared<'_>, job: &Job, usage: &mut BTreeMap<Subject, Usage>) -> 
         };
         for e in batch {
             let name: &CStr = &e.name;
-            if name == c"." || name == c".." {
+            if name == c"." || name == c".." || backing.is_private(dir_ino, name) {
                 continue;
             }
             if let Some(job) = scan_entry(s, job, backing, dir.as_fd(), name, usage) {

@@ -6,7 +6,7 @@ use super::{CheckArgs, Cli, CliError, human, load_file_config, state_dir};
 use crate::admin::server::check_report;
 use crate::admin::{CheckReport, Request, Response, call};
 use crate::check::scan;
-use crate::ledger::{recovery, store::Snapshot, store::Store};
+use crate::ledger::{journal::Journal, recovery, store::Snapshot, store::Store};
 
 fn offline(cli: &Cli, args: &CheckArgs, dir: &std::path::Path) -> Result<CheckReport, CliError> {
     let backing = match &args.backing {
@@ -30,7 +30,9 @@ fn offline(cli: &Cli, args: &CheckArgs, dir: &std::path::Path) -> Result<CheckRe
     let threads = std::thread::available_parallelism().map(|n| n.get() * 2).unwrap_or(4);
     // Bring the ledger up to date exactly as a mount would, then compare. If the store or a
     // log cannot be read, --repair rebuilds from a full rescan (the damaged files are kept).
-    let recovered = Store::open(dir).and_then(|store| recovery::recover(dir, &store, &backings).map(|r| (store, r)));
+    let journal = Journal::open(&backings).map_err(CliError::failed)?;
+    let recovered =
+        Store::open(dir).and_then(|store| recovery::recover(dir, &store, &backings, &journal).map(|r| (store, r)));
     let (store, snap) = match recovered {
         Ok((store, (snap, _))) => (store, snap),
         Err(e) if args.repair => {
@@ -42,6 +44,8 @@ fn offline(cli: &Cli, args: &CheckArgs, dir: &std::path::Path) -> Result<CheckRe
             }
             let store = Store::open(dir).map_err(CliError::failed)?;
             let epoch = recovery::list_logs(dir).unwrap_or_default().last().map_or(1, |(e, _)| e + 1);
+            // The rescan replaces every record: none may be replayed over it.
+            journal.remove_before(u64::MAX);
             for (_, log) in recovery::list_logs(dir).unwrap_or_default() {
                 let aside = log.with_extension("log.damaged");
                 let _ = std::fs::rename(&log, &aside);
@@ -57,6 +61,7 @@ fn offline(cli: &Cli, args: &CheckArgs, dir: &std::path::Path) -> Result<CheckRe
         Err(e) => return Err(CliError::failed(e)),
     };
     recovery::remove_logs_before(dir, snap.epoch);
+    journal.remove_before(snap.epoch);
     let (result, per_backing) = scan::scan_split(&backings, scan::Mode::Count, threads).map_err(CliError::failed)?;
     let mut report = check_report(&result, &snap.usage);
     report.conflicts = crate::route::conflicts(&backings, &route_table);
@@ -65,6 +70,7 @@ fn offline(cli: &Cli, args: &CheckArgs, dir: &std::path::Path) -> Result<CheckRe
             .commit(&Snapshot { epoch: snap.epoch + 1, usage: result.usage, grace: None, per_backing })
             .map_err(CliError::failed)?;
         recovery::remove_logs_before(dir, snap.epoch + 1);
+        journal.remove_before(snap.epoch + 1);
         report.repaired = true;
     }
     Ok(report)

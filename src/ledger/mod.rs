@@ -4,13 +4,16 @@
 //!
 //! * a `Touch` (an existing inode's charge before its first change in the epoch) and a
 //!   `DirDirty` (a directory that may gain inodes born in the epoch) are durable before the
-//!   backing call they guard — a second caller finding the entry already present waits for the
-//!   same record to be durable, it never races past it;
+//!   backing call they guard, or ordered before it in the backing's own journal (a record in
+//!   the backing's journal directory, `journal.rs`; the activity log with an fdatasync when
+//!   that cannot be made) — a second caller finding the entry already present waits for the
+//!   same record, it never races past it;
 //! * every usage-changing operation holds a `Change` (the epoch lock, shared) from its log write
 //!   to its table update, so a checkpoint's rotation sees no operation half done;
 //! * changes to one inode are serialised by its stripe lock, so before/after pairs of two
 //!   operations never interleave.
 
+pub mod journal;
 pub mod poison;
 pub mod recovery;
 pub mod store;
@@ -30,6 +33,7 @@ use crate::backing::{Backing, Errno, sys};
 use crate::quota::enforce::Enforcer;
 use crate::quota::limits::{LimitKey, Limits};
 use crate::quota::{Charge, Subject, UsageTable};
+use journal::{EpochMarks, Journal};
 use poison::Poison;
 use store::{Snapshot, Store};
 use wal::{InodeRef, LogWriter, Record};
@@ -42,6 +46,8 @@ pub struct RecoveryReport {
     pub from_epoch: u64,
     pub logs: usize,
     pub records: usize,
+    /// Of `records`, those read from the backings' journal directories.
+    pub journal_records: usize,
     pub touched: usize,
     pub dirty_dirs: usize,
     pub listed_dirs: usize,
@@ -52,13 +58,24 @@ pub struct RecoveryReport {
     pub duration: Duration,
 }
 
+/// Where a record of the epoch was made durable.
+#[derive(Clone, Copy)]
+enum Written {
+    /// In the backing's journal directory: ordered before every later change of that backing.
+    Journal,
+    /// In the activity log, with this sequence number: durable once the log is synced to it.
+    Log(u64),
+}
+
 struct EpochState {
     epoch: u64,
     log: Arc<LogWriter>,
-    /// Inode → sequence number of its `Touch` in `log`.
-    touched: DashMap<InodeRef, u64>,
-    /// Directory → sequence number of its `DirDirty` in `log`.
-    dirty: DashMap<InodeRef, u64>,
+    /// The epoch's records on the backings (the log takes those that cannot be made there).
+    marks: EpochMarks,
+    /// Inode → its `Touch` in this epoch.
+    touched: DashMap<InodeRef, Written>,
+    /// Directory → its `DirDirty` in this epoch.
+    dirty: DashMap<InodeRef, Written>,
     /// Inodes created in this epoch (not in the snapshot the epoch started from).
     born: DashSet<InodeRef>,
     /// Regular files whose charge was settled in this epoch (see `Ledger::charged`). Swapped
@@ -70,10 +87,11 @@ struct EpochState {
 }
 
 impl EpochState {
-    fn new(epoch: u64, log: LogWriter) -> EpochState {
+    fn new(epoch: u64, log: LogWriter, marks: EpochMarks) -> EpochState {
         EpochState {
             epoch,
             log: Arc::new(log),
+            marks,
             touched: DashMap::new(),
             dirty: DashMap::new(),
             born: DashSet::new(),
@@ -86,6 +104,8 @@ pub struct Ledger {
     state_dir: PathBuf,
     store: Store,
     backings: Arc<Vec<Backing>>,
+    /// The journal directory of every backing.
+    journal: Journal,
     table: UsageTable,
     state: RwLock<EpochState>,
     stripes: Box<[Mutex<()>]>,
@@ -124,6 +144,7 @@ pub struct Ledger {
     /// current log counts its own): `status` adds them up for totals that never reset.
     retired_syncs: AtomicU64,
     retired_records: AtomicU64,
+    retired_journal_records: AtomicU64,
 }
 
 fn poisoned(why: &str) -> Errno {
@@ -151,16 +172,24 @@ impl Change<'_> {
         }
     }
 
-    fn logged(&self, map: &DashMap<InodeRef, u64>, key: InodeRef, rec: Record) -> Result<(), Errno> {
-        let seq = match map.entry(key) {
+    /// Makes `rec` (about `key`) durable before the caller's backing call, once per epoch:
+    /// in the backing's journal directory if it can be made there, else in the log, synced.
+    fn logged(&self, map: &DashMap<InodeRef, Written>, key: InodeRef, rec: Record) -> Result<(), Errno> {
+        let written = match map.entry(key) {
             Entry::Occupied(e) => *e.get(),
             Entry::Vacant(v) => {
-                let seq = self.state.log.enqueue(&rec).map_err(|e| poisoned(&e.to_string()))?;
-                v.insert(seq);
-                seq
+                let w = match self.state.marks.write(&rec) {
+                    Ok(()) => Written::Journal,
+                    Err(_) => Written::Log(self.state.log.enqueue(&rec).map_err(|e| poisoned(&e.to_string()))?),
+                };
+                v.insert(w);
+                w
             }
         };
-        self.state.log.sync_to(seq).map_err(|e| poisoned(&e.to_string()))
+        match written {
+            Written::Journal => Ok(()),
+            Written::Log(seq) => self.state.log.sync_to(seq).map_err(|e| poisoned(&e.to_string())),
+        }
     }
 
     /// Call before changing the charge of existing inode `r` (born in epoch `birth`), with its
@@ -252,6 +281,9 @@ pub struct LedgerStatus {
     /// Records and fdatasyncs since the daemon started, across epochs.
     pub log_records_total: u64,
     pub log_syncs_total: u64,
+    /// Records written to the backings' journal directories, this epoch and since start.
+    pub journal_records: u64,
+    pub journal_records_total: u64,
     pub last_checkpoint: Option<SystemTime>,
     pub last_recovery: RecoveryReport,
     pub poisoned: Option<String>,
@@ -267,17 +299,21 @@ impl Ledger {
     ) -> Result<Ledger, String> {
         let store = Store::open(state_dir)?;
         let enforcer = Enforcer::new(store.limits()?, store.grace()?, exempt);
-        let (snapshot, report) = recovery::recover(state_dir, &store, &backings)?;
+        let journal = Journal::open(&backings)?;
+        let (snapshot, report) = recovery::recover(state_dir, &store, &backings, &journal)?;
         let poison = Arc::new(Poison::default());
         let log = LogWriter::create(state_dir, snapshot.epoch, Arc::clone(&poison))
             .map_err(|e| format!("cannot create the activity log in {}: {e}", state_dir.display()))?;
         recovery::remove_logs_before(state_dir, snapshot.epoch);
+        journal.remove_before(snapshot.epoch);
+        let marks = journal.begin_epoch(snapshot.epoch);
         let ledger = Ledger {
             state_dir: state_dir.to_path_buf(),
             store,
             backings,
+            journal,
             table: UsageTable::from_parts(snapshot.usage, snapshot.per_backing),
-            state: RwLock::new(EpochState::new(snapshot.epoch, log)),
+            state: RwLock::new(EpochState::new(snapshot.epoch, log, marks)),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             tag_stamps: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
             committed: AtomicU64::new(snapshot.epoch),
@@ -290,12 +326,18 @@ impl Ledger {
             poison,
             retired_syncs: AtomicU64::new(0),
             retired_records: AtomicU64::new(0),
+            retired_journal_records: AtomicU64::new(0),
         };
         Ok(ledger)
     }
 
     pub fn backings(&self) -> &[Backing] {
         &self.backings
+    }
+
+    /// The inode number of backing `backing`'s journal directory (never served).
+    pub fn journal_dir_ino(&self, backing: u8) -> Option<u64> {
+        self.journal.dir_ino(backing)
     }
 
     pub fn table(&self) -> &UsageTable {
@@ -377,6 +419,8 @@ impl Ledger {
             log_syncs: syncs,
             log_records_total: records + self.retired_records.load(Ordering::Relaxed),
             log_syncs_total: syncs + self.retired_syncs.load(Ordering::Relaxed),
+            journal_records: st.marks.written(),
+            journal_records_total: st.marks.written() + self.retired_journal_records.load(Ordering::Relaxed),
             last_checkpoint: *self.last_checkpoint.lock(),
             last_recovery: self.last_recovery.lock().clone(),
             poisoned: self.poison.reason(),
@@ -511,6 +555,8 @@ impl Ledger {
             "log_fsyncs": s.log_syncs,
             "log_records_total": s.log_records_total,
             "log_fsyncs_total": s.log_syncs_total,
+            "journal_records": s.journal_records,
+            "journal_records_total": s.journal_records_total,
             "last_checkpoint_unix": secs(s.last_checkpoint),
             "poisoned": s.poisoned,
             "last_recovery": {
@@ -519,6 +565,7 @@ impl Ledger {
                 "from_epoch": r.from_epoch,
                 "logs": r.logs,
                 "records": r.records,
+                "journal_records": r.journal_records,
                 "touched_inodes": r.touched,
                 "dirty_dirs": r.dirty_dirs,
                 "listed_dirs": r.listed_dirs,
@@ -560,7 +607,9 @@ impl Ledger {
             let (syncs, records) = st.log.counters();
             self.retired_syncs.fetch_add(syncs, Ordering::Relaxed);
             self.retired_records.fetch_add(records, Ordering::Relaxed);
-            *st = EpochState::new(epoch, log);
+            self.retired_journal_records.fetch_add(st.marks.written(), Ordering::Relaxed);
+            let marks = self.journal.begin_epoch(epoch);
+            *st = EpochState::new(epoch, log, marks);
             snapshot
         };
         crate::failpoint::CHECKPOINT.hit();
@@ -586,6 +635,7 @@ impl Ledger {
         self.committed.store(snapshot.epoch, Ordering::Release);
         crate::failpoint::CHECKPOINT_COMMITTED.hit();
         recovery::remove_logs_before(&self.state_dir, snapshot.epoch);
+        self.journal.remove_before(snapshot.epoch);
         *self.last_checkpoint.lock() = Some(SystemTime::now());
         tracing::debug!(epoch = snapshot.epoch, ms = started.elapsed().as_millis() as u64, "checkpoint");
         Ok(snapshot.epoch)

@@ -1,5 +1,6 @@
-//! Recovery at mount: from the newest snapshot `S` and every activity log of epoch `≥ S`,
-//! re-examining only what the logs name (docs/design.md §9.3). On a first mount (no snapshot
+//! Recovery at mount: from the newest snapshot `S`, every activity log of epoch `≥ S` and the
+//! backings' journal directories of those epochs, re-examining only what the records name
+//! (docs/design.md §9.3, §16). On a first mount (no snapshot
 //! yet) the backings are counted and tagged by a full parallel scan instead.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -9,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::RecoveryReport;
+use super::journal::Journal;
 use super::store::{Snapshot, Store};
 use super::tag;
 use super::wal::{self, InodeRef, LogError, Record};
@@ -132,6 +134,7 @@ impl Walk<'_> {
     fn list(&mut self, backing: u8, dir: BorrowedFd<'_>, project: u32) -> Result<(), String> {
         self.listed += 1;
         let b = &self.backings[backing as usize];
+        let dir_ino = sys::stat_fd(dir).map_err(|e| format!("stat a listed directory: {e}"))?.st_ino;
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             let batch = sys::read_dir(dir, &mut buf).map_err(|e| format!("cannot list a directory: {e}"))?;
@@ -140,7 +143,7 @@ impl Walk<'_> {
             }
             for e in batch {
                 let name: &CStr = &e.name;
-                if name == c"." || name == c".." {
+                if name == c"." || name == c".." || b.is_private(dir_ino, name) {
                     continue;
                 }
                 let st = match sys::stat_at(dir, name) {
@@ -185,10 +188,21 @@ impl Walk<'_> {
 }
 
 /// Brings the ledger up to date with the backings and commits a fresh snapshot; returns it.
-pub fn recover(state_dir: &Path, store: &Store, backings: &[Backing]) -> Result<(Snapshot, RecoveryReport), String> {
+pub fn recover(
+    state_dir: &Path,
+    store: &Store,
+    backings: &[Backing],
+    journal: &Journal,
+) -> Result<(Snapshot, RecoveryReport), String> {
     let started = Instant::now();
     let logs = list_logs(state_dir)?;
-    let Some(snapshot) = store.load()? else {
+    let snapshot = store.load()?;
+    // The records on the backings, of every epoch a recovery from the snapshot replays (on a
+    // first mount they are leftovers of an earlier ledger: the scan counts everything).
+    let from = snapshot.as_ref().map_or(u64::MAX, |s| s.epoch);
+    let super::journal::Found { records: marks, newest: newest_mark } = journal.read_from(from)?;
+    let newest = logs.last().map(|(e, _)| *e).max(newest_mark);
+    let Some(snapshot) = snapshot else {
         tracing::info!(backings = backings.len(), "first mount: counting and tagging every inode (once)");
         let (result, per_backing) = scan::scan_split(backings, Mode::Tag, scan_threads())?;
         if result.errors > 0 {
@@ -198,7 +212,7 @@ pub fn recover(state_dir: &Path, store: &Store, backings: &[Backing]) -> Result<
             ));
         }
         sync_backings(backings)?;
-        let epoch = logs.last().map_or(1, |(e, _)| e + 1);
+        let epoch = newest.map_or(1, |e| e + 1);
         let snap = Snapshot { epoch, usage: result.usage, grace: None, per_backing };
         store.commit_counting(&snap, &backings.iter().map(|b| b.index.0).collect::<Vec<_>>())?;
         tracing::info!(
@@ -221,7 +235,13 @@ pub fn recover(state_dir: &Path, store: &Store, backings: &[Backing]) -> Result<
     let mut touched: HashMap<InodeRef, Option<Charge>> = HashMap::new();
     let mut dirty: BTreeSet<InodeRef> = BTreeSet::new();
     let relevant: Vec<_> = logs.iter().filter(|(e, _)| *e >= snapshot.epoch).collect();
-    let mut last_epoch = snapshot.epoch;
+    let mut last_epoch = snapshot.epoch.max(newest_mark.unwrap_or(0));
+    // Records by epoch: the first record of an inode (in epoch order, a log's in its own order)
+    // holds its charge at the snapshot. An inode has one record per epoch, in the log or in
+    // its backing's journal directory, never both.
+    let mut by_epoch: std::collections::BTreeMap<u64, Vec<Record>> = std::collections::BTreeMap::new();
+    report.journal_records = marks.len();
+    report.records += marks.len();
     for (i, (epoch, path)) in relevant.iter().enumerate() {
         last_epoch = last_epoch.max(*epoch);
         let contents = match wal::read(path) {
@@ -240,17 +260,21 @@ pub fn recover(state_dir: &Path, store: &Store, backings: &[Backing]) -> Result<
         }
         report.logs += 1;
         report.records += contents.records.len();
-        for rec in contents.records {
-            match rec {
-                Record::Touch { inode, uid, project, bytes, birth } => {
-                    // Born after the snapshot: the snapshot never charged it, so there is no
-                    // "before" to take back; it is counted whole if it still exists.
-                    let before = (birth < snapshot.epoch).then_some(Charge { uid, project, bytes });
-                    touched.entry(inode).or_insert(before);
-                }
-                Record::DirDirty { dir } => {
-                    dirty.insert(dir);
-                }
+        by_epoch.entry(*epoch).or_default().extend(contents.records);
+    }
+    for (epoch, rec) in marks {
+        by_epoch.entry(epoch).or_default().push(rec);
+    }
+    for rec in by_epoch.into_values().flatten() {
+        match rec {
+            Record::Touch { inode, uid, project, bytes, birth } => {
+                // Born after the snapshot: the snapshot never charged it, so there is no
+                // "before" to take back; it is counted whole if it still exists.
+                let before = (birth < snapshot.epoch).then_some(Charge { uid, project, bytes });
+                touched.entry(inode).or_insert(before);
+            }
+            Record::DirDirty { dir } => {
+                dirty.insert(dir);
             }
         }
     }

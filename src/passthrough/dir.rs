@@ -127,7 +127,7 @@ impl Passthrough {
             }
             for DirEntry { ino, next_offset, kind, name } in batch {
                 let dot = name.as_bytes() == b"." || name.as_bytes() == b"..";
-                if routed_names_hide(&routed, &name) {
+                if routed_names_hide(&routed, &name) || backing.is_private(dir.ino, &name) {
                     continue;
                 }
                 let node =

@@ -33,6 +33,12 @@ fn is_dir(st: &libc::stat) -> bool {
 }
 
 impl Passthrough {
+    /// Refuses `name` in directory `dir` with `errno` if it is the daemon's own entry (the
+    /// ledger's journal directory at a backing root): it does not exist for the mount.
+    pub(super) fn refuse_private(&self, dir: &Inode, name: &CStr, errno: i32) -> Result<(), Errno> {
+        if self.backing(dir.backing)?.is_private(dir.ino, name) { Err(Errno(errno)) } else { Ok(()) }
+    }
+
     /// Looks `name` up in directory `parent`: one lookup reference on success.
     /// `.` and `..` are answered too (NFS export asks for them).
     pub fn lookup(&self, parent: u64, name: &OsStr) -> Result<Entry, Errno> {
@@ -59,6 +65,7 @@ impl Passthrough {
             }
             _ => entry_name(name)?,
         };
+        self.refuse_private(&dir, &name, libc::ENOENT)?;
         let step = if name.as_bytes() == b"." || name.as_bytes() == b".." { None } else { self.step_of(&dir, &name) };
         if let Some(Step::Routed { backing, path, .. }) = &step {
             return self.routed_lookup(*backing, path);
@@ -102,17 +109,24 @@ impl Passthrough {
     /// its file system's root holds everything on it. Otherwise a directory is walked up by
     /// `..`; a non-directory has no way up, so it must carry our tag (every inode in the tree
     /// is tagged at first mount, and every inode made through the mount at birth).
+    ///
+    /// The ledger's journal directory and everything in it are not beneath the root in this
+    /// sense: they are never served.
     fn beneath_root(&self, backing: &Backing, fd: BorrowedFd<'_>, st: &libc::stat) -> Result<bool, Errno> {
-        if backing.root_is_fs_root() || st.st_ino == backing.root_ino {
+        let journal = self.ledger.journal_dir_ino(backing.index.0);
+        if st.st_ino == backing.root_ino {
             return Ok(true);
         }
         if !is_dir(st) {
-            return Ok(tag::read_fd(fd)?.is_some());
+            return Ok(backing.root_is_fs_root() || tag::read_fd(fd)?.is_some());
+        }
+        if Some(st.st_ino) == journal {
+            return Ok(false);
         }
         let mut cur = sys::openat_dotdot(fd)?;
         for _ in 0..4096 {
             let up = sys::stat_fd(cur.as_fd())?;
-            if up.st_dev != backing.dev {
+            if up.st_dev != backing.dev || Some(up.st_ino) == journal {
                 return Ok(false);
             }
             if up.st_ino == backing.root_ino {
@@ -173,6 +187,7 @@ impl Passthrough {
         make: impl FnMut(BorrowedFd<'_>) -> Result<Option<OwnedFd>, Errno>,
     ) -> Result<(Entry, Option<OwnedFd>), Errno> {
         let (dir, dirfd) = self.resolve_dir(parent)?;
+        self.refuse_private(&dir, name, libc::EPERM)?;
         let step = self.step_of(&dir, name);
         if let Some(Step::Routed { backing, path, .. }) = &step {
             let kparent = self.hidden_parent(*backing, path)?;
@@ -312,6 +327,7 @@ impl Passthrough {
         let (inode, fd) = self.resolve(id)?;
         let (dir, dirfd) = self.resolve_dir(newparent)?;
         let name = entry_name(newname)?;
+        self.refuse_private(&dir, &name, libc::EPERM)?;
         if inode.backing != dir.backing || matches!(self.step_of(&dir, &name), Some(Step::Routed { .. })) {
             return Err(Errno(libc::EXDEV));
         }
@@ -398,6 +414,7 @@ impl Passthrough {
     fn remove(&self, ctx: &Ctx, parent: u64, name: &OsStr, flags: i32) -> Result<(), Errno> {
         let (dir, dirfd) = self.resolve_dir(parent)?;
         let cname = entry_name(name)?;
+        self.refuse_private(&dir, &cname, libc::ENOENT)?;
         match self.step_of(&dir, &cname) {
             Some(Step::Routed { backing, path, .. }) => {
                 // The routed directory itself: removed on its backing.
@@ -469,6 +486,8 @@ impl Passthrough {
         let b = from.backing.0;
         let cname = entry_name(name)?;
         let cnewname = entry_name(newname)?;
+        self.refuse_private(&from, &cname, libc::ENOENT)?;
+        self.refuse_private(&to, &cnewname, libc::EPERM)?;
         let mut moved_routes = None;
         if self.routing() && b == 0 {
             let (s1, s2) = (self.step_of(&from, &cname), self.step_of(&to, &cnewname));

@@ -183,6 +183,7 @@ impl Passthrough {
         let mut first = true;
         while let Some(h) = dirs.pop() {
             let Ok(dir) = b.open_handle(&h, libc::O_RDONLY | libc::O_DIRECTORY) else { continue };
+            let dir_ino = sys::stat_fd(dir.as_fd()).map_err(|e| format!("stat a directory: {e}"))?.st_ino;
             if std::mem::take(&mut first) {
                 let p = tag::read_fd(dir.as_fd()).ok().flatten().map_or(0, |t| t.project);
                 *found.entry(p).or_default() += 1;
@@ -194,7 +195,7 @@ impl Passthrough {
                 }
                 for e in batch {
                     let name: &CStr = &e.name;
-                    if name == c"." || name == c".." {
+                    if name == c"." || name == c".." || b.is_private(dir_ino, name) {
                         continue;
                     }
                     let st = match sys::stat_at(dir.as_fd(), name) {
@@ -298,7 +299,7 @@ impl Passthrough {
             }
             for e in batch {
                 let name: &CStr = &e.name;
-                if name == c"." || name == c".." {
+                if name == c"." || name == c".." || b.is_private(dir_ino, name) {
                     continue;
                 }
                 let st = match sys::stat_at(dir.as_fd(), name) {

@@ -413,7 +413,8 @@ pub type UsageMap = std::collections::BTreeMap<(String, u32), (u64, u64)>;
 /// An independent recount of a backing, written for the tests (it shares no code with
 /// quotafs): every inode once, st_blocks * 512 bytes, charged to its owner and to the project
 /// in its `trusted.quotafs` tag (version 1 | project u32 LE | birth u64 LE), an untagged inode
-/// to its directory's project.
+/// to its directory's project. The daemon's own directory at the backing root
+/// (`.quotafs-journal`, the ledger's records) is not the tenants' and is not counted.
 pub fn recount(backing: &Path) -> UsageMap {
     fn project_of(p: &Path, inherited: u32) -> u32 {
         let mut buf = [0u8; 64];
@@ -429,9 +430,19 @@ pub fn recount(backing: &Path) -> UsageMap {
             e.1 += 1;
         }
     }
-    fn walk(dir: &Path, project: u32, dev: u64, seen: &mut std::collections::HashSet<u64>, map: &mut UsageMap) {
+    fn walk(
+        dir: &Path,
+        root: bool,
+        project: u32,
+        dev: u64,
+        seen: &mut std::collections::HashSet<u64>,
+        map: &mut UsageMap,
+    ) {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
+            if root && path.file_name() == Some(std::ffi::OsStr::new(".quotafs-journal")) {
+                continue;
+            }
             let Ok(md) = std::fs::symlink_metadata(&path) else { continue };
             if md.dev() != dev || !seen.insert(md.ino()) {
                 continue;
@@ -439,7 +450,7 @@ pub fn recount(backing: &Path) -> UsageMap {
             let p = project_of(&path, project);
             add(map, &md, p);
             if md.is_dir() {
-                walk(&path, p, dev, seen, map);
+                walk(&path, false, p, dev, seen, map);
             }
         }
     }
@@ -448,7 +459,7 @@ pub fn recount(backing: &Path) -> UsageMap {
     let root_project = project_of(backing, 0);
     add(&mut map, &md, root_project);
     let mut seen = std::collections::HashSet::new();
-    walk(backing, root_project, md.dev(), &mut seen, &mut map);
+    walk(backing, true, root_project, md.dev(), &mut seen, &mut map);
     map
 }
 

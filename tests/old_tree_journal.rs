@@ -1,0 +1,104 @@
+//! Work on files made before the current epoch (most of a file server) waits for no fdatasync:
+//! the record of an old inode's first change rides in the backing's own journal
+//! (docs/design.md §16). Counted as `status --json` counts it, and exact after the work, after
+//! kill -9 in the middle of it, and with a backing too full to take a record.
+
+mod common;
+
+use std::process::Command;
+
+use common::{BIN, Fixture, assert_exact, run, run_ok};
+
+fn status(f: &Fixture) -> serde_json::Value {
+    let out = run_ok(Command::new(BIN).arg("--state-dir").arg(&f.state).args(["status", "--json"]));
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("status --json: {e}: {out}"))
+}
+
+fn fsyncs(f: &Fixture) -> u64 {
+    status(f)["log_fsyncs_total"].as_u64().expect("log_fsyncs_total")
+}
+
+/// A tenant's tree of `dirs` × `files` small files, made and then made old by a checkpoint.
+fn old_tree(f: &Fixture, dirs: u32, files: u32) {
+    f.root("mkdir -p home/t && chown 1001:1001 home/t");
+    f.sh_ok(
+        1001,
+        1001,
+        &format!(
+            "cd home/t && for d in $(seq {dirs}); do mkdir d$d; for i in $(seq {files}); do echo old$i > d$d/f$i; done; done"
+        ),
+    );
+    run_ok(Command::new(BIN).arg("--state-dir").arg(&f.state).arg("checkpoint"));
+}
+
+#[test]
+fn old_tree_work_costs_no_fdatasync_per_file() {
+    let args = ["--checkpoint-interval", "3600"];
+    let f = Fixture::with_args("oldtree-fsyncs", &args);
+    // The issue's tree: 2,000 files in 20 directories, each appended to, chmod'ed and renamed,
+    // then all deleted: 8,020 operations on inodes born before the epoch.
+    old_tree(&f, 20, 100);
+    let before = fsyncs(&f);
+    f.sh_ok(
+        1001,
+        1001,
+        "cd home/t && for d in d*; do for i in $(seq 100); do echo more >> $d/f$i; chmod 600 $d/f$i; mv $d/f$i $d/g$i; done; done",
+    );
+    f.sh_ok(1001, 1001, "rm -rf home/t/d*");
+    let used = fsyncs(&f) - before;
+    let s = status(&f);
+    assert!(used <= 8020 / 40, "{used} log fdatasyncs for 8,020 operations on old files (status: {s})");
+    assert!(
+        s["journal_records"].as_u64().unwrap() >= 2000,
+        "the first change of each old file is recorded in the backing's journal (status: {s})"
+    );
+    assert_exact(&f.state, f.backing(), "after the old tree's work");
+    // The journal directory is the daemon's own: not served, not counted, not creatable.
+    let listed = run_ok(Command::new("ls").arg("-a").arg(&f.mnt));
+    assert!(!listed.contains(".quotafs-journal"), "hidden from listings: {listed}");
+    assert!(std::fs::metadata(f.m(".quotafs-journal")).is_err(), "hidden from lookups");
+    assert!(std::fs::create_dir(f.m(".quotafs-journal")).is_err(), "its name cannot be made at the root");
+    assert!(f.b(".quotafs-journal").is_dir(), "it is on the backing");
+}
+
+#[test]
+fn kill9_in_the_middle_of_old_tree_work_recovers_exactly() {
+    let args = ["--checkpoint-interval", "3600"];
+    let mut f = Fixture::with_args("oldtree-kill9", &args);
+    old_tree(&f, 4, 50);
+    // Appends, truncates, a chown, renames over, hard links and deletes of old files, new
+    // files beside them; then the daemon dies before any checkpoint.
+    f.sh_ok(
+        1001,
+        1001,
+        "cd home/t && for i in $(seq 50); do head -c 5000 /dev/zero >> d1/f$i; truncate -s 1 d2/f$i; done; \
+         for i in $(seq 25); do mv d3/f$i d3/f$((i + 25)); ln d4/f$i d4/l$i; done; rm -rf d2; \
+         for i in $(seq 26 50); do rm d4/f$i; done; mkdir d5 && echo new > d5/n && echo new > d1/n",
+    );
+    f.root("chown -R 1002 home/t/d1");
+    f.kill9();
+    f.start(&args);
+    let s = status(&f);
+    let r = &s["last_recovery"];
+    assert!(r["journal_records"].as_u64().unwrap() >= 150, "recovery read the backing's records: {s}");
+    assert_exact(&f.state, f.backing(), "after kill -9 during old-tree work");
+    let left: Vec<_> = std::fs::read_dir(f.b(".quotafs-journal")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left.len(), 1, "only the current epoch's directory is left after a checkpoint: {left:?}");
+}
+
+#[test]
+fn a_backing_too_full_for_records_still_deletes_old_files_exactly() {
+    let args = ["--checkpoint-interval", "3600"];
+    let f = Fixture::with_args("oldtree-full", &args);
+    old_tree(&f, 2, 300);
+    // Fill the backing (as root, the reserved blocks too): a record that needs a new block of
+    // the journal directory cannot be made there, so it goes to the log, synced.
+    let _ = run(Command::new("dd").arg("if=/dev/zero").arg(format!("of={}", f.b("filler").display())).arg("bs=64k"));
+    // Appends first: they free nothing, so the journal directory soon needs a block it cannot
+    // get. Then deletes, which must work on a full disk.
+    f.sh_ok(1001, 1001, "cd home/t && for i in $(seq 300); do echo x >> d2/f$i; done && rm -rf d1");
+    let s = status(&f);
+    assert!(s["log_records"].as_u64().unwrap() > 0, "records fell back to the log on a full backing: {s}");
+    std::fs::remove_file(f.b("filler")).unwrap();
+    assert_exact(&f.state, f.backing(), "after deleting old files on a full backing");
+}
