@@ -8,6 +8,7 @@
 //! listings), `account` (charges and reservations), `project` (project assignment).
 
 mod account;
+mod accounting;
 pub mod attr;
 pub mod dir;
 mod file;
