@@ -1,10 +1,11 @@
-//! A write refused with EDQUOT logs nothing (issue #16, "a refused write logs nothing it does
+//! A change refused with EDQUOT logs nothing (issue #16, "a refused write logs nothing it does
 //! not need").
 //!
-//! The first change of a file born before the current epoch logs the file's charge before the
-//! change (a `Touch`, synced before the backing call). A write the limits refuse never reaches
-//! the backing: it changes nothing, so it must write no record — else a tenant at its hard
-//! limit, retrying writes to its old files, makes the ledger log (and fdatasync) for nothing.
+//! The first change of an inode born before the current epoch (a write to a file, a creation
+//! in a directory) logs the inode's charge before the change (a `Touch`, synced before the
+//! backing call). A change the limits refuse never reaches the backing, so it must write no
+//! record — else a tenant at its hard limit, retrying writes to its old files, makes the ledger
+//! log (and fdatasync) for nothing.
 
 mod common;
 
@@ -18,7 +19,7 @@ fn log_records_total(f: &Fixture) -> u64 {
 }
 
 #[test]
-fn a_refused_write_to_an_old_file_logs_nothing() {
+fn refused_changes_to_old_inodes_log_nothing() {
     // No checkpoint but the ones this test asks for.
     let f = Fixture::with_args("refused-write-logs", &["--checkpoint-interval", "86400"]);
     f.home("h", 1000, 1000);
@@ -31,14 +32,15 @@ fn a_refused_write_to_an_old_file_logs_nothing() {
     f.quotafs(&["checkpoint"]);
 
     let before = log_records_total(&f);
-    let out = f.sh_as(1000, 1000, "head -c 100 /dev/zero >> h/old");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && stderr.contains("Disk quota exceeded"),
-        "an append past the hard limit was not refused: {stderr}"
-    );
-    let after = log_records_total(&f);
-    assert_eq!(after, before, "a write refused with EDQUOT logged {} record(s)", after - before);
+    // Each refused: an append and a fallocate to `old`, a mkdir in `h` (a block for the new
+    // directory); `old` and `h` were born in an earlier epoch.
+    for cmd in ["head -c 100 /dev/zero >> h/old", "fallocate -o 8192 -l 1M h/old", "mkdir h/d"] {
+        let out = f.sh_as(1000, 1000, cmd);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains("Disk quota exceeded"), "`{cmd}` was not refused: {stderr}");
+        let after = log_records_total(&f);
+        assert_eq!(after, before, "`{cmd}`, refused with EDQUOT, logged {} record(s)", after - before);
+    }
     assert_eq!(std::fs::metadata(f.b("h/old")).unwrap().len(), 8192, "the refused append changed the file");
     assert_exact(&f.state, f.backing(), "after a refused append to an old file");
 }
