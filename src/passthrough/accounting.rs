@@ -76,7 +76,10 @@ impl Passthrough {
     /// their stripe locks.
     pub(super) fn begin(&self, inos: &[u64]) -> Op<'_> {
         let ch = self.ledger.change();
-        let locks = self.ledger.lock_inodes(inos);
+        let locks = match inos {
+            [ino] => vec![self.ledger.lock_inode(*ino)],
+            _ => self.ledger.lock_inodes(inos),
+        };
         Op { pt: self, records: Vec::new(), settles: Vec::new(), reservations: Vec::new(), _locks: locks, ch }
     }
 
