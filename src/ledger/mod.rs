@@ -165,7 +165,7 @@ impl Change<'_> {
 
     /// Refuses every usage change once the ledger is poisoned (a failed log write or
     /// checkpoint): what is durable is no longer known.
-    fn check_poison(&self) -> Result<(), Errno> {
+    pub fn check_poison(&self) -> Result<(), Errno> {
         match self.ledger.poison.reason() {
             Some(why) => Err(poisoned(&why)),
             None => Ok(()),

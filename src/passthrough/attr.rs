@@ -67,26 +67,19 @@ impl Passthrough {
         };
         // Owner and size changes move usage; mode and times do not.
         let r = if a.uid.is_some() || a.gid.is_some() || a.size.is_some() {
-            let ch = self.ledger.change();
-            let _lock = self.ledger.lock_inode(inode.ino);
-            let t = self.track(&ch, &inode, pfd.as_fd())?;
+            let mut acct = self.begin(&[inode.ino]);
+            let t = acct.track(&inode, pfd.as_fd())?;
             let owner = Subject::User(t.st.st_uid);
             let project = Subject::Project(t.tag.project);
             // A new owner takes the whole inode: it must fit under the new owner's limits.
-            let _chown = match a.uid {
-                Some(uid) if uid != t.st.st_uid => {
-                    Some(self.reserve(ctx, &[Subject::User(uid)], t.before.bytes, 1, false)?)
-                }
-                _ => None,
-            };
+            if let Some(uid) = a.uid.filter(|uid| *uid != t.st.st_uid) {
+                acct.reserve(ctx, &[Subject::User(uid)], t.before.bytes, 1)?;
+            }
             // Growing a file (a hole: nothing allocated yet) is refused only once over a limit.
-            let _grow = match a.size {
-                Some(size) if size > t.st.st_size as u64 => Some(self.reserve(ctx, &[owner, project], 0, 0, false)?),
-                _ => None,
-            };
-            let r = self.apply_setattr(ctx, &inode, pfd.as_fd(), a);
-            self.settle(&ch, &t, pfd.as_fd());
-            r
+            if a.size.is_some_and(|size| size > t.st.st_size as u64) {
+                acct.reserve(ctx, &[owner, project], 0, 0)?;
+            }
+            acct.run(|_| self.apply_setattr(ctx, &inode, pfd.as_fd(), a))
         } else {
             self.apply_setattr(ctx, &inode, pfd.as_fd(), a)
         };
@@ -194,18 +187,13 @@ impl Passthrough {
         op: impl FnOnce() -> Result<(), Errno>,
     ) -> Result<(), Errno> {
         let inode = self.inode(id)?;
-        let ch = self.ledger.change();
-        let _lock = self.ledger.lock_inode(inode.ino);
-        let t = self.track(&ch, &inode, fd.as_fd())?;
+        let mut acct = self.begin(&[inode.ino]);
+        let t = acct.track(&inode, fd.as_fd())?;
         // An xattr may take a block: refused once the owner or project is over a limit.
-        let _r = if allocates {
-            Some(self.reserve(ctx, &[Subject::User(t.st.st_uid), Subject::Project(t.tag.project)], 0, 0, false)?)
-        } else {
-            None
-        };
-        let r = op();
-        self.settle(&ch, &t, fd.as_fd());
-        r
+        if allocates {
+            acct.reserve(ctx, &[Subject::User(t.st.st_uid), Subject::Project(t.tag.project)], 0, 0)?;
+        }
+        acct.run(|_| op())
     }
 
     pub fn removexattr(&self, ctx: &Ctx, id: u64, name: &OsStr) -> Result<(), Errno> {

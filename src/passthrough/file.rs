@@ -141,10 +141,10 @@ impl Passthrough {
         })
     }
 
-    /// Runs `op` on open file `fh` as a usage-changing operation on its inode: tracked before,
-    /// settled after (also if `op` failed part-way). `alloc` says what the operation may
-    /// allocate: `(offset, len, partial)` of a range, checked against the limits of the file's
-    /// owner and project; `op` gets the length it may use.
+    /// Runs `op` on open file `fh` as a usage-changing operation on its inode (an
+    /// `accounting::Op`): tracked before, settled after (also if `op` failed part-way). `alloc`
+    /// says what the operation may allocate: `(offset, len, partial)` of a range, checked
+    /// against the limits of the file's owner and project; `op` gets the length it may use.
     fn changing<T>(
         &self,
         ctx: &Ctx,
@@ -154,20 +154,13 @@ impl Passthrough {
     ) -> Result<T, Errno> {
         let file = self.files.get(fh)?;
         let inode = Arc::clone(&file.inode);
-        let ch = self.ledger.change();
-        let _lock = self.ledger.lock_inode(inode.ino);
-        let t = self.track(&ch, &inode, file.fd.as_fd())?;
-        let (reservation, len) = match alloc {
-            Some((offset, len, partial)) => {
-                let (r, n) = self.reserve_range(ctx, &t, file.fd.as_fd(), offset, len, partial)?;
-                (Some(r), n)
-            }
-            None => (None, 0),
+        let mut acct = self.begin(&[inode.ino]);
+        let t = acct.track(&inode, file.fd.as_fd())?;
+        let len = match alloc {
+            Some((offset, len, partial)) => acct.reserve_range(ctx, &t, file.fd.as_fd(), offset, len, partial)?,
+            None => 0,
         };
-        let r = op(&file, len);
-        self.settle(&ch, &t, file.fd.as_fd());
-        drop(reservation);
-        r
+        acct.run(|_| op(&file, len))
     }
 
     /// Writes `data` at `offset` as the handle's opener (so ext4 clears setuid/setgid bits for

@@ -1,13 +1,16 @@
 //! The passthrough layer: every file-system operation, done on the backing store through
 //! descriptors, returning `Result<_, Errno>`. It knows nothing of the FUSE wire protocol (the
-//! `fuse` front turns results into replies). Each usage-changing operation settles its charge
-//! with the ledger and reserves against limits at the syscall itself (`account`).
+//! `fuse` front turns results into replies). Each usage-changing operation goes through one
+//! guard, `accounting::Op`, which reserves against limits, logs and settles its charge with the
+//! ledger around the syscall itself.
 //!
 //! Operations are grouped by concern: `namespace` (names: lookup, create, link, rename, ...),
 //! `attr` (attributes and xattrs), `file` (open files and their data), `dir` (directory
-//! listings), `account` (charges and reservations), `project` (project assignment).
+//! listings), `accounting` (the guard), `account` (block arithmetic, tag cache, opens and
+//! closes of unlinked files), `project` (project assignment).
 
 mod account;
+mod accounting;
 pub mod attr;
 pub mod dir;
 mod file;

@@ -14,19 +14,15 @@ use std::ffi::{CStr, CString, OsStr};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
-use super::account::Tracked;
+use super::accounting::{Op, Tracked};
 use super::file::Opened;
 use super::{Ctx, Entry, Passthrough};
 use crate::backing::creds::{as_caller, set_thread_umask};
 use crate::backing::{Backing, BackingIndex, Errno, entry_name, sys};
 use crate::inode::{self, Inode, ROOT_ID};
-use crate::ledger::Change;
 use crate::ledger::tag;
 use crate::quota::{Charge, Subject};
 use crate::route::Step;
-
-/// Stripe locks held, and the stats of the entries they cover (None: no such entry).
-type LockedEntries<'a> = (Vec<parking_lot::MutexGuard<'a, ()>>, Vec<Option<libc::stat>>);
 
 fn is_dir(st: &libc::stat) -> bool {
     st.st_mode & libc::S_IFMT == libc::S_IFDIR
@@ -196,28 +192,27 @@ impl Passthrough {
             return r;
         }
         let backing = self.backing(dir.backing)?;
-        let ch = self.ledger.change();
-        let _lock = self.ledger.lock_inode(dir.ino);
-        let pt = self.track(&ch, &dir, dirfd.as_fd())?;
+        let mut acct = self.begin(&[dir.ino]);
+        let pt = acct.track(&dir, dirfd.as_fd())?;
         let project = project.unwrap_or(pt.tag.project);
         // The new inode belongs to the caller and to the directory's project.
-        let _reservation =
-            self.reserve(ctx, &[Subject::User(ctx.uid), Subject::Project(project)], new_bytes, 1, false)?;
-        let _growth = self.reserve_dir_growth(ctx, &pt)?;
-        ch.dir_dirty(dir.key())?;
+        acct.reserve(ctx, &[Subject::User(ctx.uid), Subject::Project(project)], new_bytes, 1)?;
+        acct.reserve_dir_growth(ctx, &pt)?;
+        acct.dir_dirty(dir.key());
         let mut make = make;
-        let made = as_caller(ctx, || make(dirfd.as_fd()));
-        crate::failpoint::CREATE_UNTAGGED.hit();
-        let result = made.and_then(|fd| match fd {
-            None => self.finish_by_name(&ch, backing.index.0, dirfd.as_fd(), name, project),
-            Some(fd) => {
-                let entry = self.register_new(&ch, backing.index.0, fd.as_fd(), project).inspect_err(|_| {
-                    let _ = sys::unlink_at(dirfd.as_fd(), name, 0);
-                })?;
-                Ok((entry, Some(fd)))
-            }
+        let result = acct.run(|acct| {
+            let made = as_caller(ctx, || make(dirfd.as_fd()));
+            crate::failpoint::CREATE_UNTAGGED.hit();
+            made.and_then(|fd| match fd {
+                None => self.finish_by_name(acct, backing.index.0, dirfd.as_fd(), name, project),
+                Some(fd) => {
+                    let entry = self.register_new(acct, backing.index.0, fd.as_fd(), project).inspect_err(|_| {
+                        let _ = sys::unlink_at(dirfd.as_fd(), name, 0);
+                    })?;
+                    Ok((entry, Some(fd)))
+                }
+            })
         });
-        self.settle(&ch, &pt, dirfd.as_fd());
         if let Ok((e, _)) = &result {
             self.mark_child(step.as_ref(), e);
         }
@@ -227,7 +222,7 @@ impl Passthrough {
     /// Tags, charges and registers a new inode that has no descriptor yet.
     fn finish_by_name(
         &self,
-        ch: &Change<'_>,
+        acct: &Op<'_>,
         backing: u8,
         dirfd: BorrowedFd<'_>,
         name: &CStr,
@@ -246,7 +241,7 @@ impl Passthrough {
             // Not the inode we just made: refuse rather than charge something twice.
             return Err(Errno(libc::EAGAIN));
         }
-        let entry = self.register_new(ch, backing, fd.as_fd(), project).inspect_err(|_| {
+        let entry = self.register_new(acct, backing, fd.as_fd(), project).inspect_err(|_| {
             if let Ok(st) = sys::stat_fd(fd.as_fd()) {
                 let _ = sys::unlink_at(dirfd, name, removal(&st));
             }
@@ -256,8 +251,8 @@ impl Passthrough {
 
     /// Tags and charges a just-created inode (`fd`: any descriptor of it) and registers it:
     /// one lookup reference. Its tag is not cached here: the first `tag_of` reads it.
-    fn register_new(&self, ch: &Change<'_>, backing: u8, fd: BorrowedFd<'_>, project: u32) -> Result<Entry, Errno> {
-        let (st, handle) = self.charge_new(ch, backing, fd, project)?;
+    fn register_new(&self, acct: &Op<'_>, backing: u8, fd: BorrowedFd<'_>, project: u32) -> Result<Entry, Errno> {
+        let (st, handle) = acct.charge_new(backing, fd, project)?;
         self.register(self.backing(crate::backing::BackingIndex(backing))?, &st, handle)
     }
 
@@ -331,24 +326,22 @@ impl Passthrough {
         if inode.backing != dir.backing || matches!(self.step_of(&dir, &name), Some(Step::Routed { .. })) {
             return Err(Errno(libc::EXDEV));
         }
-        let ch = self.ledger.change();
-        let _locks = self.ledger.lock_inodes(&[inode.ino, dir.ino]);
+        let mut acct = self.begin(&[inode.ino, dir.ino]);
         let itag = self.tag_of(&inode, fd.as_fd())?;
-        let pt = self.track(&ch, &dir, dirfd.as_fd())?;
+        let pt = acct.track(&dir, dirfd.as_fd())?;
         if itag.project != pt.tag.project {
             return Err(Errno(libc::EXDEV));
         }
         let st = sys::stat_fd(fd.as_fd())?;
-        let _reservation =
-            self.reserve(ctx, &[Subject::User(st.st_uid), Subject::Project(itag.project)], 0, 0, false)?;
-        let _growth = self.reserve_dir_growth(ctx, &pt)?;
-        if ch.is_new(inode.key(), itag.birth) {
-            ch.dir_dirty(dir.key())?;
+        acct.reserve(ctx, &[Subject::User(st.st_uid), Subject::Project(itag.project)], 0, 0)?;
+        acct.reserve_dir_growth(ctx, &pt)?;
+        if acct.is_new(inode.key(), itag.birth) {
+            acct.dir_dirty(dir.key());
         }
-        let r = sys::link_fd(fd.as_fd(), dirfd.as_fd(), &name)
-            .and_then(|()| self.lookup_at(dir.backing, dirfd.as_fd(), &name));
-        self.settle(&ch, &pt, dirfd.as_fd());
-        r
+        acct.run(|_| {
+            sys::link_fd(fd.as_fd(), dirfd.as_fd(), &name)
+                .and_then(|()| self.lookup_at(dir.backing, dirfd.as_fd(), &name))
+        })
     }
 
     pub fn unlink(&self, ctx: &Ctx, parent: u64, name: &OsStr) -> Result<(), Errno> {
@@ -357,58 +350,6 @@ impl Passthrough {
 
     pub fn rmdir(&self, ctx: &Ctx, parent: u64, name: &OsStr) -> Result<(), Errno> {
         self.remove(ctx, parent, name, libc::AT_REMOVEDIR)
-    }
-
-    /// Locks the stripes of `dirs` and of the entries `names` currently name, and returns the
-    /// entries' stats; retries if an entry changed while the locks were taken.
-    fn lock_entries<'a>(
-        &'a self,
-        dirs: &[&Inode],
-        names: &[(BorrowedFd<'_>, &CStr)],
-    ) -> Result<LockedEntries<'a>, Errno> {
-        let stat_all = || -> Result<Vec<Option<libc::stat>>, Errno> {
-            names
-                .iter()
-                .map(|(d, n)| match sys::stat_at(*d, n) {
-                    Ok(st) => Ok(Some(st)),
-                    Err(Errno(libc::ENOENT)) => Ok(None),
-                    Err(e) => Err(e),
-                })
-                .collect()
-        };
-        loop {
-            let seen = stat_all()?;
-            let mut inos: Vec<u64> = dirs.iter().map(|d| d.ino).collect();
-            inos.extend(seen.iter().flatten().map(|st| st.st_ino));
-            let locks = self.ledger.lock_inodes(&inos);
-            let now = stat_all()?;
-            let same = seen.iter().zip(&now).all(|(a, b)| a.map(|s| s.st_ino) == b.map(|s| s.st_ino));
-            if same {
-                return Ok((locks, now));
-            }
-        }
-    }
-
-    /// Charges off a victim that just lost a link: if that was its last link (a directory has
-    /// only one), its usage goes — at once, or at its last close if it is still open.
-    fn victim_gone(&self, ch: &Change<'_>, v: &Tracked) {
-        if !(is_dir(&v.st) || v.st.st_nlink <= 1) {
-            return;
-        }
-        let backing = match self.backing(crate::backing::BackingIndex(v.key.backing)) {
-            Ok(b) => b,
-            Err(_) => return,
-        };
-        let _ = backing;
-        if self.is_open(v.key) {
-            ch.pin(v.key, v.before, v.tag.birth);
-        } else {
-            ch.apply(v.key.backing, Some(v.before), None);
-            ch.remember(v.key, None, v.tag.birth);
-            if !is_dir(&v.st) {
-                self.let_go(v.key);
-            }
-        }
     }
 
     fn remove(&self, ctx: &Ctx, parent: u64, name: &OsStr, flags: i32) -> Result<(), Errno> {
@@ -449,16 +390,14 @@ impl Passthrough {
         flags: i32,
     ) -> Result<(), Errno> {
         let b = dir.backing.0;
-        let ch = self.ledger.change();
-        let (_locks, _) = self.lock_entries(&[dir], &[(dirfd, &name)])?;
-        let pt = self.track(&ch, dir, dirfd)?;
-        let victim = self.track_at(&ch, b, dirfd, &name);
-        let r = victim.and_then(|v| as_caller(ctx, || sys::unlink_at(dirfd, &name, flags)).map(|()| v));
-        if let Ok(v) = &r {
-            self.victim_gone(&ch, v);
-        }
-        self.settle(&ch, &pt, dirfd);
-        r.map(drop)
+        let (mut acct, _) = self.begin_entries(&[dir], &[(dirfd, &name)])?;
+        acct.track(dir, dirfd)?;
+        let victim = acct.track_at(b, dirfd, &name)?;
+        acct.run(|acct| {
+            as_caller(ctx, || sys::unlink_at(dirfd, &name, flags))?;
+            acct.gone(&victim);
+            Ok(())
+        })
     }
 
     /// `renameat2` with RENAME_NOREPLACE and RENAME_EXCHANGE; RENAME_WHITEOUT is refused.
@@ -562,12 +501,11 @@ impl Passthrough {
     ) -> Result<(), Errno> {
         let exchange = flags & libc::RENAME_EXCHANGE != 0;
         let b = from.backing.0;
-        let ch = self.ledger.change();
-        let (_locks, sts) = self.lock_entries(&[from, to], &[(fromfd, name), (tofd, newname)])?;
+        let (mut acct, sts) = self.begin_entries(&[from, to], &[(fromfd, name), (tofd, newname)])?;
         let Some(src_st) = sts[0] else { return Err(Errno(libc::ENOENT)) };
         let target_st = sts[1].filter(|t| t.st_ino != src_st.st_ino);
-        let ft = self.track(&ch, from, fromfd)?;
-        let tt = if from.id == to.id { None } else { Some(self.track(&ch, to, tofd)?) };
+        let ft = acct.track(from, fromfd)?;
+        let tt = if from.id == to.id { None } else { Some(acct.track(to, tofd)?) };
         let to_project = tt.as_ref().map_or(ft.tag.project, |t| t.tag.project);
         // An untagged inode is being made or was made before a crash: new either way.
         let src_t = tag::read_at(fromfd, name)?;
@@ -586,59 +524,50 @@ impl Passthrough {
             return Err(Errno(libc::EXDEV));
         }
         // A file moving into another project must fit there (and the exchanged one back).
-        let _in = if cross {
-            Some(self.reserve(ctx, &[Subject::Project(to_project)], (src_st.st_blocks as u64) * 512, 1, false)?)
-        } else {
-            None
-        };
-        let _back = match target_st {
-            Some(t) if back_cross => {
-                Some(self.reserve(ctx, &[Subject::Project(ft.tag.project)], (t.st_blocks as u64) * 512, 1, false)?)
-            }
-            _ => None,
-        };
+        if cross {
+            acct.reserve(ctx, &[Subject::Project(to_project)], (src_st.st_blocks as u64) * 512, 1)?;
+        }
+        if let Some(t) = target_st.filter(|_| back_cross) {
+            acct.reserve(ctx, &[Subject::Project(ft.tag.project)], (t.st_blocks as u64) * 512, 1)?;
+        }
         // A new name in the target directory may grow it (a replaced or exchanged one does
         // not).
-        let _growth = match (&sts[1], &tt) {
-            (Some(_), _) => None,
-            (None, Some(tt)) => Some(self.reserve_dir_growth(ctx, tt)?),
-            (None, None) => Some(self.reserve_dir_growth(ctx, &ft)?),
-        };
-        // Log what the rename will change before it happens.
-        let src = if cross { Some(self.track_at(&ch, b, fromfd, name)?) } else { None };
+        match (&sts[1], &tt) {
+            (Some(_), _) => {}
+            (None, Some(tt)) => acct.reserve_dir_growth(ctx, tt)?,
+            (None, None) => acct.reserve_dir_growth(ctx, &ft)?,
+        }
+        // What the rename will change, logged before it happens.
+        let src = if cross { Some(acct.track_at(b, fromfd, name)?) } else { None };
         let target = match target_st {
-            Some(_) if exchange && back_cross => Some(self.track_at(&ch, b, tofd, newname)?),
-            Some(_) if !exchange => Some(self.track_at(&ch, b, tofd, newname)?),
+            Some(_) if exchange && back_cross => Some(acct.track_at(b, tofd, newname)?),
+            Some(_) if !exchange => Some(acct.track_at(b, tofd, newname)?),
             _ => None,
         };
         // An inode the recovery snapshot may lack is found only by listing its directory: the
         // one it moves to must be listed too.
         let src_key = self.key_at(b, fromfd, name)?;
-        if ch.is_new(src_key, src_t.map_or(u64::MAX, |t| t.birth)) {
-            ch.dir_dirty(to.key())?;
+        if acct.is_new(src_key, src_t.map_or(u64::MAX, |t| t.birth)) {
+            acct.dir_dirty(to.key());
         }
         if exchange
             && target_st.is_some()
-            && ch.is_new(self.key_at(b, tofd, newname)?, tgt_t.map_or(u64::MAX, |t| t.birth))
+            && acct.is_new(self.key_at(b, tofd, newname)?, tgt_t.map_or(u64::MAX, |t| t.birth))
         {
-            ch.dir_dirty(from.key())?;
+            acct.dir_dirty(from.key());
         }
-        let r = as_caller(ctx, || sys::rename_at(fromfd, name, tofd, newname, flags));
-        if r.is_ok() {
+        acct.run(|acct| {
+            as_caller(ctx, || sys::rename_at(fromfd, name, tofd, newname, flags))?;
             if let Some(s) = &src {
-                self.move_project(&ch, s, tofd, newname, to_project);
+                self.move_project(acct, s, tofd, newname, to_project);
             }
             match &target {
-                Some(t) if exchange => self.move_project(&ch, t, fromfd, name, ft.tag.project),
-                Some(t) => self.victim_gone(&ch, t),
+                Some(t) if exchange => self.move_project(acct, t, fromfd, name, ft.tag.project),
+                Some(t) => acct.gone(t),
                 None => {}
             }
-        }
-        self.settle(&ch, &ft, fromfd);
-        if let Some(tt) = &tt {
-            self.settle(&ch, tt, tofd);
-        }
-        r
+            Ok(())
+        })
     }
 
     /// The ledger key of `name` in `dir`.
@@ -649,7 +578,7 @@ impl Passthrough {
     }
 
     /// Re-tags a renamed file (now `name` in `dir`) with `project` and moves its usage there.
-    fn move_project(&self, ch: &Change<'_>, t: &Tracked, dir: BorrowedFd<'_>, name: &CStr, project: u32) {
+    fn move_project(&self, acct: &Op<'_>, t: &Tracked, dir: BorrowedFd<'_>, name: &CStr, project: u32) {
         let result = Self::entry_fd(dir, name).and_then(|fd| {
             let written = tag::write_fd(fd.as_fd(), tag::Tag { project, birth: t.tag.birth });
             self.ledger.tag_written(t.key.ino);
@@ -657,12 +586,7 @@ impl Passthrough {
             sys::stat_fd(fd.as_fd())
         });
         match result {
-            Ok(st) => {
-                ch.apply(t.key.backing, Some(t.before), Some(Charge::of(&st, project)));
-                if ch.remembered(t.key).is_some() {
-                    ch.remember(t.key, Some(Charge::of(&st, project)), t.tag.birth);
-                }
-            }
+            Ok(st) => acct.moved(t, Charge::of(&st, project)),
             Err(e) => tracing::error!(ino = t.key.ino, error = %e, "cannot re-tag a file moved to another project"),
         }
     }

@@ -69,8 +69,7 @@ impl Passthrough {
         let st = sys::stat_fd(fd)?;
         let handle = sys::fd_to_handle(fd)?;
         let key = InodeRef { backing: b.index.0, ino: st.st_ino, generation: handle.ext4_generation().unwrap_or(0) };
-        let ch = self.ledger.change();
-        let _locks = self.ledger.lock_inodes(&[parent, st.st_ino]);
+        let mut acct = self.begin(&[parent, st.st_ino]);
         // Listed, then removed before the locks were taken: the descriptor still reaches the
         // inode, but the removal has charged it off (or it is an unlinked open file, charged
         // until its last close). Moving it would take its charge off a second time.
@@ -84,17 +83,15 @@ impl Passthrough {
         if old.project == project {
             return Ok(false);
         }
-        let before = ch.remembered(key).unwrap_or(Charge::of(&st, old.project));
-        ch.touch(key, before, old.birth)?;
-        let written = tag::write_fd(fd, Tag { project, birth: old.birth });
-        self.ledger.tag_written(key.ino);
-        written?;
-        let after = sys::stat_fd(fd).map(|st| Charge::of(&st, project)).unwrap_or(Charge { project, ..before });
-        ch.apply(key.backing, Some(before), Some(after));
-        if ch.remembered(key).is_some() {
-            ch.remember(key, Some(after), old.birth);
-        }
-        Ok(true)
+        let t = acct.track_known(key, old, st)?;
+        acct.run(|acct| {
+            let written = tag::write_fd(fd, Tag { project, birth: old.birth });
+            self.ledger.tag_written(key.ino);
+            written?;
+            let after = sys::stat_fd(fd).map(|st| Charge::of(&st, project)).unwrap_or(Charge { project, ..t.before });
+            acct.moved(&t, after);
+            Ok(true)
+        })
     }
 
     /// `project assign`/`clear` as the control socket asks it: refuses a tree that holds
