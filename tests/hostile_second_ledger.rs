@@ -15,9 +15,14 @@ use common::{BIN, Fixture, Scratch, mounted_at, run};
 /// *inside* the owner's journal directory is left out: the owner's own unmount (a final
 /// checkpoint) moves it on, between the two snapshots the test compares.
 fn snapshot(dir: &Path) -> String {
-    let files = run(Command::new("find")
-        .arg(dir)
-        .args(["-path", &format!("{}/.quotafs-journal/*", dir.display()), "-prune", "-o", "-printf", "%P %s %m %U\\n"]));
+    let files = run(Command::new("find").arg(dir).args([
+        "-path",
+        &format!("{}/.quotafs-journal/*", dir.display()),
+        "-prune",
+        "-o",
+        "-printf",
+        "%P %s %m %U\\n",
+    ]));
     let attrs = run(Command::new("getfattr").args(["-R", "-d", "-m", "-", "--absolute-names"]).arg(dir));
     format!("{}{}", String::from_utf8_lossy(&files.stdout), String::from_utf8_lossy(&attrs.stdout))
 }
