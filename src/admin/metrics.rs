@@ -1,0 +1,517 @@
+//! Metrics in the Prometheus text exposition format (version 0.0.4): served over HTTP on a
+//! configured address (`metrics_listen`) and/or written to a file for node_exporter's textfile
+//! collector (`metrics_textfile`).
+//!
+//! The HTTP responder is deliberately small and bounded, so that nothing that can reach the
+//! port can take the daemon down or hold up its requests: one accept thread, `WORKERS`
+//! handler threads fed through a queue of `QUEUE` connections (a connection past it is closed
+//! at once), requests of at most `MAX_REQUEST` bytes read within `DEADLINE` (else dropped),
+//! answers written within `DEADLINE`, one request per connection (HTTP/1.0, `Connection:
+//! close`). Rendering reads counters and one snapshot of the usage table; no lock of the
+//! request path is held while a client is written to.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::time::{Duration, Instant, SystemTime};
+
+use parking_lot::Mutex;
+
+use crate::ledger::Ledger;
+use crate::quota::Subject;
+use crate::quota::limits::LimitKey;
+
+/// Handler threads of the HTTP endpoint.
+const WORKERS: usize = 2;
+/// Accepted connections waiting for a handler; past it a connection is closed unanswered.
+const QUEUE: usize = 16;
+/// Largest request (request line and headers) read; a longer one is answered 431.
+const MAX_REQUEST: usize = 8192;
+/// Time a client has from its accept to send its request, and then to take the answer.
+const DEADLINE: Duration = Duration::from_secs(5);
+/// Interval between rewrites of the textfile.
+pub const TEXTFILE_INTERVAL: Duration = Duration::from_secs(15);
+/// Default of `metrics_max_subjects`.
+pub const DEFAULT_MAX_SUBJECTS: usize = 10_000;
+
+/// Checkpoint figures since the daemon started (the ledger keeps only the time of the last).
+#[derive(Default)]
+pub struct Checkpoints {
+    pub count: AtomicU64,
+    pub failures: AtomicU64,
+    pub last_micros: AtomicU64,
+    pub sum_micros: AtomicU64,
+}
+
+impl Checkpoints {
+    /// `ledger.checkpoint()`, timed and counted.
+    pub fn run(&self, ledger: &Ledger) -> Result<u64, String> {
+        let started = Instant::now();
+        let result = ledger.checkpoint();
+        let micros = started.elapsed().as_micros() as u64;
+        match result {
+            Ok(_) => {
+                self.count.fetch_add(1, Ordering::Relaxed);
+                self.last_micros.store(micros, Ordering::Relaxed);
+                self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+            }
+            Err(_) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        result
+    }
+}
+
+/// What the exposition is made of.
+pub struct Source {
+    pub ledger: Arc<Ledger>,
+    pub pools: Arc<crate::fuse::pool::Pools>,
+    pub checkpoints: Arc<Checkpoints>,
+    /// Per-subject series are written for at most this many subjects (by id order); the rest
+    /// are counted in `quotafs_metrics_subjects_omitted`.
+    pub max_subjects: usize,
+    /// Notifications queued, run, and dropped (queue full), when notifications are on.
+    pub notify: Option<Arc<crate::admin::notify::Counters>>,
+}
+
+/// Escapes a label value (backslash, double quote, newline), as the format requires.
+fn label(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+struct Out(String);
+
+impl Out {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        self.0.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            let parts: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", label(v))).collect();
+            self.0.push('{');
+            self.0.push_str(&parts.join(","));
+            self.0.push('}');
+        }
+        self.0.push_str(&format!(" {value}\n"));
+    }
+
+    fn one(&mut self, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+        self.family(name, kind, help);
+        self.sample(name, &[], value);
+    }
+}
+
+fn secs(micros: u64) -> f64 {
+    micros as f64 / 1e6
+}
+
+fn unix(t: Option<SystemTime>) -> u64 {
+    t.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs())
+}
+
+impl Source {
+    /// The whole exposition.
+    pub fn render(&self) -> String {
+        let mut o = Out(String::with_capacity(4096));
+        let st = self.ledger.status();
+        let e = self.ledger.enforcer();
+        o.one(
+            "quotafs_poisoned",
+            "gauge",
+            "1 if the ledger is poisoned (usage no longer durable; restart the daemon)",
+            u8::from(st.poisoned.is_some()),
+        );
+        o.one("quotafs_epoch", "gauge", "Current ledger epoch", st.epoch);
+        o.one(
+            "quotafs_log_fsyncs_total",
+            "counter",
+            "fdatasyncs of the activity log since the daemon started",
+            st.log_syncs_total,
+        );
+        o.one(
+            "quotafs_log_records_total",
+            "counter",
+            "Records written to the activity log since the daemon started",
+            st.log_records_total,
+        );
+        o.one("quotafs_log_bytes", "gauge", "Bytes in the current epoch's activity log", st.log_bytes);
+        let c = &self.checkpoints;
+        o.one(
+            "quotafs_checkpoints_total",
+            "counter",
+            "Checkpoints committed since the daemon started",
+            c.count.load(Ordering::Relaxed),
+        );
+        o.one(
+            "quotafs_checkpoint_failures_total",
+            "counter",
+            "Checkpoints that failed since the daemon started",
+            c.failures.load(Ordering::Relaxed),
+        );
+        o.one(
+            "quotafs_checkpoint_last_duration_seconds",
+            "gauge",
+            "Duration of the last committed checkpoint",
+            secs(c.last_micros.load(Ordering::Relaxed)),
+        );
+        o.one(
+            "quotafs_checkpoint_duration_seconds_sum",
+            "counter",
+            "Total duration of committed checkpoints",
+            secs(c.sum_micros.load(Ordering::Relaxed)),
+        );
+        o.one(
+            "quotafs_last_checkpoint_timestamp_seconds",
+            "gauge",
+            "Unix time of the last checkpoint",
+            unix(st.last_checkpoint),
+        );
+        let r = &st.last_recovery;
+        o.one(
+            "quotafs_recovery_duration_seconds",
+            "gauge",
+            "Duration of the recovery (or first-mount count) at start",
+            r.duration.as_secs_f64(),
+        );
+        o.one("quotafs_recovery_records", "gauge", "Activity log records replayed at start", r.records);
+        o.one(
+            "quotafs_recovery_initial_scan",
+            "gauge",
+            "1 if the start counted the whole tree (first mount)",
+            u8::from(r.initial_scan),
+        );
+
+        o.family("quotafs_requests_total", "counter", "FUSE requests served per backing");
+        let backings = self.pools.status_json();
+        let list = backings.as_array().cloned().unwrap_or_default();
+        for b in &list {
+            let (i, p) = (b["index"].to_string(), b["path"].as_str().unwrap_or_default().to_string());
+            o.sample("quotafs_requests_total", &[("backing", &i), ("path", &p)], b["requests"].as_u64().unwrap_or(0));
+        }
+        o.family("quotafs_requests_queued", "gauge", "Requests waiting for a routed backing's worker threads");
+        for b in &list {
+            let (i, p) = (b["index"].to_string(), b["path"].as_str().unwrap_or_default().to_string());
+            o.sample("quotafs_requests_queued", &[("backing", &i), ("path", &p)], b["queued"].as_u64().unwrap_or(0));
+        }
+        o.family("quotafs_requests_in_progress", "gauge", "Requests being served per backing");
+        for b in &list {
+            let (i, p) = (b["index"].to_string(), b["path"].as_str().unwrap_or_default().to_string());
+            o.sample(
+                "quotafs_requests_in_progress",
+                &[("backing", &i), ("path", &p)],
+                b["in_progress"].as_u64().unwrap_or(0),
+            );
+        }
+
+        let refusals = e.refusals();
+        o.one(
+            "quotafs_refusals_all_total",
+            "counter",
+            "Allocations refused with EDQUOT since the daemon started",
+            refusals.values().sum::<u64>(),
+        );
+        if let Some(n) = &self.notify {
+            o.one(
+                "quotafs_notifications_total",
+                "counter",
+                "Notification commands started",
+                n.run.load(Ordering::Relaxed),
+            );
+            o.one(
+                "quotafs_notifications_failed_total",
+                "counter",
+                "Notification commands that failed to start, exited non-zero or were killed at their timeout",
+                n.failed.load(Ordering::Relaxed),
+            );
+            o.one(
+                "quotafs_notifications_dropped_total",
+                "counter",
+                "Notifications dropped because the queue was full",
+                n.dropped.load(Ordering::Relaxed),
+            );
+        }
+
+        // Per subject: every subject with usage or limits of its own, bounded.
+        let usage = self.ledger.table().snapshot();
+        let limits = e.all_limits();
+        let grace = e.grace_snapshot();
+        let mut subjects: std::collections::BTreeSet<Subject> = usage.keys().copied().collect();
+        subjects.extend(limits.keys().filter_map(|k| if let LimitKey::Subject(s) = k { Some(*s) } else { None }));
+        subjects.extend(refusals.keys().copied());
+        let total = subjects.len();
+        let shown: Vec<Subject> = subjects.into_iter().take(self.max_subjects).collect();
+        o.one("quotafs_subjects", "gauge", "Users and projects with usage, limits or refusals", total);
+        o.one(
+            "quotafs_metrics_subjects_omitted",
+            "gauge",
+            "Subjects left out of the per-subject series (metrics_max_subjects)",
+            total - shown.len(),
+        );
+        let ids: Vec<(Subject, String)> = shown.iter().map(|s| (*s, s.id().to_string())).collect();
+        let labels = |s: &Subject, id: &'_ str| -> [(&'static str, String); 2] {
+            [("kind", s.kind().to_string()), ("id", id.to_string())]
+        };
+        let mut per =
+            |name: &str, kind: &str, help: &str, value: &dyn Fn(Subject) -> Vec<(Option<&'static str>, u64)>| {
+                o.family(name, kind, help);
+                for (s, id) in &ids {
+                    for (extra, v) in value(*s) {
+                        let [(k1, v1), (k2, v2)] = labels(s, id);
+                        let mut l: Vec<(&str, &str)> = vec![(k1, &v1), (k2, &v2)];
+                        if let Some(t) = extra {
+                            l.push(("type", t));
+                        }
+                        o.sample(name, &l, v);
+                    }
+                }
+            };
+        per("quotafs_usage_bytes", "gauge", "Bytes charged (st_blocks * 512, as du counts)", &|s| {
+            vec![(None, usage.get(&s).map_or(0, |u| u.bytes))]
+        });
+        per("quotafs_usage_inodes", "gauge", "Inodes charged", &|s| {
+            vec![(None, usage.get(&s).map_or(0, |u| u.inodes))]
+        });
+        per("quotafs_limit_bytes", "gauge", "Byte limits in force (own, else the default of the kind)", &|s| {
+            let l = e.effective(s).unwrap_or_default();
+            [("soft", l.bytes_soft), ("hard", l.bytes_hard)]
+                .into_iter()
+                .filter_map(|(t, v)| Some((Some(t), v?)))
+                .collect()
+        });
+        per("quotafs_limit_inodes", "gauge", "Inode limits in force (own, else the default of the kind)", &|s| {
+            let l = e.effective(s).unwrap_or_default();
+            [("soft", l.inodes_soft), ("hard", l.inodes_hard)]
+                .into_iter()
+                .filter_map(|(t, v)| Some((Some(t), v?)))
+                .collect()
+        });
+        per(
+            "quotafs_grace_expires_timestamp_seconds",
+            "gauge",
+            "Unix time a running grace period ends (type bytes or inodes)",
+            &|s| {
+                [("bytes", false), ("inodes", true)]
+                    .into_iter()
+                    .filter_map(|(t, inodes)| {
+                        let since = grace.get(&(s, inodes))?;
+                        let secs = e.effective(s).map_or(crate::quota::limits::DEFAULT_GRACE_SECS, |l| l.grace_secs());
+                        Some((Some(t), since + secs))
+                    })
+                    .collect()
+            },
+        );
+        per("quotafs_refusals_total", "counter", "Allocations of this subject refused with EDQUOT", &|s| {
+            vec![(None, refusals.get(&s).copied().unwrap_or(0))]
+        });
+        o.0
+    }
+}
+
+/// Where the metrics go, validated from the configuration.
+#[derive(Clone, Debug, Default)]
+pub struct MetricsConfig {
+    pub listen: Option<SocketAddr>,
+    pub textfile: Option<PathBuf>,
+    pub max_subjects: usize,
+}
+
+/// Starts what `cfg` asks for. The listener is bound here (a taken port fails the start).
+pub fn start(cfg: &MetricsConfig, source: Arc<Source>, stop: Arc<AtomicBool>) -> Result<(), String> {
+    if let Some(addr) = cfg.listen {
+        let listener = TcpListener::bind(addr)
+            .map_err(|e| format!("cannot listen for metrics on {addr}: {e}; pick a free port with --metrics-listen"))?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(TcpStream, Instant)>(QUEUE);
+        let rx = Arc::new(Mutex::new(rx));
+        for n in 0..WORKERS {
+            let (rx, source) = (Arc::clone(&rx), Arc::clone(&source));
+            std::thread::Builder::new()
+                .name(format!("metrics-{n}"))
+                .spawn(move || handler(&rx, &source))
+                .map_err(|e| format!("cannot start a metrics thread: {e}"))?;
+        }
+        std::thread::Builder::new()
+            .name("metrics-accept".into())
+            .spawn(move || accept(&listener, &tx))
+            .map_err(|e| format!("cannot start the metrics thread: {e}"))?;
+        tracing::info!(%addr, "metrics served over HTTP at /metrics");
+    }
+    if let Some(path) = cfg.textfile.clone() {
+        write_textfile(&path, &source.render())?;
+        std::thread::Builder::new()
+            .name("metrics-textfile".into())
+            .spawn(move || {
+                let mut last = Instant::now();
+                while !stop.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(200));
+                    if last.elapsed() >= TEXTFILE_INTERVAL {
+                        if let Err(e) = write_textfile(&path, &source.render()) {
+                            tracing::warn!(error = %e, "cannot write the metrics textfile");
+                        }
+                        last = Instant::now();
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start the metrics textfile thread: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Replaces `path` atomically (a temporary file beside it, then rename), so that
+/// node_exporter never reads half a file.
+pub fn write_textfile(path: &Path, text: &str) -> Result<(), String> {
+    let tmp = path.with_extension("prom.tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| format!("cannot write metrics textfile {}: {e}", path.display()))
+}
+
+fn accept(listener: &TcpListener, tx: &SyncSender<(TcpStream, Instant)>) {
+    for conn in listener.incoming() {
+        match conn {
+            Ok(stream) => match tx.try_send((stream, Instant::now() + DEADLINE)) {
+                Ok(()) => {}
+                // Every handler busy and the queue full: the connection is closed unanswered.
+                Err(TrySendError::Full(_)) => {}
+                Err(TrySendError::Disconnected(_)) => return,
+            },
+            // EMFILE and the like: back off instead of spinning.
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+fn handler(rx: &Mutex<Receiver<(TcpStream, Instant)>>, source: &Source) {
+    loop {
+        let (stream, deadline) = match rx.lock().recv() {
+            Ok(s) => s,
+            Err(_) => return,
+        };
+        let _ = answer(stream, deadline, source);
+    }
+}
+
+/// What a request asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Asked {
+    Metrics { head: bool },
+    Index,
+    NotFound,
+    BadMethod,
+    Bad,
+}
+
+/// Parses an HTTP request line (the first line of `req`).
+fn parse(req: &[u8]) -> Asked {
+    let line_end = req.iter().position(|&b| b == b'\n').unwrap_or(req.len());
+    let Ok(line) = std::str::from_utf8(&req[..line_end]) else { return Asked::Bad };
+    let mut parts = line.trim_end_matches('\r').split(' ');
+    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Asked::Bad;
+    };
+    if !version.starts_with("HTTP/1.") || !target.starts_with('/') {
+        return Asked::Bad;
+    }
+    let head = match method {
+        "GET" => false,
+        "HEAD" => true,
+        m if !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase()) => return Asked::BadMethod,
+        _ => return Asked::Bad,
+    };
+    match target.split('?').next() {
+        Some("/metrics") => Asked::Metrics { head },
+        Some("/") => Asked::Index,
+        _ => Asked::NotFound,
+    }
+}
+
+/// Reads one request until `deadline` (counted from the accept: time spent queued counts) and
+/// answers it.
+fn answer(mut stream: TcpStream, deadline: Instant, source: &Source) -> std::io::Result<()> {
+    stream.set_write_timeout(Some(DEADLINE))?;
+    let mut req = Vec::with_capacity(512);
+    let mut buf = [0u8; 1024];
+    // Read until the end of the headers, the size cap, or the deadline (then dropped).
+    let complete = loop {
+        if req.windows(4).any(|w| w == b"\r\n\r\n") || req.windows(2).any(|w| w == b"\n\n") {
+            break true;
+        }
+        if req.len() >= MAX_REQUEST {
+            break false;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        stream.set_read_timeout(Some(left))?;
+        match stream.read(&mut buf) {
+            Ok(0) => break !req.is_empty(),
+            Ok(n) => req.extend_from_slice(&buf[..n]),
+            Err(_) => return Ok(()),
+        }
+    };
+    let (status, body, head) = if !complete {
+        ("431 Request Header Fields Too Large", "request too large\n".to_string(), false)
+    } else {
+        match parse(&req) {
+            Asked::Metrics { head } => ("200 OK", source.render(), head),
+            Asked::Index => ("200 OK", "quotafs metrics: /metrics\n".to_string(), false),
+            Asked::NotFound => ("404 Not Found", "not found; metrics are at /metrics\n".to_string(), false),
+            Asked::BadMethod => ("405 Method Not Allowed", "only GET and HEAD\n".to_string(), false),
+            Asked::Bad => ("400 Bad Request", "bad request\n".to_string(), false),
+        }
+    };
+    let content_type = if status.starts_with("200") && body.starts_with('#') {
+        "text/plain; version=0.0.4; charset=utf-8"
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    let header = format!(
+        "HTTP/1.0 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(header.as_bytes())?;
+    if !head {
+        stream.write_all(body.as_bytes())?;
+    }
+    stream.flush()?;
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_lines_parse() {
+        assert_eq!(parse(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"), Asked::Metrics { head: false });
+        assert_eq!(parse(b"HEAD /metrics?x=1 HTTP/1.0\r\n\r\n"), Asked::Metrics { head: true });
+        assert_eq!(parse(b"GET / HTTP/1.0\r\n\r\n"), Asked::Index);
+        assert_eq!(parse(b"GET /etc/passwd HTTP/1.0\r\n\r\n"), Asked::NotFound);
+        assert_eq!(parse(b"POST /metrics HTTP/1.0\r\n\r\n"), Asked::BadMethod);
+        assert_eq!(parse(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"), Asked::Bad);
+        assert_eq!(parse(b"GET /metrics\r\n\r\n"), Asked::Bad);
+        assert_eq!(parse(b"GET  /metrics HTTP/1.0\r\n\r\n"), Asked::Bad);
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}
