@@ -38,8 +38,13 @@ fn parse(text: &str) -> BTreeMap<String, f64> {
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let (name, kind) = rest.split_once(' ').expect("TYPE name kind");
-            assert!(["counter", "gauge"].contains(&kind), "{line}");
+            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
             assert!(typed.insert(name.to_string()), "family {name} typed twice");
+            if kind == "histogram" {
+                for suffix in ["_bucket", "_sum", "_count"] {
+                    typed.insert(format!("{name}{suffix}"));
+                }
+            }
             continue;
         }
         if line.starts_with("# HELP ") {
@@ -109,6 +114,17 @@ fn a_scrape_shows_what_a_tenant_did() {
     assert!(m["quotafs_log_records_total"] >= 1.0);
     let main = format!("quotafs_requests_total{{backing=\"0\",path=\"{}\"}}", f.backing().display());
     assert!(m[&main] > 10.0, "requests of the main backing counted:\n{body}");
+    // Every request finished is in the latency histogram, whose buckets are cumulative.
+    let labels = format!("backing=\"0\",path=\"{}\"", f.backing().display());
+    let count = m[&format!("quotafs_request_duration_seconds_count{{{labels}}}")];
+    let busy = m[&format!("quotafs_requests_in_progress{{{labels}}}")];
+    assert!(count <= m[&main] && count >= m[&main] - busy, "{count} timed of {} requests", m[&main]);
+    let buckets: Vec<f64> = ["0.0001", "0.001", "0.01", "0.1", "1", "10", "+Inf"]
+        .iter()
+        .map(|le| m[&format!("quotafs_request_duration_seconds_bucket{{{labels},le=\"{le}\"}}")])
+        .collect();
+    assert!(buckets.windows(2).all(|w| w[0] <= w[1]) && buckets[6] == count, "{buckets:?}");
+    assert!(m[&format!("quotafs_request_duration_seconds_sum{{{labels}}}")] > 0.0);
     assert!(m.contains_key("quotafs_recovery_duration_seconds"));
     assert_eq!(m["quotafs_metrics_subjects_omitted"], 0.0);
 

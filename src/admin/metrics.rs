@@ -196,27 +196,7 @@ impl Source {
             u8::from(r.initial_scan),
         );
 
-        o.family("quotafs_requests_total", "counter", "FUSE requests served per backing");
-        let backings = self.pools.status_json();
-        let list = backings.as_array().cloned().unwrap_or_default();
-        for b in &list {
-            let (i, p) = (b["index"].to_string(), b["path"].as_str().unwrap_or_default().to_string());
-            o.sample("quotafs_requests_total", &[("backing", &i), ("path", &p)], b["requests"].as_u64().unwrap_or(0));
-        }
-        o.family("quotafs_requests_queued", "gauge", "Requests waiting for a routed backing's worker threads");
-        for b in &list {
-            let (i, p) = (b["index"].to_string(), b["path"].as_str().unwrap_or_default().to_string());
-            o.sample("quotafs_requests_queued", &[("backing", &i), ("path", &p)], b["queued"].as_u64().unwrap_or(0));
-        }
-        o.family("quotafs_requests_in_progress", "gauge", "Requests being served per backing");
-        for b in &list {
-            let (i, p) = (b["index"].to_string(), b["path"].as_str().unwrap_or_default().to_string());
-            o.sample(
-                "quotafs_requests_in_progress",
-                &[("backing", &i), ("path", &p)],
-                b["in_progress"].as_u64().unwrap_or(0),
-            );
-        }
+        self.requests(&mut o);
 
         let refusals = e.refusals();
         o.one(
@@ -319,6 +299,55 @@ impl Source {
             vec![(None, refusals.get(&s).copied().unwrap_or(0))]
         });
         o.0
+    }
+}
+
+/// Reads one figure of a backing's counters.
+type CounterOf = fn(&crate::fuse::pool::Counters) -> u64;
+
+impl Source {
+    /// Requests per backing: counts, queue, in progress, and the latency histogram.
+    fn requests(&self, o: &mut Out) {
+        use crate::fuse::pool::LATENCY_BOUNDS_US;
+        let backings: Vec<(String, &str, &crate::fuse::pool::Counters)> =
+            self.pools.backings().map(|(i, p, c)| (i.to_string(), p, c)).collect();
+        let gauges: [(&str, &str, &str, CounterOf); 3] = [
+            ("quotafs_requests_total", "counter", "FUSE requests per backing", |c| c.requests.load(Ordering::Relaxed)),
+            ("quotafs_requests_queued", "gauge", "Requests waiting for a routed backing's worker threads", |c| {
+                c.queued.load(Ordering::Relaxed)
+            }),
+            ("quotafs_requests_in_progress", "gauge", "Requests being served per backing", |c| {
+                c.busy.load(Ordering::Relaxed)
+            }),
+        ];
+        for (name, kind, help, get) in gauges {
+            o.family(name, kind, help);
+            for (i, p, c) in &backings {
+                o.sample(name, &[("backing", i), ("path", p)], get(c));
+            }
+        }
+        let name = "quotafs_request_duration_seconds";
+        o.family(
+            name,
+            "histogram",
+            "Latency of FUSE requests per backing, from arrival (queueing included) to the reply",
+        );
+        for (i, p, c) in &backings {
+            let mut cumulative = 0;
+            for (n, bound) in LATENCY_BOUNDS_US.iter().enumerate() {
+                cumulative += c.latency[n].load(Ordering::Relaxed);
+                let le = secs(*bound).to_string();
+                o.sample(&format!("{name}_bucket"), &[("backing", i), ("path", p), ("le", &le)], cumulative);
+            }
+            cumulative += c.latency[LATENCY_BOUNDS_US.len()].load(Ordering::Relaxed);
+            o.sample(&format!("{name}_bucket"), &[("backing", i), ("path", p), ("le", "+Inf")], cumulative);
+            o.sample(
+                &format!("{name}_sum"),
+                &[("backing", i), ("path", p)],
+                secs(c.latency_us.load(Ordering::Relaxed)),
+            );
+            o.sample(&format!("{name}_count"), &[("backing", i), ("path", p)], cumulative);
+        }
     }
 }
 
