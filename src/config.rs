@@ -520,6 +520,43 @@ mod tests {
     }
 
     #[test]
+    fn metrics_listen_is_loopback_unless_allowed() {
+        let with = |text: &str| toml::from_str::<FileConfig>(text).unwrap();
+        let none = FileConfig::default();
+        let ok = validate_metrics(&with("metrics_listen = \"127.0.0.1:9746\""), &none).unwrap();
+        assert_eq!(ok.listen, Some("127.0.0.1:9746".parse().unwrap()));
+        assert!(validate_metrics(&with("metrics_listen = \"[::1]:9746\""), &none).is_ok());
+        let err = validate_metrics(&with("metrics_listen = \"0.0.0.0:9746\""), &none).unwrap_err();
+        assert!(err.contains("not a loopback address") && err.contains("metrics_allow_remote"), "{err}");
+        let remote = with("metrics_listen = \"0.0.0.0:9746\"\nmetrics_allow_remote = true");
+        assert!(validate_metrics(&remote, &none).is_ok());
+        assert!(validate_metrics(&with("metrics_listen = \"localhost\""), &none).unwrap_err().contains("e.g."));
+        let err = validate_metrics(&with("metrics_textfile = \"rel.prom\""), &none).unwrap_err();
+        assert!(err.contains("absolute"), "{err}");
+        assert!(validate_metrics(&with("metrics_textfile = \"/nonexistent-dir/q.prom\""), &none).is_err());
+        assert_eq!(validate_metrics(&none, &none).unwrap().max_subjects, crate::admin::metrics::DEFAULT_MAX_SUBJECTS);
+    }
+
+    #[test]
+    fn notify_command_is_an_absolute_executable() {
+        let with = |text: &str| toml::from_str::<FileConfig>(text).unwrap();
+        assert!(validate_notify(&FileConfig::default()).unwrap().is_none());
+        let ok =
+            validate_notify(&with("notify_command = [\"/bin/true\", \"x\"]\nnotify_timeout = 5")).unwrap().unwrap();
+        assert_eq!(ok.command, ["/bin/true", "x"]);
+        assert_eq!(ok.timeout, Duration::from_secs(5));
+        for bad in [
+            "notify_command = []",
+            "notify_command = [\"true\"]",
+            "notify_command = [\"/etc/passwd\"]",
+            "notify_command = [\"/bin/true\"]\nnotify_timeout = 0",
+            "notify_interval = 60",
+        ] {
+            assert!(validate_notify(&with(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn ttl_bounds() {
         assert!(ttl("entry_ttl", Some(-1.0)).is_err());
         assert_eq!(ttl("entry_ttl", None).unwrap(), Duration::from_secs(10));
