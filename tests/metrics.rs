@@ -142,8 +142,15 @@ fn a_scrape_shows_what_a_tenant_did() {
     let prom = f.scratch.dir.join("quotafs.prom");
     let config = f.scratch.dir.join("metrics.toml");
     std::fs::write(&config, format!("metrics_textfile = \"{}\"\nmetrics_max_subjects = 1\n", prom.display())).unwrap();
+    // A link planted where the temporary file goes (the directory may be another user's).
+    let victim = f.scratch.dir.join("victim");
+    std::fs::write(&victim, "keep").unwrap();
+    std::os::unix::fs::symlink(&victim, f.scratch.dir.join("quotafs.prom.tmp")).unwrap();
     f.start(&["--config", config.to_str().unwrap()]);
     let m = parse(&std::fs::read_to_string(&prom).expect("textfile written at start"));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep", "the planted link was followed");
+    let mode = std::fs::symlink_metadata(&prom).unwrap().permissions();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o7777, 0o644, "whatever the daemon's umask");
     let subjects = m["quotafs_subjects"];
     assert!(subjects >= 3.0, "1000, 1001, project 0 at least: {subjects}");
     assert_eq!(m["quotafs_metrics_subjects_omitted"], subjects - 1.0);

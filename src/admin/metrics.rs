@@ -401,12 +401,30 @@ pub fn start(cfg: &MetricsConfig, source: Arc<Source>, stop: Arc<AtomicBool>) ->
 }
 
 /// Replaces `path` atomically (a temporary file beside it, then rename), so that
-/// node_exporter never reads half a file.
+/// node_exporter never reads half a file. The temporary file is created anew (`O_EXCL`,
+/// `O_NOFOLLOW`: a link planted in a directory others may write is never followed), mode 0644
+/// whatever the umask: who may read the figures is decided by the directory.
 pub fn write_textfile(path: &Path, text: &str) -> Result<(), String> {
-    let tmp = path.with_extension("prom.tmp");
-    std::fs::write(&tmp, text)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| format!("cannot write metrics textfile {}: {e}", path.display()))
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let write = || -> std::io::Result<()> {
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        drop(f);
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| format!("cannot write metrics textfile {}: {e}", path.display()))
 }
 
 fn accept(listener: &TcpListener, tx: &SyncSender<(TcpStream, Instant)>) {
