@@ -302,6 +302,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
             checkpoints: Arc::clone(&checkpoints),
             max_subjects: cfg.metrics.max_subjects,
             notify,
+            cache: Default::default(),
         }),
         Arc::clone(&stop),
     )?;

@@ -130,7 +130,15 @@ fn a_scrape_shows_what_a_tenant_did() {
 
     // A checkpoint is counted and timed.
     f.quotafs(&["checkpoint"]);
-    let m = parse(&get(port, "/metrics").2);
+    // (A scrape may be served from the last second's rendering.)
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let m = loop {
+        let m = parse(&get(port, "/metrics").2);
+        if m["quotafs_checkpoints_total"] >= 1.0 || std::time::Instant::now() > deadline {
+            break m;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
     assert!(m["quotafs_checkpoints_total"] >= 1.0);
     assert!(m["quotafs_checkpoint_last_duration_seconds"] > 0.0);
     // Anything but /metrics is 404.

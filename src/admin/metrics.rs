@@ -76,7 +76,13 @@ pub struct Source {
     pub max_subjects: usize,
     /// Notifications queued, run, and dropped (queue full), when notifications are on.
     pub notify: Option<Arc<crate::admin::notify::Counters>>,
+    /// The last exposition and when it was made: reused for `CACHE_TTL`, so that however
+    /// often the port is asked, the usage table is copied at most once a second.
+    pub cache: Mutex<Option<(Instant, Arc<String>)>>,
 }
+
+/// How long one rendering is served.
+const CACHE_TTL: Duration = Duration::from_secs(1);
 
 /// Escapes a label value (backslash, double quote, newline), as the format requires.
 fn label(v: &str) -> String {
@@ -125,8 +131,21 @@ fn unix(t: Option<SystemTime>) -> u64 {
 }
 
 impl Source {
-    /// The whole exposition.
-    pub fn render(&self) -> String {
+    /// The exposition, at most `CACHE_TTL` old.
+    pub fn exposition(&self) -> Arc<String> {
+        let mut slot = self.cache.lock();
+        if let Some((at, text)) = &*slot
+            && at.elapsed() < CACHE_TTL
+        {
+            return Arc::clone(text);
+        }
+        let text = Arc::new(self.render());
+        *slot = Some((Instant::now(), Arc::clone(&text)));
+        text
+    }
+
+    /// The whole exposition, now.
+    fn render(&self) -> String {
         let mut o = Out(String::with_capacity(4096));
         let st = self.ledger.status();
         let e = self.ledger.enforcer();
@@ -380,7 +399,7 @@ pub fn start(cfg: &MetricsConfig, source: Arc<Source>, stop: Arc<AtomicBool>) ->
         tracing::info!(%addr, "metrics served over HTTP at /metrics");
     }
     if let Some(path) = cfg.textfile.clone() {
-        write_textfile(&path, &source.render())?;
+        write_textfile(&path, &source.exposition())?;
         std::thread::Builder::new()
             .name("metrics-textfile".into())
             .spawn(move || {
@@ -388,7 +407,7 @@ pub fn start(cfg: &MetricsConfig, source: Arc<Source>, stop: Arc<AtomicBool>) ->
                 while !stop.load(Ordering::SeqCst) {
                     std::thread::sleep(Duration::from_millis(200));
                     if last.elapsed() >= TEXTFILE_INTERVAL {
-                        if let Err(e) = write_textfile(&path, &source.render()) {
+                        if let Err(e) = write_textfile(&path, &source.exposition()) {
                             tracing::warn!(error = %e, "cannot write the metrics textfile");
                         }
                         last = Instant::now();
@@ -513,14 +532,14 @@ fn answer(mut stream: TcpStream, deadline: Instant, source: &Source) -> std::io:
         }
     };
     let (status, body, head) = if !complete {
-        ("431 Request Header Fields Too Large", "request too large\n".to_string(), false)
+        ("431 Request Header Fields Too Large", Arc::new("request too large\n".to_string()), false)
     } else {
         match parse(&req) {
-            Asked::Metrics { head } => ("200 OK", source.render(), head),
-            Asked::Index => ("200 OK", "quotafs metrics: /metrics\n".to_string(), false),
-            Asked::NotFound => ("404 Not Found", "not found; metrics are at /metrics\n".to_string(), false),
-            Asked::BadMethod => ("405 Method Not Allowed", "only GET and HEAD\n".to_string(), false),
-            Asked::Bad => ("400 Bad Request", "bad request\n".to_string(), false),
+            Asked::Metrics { head } => ("200 OK", source.exposition(), head),
+            Asked::Index => ("200 OK", Arc::new("quotafs metrics: /metrics\n".to_string()), false),
+            Asked::NotFound => ("404 Not Found", Arc::new("not found; metrics are at /metrics\n".to_string()), false),
+            Asked::BadMethod => ("405 Method Not Allowed", Arc::new("only GET and HEAD\n".to_string()), false),
+            Asked::Bad => ("400 Bad Request", Arc::new("bad request\n".to_string()), false),
         }
     };
     let content_type = if status.starts_with("200") && body.starts_with('#') {
