@@ -106,6 +106,19 @@ fn idle_floods_and_garbage_do_not_take_the_daemon_down() {
     assert!(answer.is_empty() || answer.starts_with("HTTP/1.0 431"), "{answer}");
     let answer = exchange(port, b"POST /metrics HTTP/1.0\r\nContent-Length: 5\r\n\r\nhello");
     assert!(answer.starts_with("HTTP/1.0 405"), "{answer}");
+    // A request that arrives a byte at a time (its blank line split across reads) is answered.
+    {
+        let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        slow.set_nodelay(true).unwrap();
+        for b in b"GET /metrics HTTP/1.0\r\n\r\n" {
+            slow.write_all(&[*b]).unwrap();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        slow.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let mut text = String::new();
+        let _ = slow.read_to_string(&mut text);
+        assert!(text.starts_with("HTTP/1.0 200 OK"), "{text}");
+    }
     {
         let mut cut = TcpStream::connect(("127.0.0.1", port)).unwrap();
         cut.write_all(b"GET /metr").unwrap();

@@ -513,10 +513,14 @@ fn answer(mut stream: TcpStream, deadline: Instant, source: &Source) -> std::io:
     let mut req = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
     // Read until the end of the headers, the size cap, or the deadline (then dropped).
+    // Where the blank line may start in what has arrived (bytes before it were searched).
+    let mut searched = 0;
     let complete = loop {
-        if req.windows(4).any(|w| w == b"\r\n\r\n") || req.windows(2).any(|w| w == b"\n\n") {
+        let tail = &req[searched..];
+        if tail.windows(4).any(|w| w == b"\r\n\r\n") || tail.windows(2).any(|w| w == b"\n\n") {
             break true;
         }
+        searched = req.len().saturating_sub(3);
         if req.len() >= MAX_REQUEST {
             break false;
         }
