@@ -260,6 +260,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
     let backings = Arc::new(backings);
     // Recovery (or the first-mount scan) runs to completion before anything is mounted: the
     // mount never serves a request against a ledger that is not exact.
+    sd_notify("STATUS=recovering the ledger (the first mount counts the tree)");
     let ledger =
         Arc::new(Ledger::open(&cfg.state_dir, Arc::clone(&backings), cfg.exempt_uids.iter().copied().collect())?);
     // Routed backings written behind our back: recount now (what changed while we were down),

@@ -28,9 +28,17 @@ fn receive(sock: &UnixDatagram, mnt: &std::path::Path) -> (String, bool) {
 fn ready_then_stopping(f: &mut Fixture, sock: UnixDatagram, env: &str) {
     sock.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mnt = f.mnt.clone();
-    // The checks run as the message arrives, while this thread is still starting the daemon.
+    // The checks run as READY=1 arrives, while this thread is still starting the daemon
+    // (STATUS= lines before it are progress).
     let (text, up) = std::thread::scope(|s| {
-        let rx = s.spawn(|| receive(&sock, &mnt));
+        let rx = s.spawn(|| {
+            loop {
+                let (text, up) = receive(&sock, &mnt);
+                if !text.lines().all(|l| l.starts_with("STATUS=")) {
+                    break (text, up);
+                }
+            }
+        });
         f.start_with_env(&[], &[("NOTIFY_SOCKET", env)]);
         rx.join().unwrap()
     });
