@@ -71,6 +71,8 @@ pub struct FileConfig {
     pub metrics_textfile: Option<PathBuf>,
     /// Per-subject series for at most this many users and projects. Default: 10000.
     pub metrics_max_subjects: Option<usize>,
+    /// Local uids besides root allowed to read the metrics over HTTP. Default: none.
+    pub metrics_allow_uids: Option<Vec<u32>>,
     /// argv of a command run on quota events (soft limit passed, grace over, refusal).
     pub notify_command: Option<Vec<String>>,
     /// Seconds between two notifications of one subject and kind of event. Default: 3600.
@@ -168,7 +170,8 @@ fn validate_metrics(file: &FileConfig, flags: &FileConfig) -> Result<crate::admi
     if max_subjects > 10_000_000 {
         return Err(format!("metrics_max_subjects must be at most 10000000, got {max_subjects}"));
     }
-    Ok(crate::admin::metrics::MetricsConfig { listen, textfile, max_subjects })
+    let allow_uids = flags.metrics_allow_uids.clone().or(file.metrics_allow_uids.clone()).unwrap_or_default();
+    Ok(crate::admin::metrics::MetricsConfig { listen, textfile, max_subjects, allow_uids })
 }
 
 /// The notification keys, validated: an absolute, executable program, sane intervals.

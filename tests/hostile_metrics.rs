@@ -3,7 +3,8 @@
 //! it closes at once, sends binary garbage, an endless header block and a request cut short.
 //! Meanwhile the mount serves every tenant, and the daemon never holds more descriptors than
 //! its bounds allow; once the attacker stops, a scrape is answered and the daemon's descriptor
-//! count is back where it was.
+//! count is back where it was. The tenant's own scrape is refused (403: the figures are
+//! everyone's); a uid in `metrics_allow_uids` is answered.
 
 mod common;
 
@@ -67,7 +68,7 @@ for s in idle:
 #[test]
 fn idle_floods_and_garbage_do_not_take_the_daemon_down() {
     let port = free_port();
-    let f = Fixture::with_args("hostile-metrics", &["--metrics-listen", &format!("127.0.0.1:{port}")]);
+    let mut f = Fixture::with_args("hostile-metrics", &["--metrics-listen", &format!("127.0.0.1:{port}")]);
     f.home("u", 1000, 1000);
     f.home("v", 1001, 1001);
     let pid = f.daemon_pid();
@@ -137,4 +138,41 @@ fn idle_floods_and_garbage_do_not_take_the_daemon_down() {
     }
     f.sh_ok(1000, 1000, "echo still > u/alive && cat u/alive");
     assert!(f.log_text().lines().all(|l| !l.contains("panicked")), "{}", f.log_text());
+
+    // The figures are everyone's: a tenant reaching the loopback port is refused; a uid in
+    // metrics_allow_uids (a local Prometheus's) is answered.
+    assert!(tenant_get(1000, port).starts_with("HTTP/1.0 403"), "{}", tenant_get(1000, port));
+    assert!(tenant_get(1000, port).contains("uid 1000 may not read the metrics"));
+    f.signal("TERM");
+    assert!(f.wait_exit().success());
+    let config = f.scratch.dir.join("metrics.toml");
+    std::fs::write(&config, "metrics_allow_uids = [1001]\n").unwrap();
+    f.start(&["--config", config.to_str().unwrap(), "--metrics-listen", &format!("127.0.0.1:{port}")]);
+    assert!(tenant_get(1001, port).starts_with("HTTP/1.0 200 OK"), "{}", tenant_get(1001, port));
+    assert!(tenant_get(1000, port).starts_with("HTTP/1.0 403"));
+    assert!(scrape(port).is_some(), "root");
+}
+
+/// `GET /metrics` from a process of `uid`: what came back.
+fn tenant_get(uid: u32, port: u16) -> String {
+    let script = "import socket,sys\n\
+        s=socket.create_connection(('127.0.0.1',int(sys.argv[1])),timeout=10)\n\
+        s.sendall(b'GET /metrics HTTP/1.0\\r\\n\\r\\n')\n\
+        out=b''\n\
+        while True:\n    b=s.recv(65536)\n    if not b: break\n    out+=b\n\
+        sys.stdout.write(out.decode())\n";
+    let out = Command::new("setpriv")
+        .args([
+            &format!("--reuid={uid}"),
+            &format!("--regid={uid}"),
+            "--clear-groups",
+            "/usr/bin/python3",
+            "-c",
+            script,
+        ])
+        .arg(port.to_string())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

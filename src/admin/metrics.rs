@@ -376,6 +376,86 @@ pub struct MetricsConfig {
     pub listen: Option<SocketAddr>,
     pub textfile: Option<PathBuf>,
     pub max_subjects: usize,
+    /// Local uids besides root whose connections are answered (`metrics_allow_uids`).
+    pub allow_uids: Vec<u32>,
+}
+
+/// Who may read the metrics over HTTP.
+#[derive(Clone, Debug)]
+struct Access {
+    /// Local uids besides root.
+    uids: Vec<u32>,
+    /// Connections from no local socket (other hosts) are answered: the listener is off
+    /// loopback, which `metrics_allow_remote` allowed.
+    remote: bool,
+}
+
+impl Access {
+    /// Whether the client at `peer`, connected to our `ours`, may read the metrics: the
+    /// owner of its socket if it is local (any local user can reach a loopback port), else
+    /// only if remote clients are allowed.
+    fn allows(&self, peer: SocketAddr, ours: SocketAddr) -> Result<(), String> {
+        let owners = local_socket_owners(peer, ours);
+        if owners.is_empty() {
+            return match self.remote {
+                true => Ok(()),
+                false => Err("no local socket is connected from there".into()),
+            };
+        }
+        match owners.iter().find(|&&u| u != 0 && !self.uids.contains(&u)) {
+            Some(uid) => Err(format!(
+                "uid {uid} may not read the metrics (they show every user's usage); root may, and the uids in \
+                 metrics_allow_uids"
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A socket address as /proc/net/tcp{,6} prints it: the address's bytes as native-endian
+/// 32-bit hex words, then the port in hex.
+fn proc_net_addr(text: &str) -> Option<SocketAddr> {
+    let (ip, port) = text.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let mut bytes = Vec::with_capacity(16);
+    for i in (0..ip.len()).step_by(8) {
+        bytes.extend_from_slice(&u32::from_str_radix(ip.get(i..i + 8)?, 16).ok()?.to_ne_bytes());
+    }
+    let ip: std::net::IpAddr = match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes).ok()?.into(),
+        16 => <[u8; 16]>::try_from(bytes).ok()?.into(),
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip.to_canonical(), port))
+}
+
+/// The uids owning the live local TCP sockets whose local end is `peer` and remote end `ours`
+/// (normally one; none for a client on another host), from `table`'s lines.
+fn owners_in(table: &str, peer: SocketAddr, ours: SocketAddr) -> Vec<u32> {
+    let canon = |a: SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
+    let (peer, ours) = (canon(peer), canon(ours));
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // TIME_WAIT (06), CLOSE (07) and LISTEN (0A) entries are no live client.
+            if f.len() < 8 || ["06", "07", "0A"].contains(&f[3]) {
+                return None;
+            }
+            (proc_net_addr(f[1])? == peer && proc_net_addr(f[2])? == ours).then(|| f[7].parse().ok())?
+        })
+        .collect()
+}
+
+fn local_socket_owners(peer: SocketAddr, ours: SocketAddr) -> Vec<u32> {
+    let mut owners = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        if let Ok(text) = std::fs::read_to_string(table) {
+            owners.extend(owners_in(&text, peer, ours));
+        }
+    }
+    owners
 }
 
 /// Starts what `cfg` asks for. The listener is bound here (a taken port fails the start).
@@ -385,11 +465,12 @@ pub fn start(cfg: &MetricsConfig, source: Arc<Source>, stop: Arc<AtomicBool>) ->
             .map_err(|e| format!("cannot listen for metrics on {addr}: {e}; pick a free port with --metrics-listen"))?;
         let (tx, rx) = std::sync::mpsc::sync_channel::<(TcpStream, Instant)>(QUEUE);
         let rx = Arc::new(Mutex::new(rx));
+        let access = Arc::new(Access { uids: cfg.allow_uids.clone(), remote: !addr.ip().is_loopback() });
         for n in 0..WORKERS {
-            let (rx, source) = (Arc::clone(&rx), Arc::clone(&source));
+            let (rx, source, access) = (Arc::clone(&rx), Arc::clone(&source), Arc::clone(&access));
             std::thread::Builder::new()
                 .name(format!("metrics-{n}"))
-                .spawn(move || handler(&rx, &source))
+                .spawn(move || handler(&rx, &source, &access))
                 .map_err(|e| format!("cannot start a metrics thread: {e}"))?;
         }
         std::thread::Builder::new()
@@ -461,13 +542,13 @@ fn accept(listener: &TcpListener, tx: &SyncSender<(TcpStream, Instant)>) {
     }
 }
 
-fn handler(rx: &Mutex<Receiver<(TcpStream, Instant)>>, source: &Source) {
+fn handler(rx: &Mutex<Receiver<(TcpStream, Instant)>>, source: &Source, access: &Access) {
     loop {
         let (stream, deadline) = match rx.lock().recv() {
             Ok(s) => s,
             Err(_) => return,
         };
-        let _ = answer(stream, deadline, source);
+        let _ = answer(stream, deadline, source, access);
     }
 }
 
@@ -508,7 +589,7 @@ fn parse(req: &[u8]) -> Asked {
 
 /// Reads one request until `deadline` (counted from the accept: time spent queued counts) and
 /// answers it.
-fn answer(mut stream: TcpStream, deadline: Instant, source: &Source) -> std::io::Result<()> {
+fn answer(mut stream: TcpStream, deadline: Instant, source: &Source, access: &Access) -> std::io::Result<()> {
     stream.set_write_timeout(Some(DEADLINE))?;
     let mut req = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
@@ -539,7 +620,11 @@ fn answer(mut stream: TcpStream, deadline: Instant, source: &Source) -> std::io:
         ("431 Request Header Fields Too Large", Arc::new("request too large\n".to_string()), false)
     } else {
         match parse(&req) {
-            Asked::Metrics { head } => ("200 OK", source.exposition(), head),
+            // Asked once the request is complete: the client's socket is live.
+            Asked::Metrics { head } => match access.allows(stream.peer_addr()?, stream.local_addr()?) {
+                Ok(()) => ("200 OK", source.exposition(), head),
+                Err(why) => ("403 Forbidden", Arc::new(format!("{why}\n")), false),
+            },
             Asked::Index => ("200 OK", Arc::new("quotafs metrics: /metrics\n".to_string()), false),
             Asked::NotFound => ("404 Not Found", Arc::new("not found; metrics are at /metrics\n".to_string()), false),
             Asked::BadMethod => ("405 Method Not Allowed", Arc::new("only GET and HEAD\n".to_string()), false),
@@ -578,6 +663,26 @@ mod tests {
         assert_eq!(parse(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"), Asked::Bad);
         assert_eq!(parse(b"GET /metrics\r\n\r\n"), Asked::Bad);
         assert_eq!(parse(b"GET  /metrics HTTP/1.0\r\n\r\n"), Asked::Bad);
+    }
+
+    #[test]
+    fn proc_net_tcp_lines_name_the_socket_owner() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+            0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1\n\
+            1: 0100007F:D431 0100007F:1F90 01 00000000:00000000 00:00000000 00000000  1000        0 2 1\n\
+            2: 0100007F:1F90 0100007F:D431 01 00000000:00000000 00:00000000 00000000     0        0 3 1\n\
+            3: 0100007F:D432 0100007F:1F90 06 00000000:00000000 00:00000000 00000000     0        0 0 1\n";
+        let (ours, peer) = ("127.0.0.1:8080".parse().unwrap(), "127.0.0.1:54321".parse().unwrap());
+        assert_eq!(owners_in(table, peer, ours), [1000]);
+        assert!(owners_in(table, "127.0.0.1:54322".parse().unwrap(), ours).is_empty(), "TIME_WAIT is no client");
+        assert!(owners_in(table, "10.0.0.1:54321".parse().unwrap(), ours).is_empty(), "remote");
+        let v6 = "sl local remote\n 0: 00000000000000000000000001000000:D431 00000000000000000000000001000000:1F90 01 0:0 0:0 0 107 0 5\n";
+        let (ours6, peer6) = ("[::1]:8080".parse().unwrap(), "[::1]:54321".parse().unwrap());
+        assert_eq!(owners_in(v6, peer6, ours6), [107]);
+        let mapped = "sl local remote\n 0: 0000000000000000FFFF00000100007F:D431 0000000000000000FFFF00000100007F:1F90 01 0:0 0:0 0 5 0 5\n";
+        assert_eq!(owners_in(mapped, peer, ours), [5], "v4-mapped is the same client");
+        let access = Access { uids: vec![107], remote: false };
+        assert!(access.allows("10.0.0.1:1".parse().unwrap(), ours).is_err(), "loopback listener: no remote");
     }
 
     #[test]
