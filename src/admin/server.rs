@@ -196,7 +196,7 @@ impl Server {
                 match result {
                     Ok(report) => {
                         if report.repaired
-                            && let Err(e) = self.ledger.checkpoint()
+                            && let Err(e) = self.checkpoints.run(&self.ledger)
                         {
                             return Response::Error {
                                 message: format!("repaired in memory, but the checkpoint failed: {e}"),
