@@ -4,6 +4,7 @@
 //! Every check here runs before quotafs touches the backing or creates the state dir, so a
 //! refused start changes nothing.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
@@ -62,6 +63,22 @@ pub struct FileConfig {
     pub watch_routes: Option<bool>,
     /// Worker threads of each routed backing's pool. Default: as many as `threads`.
     pub route_threads: Option<usize>,
+    /// `ADDR:PORT` to serve Prometheus metrics on (HTTP, `/metrics`). Default: none.
+    pub metrics_listen: Option<String>,
+    /// Allow `metrics_listen` on an address other than loopback. Default: false.
+    pub metrics_allow_remote: Option<bool>,
+    /// A file rewritten every 15 s with the metrics (node_exporter's textfile collector).
+    pub metrics_textfile: Option<PathBuf>,
+    /// Per-subject series for at most this many users and projects. Default: 10000.
+    pub metrics_max_subjects: Option<usize>,
+    /// Local uids besides root allowed to read the metrics over HTTP. Default: none.
+    pub metrics_allow_uids: Option<Vec<u32>>,
+    /// argv of a command run on quota events (soft limit passed, grace over, refusal).
+    pub notify_command: Option<Vec<String>>,
+    /// Seconds between two notifications of one subject and kind of event. Default: 3600.
+    pub notify_interval: Option<f64>,
+    /// Seconds a notification command may run before it is killed. Default: 30.
+    pub notify_timeout: Option<f64>,
 }
 
 /// One `[[route]]` table: `pattern = "/home/*/Dropbox"`, `backing = "/srv/dropbox"`.
@@ -110,6 +127,85 @@ pub struct MountConfig {
     pub shared_pool: bool,
     pub watch_routes: bool,
     pub route_threads: usize,
+    pub metrics: crate::admin::metrics::MetricsConfig,
+    pub notify: Option<crate::admin::notify::NotifyConfig>,
+}
+
+/// The metrics keys, validated: a listen address on loopback unless `metrics_allow_remote`,
+/// a textfile path whose directory exists.
+fn validate_metrics(file: &FileConfig, flags: &FileConfig) -> Result<crate::admin::metrics::MetricsConfig, String> {
+    let listen = match flags.metrics_listen.as_ref().or(file.metrics_listen.as_ref()) {
+        None => None,
+        Some(text) => {
+            let addr: std::net::SocketAddr = text.parse().map_err(|_| {
+                format!("metrics_listen {text:?} is not an address and port, e.g. 127.0.0.1:9746 or [::1]:9746")
+            })?;
+            let remote_ok = flags.metrics_allow_remote.or(file.metrics_allow_remote).unwrap_or(false);
+            if !addr.ip().is_loopback() && !remote_ok {
+                return Err(format!(
+                    "metrics_listen {addr} is not a loopback address: the metrics name every user's and project's \
+                     usage and limits, unauthenticated. Listen on 127.0.0.1 (a local Prometheus or node_exporter, or \
+                     a proxy with TLS and authentication, reaches it there), or set metrics_allow_remote = true"
+                ));
+            }
+            Some(addr)
+        }
+    };
+    let textfile = match flags.metrics_textfile.as_ref().or(file.metrics_textfile.as_ref()) {
+        None => None,
+        Some(path) => {
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+            if !path.is_absolute() || path.file_name().is_none() || !dir.is_some_and(Path::is_dir) {
+                return Err(format!(
+                    "metrics_textfile {} must be an absolute file path in an existing directory, e.g. \
+                     /var/lib/prometheus/node-exporter/quotafs.prom",
+                    path.display()
+                ));
+            }
+            Some(path.clone())
+        }
+    };
+    let max_subjects =
+        flags.metrics_max_subjects.or(file.metrics_max_subjects).unwrap_or(crate::admin::metrics::DEFAULT_MAX_SUBJECTS);
+    if max_subjects > 10_000_000 {
+        return Err(format!("metrics_max_subjects must be at most 10000000, got {max_subjects}"));
+    }
+    let allow_uids = flags.metrics_allow_uids.clone().or(file.metrics_allow_uids.clone()).unwrap_or_default();
+    Ok(crate::admin::metrics::MetricsConfig { listen, textfile, max_subjects, allow_uids })
+}
+
+/// The notification keys, validated: an absolute, executable program, sane intervals.
+fn validate_notify(file: &FileConfig) -> Result<Option<crate::admin::notify::NotifyConfig>, String> {
+    use crate::admin::notify::{DEFAULT_INTERVAL, DEFAULT_TIMEOUT, NotifyConfig};
+    let Some(command) = file.notify_command.clone() else {
+        if file.notify_interval.is_some() || file.notify_timeout.is_some() {
+            return Err("notify_interval and notify_timeout need notify_command".into());
+        }
+        return Ok(None);
+    };
+    let Some(program) = command.first() else {
+        return Err("notify_command is empty: give the program and its arguments, e.g. \
+                    [\"/usr/local/sbin/quota-warn\", \"--mail\"]"
+            .into());
+    };
+    let md = std::fs::metadata(program);
+    if !Path::new(program).is_absolute()
+        || !md.as_ref().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    {
+        return Err(format!(
+            "notify_command: {program:?} must be the absolute path of an executable file (it is run without a shell)"
+        ));
+    }
+    let secs = |name: &str, v: Option<f64>, default: Duration, range: std::ops::RangeInclusive<f64>| match v {
+        None => Ok(default),
+        Some(v) if range.contains(&v) => Ok(Duration::from_secs_f64(v)),
+        Some(v) => Err(format!("{name} must be between {} and {} seconds, got {v}", range.start(), range.end())),
+    };
+    Ok(Some(NotifyConfig {
+        command,
+        interval: secs("notify_interval", file.notify_interval, DEFAULT_INTERVAL, 0.0..=2_592_000.0)?,
+        timeout: secs("notify_timeout", file.notify_timeout, DEFAULT_TIMEOUT, 0.1..=3600.0)?,
+    }))
 }
 
 fn default_threads() -> usize {
@@ -278,6 +374,8 @@ pub fn validate_mount(file: FileConfig, flags: FileConfig) -> Result<MountConfig
                     tenant's credentials (run it as root, e.g. from the systemd unit in fixtures/)"
             .into());
     }
+    let metrics = validate_metrics(&file, &flags)?;
+    let notify = validate_notify(&file)?;
     let backing = flags
         .backing
         .or(file.backing)
@@ -390,6 +488,8 @@ pub fn validate_mount(file: FileConfig, flags: FileConfig) -> Result<MountConfig
             }
             n
         },
+        metrics,
+        notify,
     })
 }
 
@@ -420,6 +520,43 @@ mod tests {
         assert!(within(Path::new("/srv/a/b"), Path::new("/srv/a")));
         assert!(within(Path::new("/srv/a"), Path::new("/srv/a")));
         assert!(!within(Path::new("/srv/ab"), Path::new("/srv/a")));
+    }
+
+    #[test]
+    fn metrics_listen_is_loopback_unless_allowed() {
+        let with = |text: &str| toml::from_str::<FileConfig>(text).unwrap();
+        let none = FileConfig::default();
+        let ok = validate_metrics(&with("metrics_listen = \"127.0.0.1:9746\""), &none).unwrap();
+        assert_eq!(ok.listen, Some("127.0.0.1:9746".parse().unwrap()));
+        assert!(validate_metrics(&with("metrics_listen = \"[::1]:9746\""), &none).is_ok());
+        let err = validate_metrics(&with("metrics_listen = \"0.0.0.0:9746\""), &none).unwrap_err();
+        assert!(err.contains("not a loopback address") && err.contains("metrics_allow_remote"), "{err}");
+        let remote = with("metrics_listen = \"0.0.0.0:9746\"\nmetrics_allow_remote = true");
+        assert!(validate_metrics(&remote, &none).is_ok());
+        assert!(validate_metrics(&with("metrics_listen = \"localhost\""), &none).unwrap_err().contains("e.g."));
+        let err = validate_metrics(&with("metrics_textfile = \"rel.prom\""), &none).unwrap_err();
+        assert!(err.contains("absolute"), "{err}");
+        assert!(validate_metrics(&with("metrics_textfile = \"/nonexistent-dir/q.prom\""), &none).is_err());
+        assert_eq!(validate_metrics(&none, &none).unwrap().max_subjects, crate::admin::metrics::DEFAULT_MAX_SUBJECTS);
+    }
+
+    #[test]
+    fn notify_command_is_an_absolute_executable() {
+        let with = |text: &str| toml::from_str::<FileConfig>(text).unwrap();
+        assert!(validate_notify(&FileConfig::default()).unwrap().is_none());
+        let ok =
+            validate_notify(&with("notify_command = [\"/bin/true\", \"x\"]\nnotify_timeout = 5")).unwrap().unwrap();
+        assert_eq!(ok.command, ["/bin/true", "x"]);
+        assert_eq!(ok.timeout, Duration::from_secs(5));
+        for bad in [
+            "notify_command = []",
+            "notify_command = [\"true\"]",
+            "notify_command = [\"/etc/passwd\"]",
+            "notify_command = [\"/bin/true\"]\nnotify_timeout = 0",
+            "notify_interval = 60",
+        ] {
+            assert!(validate_notify(&with(bad)).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use fuser::{MountOption, Session, SessionACL};
 
+use crate::admin::metrics::Checkpoints;
 use crate::backing::{creds, cstring, sys};
 use crate::config::MountConfig;
 use crate::fuse::{FrontOptions, FuseFront};
@@ -20,6 +21,7 @@ use crate::passthrough::{Options, Passthrough};
 /// Checkpoints every `interval`, or sooner when the activity log passes 64 MiB.
 fn spawn_checkpointer(
     ledger: Arc<Ledger>,
+    checkpoints: Arc<Checkpoints>,
     stop: Arc<AtomicBool>,
     interval: Duration,
 ) -> Result<std::thread::JoinHandle<()>, String> {
@@ -30,7 +32,7 @@ fn spawn_checkpointer(
             while !stop.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(200));
                 if last.elapsed() >= interval || ledger.log_len() > 64 << 20 {
-                    if let Err(e) = ledger.checkpoint() {
+                    if let Err(e) = checkpoints.run(&ledger) {
                         tracing::error!(error = %e, "checkpoint failed");
                     }
                     last = Instant::now();
@@ -38,6 +40,24 @@ fn spawn_checkpointer(
             }
         })
         .map_err(|e| format!("cannot start the checkpoint thread: {e}"))
+}
+
+/// Sends `state` to systemd's notification socket (`$NOTIFY_SOCKET`: a path, or `@name` in
+/// the abstract namespace), as sd_notify(3) does; nothing without it. Failures are logged,
+/// never fatal: the mount serves whether or not systemd hears of it.
+pub fn sd_notify(state: &str) {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let Some(target) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(target.as_os_str());
+    let addr = match bytes.strip_prefix(b"@") {
+        Some(name) => SocketAddr::from_abstract_name(name),
+        None => SocketAddr::from_pathname(Path::new(&target)),
+    };
+    let sent = addr.and_then(|addr| UnixDatagram::unbound()?.send_to_addr(state.as_bytes(), &addr));
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, socket = ?target, "cannot notify systemd");
+    }
 }
 
 /// Creates the state dir (0711: tenants may reach `tenant.sock` in it, nothing else is
@@ -240,6 +260,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
     let backings = Arc::new(backings);
     // Recovery (or the first-mount scan) runs to completion before anything is mounted: the
     // mount never serves a request against a ledger that is not exact.
+    sd_notify("STATUS=recovering the ledger (the first mount counts the tree)");
     let ledger =
         Arc::new(Ledger::open(&cfg.state_dir, Arc::clone(&backings), cfg.exempt_uids.iter().copied().collect())?);
     // Routed backings written behind our back: recount now (what changed while we were down),
@@ -267,6 +288,25 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
         cfg.route_threads,
         cfg.shared_pool,
     )?;
+    let checkpoints = Arc::new(Checkpoints::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let notify = match &cfg.notify {
+        Some(n) => Some(crate::admin::notify::start(n.clone(), &ledger, cfg.mountpoint.display().to_string())?),
+        None => None,
+    };
+    // Bound before anything is mounted: a port in use refuses the start.
+    crate::admin::metrics::start(
+        &cfg.metrics,
+        Arc::new(crate::admin::metrics::Source {
+            ledger: Arc::clone(&ledger),
+            pools: Arc::clone(&pools),
+            checkpoints: Arc::clone(&checkpoints),
+            max_subjects: cfg.metrics.max_subjects,
+            notify,
+            cache: Default::default(),
+        }),
+        Arc::clone(&stop),
+    )?;
     crate::admin::serve::start(
         &cfg.state_dir,
         crate::admin::server::Server {
@@ -276,9 +316,9 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
             threads: cfg.threads,
             pools: Arc::clone(&pools),
             projects: Default::default(),
+            checkpoints: Arc::clone(&checkpoints),
         },
     )?;
-    let stop = Arc::new(AtomicBool::new(false));
     let mut watchers = Vec::new();
     // Set once the session exists: outside writes to a watched backing invalidate the
     // kernel's cached pages of its nodes.
@@ -336,6 +376,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
         .spawn(move || {
             if let Some(sig) = signals.forever().next() {
                 tracing::info!(signal = sig, "unmounting on signal");
+                sd_notify("STOPPING=1");
                 requested_by_signal.store(true, Ordering::SeqCst);
                 // A busy mount is detached lazily: open files keep working until closed, and
                 // the session ends after that.
@@ -349,9 +390,25 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
         })
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;
 
-    let checkpointer = spawn_checkpointer(Arc::clone(&ledger), Arc::clone(&stop), cfg.checkpoint_interval)?;
+    let checkpointer =
+        spawn_checkpointer(Arc::clone(&ledger), Arc::clone(&checkpoints), Arc::clone(&stop), cfg.checkpoint_interval)?;
+
+    // READY=1 once the mount answers: the stat below waits for the kernel's INIT and the
+    // root's getattr, which the session's threads serve once `run` starts.
+    let ready_at = cfg.mountpoint.clone();
+    std::thread::Builder::new()
+        .name("ready".into())
+        .spawn(move || match std::fs::metadata(&ready_at) {
+            Ok(_) => {
+                sd_notify("READY=1\nSTATUS=serving");
+                tracing::info!("serving");
+            }
+            Err(e) => tracing::warn!(error = %e, "the mount does not answer; not reporting readiness"),
+        })
+        .map_err(|e| format!("cannot start the readiness thread: {e}"))?;
 
     let result = session.run();
+    sd_notify("STOPPING=1");
     handle.close();
     let _ = watcher.join();
     stop.store(true, Ordering::SeqCst);
@@ -360,7 +417,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
         let _ = w.join();
     }
     // A last checkpoint: the next mount then has nothing to replay.
-    match ledger.checkpoint() {
+    match checkpoints.run(&ledger) {
         Ok(epoch) => tracing::info!(epoch, "final checkpoint"),
         Err(e) => tracing::error!(error = %e, "final checkpoint failed; the next mount recovers from the log"),
     }

@@ -2,7 +2,9 @@
 //! request line → one JSON response line. The CLI uses it to reach a running daemon; with no
 //! daemon the CLI works on the store directly.
 
+pub mod metrics;
 pub mod names;
+pub mod notify;
 pub mod restore;
 pub mod serve;
 pub mod server;

@@ -88,6 +88,8 @@ pub struct Server {
     pub pools: Arc<crate::fuse::pool::Pools>,
     /// What `show` needs about projects, for the tenant socket.
     pub projects: ProjectCache,
+    /// Checkpoint counts and durations (the metrics).
+    pub checkpoints: Arc<super::metrics::Checkpoints>,
 }
 
 /// Each project's name and the uid owning its top directory, as `show` needs them: built by
@@ -194,7 +196,7 @@ impl Server {
                 match result {
                     Ok(report) => {
                         if report.repaired
-                            && let Err(e) = self.ledger.checkpoint()
+                            && let Err(e) = self.checkpoints.run(&self.ledger)
                         {
                             return Response::Error {
                                 message: format!("repaired in memory, but the checkpoint failed: {e}"),
@@ -205,7 +207,7 @@ impl Server {
                     Err(e) => Response::Error { message: e },
                 }
             }
-            Request::Checkpoint => match self.ledger.checkpoint() {
+            Request::Checkpoint => match self.checkpoints.run(&self.ledger) {
                 Ok(epoch) => Response::Done { message: format!("checkpoint committed; epoch {epoch} begins") },
                 Err(e) => Response::Error { message: e },
             },

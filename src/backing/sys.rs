@@ -637,3 +637,14 @@ pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> SysResult<usize> {
     // SAFETY: `fds` is a valid, writable array of `fds.len()` pollfd structures.
     cvt(unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) }).map(|n| n as usize)
 }
+
+/// Sends `sig` to process group `pgid` (a child started with `process_group(0)`: its pid).
+pub fn kill_group(pgid: u32, sig: libc::c_int) -> SysResult<()> {
+    let pgid = libc::pid_t::try_from(pgid).map_err(|_| Errno(libc::ESRCH))?;
+    if pgid <= 1 {
+        return Err(Errno(libc::ESRCH));
+    }
+    // SAFETY: kill(2) takes plain integers; a negative pid names a process group (never 0
+    // or -1, which would signal our own group or every process: refused above).
+    cvt(unsafe { libc::kill(-pgid, sig) }).map(|_| ())
+}

@@ -332,6 +332,13 @@ pub struct MountArgs {
     /// Worker threads of each routed backing's pool [default: as many as --threads].
     #[arg(long, value_name = "N")]
     pub route_threads: Option<usize>,
+    /// Serve Prometheus metrics over HTTP at ADDR:PORT/metrics (loopback only unless the
+    /// config file sets metrics_allow_remote), e.g. 127.0.0.1:9746.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_listen: Option<String>,
+    /// Write the metrics to FILE every 15 s, for node_exporter's textfile collector.
+    #[arg(long, value_name = "FILE")]
+    pub metrics_textfile: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

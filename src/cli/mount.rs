@@ -22,6 +22,8 @@ pub fn run(cli: &Cli, args: &MountArgs) -> Result<(), CliError> {
         shared_pool: args.shared_pool.then_some(true),
         watch_routes: args.watch_routes.then_some(true),
         route_threads: args.route_threads,
+        metrics_listen: args.metrics_listen.clone(),
+        metrics_textfile: args.metrics_textfile.clone(),
         route: if args.route.is_empty() {
             None
         } else {
@@ -33,6 +35,7 @@ pub fn run(cli: &Cli, args: &MountArgs) -> Result<(), CliError> {
                     .map_err(CliError::usage)?,
             )
         },
+        ..FileConfig::default()
     };
     let cfg = validate_mount(file, flags).map_err(CliError::usage)?;
     crate::daemon::run(&cfg).map_err(|e| match e {

@@ -9,10 +9,15 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
 
 type Job = Box<dyn FnOnce() + Send>;
+
+/// Upper bounds (microseconds) of the request-latency histogram's buckets; a last bucket
+/// counts the rest.
+pub const LATENCY_BOUNDS_US: [u64; 6] = [100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000];
 
 /// Counters of one backing's requests.
 #[derive(Default)]
@@ -20,6 +25,20 @@ pub struct Counters {
     pub requests: AtomicU64,
     pub queued: AtomicU64,
     pub busy: AtomicU64,
+    /// Requests finished, by latency (from arrival to the end of its handling, queueing
+    /// included): one bucket per `LATENCY_BOUNDS_US` (not cumulative), then the rest.
+    pub latency: [AtomicU64; LATENCY_BOUNDS_US.len() + 1],
+    /// Total latency of the requests finished, in microseconds.
+    pub latency_us: AtomicU64,
+}
+
+impl Counters {
+    fn finished(&self, since: Instant) {
+        let us = since.elapsed().as_micros() as u64;
+        let bucket = LATENCY_BOUNDS_US.iter().position(|&b| us <= b).unwrap_or(LATENCY_BOUNDS_US.len());
+        self.latency[bucket].fetch_add(1, Ordering::Relaxed);
+        self.latency_us.fetch_add(us, Ordering::Relaxed);
+    }
 }
 
 struct Pool {
@@ -67,7 +86,11 @@ impl Pools {
             (Some(Some(pool)), Some(c)) => {
                 c.requests.fetch_add(1, Ordering::Relaxed);
                 c.queued.fetch_add(1, Ordering::Relaxed);
-                pool.queue.lock().push_back(Box::new(job));
+                let (since, timed) = (Instant::now(), Arc::clone(c));
+                pool.queue.lock().push_back(Box::new(move || {
+                    job();
+                    timed.finished(since);
+                }));
                 pool.wake.notify_one();
             }
             _ => self.inline(backing, job),
@@ -81,8 +104,10 @@ impl Pools {
             c.requests.fetch_add(1, Ordering::Relaxed);
             c.busy.fetch_add(1, Ordering::Relaxed);
         }
+        let since = Instant::now();
         job();
         if let Some(c) = c {
+            c.finished(since);
             c.busy.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -90,6 +115,11 @@ impl Pools {
     /// Whether requests of `backing` are queued to a pool of its own.
     pub fn offloads(&self, backing: usize) -> bool {
         matches!(self.pools.get(backing), Some(Some(_)))
+    }
+
+    /// Each backing's path and counters, by index.
+    pub fn backings(&self) -> impl Iterator<Item = (usize, &str, &Counters)> {
+        self.paths.iter().zip(&self.counters).enumerate().map(|(i, (p, c))| (i, p.as_str(), &**c))
     }
 
     /// Per-backing figures for `quotafs status`.

@@ -19,12 +19,52 @@ use crate::backing::Errno;
 /// Grace timers: (subject, inodes?) → Unix time the soft limit was first exceeded.
 pub type GraceMap = BTreeMap<(Subject, bool), u64>;
 
+/// What just happened to a subject's quota, for notifications (`notify_command`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// A settled change took usage above the soft limit: its grace period started.
+    SoftExceeded,
+    /// A settled change found the grace period over: the soft limit now acts as hard.
+    GraceExpired,
+    /// An allocation was refused with EDQUOT.
+    Refused,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::SoftExceeded => "soft_exceeded",
+            EventKind::GraceExpired => "grace_expired",
+            EventKind::Refused => "refused",
+        }
+    }
+}
+
+/// One quota event: the subject, the resource, its usage and the limits in force.
+#[derive(Clone, Copy, Debug)]
+pub struct Event {
+    pub kind: EventKind,
+    pub subject: Subject,
+    /// The resource concerned: inodes (true) or bytes.
+    pub inodes: bool,
+    pub usage: u64,
+    pub limits: Limits,
+    /// Unix time the grace period ends (ended), if its timer runs.
+    pub grace_expires: Option<u64>,
+    /// The caller refused (Refused only).
+    pub caller_uid: Option<u32>,
+}
+
+/// Called on the request path with each event: must only queue it (see `admin::notify`).
+pub type EventHook = Box<dyn Fn(Event) + Send + Sync>;
+
 pub struct Enforcer {
     limits: RwLock<HashMap<LimitKey, Limits>>,
     grace: Mutex<GraceMap>,
     exempt: HashSet<u32>,
     refusals: DashMap<Subject, u64>,
     last_log: Mutex<HashMap<(Subject, &'static str), Instant>>,
+    hook: std::sync::OnceLock<EventHook>,
 }
 
 fn now() -> u64 {
@@ -56,6 +96,20 @@ impl Enforcer {
             exempt,
             refusals: DashMap::new(),
             last_log: Mutex::new(HashMap::new()),
+            hook: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Installs the event hook (once; later calls are ignored).
+    pub fn set_hook(&self, hook: EventHook) {
+        let _ = self.hook.set(hook);
+    }
+
+    fn emit(&self, kind: EventKind, s: Subject, inodes: bool, usage: u64, caller_uid: Option<u32>) {
+        if let Some(hook) = self.hook.get() {
+            let limits = self.effective(s).unwrap_or_default();
+            let grace_expires = self.grace_expires(s, inodes);
+            hook(Event { kind, subject: s, inodes, usage, limits, grace_expires, caller_uid });
         }
     }
 
@@ -188,6 +242,7 @@ impl Enforcer {
             Err(r) => {
                 *self.refusals.entry(r.subject).or_insert(0) += 1;
                 self.log_refusal(r, caller_uid);
+                self.emit(EventKind::Refused, r.subject, r.inodes, r.usage, Some(caller_uid));
                 Err(Errno(libc::EDQUOT))
             }
         }
@@ -232,7 +287,9 @@ impl Enforcer {
                             tracing::warn!(subject = ?s, resource = if inodes { "inodes" } else { "bytes" }, usage = used,
                                 soft_limit = soft, grace_secs = l.grace_secs(), "soft limit exceeded; grace period started");
                         });
+                        self.emit(EventKind::SoftExceeded, s, inodes, used, None);
                     } else if since + l.grace_secs() <= now() {
+                        self.emit(EventKind::GraceExpired, s, inodes, used, None);
                         self.log_limited(s, "expired", || {
                             tracing::warn!(subject = ?s, resource = if inodes { "inodes" } else { "bytes" }, usage = used,
                                 soft_limit = soft, "grace period expired; the soft limit now acts as hard");
