@@ -1,8 +1,25 @@
-//! Checkpoints of the usage table in redb: one snapshot, the epoch it starts.
+//! The ledger's store in redb (`ledger.redb` in the state dir, format 1): the snapshot of the
+//! usage table with the epoch it starts, and the limits, grace timers and project records.
 //!
-//! Tables: `usage` maps `Subject::key()` → `(bytes, inodes)`; `meta` holds `epoch` and
-//! `format` (1). A snapshot is written in one write transaction with `Durability::Immediate`:
-//! after `commit` returns it is the durable snapshot, before it the previous one is.
+//! Tables (docs/design.md §9.2). A subject key is `Subject::key()`: `kind << 32 | id` (kind 0
+//! user, 1 project); a limit key is a subject key or `2 << 32` / `3 << 32` (default user /
+//! project limits, `LimitKey::key()`).
+//! * `meta`: `&str` → `u64`: `"epoch"` (the snapshot's epoch), `"format"` (1), and
+//!   `"backing.<N>"` → 1 for each backing index N the snapshot counts (none: backing 0 only).
+//! * `usage`: subject key `u64` → `(bytes u64, inodes u64)`.
+//! * `usage_by_backing`: `(backing u8, subject key u64)` → `(bytes u64, inodes u64)`, the share
+//!   of `usage` on each routed backing.
+//! * `grace`: `(subject key << 1 | is_inodes)` `u128` → `u64`, the Unix time the soft limit was
+//!   first exceeded; replaced by each snapshot that carries timers (checkpoints).
+//! * `limits`: limit key `u64` → `(bytes_soft, bytes_hard, inodes_soft, inodes_hard,
+//!   grace_secs, 0)`, six `u64`, `u64::MAX` for "none" (`Limits::encode`).
+//! * `project_names`: project id `u32` → name `&str`, unique.
+//! * `project_roots`: project id `u32` → top directory `(backing u8, ino u64, generation u32)`.
+//!
+//! A snapshot (`usage`, `usage_by_backing`, `meta`, and `grace` from checkpoints) is written in
+//! one write transaction with `Durability::Immediate`: after `commit` returns it is the durable
+//! snapshot, before it the previous one is. Limits, names and roots are committed on their own,
+//! durable when the call returns.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::OpenOptionsExt;
