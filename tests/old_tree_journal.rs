@@ -57,7 +57,10 @@ fn old_tree_work_costs_no_fdatasync_per_file() {
     let listed = run_ok(Command::new("ls").arg("-a").arg(&f.mnt));
     assert!(!listed.contains(".quotafs-journal"), "hidden from listings: {listed}");
     assert!(std::fs::metadata(f.m(".quotafs-journal")).is_err(), "hidden from lookups");
-    assert!(std::fs::create_dir(f.m(".quotafs-journal")).is_err(), "its name cannot be made at the root");
+    for name in [".quotafs-journal", ".quotafs-journal.new"] {
+        let made = std::fs::create_dir(f.m(name));
+        assert_eq!(common::errno_of(made), libc::EPERM, "{name} cannot be made at the root");
+    }
     assert!(f.b(".quotafs-journal").is_dir(), "it is on the backing");
 }
 

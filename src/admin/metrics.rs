@@ -168,6 +168,12 @@ impl Source {
             "Records written to the activity log since the daemon started",
             st.log_records_total,
         );
+        o.one(
+            "quotafs_journal_records_total",
+            "counter",
+            "Records made in the backings' journal directories (no fdatasync) since the daemon started",
+            st.journal_records_total,
+        );
         o.one("quotafs_log_bytes", "gauge", "Bytes in the current epoch's activity log", st.log_bytes);
         let c = &self.checkpoints;
         o.one(

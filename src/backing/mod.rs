@@ -86,11 +86,12 @@ impl Backing {
         self.root.as_fd()
     }
 
-    /// Whether entry `name` of the directory with inode number `dir_ino` is the daemon's own
-    /// (the ledger's journal, `JOURNAL_DIR` at the backing root): never served through the
-    /// mount, never counted, never re-tagged.
+    /// Whether entry `name` of the directory with inode number `dir_ino` is the daemon's own:
+    /// at the backing root, any name that begins with `JOURNAL_DIR` (the ledger's journal and
+    /// the temporary name it is made under). Never served through the mount (so no tenant can
+    /// make one), never counted, never re-tagged.
     pub fn is_private(&self, dir_ino: u64, name: &CStr) -> bool {
-        dir_ino == self.root_ino && name == JOURNAL_DIR
+        dir_ino == self.root_ino && name.to_bytes().starts_with(JOURNAL_DIR.to_bytes())
     }
 
     /// Opens the inode named by `handle` on this backing's file system.
