@@ -158,10 +158,15 @@ impl FuseFront {
         }
     }
 
+    /// The backing whose pool serves requests for node `node`, as the router answers.
+    fn serving_backing(&self, node: u64) -> usize {
+        self.ops.router().serving_backing(node).0 as usize
+    }
+
     /// Runs a request's work for node `node`: on this thread for backing 0, on its backing's
     /// pool otherwise (then with a clone of the front, which is a few `Arc`s).
     fn dispatch(&self, node: u64, job: impl FnOnce(&FuseFront) + Send + 'static) {
-        let backing = crate::inode::backing_of(node).0 as usize;
+        let backing = self.serving_backing(node);
         if self.pools.offloads(backing) {
             let me = self.clone();
             self.pools.run(backing, move || job(&me));
@@ -395,7 +400,7 @@ impl Filesystem for FuseFront {
         // The request's uid is not used: a write is performed and charged as the handle's
         // opener (write-back of a shared mapping arrives as uid 0).
         let cached = write_flags.contains(WriteFlags::FUSE_WRITE_CACHE);
-        if !self.pools.offloads(crate::inode::backing_of(ino.0).0 as usize) {
+        if !self.pools.offloads(self.serving_backing(ino.0)) {
             self.pools.inline(0, || {
                 let r = self.ops.write(fh.0, offset, data, cached);
                 self.reply_write(ino.0, offset, data.len(), cached, r, reply);

@@ -16,13 +16,14 @@ use std::os::unix::ffi::OsStrExt;
 
 use super::accounting::{Op, Tracked};
 use super::file::Opened;
+use super::routing::Parents;
 use super::{Ctx, Entry, Passthrough};
 use crate::backing::creds::{as_caller, set_thread_umask};
 use crate::backing::{Backing, BackingIndex, Errno, entry_name, sys};
 use crate::inode::{self, Inode, ROOT_ID};
 use crate::ledger::tag;
 use crate::quota::{Charge, Subject};
-use crate::route::Step;
+use crate::route::{Place, RenameRoute};
 
 fn is_dir(st: &libc::stat) -> bool {
     st.st_mode & libc::S_IFMT == libc::S_IFDIR
@@ -54,7 +55,7 @@ impl Passthrough {
         let name = match name.as_bytes() {
             b".." if parent == ROOT_ID => c".".to_owned(),
             b".." => {
-                if let Some(e) = self.routed_dotdot(&dir, dirfd.as_fd())? {
+                if let Some(e) = self.lookup_routed_dotdot(&dir, dirfd.as_fd())? {
                     return Ok(e);
                 }
                 c"..".to_owned()
@@ -62,12 +63,12 @@ impl Passthrough {
             _ => entry_name(name)?,
         };
         self.refuse_private(&dir, &name, libc::ENOENT)?;
-        let step = if name.as_bytes() == b"." || name.as_bytes() == b".." { None } else { self.step_of(&dir, &name) };
-        if let Some(Step::Routed { backing, path, .. }) = &step {
-            return self.routed_lookup(*backing, path);
+        let place = self.router.place(&dir, &name);
+        if let Place::Routed(r) = &place {
+            return self.lookup_routed(r);
         }
         let e = self.lookup_at(dir.backing, dirfd.as_fd(), &name)?;
-        self.mark_child(step.as_ref(), &e);
+        self.mark_child(&place, &e);
         Ok(e)
     }
 
@@ -184,12 +185,11 @@ impl Passthrough {
     ) -> Result<(Entry, Option<OwnedFd>), Errno> {
         let (dir, dirfd) = self.resolve_dir(parent)?;
         self.refuse_private(&dir, name, libc::EPERM)?;
-        let step = self.step_of(&dir, name);
-        if let Some(Step::Routed { backing, path, .. }) = &step {
-            let kparent = self.hidden_parent(*backing, path)?;
-            let r = self.create_in_project(ctx, kparent, name, new_bytes, project, make);
-            self.forget(kparent, 1);
-            return r;
+        let place = self.router.place(&dir, name);
+        if let Place::Routed(r) = &place {
+            return self.on_routed_parent(r, Parents::Make, |kparent| {
+                self.create_in_project(ctx, kparent, name, new_bytes, project, make)
+            });
         }
         let backing = self.backing(dir.backing)?;
         let mut acct = self.begin(&[dir.ino]);
@@ -214,7 +214,7 @@ impl Passthrough {
             })
         });
         if let Ok((e, _)) = &result {
-            self.mark_child(step.as_ref(), e);
+            self.mark_child(&place, e);
         }
         result
     }
@@ -323,7 +323,7 @@ impl Passthrough {
         let (dir, dirfd) = self.resolve_dir(newparent)?;
         let name = entry_name(newname)?;
         self.refuse_private(&dir, &name, libc::EPERM)?;
-        if inode.backing != dir.backing || matches!(self.step_of(&dir, &name), Some(Step::Routed { .. })) {
+        if inode.backing != dir.backing || matches!(self.router.place(&dir, &name), Place::Routed(_)) {
             return Err(Errno(libc::EXDEV));
         }
         let mut acct = self.begin(&[inode.ino, dir.ino]);
@@ -356,32 +356,18 @@ impl Passthrough {
         let (dir, dirfd) = self.resolve_dir(parent)?;
         let cname = entry_name(name)?;
         self.refuse_private(&dir, &cname, libc::ENOENT)?;
-        match self.step_of(&dir, &cname) {
-            Some(Step::Routed { backing, path, .. }) => {
-                // The routed directory itself: removed on its backing.
-                let kparent = match self.routed_lookup_parent(backing, &path) {
-                    Ok(p) => p,
-                    Err(Errno(libc::ENOENT | libc::ENOTDIR)) => return Err(Errno(libc::ENOENT)),
-                    Err(e) => return Err(e),
-                };
-                let r = self.remove(ctx, kparent, name, flags);
-                self.forget(kparent, 1);
-                r
+        match self.router.place(&dir, &cname) {
+            Place::Routed(r) => {
+                self.on_routed_parent(&r, Parents::Existing, |kparent| self.remove(ctx, kparent, name, flags))
             }
-            Some(Step::Local(Some(state))) if flags == libc::AT_REMOVEDIR => {
-                // A directory on a route's path: what it holds on the routed backing counts.
-                if self.hidden_not_empty(&state)? {
-                    return Err(Errno(libc::ENOTEMPTY));
-                }
-                self.remove_here(ctx, &dir, dirfd.as_fd(), cname, flags)?;
-                self.remove_hidden(&state);
-                Ok(())
+            Place::OnPath(Some(state)) if flags == libc::AT_REMOVEDIR => {
+                self.rmdir_on_path(ctx, &dir, dirfd.as_fd(), cname, &state)
             }
             _ => self.remove_here(ctx, &dir, dirfd.as_fd(), cname, flags),
         }
     }
 
-    fn remove_here(
+    pub(super) fn remove_here(
         &self,
         ctx: &Ctx,
         dir: &Inode,
@@ -422,67 +408,17 @@ impl Passthrough {
         if from.backing != to.backing {
             return Err(Errno(libc::EXDEV));
         }
-        let b = from.backing.0;
         let cname = entry_name(name)?;
         let cnewname = entry_name(newname)?;
         self.refuse_private(&from, &cname, libc::ENOENT)?;
         self.refuse_private(&to, &cnewname, libc::EPERM)?;
-        let mut moved_routes = None;
-        if self.routing() && b == 0 {
-            let (s1, s2) = (self.step_of(&from, &cname), self.step_of(&to, &cnewname));
-            match (s1, s2) {
-                (
-                    Some(Step::Routed { backing: k1, path: p1, .. }),
-                    Some(Step::Routed { backing: k2, path: p2, .. }),
-                ) => {
-                    // A routed directory renamed to another routed place of the same backing.
-                    if k1 != k2 {
-                        return Err(Errno(libc::EXDEV));
-                    }
-                    let sp = self.routed_lookup_parent(k1, &p1)?;
-                    let dp = match self.hidden_parent(k2, &p2) {
-                        Ok(d) => d,
-                        Err(e) => {
-                            self.forget(sp, 1);
-                            return Err(e);
-                        }
-                    };
-                    let r = self.rename(ctx, sp, name, dp, newname, flags);
-                    self.forget(sp, 1);
-                    self.forget(dp, 1);
-                    return r;
-                }
-                (Some(Step::Routed { .. }), _) | (_, Some(Step::Routed { .. })) => return Err(Errno(libc::EXDEV)),
-                (s1, s2) => {
-                    let src_is_dir = sys::stat_at(fromfd.as_fd(), &cname).is_ok_and(|st| is_dir(&st));
-                    if src_is_dir {
-                        match (s1, s2) {
-                            (Some(Step::Local(Some(a))), Some(Step::Local(Some(bs))))
-                                if crate::route::Routes::same_shape(&a, &bs) && !exchange =>
-                            {
-                                moved_routes = Some((a, bs));
-                            }
-                            (Some(Step::Local(Some(a))), _) if !self.hidden_counterparts(&a).is_empty() => {
-                                return Err(Errno(libc::EXDEV));
-                            }
-                            (Some(Step::Local(Some(_))), _) => moved_routes = None,
-                            // A directory moving onto a route's path could hide its own entries
-                            // behind routed names: it is copied instead (mv does that on EXDEV).
-                            (_, Some(Step::Local(Some(_)))) => return Err(Errno(libc::EXDEV)),
-                            _ => {}
-                        }
-                    }
-                }
-            }
-        }
+        let after = match self.router.rename(&from, fromfd.as_fd(), &cname, &to, &cnewname, exchange)? {
+            RenameRoute::Routed { from, to } => return self.rename_routed(ctx, &from, name, &to, newname, flags),
+            RenameRoute::Here(after) => after,
+        };
         let r = self.rename_here(ctx, &from, fromfd.as_fd(), &cname, &to, tofd.as_fd(), &cnewname, flags);
-        if r.is_ok() && self.routing() && b == 0 {
-            if let Some((a, bs)) = &moved_routes
-                && let Err(e) = self.move_hidden(a, bs)
-            {
-                tracing::error!(error = %e, "a directory moved but its routed part did not; `quotafs check` reports it");
-            }
-            self.inodes.reset_routes();
+        if r.is_ok() {
+            self.after_rename(&after);
         }
         r
     }
