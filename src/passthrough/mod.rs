@@ -7,7 +7,11 @@
 //! Operations are grouped by concern: `namespace` (names: lookup, create, link, rename, ...),
 //! `attr` (attributes and xattrs), `file` (open files and their data), `dir` (directory
 //! listings), `accounting` (the guard), `account` (block arithmetic, tag cache, opens and
-//! closes of unlinked files), `project` (project assignment).
+//! closes of unlinked files), `project` (project assignment), `routing` (what the router's
+//! answers mean for nodes and accounting: hidden parents, moved and removed counterparts).
+//!
+//! Each name operation runs in three steps: the operation asks the router
+//! (`crate::route::Router`) where the name lives, then runs its backing call there.
 
 mod account;
 mod accounting;
