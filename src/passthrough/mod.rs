@@ -10,8 +10,10 @@
 //! closes of unlinked files), `project` (project assignment), `routing` (what the router's
 //! answers mean for nodes and accounting: hidden parents, moved and removed counterparts).
 //!
-//! Each name operation runs in three steps: the operation asks the router
-//! (`crate::route::Router`) where the name lives, then runs its backing call there.
+//! A name operation runs in three steps, operation → route → backing call: it validates the
+//! name, asks the router (`crate::route::Router`) where the name lives (this directory, or a
+//! routed directory on another backing, with its hidden parents made first), and makes its
+//! backing call there.
 
 mod account;
 mod accounting;
