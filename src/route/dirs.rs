@@ -114,3 +114,102 @@ pub fn conflicts(backings: &[Backing], routes: &Routes) -> Vec<String> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+    use crate::backing::BackingIndex;
+    use crate::route::Pattern;
+
+    /// A directory of its own under the temp dir, removed when dropped.
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new(name: &str) -> Dir {
+            let p = std::env::temp_dir().join(format!("quotafs-route-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&p);
+            std::fs::create_dir_all(&p).unwrap();
+            Dir(p)
+        }
+        fn mkdirs(&self, rel: &str) -> PathBuf {
+            let p = self.0.join(rel);
+            std::fs::create_dir_all(&p).unwrap();
+            p
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn c(s: &str) -> CString {
+        CString::new(s).unwrap()
+    }
+
+    fn backing(index: u8, path: &Path) -> Backing {
+        Backing::open(BackingIndex(index), path).unwrap()
+    }
+
+    #[test]
+    fn open_dir_stays_beneath_the_backing_and_follows_no_symlink() {
+        let d = Dir::new("open");
+        d.mkdirs("main/home/a");
+        std::os::unix::fs::symlink(d.0.join("main/home"), d.0.join("main/link")).unwrap();
+        let b = backing(0, &d.0.join("main"));
+        assert!(open_dir(&b, &[]).is_ok());
+        assert!(open_dir(&b, &[c("home"), c("a")]).is_ok());
+        assert!(open_dir(&b, &[c("home"), c("b")]).is_err());
+        assert!(open_dir(&b, &[c("..")]).is_err());
+        assert!(open_dir(&b, &[c("link"), c("a")]).is_err());
+    }
+
+    #[test]
+    fn names_to_root_finds_the_path_by_walking_up() {
+        let d = Dir::new("walk");
+        d.mkdirs("main/home/a/Mail");
+        d.mkdirs("elsewhere");
+        let b = backing(0, &d.0.join("main"));
+        let path = [c("home"), c("a"), c("Mail")];
+        let fd = open_dir(&b, &path).unwrap();
+        let ino = sys::stat_fd(fd.as_fd()).unwrap().st_ino;
+        assert_eq!(names_to_root(&b, fd, ino).unwrap(), Some(path.to_vec()));
+        let root = open_dir(&b, &[]).unwrap();
+        assert_eq!(names_to_root(&b, root, b.root_ino).unwrap(), Some(Vec::new()));
+        // A directory outside the backing has no path beneath its root.
+        let outside = backing(1, &d.0.join("elsewhere"));
+        let fd = open_dir(&outside, &[]).unwrap();
+        assert!(!matches!(names_to_root(&b, fd, outside.root_ino), Ok(Some(_))));
+    }
+
+    #[test]
+    fn is_empty_sees_any_entry() {
+        let d = Dir::new("empty");
+        let p = d.mkdirs("main/x");
+        let b = backing(0, &d.0.join("main"));
+        assert!(is_empty(&open_dir(&b, &[c("x")]).unwrap()).unwrap());
+        std::fs::write(p.join("f"), b"").unwrap();
+        assert!(!is_empty(&open_dir(&b, &[c("x")]).unwrap()).unwrap());
+    }
+
+    #[test]
+    fn conflicts_name_routed_paths_shadowed_on_the_main_backing() {
+        let d = Dir::new("conflicts");
+        d.mkdirs("main/home/a/Dropbox");
+        d.mkdirs("main/home/b/Mail");
+        d.mkdirs("main/home/c/Dropbox");
+        d.mkdirs("dropbox/home/c/Dropbox");
+        let backings = vec![backing(0, &d.0.join("main")), backing(1, &d.0.join("dropbox"))];
+        let routes = Routes { routes: vec![(Pattern::parse("/home/*/Dropbox").unwrap(), 1)] };
+        let mut found = conflicts(&backings, &routes);
+        found.sort();
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].starts_with("/home/a/Dropbox exists on the main backing"), "{}", found[0]);
+        assert!(!found[0].contains("has it too"), "{}", found[0]);
+        assert!(found[1].starts_with("/home/c/Dropbox exists on the main backing"), "{}", found[1]);
+        assert!(found[1].contains("(the routed backing has it too)"), "{}", found[1]);
+    }
+}
