@@ -32,8 +32,9 @@ pub struct Router {
 /// Where a name in a directory lives, as the router answers it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Place {
-    /// In the directory, on its own backing; no route passes through the directory (or there
-    /// are no routes, or the name is `.` or `..`).
+    /// In the directory, on its own backing, with no route involved: no route passes through
+    /// the directory (it is off every route's path, or on a routed backing, or there are no
+    /// routes), or the name is `.` or `..`.
     Plain,
     /// In the directory, on its own backing (backing 0), which lies on a route's path. A
     /// directory found or made under this name lies on a route's path too (`Some`: its
