@@ -1,190 +1,31 @@
 //! The FUSE front: decodes kernel requests (via fuser), calls the layer below, and turns its
 //! `Result` into a reply. This is the only place an errno becomes a reply; nothing here looks
 //! at a message string.
+//!
+//! `mod.rs` holds the request handlers (`impl Filesystem`); `front` the front's state and the
+//! helpers they share (dispatch to a backing's pool, replies, conversions); `pool` the
+//! per-backing worker pools; `init` the INIT negotiation.
 
+mod front;
 mod init;
 pub mod pool;
 
-use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use fuser::{
-    AccessFlags, CopyFileRangeFlags, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, IoctlFlags, KernelConfig,
-    LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
-    ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
-    WriteFlags,
+    AccessFlags, CopyFileRangeFlags, FileHandle, Filesystem, Generation, INodeNo, IoctlFlags, KernelConfig, LockOwner,
+    OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
+    ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use crate::backing::Errno;
-use crate::backing::creds::Caller;
-use crate::backing::sys::TimeSpec;
 use crate::passthrough::attr::{SetAttr, XattrReply};
-use crate::passthrough::{Entry, Passthrough};
 
-/// Kernel-facing settings.
-#[derive(Clone, Debug)]
-pub struct FrontOptions {
-    pub entry_ttl: Duration,
-    pub attr_ttl: Duration,
-    pub max_write: u32,
-    pub acl: bool,
-}
-
-#[derive(Clone)]
-pub struct FuseFront {
-    ops: Arc<Passthrough>,
-    opts: FrontOptions,
-    /// Where each backing's requests run (load isolation).
-    pools: Arc<pool::Pools>,
-    /// Ranges of cached pages to drop, served by the `invalidate` thread (see `write`).
-    invalidate: std::sync::mpsc::Sender<(u64, i64, i64)>,
-}
-
-/// Drops the kernel's cached data, attributes and directory listings of every node it holds
-/// on backing `index`, after something changed that backing behind the mount's back (the
-/// page cache is kept across opens only because every change goes through the mount).
-pub fn invalidate_backing(notifier: &fuser::Notifier, ops: &Passthrough, index: u8) {
-    let nodes = ops.held_nodes(index);
-    let mut failed = 0usize;
-    for node in &nodes {
-        // offset 0, len 0: the whole file; ENOENT if the kernel has forgotten it meanwhile.
-        match notifier.inval_inode(INodeNo(*node), 0, 0) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-            Err(_) => failed += 1,
-        }
-    }
-    if failed > 0 {
-        tracing::warn!(backing = index, failed, "cannot invalidate cached pages after outside writes");
-    }
-    tracing::debug!(backing = index, nodes = nodes.len(), "cached pages invalidated after outside writes");
-}
-
-/// Sets the readahead window of the FUSE mount at `mountpoint` (its backing device info in
-/// sysfs). The kernel starts a FUSE mount with its default window (128 KiB) whatever INIT
-/// asks; a window of `kb` lets sequential reads arrive as requests of up to `max_write`.
-/// Reads /proc/self/mountinfo rather than stat the mount point: the session is not serving
-/// yet, so a stat would wait on ourselves.
-pub fn set_read_ahead(mountpoint: &Path, kb: u32) -> Result<(), String> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| format!("/proc/self/mountinfo: {e}"))?;
-    let want = mountpoint.to_string_lossy();
-    let dev = info
-        .lines()
-        .rev()
-        .map(|l| l.split(' ').collect::<Vec<_>>())
-        .find(|f| f.get(4).map(|m| crate::config::unescape_mountinfo(m)).as_deref() == Some(&*want))
-        .and_then(|f| f.get(2).map(|d| d.to_string()))
-        .ok_or_else(|| format!("{want} is not in /proc/self/mountinfo"))?;
-    let path = format!("/sys/class/bdi/{dev}/read_ahead_kb");
-    std::fs::write(&path, kb.to_string()).map_err(|e| format!("{path}: {e}"))
-}
-
-fn errno(e: Errno) -> fuser::Errno {
-    fuser::Errno::from_i32(e.0)
-}
-
-fn caller(req: &Request) -> Caller {
-    Caller { uid: req.uid(), gid: req.gid(), pid: req.pid() }
-}
-
-fn time_spec(t: Option<TimeOrNow>) -> Option<TimeSpec> {
-    t.map(|t| match t {
-        TimeOrNow::Now => TimeSpec::Now,
-        TimeOrNow::SpecificTime(st) => match st.duration_since(UNIX_EPOCH) {
-            Ok(d) => TimeSpec::At { secs: d.as_secs() as i64, nanos: d.subsec_nanos() },
-            Err(e) => {
-                let d = e.duration();
-                let (mut secs, mut nanos) = (-(d.as_secs() as i64), d.subsec_nanos());
-                if nanos > 0 {
-                    secs -= 1;
-                    nanos = 1_000_000_000 - nanos;
-                }
-                TimeSpec::At { secs, nanos }
-            }
-        },
-    })
-}
-
-impl FuseFront {
-    /// `notifier` is set once the session exists (until then nothing can need invalidating).
-    pub fn new(
-        ops: Arc<Passthrough>,
-        opts: FrontOptions,
-        pools: Arc<pool::Pools>,
-        notifier: Arc<std::sync::OnceLock<fuser::Notifier>>,
-    ) -> Result<FuseFront, String> {
-        let (invalidate, ranges) = std::sync::mpsc::channel::<(u64, i64, i64)>();
-        // Never a FUSE worker: invalidating waits for write-back of the pages, which workers serve.
-        std::thread::Builder::new()
-            .name("invalidate".into())
-            .spawn(move || {
-                while let Ok(first) = ranges.recv() {
-                    // Whatever else is queued, merged per node: one invalidation of the span.
-                    let mut spans = HashMap::<u64, (i64, i64)>::new();
-                    for (node, offset, len) in std::iter::once(first).chain(ranges.try_iter()) {
-                        let s = spans.entry(node).or_insert((offset, offset + len));
-                        *s = (s.0.min(offset), s.1.max(offset + len));
-                    }
-                    for (node, (start, end)) in spans {
-                        if let Some(n) = notifier.get()
-                            && let Err(e) = n.inval_inode(INodeNo(node), start, end - start)
-                            && e.raw_os_error() != Some(libc::ENOENT)
-                        {
-                            tracing::warn!(node, error = %e, "cannot drop refused pages from the page cache");
-                        }
-                    }
-                }
-            })
-            .map_err(|e| format!("cannot start the invalidation thread: {e}"))?;
-        Ok(FuseFront { ops, opts, pools, invalidate })
-    }
-
-    /// Replies to a WRITE. A refused write-back of cached pages (a shared mapping's) also has
-    /// those pages dropped once the reply is sent: the kernel keeps them, clean, after a
-    /// failed write-back, and readers would see bytes that were never stored.
-    fn reply_write(&self, ino: u64, offset: u64, len: usize, cached: bool, r: Result<usize, Errno>, reply: ReplyWrite) {
-        match r {
-            Ok(n) => reply.written(n as u32),
-            Err(e) => {
-                reply.error(errno(e));
-                if cached {
-                    let _ = self.invalidate.send((ino, offset as i64, len as i64));
-                }
-            }
-        }
-    }
-
-    /// Runs a request's work for node `node`: on this thread for backing 0, on its backing's
-    /// pool otherwise (then with a clone of the front, which is a few `Arc`s).
-    fn dispatch(&self, node: u64, job: impl FnOnce(&FuseFront) + Send + 'static) {
-        let backing = crate::inode::backing_of(node).0 as usize;
-        if self.pools.offloads(backing) {
-            let me = self.clone();
-            self.pools.run(backing, move || job(&me));
-        } else {
-            self.pools.inline(backing, || job(self));
-        }
-    }
-
-    fn reply_entry(&self, reply: ReplyEntry, r: Result<Entry, Errno>) {
-        match r {
-            Ok(e) => {
-                reply.entry_with_ttls(&self.opts.attr_ttl, &self.opts.entry_ttl, &e.attr, Generation(e.generation))
-            }
-            Err(e) => reply.error(errno(e)),
-        }
-    }
-
-    /// How every regular-file open is served (docs/design.md §4): through the page cache,
-    /// kept across opens (every change to a file goes through this mount, and the kernel
-    /// updates or drops the cached pages it changes); nothing is buffered in the daemon, so
-    /// close() needs no FLUSH round trip.
-    const FOPEN: FopenFlags = FopenFlags::FOPEN_KEEP_CACHE.union(FopenFlags::FOPEN_NOFLUSH);
-}
+pub use front::{FrontOptions, FuseFront, invalidate_backing, set_read_ahead};
+use front::{caller, errno, time_spec};
 
 impl Filesystem for FuseFront {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
@@ -395,7 +236,7 @@ impl Filesystem for FuseFront {
         // The request's uid is not used: a write is performed and charged as the handle's
         // opener (write-back of a shared mapping arrives as uid 0).
         let cached = write_flags.contains(WriteFlags::FUSE_WRITE_CACHE);
-        if !self.pools.offloads(crate::inode::backing_of(ino.0).0 as usize) {
+        if !self.pools.offloads(self.serving_backing(ino.0)) {
             self.pools.inline(0, || {
                 let r = self.ops.write(fh.0, offset, data, cached);
                 self.reply_write(ino.0, offset, data.len(), cached, r, reply);

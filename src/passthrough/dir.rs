@@ -15,13 +15,14 @@ use super::{Entry, Passthrough};
 use crate::backing::sys::DirEntry;
 use crate::backing::{Errno, sys};
 use crate::inode::{self, ROOT_ID};
+use crate::route::Listed;
 
 /// Offsets from here up name routed entries (see `readdir`); ext4's own cookies stay below
 /// except its end-of-directory mark, `i64::MAX`.
 const ROUTED_COOKIES: i64 = i64::MAX - 1024;
 
-fn routed_names_hide(routed: &[(CString, u64, u32)], name: &CString) -> bool {
-    routed.iter().any(|(n, _, _)| n == name)
+fn routed_names_hide(routed: &[Listed], name: &CString) -> bool {
+    routed.iter().any(|r| &r.name == name)
 }
 
 /// One entry of a readdir reply. `entry` is set for readdirplus entries other than `.` and
@@ -106,7 +107,7 @@ impl Passthrough {
         // Routed directories that live in this one on other backings: listed after ext4's
         // entries, with cookies of their own at the top of the offset range; a same-named
         // entry of this backing is shadowed.
-        let routed = self.routed_entries(&dir);
+        let routed = self.router.listing(&dir);
         if offset == i64::MAX {
             return self.emit_routed(id, &routed, 0, plus, emit); // ext4's end-of-directory mark
         }
@@ -150,18 +151,18 @@ impl Passthrough {
     fn emit_routed(
         &self,
         id: u64,
-        routed: &[(CString, u64, u32)],
+        routed: &[Listed],
         from: usize,
         plus: bool,
         mut emit: impl FnMut(&DirEntryOut) -> bool,
     ) -> Result<(), Errno> {
-        for (i, (name, node, kind)) in routed.iter().enumerate().skip(from) {
-            let Some(entry) = self.plus_entry(id, name, plus)? else { continue };
+        for (i, r) in routed.iter().enumerate().skip(from) {
+            let Some(entry) = self.plus_entry(id, &r.name, plus)? else { continue };
             let out = DirEntryOut {
-                ino: *node,
+                ino: r.node,
                 next_offset: ROUTED_COOKIES + i as i64 + 1,
-                kind: dt_kind(*kind as u8),
-                name: name.clone(),
+                kind: dt_kind(r.dtype as u8),
+                name: r.name.clone(),
                 entry,
             };
             if self.emit_one(out, &mut emit) {

@@ -7,7 +7,13 @@
 //! Operations are grouped by concern: `namespace` (names: lookup, create, link, rename, ...),
 //! `attr` (attributes and xattrs), `file` (open files and their data), `dir` (directory
 //! listings), `accounting` (the guard), `account` (block arithmetic, tag cache, opens and
-//! closes of unlinked files), `project` (project assignment).
+//! closes of unlinked files), `project` (project assignment), `routing` (what the router's
+//! answers mean for nodes and accounting: hidden parents, moved and removed counterparts).
+//!
+//! A name operation runs in three steps, operation → route → backing call: it validates the
+//! name, asks the router (`crate::route::Router`) where the name lives (this directory, or a
+//! routed directory on another backing, with its hidden parents made first), and makes its
+//! backing call there.
 
 mod account;
 mod accounting;
@@ -34,6 +40,7 @@ use crate::inode::handles::{HandleTable, OpenFile, OpenLimits};
 use crate::inode::{self, Inode, InodeTable, ROOT_ID};
 use crate::ledger::Ledger;
 use crate::quota::Subject;
+use crate::route::Router;
 use dashmap::DashMap;
 
 /// Settings of the passthrough layer (from the validated config).
@@ -79,6 +86,8 @@ pub struct Passthrough {
     files: HandleTable<OpenFile>,
     /// The descriptor budget of open files.
     limits: Arc<OpenLimits>,
+    /// Where operations on names run (routed subtrees).
+    router: Router,
     opts: Options,
     /// Apply the request's umask when creating (set when FUSE_DONT_MASK is negotiated: the
     /// kernel then leaves the umask to the file system).
@@ -92,6 +101,7 @@ impl Passthrough {
         let handle = sys::fd_to_handle(root.root_fd())
             .map_err(|e| format!("backing {} cannot give file handles ({e}); it must be ext4", root.path.display()))?;
         inodes.insert_root(root.index, root.root_ino, handle);
+        let router = Router::new(opts.routes.clone(), Arc::clone(&backings));
         Ok(Passthrough {
             backings,
             ledger,
@@ -99,6 +109,7 @@ impl Passthrough {
             inodes,
             files: HandleTable::new(),
             limits: OpenLimits::new(opts.opens_per_uid, opts.max_data_fds),
+            router,
             opts,
             apply_umask: std::sync::atomic::AtomicBool::new(false),
         })

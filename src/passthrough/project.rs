@@ -155,10 +155,10 @@ impl Passthrough {
             .map_err(|e| format!("cannot open the directory (node {node}): {e}"))?;
         let mut trees = vec![(b, root)];
         if let Ok(dir) = self.inode(node)
-            && let Some(state) = self.route_state(&dir)
+            && let Some(state) = self.router.state(&dir)
         {
-            for (k, fd) in self.hidden_counterparts(&state) {
-                let kb = self.backing(crate::backing::BackingIndex(k)).map_err(|e| e.to_string())?;
+            for (k, fd) in self.router.counterparts(&state) {
+                let kb = self.backing(k).map_err(|e| e.to_string())?;
                 let h = sys::fd_to_handle(fd.as_fd()).map_err(|e| format!("handle of a routed directory: {e}"))?;
                 trees.push((kb, h));
             }

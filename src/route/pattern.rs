@@ -1,6 +1,5 @@
-//! Routes: path patterns whose subtrees live on another backing (each user's `Dropbox` on a
-//! disk of its own). Pure logic: parsing, overlap checks, and the per-directory match state
-//! the passthrough layer carries down the tree (docs/design.md §14).
+//! Route patterns and the per-directory match state (docs/design.md §14). Pure logic, no I/O:
+//! parsing, overlap checks, and the state the router carries down the tree.
 //!
 //! A pattern is a path from the mount root, `/`-separated; `*` matches any one component,
 //! anything else matches itself. The last component must be a literal name: it is the routed
@@ -152,69 +151,7 @@ impl Routes {
     }
 }
 
-/// Routed paths that also exist on the main backing (backing 0), where they are shadowed: the
-/// route's backing is served. Walks backing 0 along each pattern only (the `*` components'
-/// directories), so it costs a listing of those directories, not a scan.
-pub fn conflicts(backings: &[crate::backing::Backing], routes: &Routes) -> Vec<String> {
-    use crate::backing::sys;
-    use std::os::fd::AsFd;
-    let mut out = Vec::new();
-    let Some(main) = backings.first() else { return out };
-    for (pattern, backing) in &routes.routes {
-        let Some(routed) = backings.get(*backing as usize) else { continue };
-        // Directories of backing 0 matching the pattern's components before the last.
-        let mut level: Vec<Vec<CString>> = vec![Vec::new()];
-        for comp in &pattern.comps[..pattern.comps.len() - 1] {
-            let mut next = Vec::new();
-            for path in &level {
-                let rel = if path.is_empty() { CString::from(c".") } else { join(path) };
-                let Ok(dir) = sys::openat_beneath(main.root_fd(), &rel, libc::O_RDONLY | libc::O_DIRECTORY, 0) else {
-                    continue;
-                };
-                match comp {
-                    Comp::Name(n) => {
-                        if sys::stat_at(dir.as_fd(), n).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR) {
-                            next.push([path.clone(), vec![n.clone()]].concat());
-                        }
-                    }
-                    Comp::Any => {
-                        let mut buf = vec![0u8; 64 * 1024];
-                        while let Ok(batch) = sys::read_dir(dir.as_fd(), &mut buf) {
-                            if batch.is_empty() {
-                                break;
-                            }
-                            for e in batch {
-                                if e.name.as_bytes() != b"." && e.name.as_bytes() != b".." && e.kind == libc::DT_DIR {
-                                    next.push([path.clone(), vec![e.name]].concat());
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            level = next;
-        }
-        let Some(Comp::Name(last)) = pattern.comps.last() else { continue };
-        for path in level {
-            let full = [path.clone(), vec![last.clone()]].concat();
-            let rel = join(&full);
-            if sys::openat_beneath(main.root_fd(), &rel, libc::O_PATH, 0).is_ok() {
-                let on_route = sys::openat_beneath(routed.root_fd(), &rel, libc::O_PATH, 0).is_ok();
-                out.push(format!(
-                    "/{} exists on the main backing {} and is hidden by route {:?}{}; move its contents into the mount's /{} (served from {})",
-                    rel.to_string_lossy(),
-                    main.path.display(),
-                    pattern.text,
-                    if on_route { " (the routed backing has it too)" } else { "" },
-                    rel.to_string_lossy(),
-                    routed.path.display()
-                ));
-            }
-        }
-    }
-    out
-}
-
+/// The relative path of `path`'s components (`a/b/c`).
 pub fn join(path: &[CString]) -> CString {
     let mut v = Vec::new();
     for (i, c) in path.iter().enumerate() {

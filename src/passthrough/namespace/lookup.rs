@@ -1,0 +1,145 @@
+//! LOOKUP: a name in a directory (routed names through the router), `.` and `..` as NFS
+//! export asks for them, and a node id the table does not hold, opened by inode number and
+//! served only if it lies beneath the backing root.
+
+use std::ffi::{CStr, OsStr};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
+
+use super::super::{Entry, Passthrough};
+use super::is_dir;
+use crate::backing::{Backing, BackingIndex, Errno, entry_name, sys};
+use crate::inode::{self, Inode, ROOT_ID};
+use crate::ledger::tag;
+use crate::route::Place;
+
+impl Passthrough {
+    /// Refuses `name` in directory `dir` with `errno` if it is the daemon's own entry (the
+    /// ledger's journal directory at a backing root): it does not exist for the mount.
+    pub(in crate::passthrough) fn refuse_private(&self, dir: &Inode, name: &CStr, errno: i32) -> Result<(), Errno> {
+        if self.backing(dir.backing)?.is_private(dir.ino, name) { Err(Errno(errno)) } else { Ok(()) }
+    }
+
+    /// Looks `name` up in directory `parent`: one lookup reference on success.
+    /// `.` and `..` are answered too (NFS export asks for them).
+    pub fn lookup(&self, parent: u64, name: &OsStr) -> Result<Entry, Errno> {
+        if name.as_bytes() == b"." {
+            // NFS export reopening a handle: any node id, of any type, with or without a
+            // prior lookup (after a restart too).
+            return match self.resolve(parent) {
+                Ok((inode, fd)) => {
+                    let st = sys::stat_fd(fd.as_fd())?;
+                    self.register(self.backing(inode.backing)?, &st, inode.handle)
+                }
+                Err(Errno(libc::ESTALE)) => self.lookup_node(parent),
+                Err(e) => Err(e),
+            };
+        }
+        let (dir, dirfd) = self.resolve_dir(parent)?;
+        let name = match name.as_bytes() {
+            b".." if parent == ROOT_ID => c".".to_owned(),
+            b".." => {
+                if let Some(e) = self.lookup_routed_dotdot(&dir, dirfd.as_fd())? {
+                    return Ok(e);
+                }
+                c"..".to_owned()
+            }
+            _ => entry_name(name)?,
+        };
+        self.refuse_private(&dir, &name, libc::ENOENT)?;
+        let place = self.router.place(&dir, &name);
+        if let Place::Routed(r) = &place {
+            return self.lookup_routed(r);
+        }
+        let e = self.lookup_at(dir.backing, dirfd.as_fd(), &name)?;
+        self.mark_child(&place, &e);
+        Ok(e)
+    }
+
+    /// LOOKUP(id, ".") for a node id not in the table: open the ext4 inode by number (a
+    /// generation of 0 skips ext4's check; the kernel compares our generation with the one in
+    /// the NFS handle and answers ESTALE itself on a mismatch). A deleted inode is ESTALE; an
+    /// inode outside the backing root is ESTALE too, never served.
+    fn lookup_node(&self, id: u64) -> Result<Entry, Errno> {
+        let stale = Errno(libc::ESTALE);
+        let backing = self.backing(inode::backing_of(id))?;
+        if inode::is_alias(id) {
+            // Aliases live only while the kernel holds them in this daemon's table.
+            return Err(stale);
+        }
+        let ino = if id == ROOT_ID { backing.root_ino } else { id & inode::INO_MASK };
+        let ino32 = u32::try_from(ino).map_err(|_| stale)?;
+        let fd = match backing.open_handle(&sys::Handle::ext4(ino32, 0), libc::O_PATH | libc::O_NOFOLLOW) {
+            Ok(fd) => fd,
+            Err(Errno(libc::ESTALE | libc::ENOENT | libc::EINVAL)) => return Err(stale),
+            Err(e) => return Err(e),
+        };
+        let st = sys::stat_fd(fd.as_fd())?;
+        if st.st_nlink == 0 || st.st_ino != ino || inode::node_id(backing, st.st_ino)? != id {
+            return Err(stale);
+        }
+        if !self.beneath_root(backing, fd.as_fd(), &st)? {
+            tracing::warn!(node = id, "refusing a handle for an inode outside the backing root");
+            return Err(stale);
+        }
+        let handle = sys::fd_to_handle(fd.as_fd())?;
+        self.register(backing, &st, handle)
+    }
+
+    /// Whether the inode `fd` (with stat `st`) lies beneath `backing`'s root. A backing that is
+    /// its file system's root holds everything on it. Otherwise a directory is walked up by
+    /// `..`; a non-directory has no way up, so it must carry our tag (every inode in the tree
+    /// is tagged at first mount, and every inode made through the mount at birth).
+    ///
+    /// The ledger's journal directory and everything in it are not beneath the root in this
+    /// sense: they are never served.
+    fn beneath_root(&self, backing: &Backing, fd: BorrowedFd<'_>, st: &libc::stat) -> Result<bool, Errno> {
+        let journal = self.ledger.journal_dir_ino(backing.index.0);
+        if st.st_ino == backing.root_ino {
+            return Ok(true);
+        }
+        if !is_dir(st) {
+            return Ok(backing.root_is_fs_root() || tag::read_fd(fd)?.is_some());
+        }
+        if Some(st.st_ino) == journal {
+            return Ok(false);
+        }
+        let mut cur = sys::openat_dotdot(fd)?;
+        for _ in 0..4096 {
+            let up = sys::stat_fd(cur.as_fd())?;
+            if up.st_dev != backing.dev || Some(up.st_ino) == journal {
+                return Ok(false);
+            }
+            if up.st_ino == backing.root_ino {
+                return Ok(true);
+            }
+            let next = sys::openat_dotdot(cur.as_fd())?;
+            if sys::stat_fd(next.as_fd())?.st_ino == up.st_ino {
+                return Ok(false); // reached the file system's root
+            }
+            cur = next;
+        }
+        Ok(false)
+    }
+
+    pub(in crate::passthrough) fn lookup_at(
+        &self,
+        backing: BackingIndex,
+        dirfd: BorrowedFd<'_>,
+        name: &CStr,
+    ) -> Result<Entry, Errno> {
+        let backing = self.backing(backing)?;
+        // stat and handle are two calls; a rename racing between them could pair one file's
+        // attributes with another's handle. The ext4 handle carries the inode number: retry
+        // until both agree.
+        for _ in 0..8 {
+            let st = sys::stat_at(dirfd, name)?;
+            let handle = sys::name_to_handle(dirfd, name)?;
+            let handle_ino = handle.bytes().get(..4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")));
+            if handle.ext4_generation().is_none() || handle_ino == Some(st.st_ino as u32) {
+                return self.register(backing, &st, handle);
+            }
+        }
+        Err(Errno(libc::EAGAIN))
+    }
+}
