@@ -246,7 +246,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
     // then watch them (below).
     if cfg.watch_routes {
         for b in backings.iter().skip(1) {
-            let changed = ledger.rebase_backing(b.index.0, cfg.threads)?;
+            let changed = ledger.rebase_backing(b.index, cfg.threads)?;
             tracing::info!(backing = %b.path.display(), subjects = changed.len(), "routed backing recounted");
         }
     }
@@ -285,7 +285,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
     let notifier: Arc<std::sync::OnceLock<fuser::Notifier>> = Arc::default();
     if cfg.watch_routes {
         for b in backings.iter().skip(1) {
-            let (ops, notifier, index) = (Arc::clone(&ops), Arc::clone(&notifier), b.index.0);
+            let (ops, notifier, index) = (Arc::clone(&ops), Arc::clone(&notifier), b.index);
             let changed = Box::new(move || {
                 if let Some(n) = notifier.get() {
                     crate::fuse::invalidate_backing(n, &ops, index);

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::backing::sys;
+use crate::ids::BackingIndex;
 use crate::ledger::Ledger;
 
 /// After outside events stop for this long, recount (a burst is charged once).
@@ -20,18 +21,18 @@ const MAX_DELAY: Duration = Duration::from_secs(5);
 /// Watches backing `index`; returns once the watch is in place (or why it cannot be).
 pub fn spawn(
     ledger: Arc<Ledger>,
-    index: u8,
+    index: BackingIndex,
     threads: usize,
     stop: Arc<AtomicBool>,
     changed: Box<dyn Fn() + Send>,
 ) -> Result<std::thread::JoinHandle<()>, String> {
-    let b = ledger.backings().get(index as usize).ok_or_else(|| format!("no backing #{index}"))?;
+    let b = ledger.backings().get(index.as_usize()).ok_or_else(|| format!("no backing {index}"))?;
     let group = sys::fanotify_watch_fs(b.root_fd())
         .map_err(|e| format!("cannot watch backing {} with fanotify: {e}", b.path.display()))?;
     let path = b.path.display().to_string();
     let name = path.clone();
     std::thread::Builder::new()
-        .name(format!("watch{index}"))
+        .name(format!("watch{}", index.0))
         .spawn(move || {
             let me = std::process::id() as i32;
             let mut buf = vec![0u8; 64 * 1024];

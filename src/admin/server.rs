@@ -280,7 +280,7 @@ impl Server {
         let b = self.ops.backings().get(root.0 as usize)?;
         let handle = crate::backing::Handle::ext4(root.1 as u32, root.2);
         let fd = b.open_handle(&handle, libc::O_RDONLY | libc::O_DIRECTORY).ok()?;
-        if crate::ledger::tag::read_fd(std::os::fd::AsFd::as_fd(&fd)).ok()??.project != id {
+        if crate::tag::read_fd(std::os::fd::AsFd::as_fd(&fd)).ok()??.project != id {
             return None;
         }
         let at = std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd))).ok()?;

@@ -11,6 +11,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+pub use crate::ids::BackingIndex;
 pub use sys::Handle;
 
 /// An errno value. The FUSE front is the only place that turns it into a reply.
@@ -22,10 +23,6 @@ impl std::fmt::Display for Errno {
         write!(f, "{}", std::io::Error::from_raw_os_error(self.0))
     }
 }
-
-/// Index of a backing store; carried in the high bits of every node id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct BackingIndex(pub u8);
 
 /// ext4's `f_type` (EXT4_SUPER_MAGIC, shared with ext2/ext3).
 pub const EXT4_MAGIC: i64 = 0xEF53;

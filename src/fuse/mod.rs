@@ -22,6 +22,7 @@ use fuser::{
 use crate::backing::Errno;
 use crate::backing::creds::Caller;
 use crate::backing::sys::TimeSpec;
+use crate::ids::BackingIndex;
 use crate::passthrough::attr::{SetAttr, XattrReply};
 use crate::passthrough::{Entry, Passthrough};
 
@@ -47,7 +48,7 @@ pub struct FuseFront {
 /// Drops the kernel's cached data, attributes and directory listings of every node it holds
 /// on backing `index`, after something changed that backing behind the mount's back (the
 /// page cache is kept across opens only because every change goes through the mount).
-pub fn invalidate_backing(notifier: &fuser::Notifier, ops: &Passthrough, index: u8) {
+pub fn invalidate_backing(notifier: &fuser::Notifier, ops: &Passthrough, index: BackingIndex) {
     let nodes = ops.held_nodes(index);
     let mut failed = 0usize;
     for node in &nodes {
@@ -59,9 +60,9 @@ pub fn invalidate_backing(notifier: &fuser::Notifier, ops: &Passthrough, index: 
         }
     }
     if failed > 0 {
-        tracing::warn!(backing = index, failed, "cannot invalidate cached pages after outside writes");
+        tracing::warn!(backing = index.0, failed, "cannot invalidate cached pages after outside writes");
     }
-    tracing::debug!(backing = index, nodes = nodes.len(), "cached pages invalidated after outside writes");
+    tracing::debug!(backing = index.0, nodes = nodes.len(), "cached pages invalidated after outside writes");
 }
 
 /// Sets the readahead window of the FUSE mount at `mountpoint` (its backing device info in

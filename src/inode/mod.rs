@@ -45,8 +45,8 @@ use parking_lot::Mutex;
 pub mod handles;
 
 use crate::backing::{Backing, BackingIndex, Errno, Handle};
-use crate::ledger::tag::Tag;
-use crate::ledger::wal::InodeRef;
+use crate::ids::InodeRef;
+use crate::tag::Tag;
 
 /// The FUSE root node id.
 pub const ROOT_ID: u64 = 1;
@@ -120,7 +120,7 @@ pub enum RouteMark {
 impl Inode {
     /// The inode as the ledger names it.
     pub fn key(&self) -> InodeRef {
-        InodeRef { backing: self.backing.0, ino: self.ino, generation: self.generation }
+        InodeRef { backing: self.backing, ino: self.ino, generation: self.generation }
     }
 
     pub fn is_dir(&self) -> bool {

@@ -17,7 +17,6 @@ pub mod journal;
 pub mod poison;
 pub mod recovery;
 pub mod store;
-pub mod tag;
 pub mod wal;
 
 use std::path::{Path, PathBuf};
@@ -30,13 +29,14 @@ use dashmap::{DashMap, DashSet};
 use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use crate::backing::{Backing, Errno, sys};
+use crate::ids::{BackingIndex, InodeRef};
 use crate::quota::enforce::Enforcer;
 use crate::quota::limits::{LimitKey, Limits};
 use crate::quota::{Charge, Subject, UsageTable};
 use journal::{EpochMarks, Journal};
 use poison::Poison;
 use store::{Snapshot, Store};
-use wal::{InodeRef, LogWriter, Record};
+use wal::{LogWriter, Record};
 
 const STRIPES: usize = 1024;
 
@@ -262,7 +262,7 @@ impl Change<'_> {
     }
 
     /// Settles one inode's charge in the usage table (and the grace timers of its subjects).
-    pub fn apply(&self, backing: u8, before: Option<Charge>, after: Option<Charge>) {
+    pub fn apply(&self, backing: BackingIndex, before: Option<Charge>, after: Option<Charge>) {
         self.ledger.table.apply(backing, before, after);
         for c in [before, after].into_iter().flatten() {
             self.ledger.enforcer.settled(&self.ledger.table, &[Subject::User(c.uid), Subject::Project(c.project)]);
@@ -336,7 +336,7 @@ impl Ledger {
     }
 
     /// The inode number of backing `backing`'s journal directory (never served).
-    pub fn journal_dir_ino(&self, backing: u8) -> Option<u64> {
+    pub fn journal_dir_ino(&self, backing: BackingIndex) -> Option<u64> {
         self.journal.dir_ino(backing)
     }
 
@@ -386,7 +386,7 @@ impl Ledger {
     /// The pinned files (see `pinned`): each one's backing and the charge its last close will
     /// take off. A rescan cannot see them (they have no name), so `check` and a recount of a
     /// routed backing count them from here.
-    pub fn pinned_charges(&self) -> Vec<(u8, Charge)> {
+    pub fn pinned_charges(&self) -> Vec<(BackingIndex, Charge)> {
         self.pinned.iter().filter_map(|p| self.charged.get(p.key()).map(|c| (p.key().backing, c.0))).collect()
     }
 
@@ -455,7 +455,7 @@ impl Ledger {
             }
             // Settled again since the rotation: its newest pages may not be written back yet.
             let settled_since = ch.state.written.contains(&key);
-            let Some(b) = self.backings.get(key.backing as usize) else { continue };
+            let Some(b) = self.backings.get(key.backing.as_usize()) else { continue };
             let handle = crate::backing::Handle::ext4(key.ino as u32, key.generation);
             let st = b
                 .open_handle(&handle, libc::O_PATH | libc::O_NOFOLLOW)
@@ -505,8 +505,8 @@ impl Ledger {
     /// usage changes paused, and moves the totals by what differs from the ledger's share of
     /// that backing: writes made directly to it are charged exactly. Returns the subjects that
     /// changed. Nothing is logged: the next mount recounts watched backings again.
-    pub fn rebase_backing(&self, index: u8, threads: usize) -> Result<Vec<Subject>, String> {
-        let b = self.backings.get(index as usize).ok_or_else(|| format!("no backing #{index}"))?;
+    pub fn rebase_backing(&self, index: BackingIndex, threads: usize) -> Result<Vec<Subject>, String> {
+        let b = self.backings.get(index.as_usize()).ok_or_else(|| format!("no backing {index}"))?;
         self.paused(|| {
             let mut r = crate::check::scan::scan(std::slice::from_ref(b), crate::check::scan::Mode::Tag, threads)?;
             // Pinned files on it are charged until their last close, which takes them off.

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+use crate::ids::BackingIndex;
 use crate::quota::enforce::GraceMap;
 use crate::quota::limits::{LimitKey, Limits};
 use crate::quota::{Subject, Usage};
@@ -138,7 +139,7 @@ impl Store {
                     let (b, key) = k.value();
                     let subject = Subject::from_key(key).ok_or_else(|| err(p, "bad subject key", key))?;
                     let (bytes, inodes) = v.value();
-                    per_backing.insert((b, subject), Usage { bytes, inodes });
+                    per_backing.insert((BackingIndex(b), subject), Usage { bytes, inodes });
                 }
             }
             Err(redb::TableError::TableDoesNotExist(_)) => {}
@@ -337,7 +338,7 @@ impl Store {
             let mut by = txn.open_table(BY_BACKING).map_err(|e| err(p, "open usage by backing", e))?;
             by.retain(|_, _| false).map_err(|e| err(p, "clear usage by backing", e))?;
             for ((b, s), u) in &snap.per_backing {
-                by.insert((*b, s.key()), (u.bytes, u.inodes)).map_err(|e| err(p, "write usage by backing", e))?;
+                by.insert((b.0, s.key()), (u.bytes, u.inodes)).map_err(|e| err(p, "write usage by backing", e))?;
             }
             let mut meta = txn.open_table(META).map_err(|e| err(p, "open meta", e))?;
             meta.insert("epoch", snap.epoch).map_err(|e| err(p, "write epoch", e))?;

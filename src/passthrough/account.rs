@@ -7,10 +7,10 @@ use std::os::fd::BorrowedFd;
 use super::Passthrough;
 use super::accounting::Op;
 use crate::backing::{Errno, sys};
+use crate::ids::InodeRef;
 use crate::inode::Inode;
-use crate::ledger::tag::{self, Tag};
-use crate::ledger::wal::InodeRef;
 use crate::quota::Charge;
+use crate::tag::{self, Tag};
 
 /// The block size assumed when a file system does not say (ext4's default).
 const BLOCK: u64 = 4096;
@@ -227,7 +227,7 @@ impl Passthrough {
     /// uncharged files allocated). A later reopen by handle then finds it gone (ESTALE),
     /// unless something else still holds it, in which case `opened` charges it again.
     pub(super) fn let_go(&self, key: InodeRef) {
-        if let Ok(b) = self.backing(crate::backing::BackingIndex(key.backing))
+        if let Ok(b) = self.backing(key.backing)
             && let Ok(id) = crate::inode::node_id(b, key.ino)
         {
             self.inodes.drop_fd(id, key.generation);

@@ -26,12 +26,12 @@ use parking_lot::MutexGuard;
 use super::account::{block_size, index_block_ahead, new_blocks, span, untagged};
 use super::{Ctx, Passthrough};
 use crate::backing::{Errno, Handle, sys};
+use crate::ids::{BackingIndex, InodeRef};
 use crate::inode::Inode;
 use crate::ledger::Change;
-use crate::ledger::tag::{self, Tag};
-use crate::ledger::wal::InodeRef;
 use crate::quota::enforce::Reservation;
 use crate::quota::{Charge, Subject};
+use crate::tag::{self, Tag};
 
 /// An inode whose charge an operation is changing, as it was before the change.
 #[derive(Clone, Copy)]
@@ -139,7 +139,7 @@ impl<'a> Op<'a> {
     /// hold (the victim of an unlink or of a replacing rename, a file a rename moves to
     /// another project). Not settled by `run`: the call's closure says what became of it
     /// (`gone`, `moved`).
-    pub fn track_at(&mut self, backing: u8, dir: BorrowedFd<'_>, name: &CStr) -> Result<Tracked, Errno> {
+    pub fn track_at(&mut self, backing: BackingIndex, dir: BorrowedFd<'_>, name: &CStr) -> Result<Tracked, Errno> {
         let st = sys::stat_at(dir, name)?;
         let handle = sys::name_to_handle(dir, name)?;
         let key = InodeRef { backing, ino: st.st_ino, generation: handle.ext4_generation().unwrap_or(0) };
@@ -312,7 +312,12 @@ impl<'a> Op<'a> {
 
     /// In the call: charges an inode just created (`fd`: any descriptor of it) to `project`
     /// and tags it. Returns its stat after tagging and its handle.
-    pub fn charge_new(&self, backing: u8, fd: BorrowedFd<'_>, project: u32) -> Result<(libc::stat, Handle), Errno> {
+    pub fn charge_new(
+        &self,
+        backing: BackingIndex,
+        fd: BorrowedFd<'_>,
+        project: u32,
+    ) -> Result<(libc::stat, Handle), Errno> {
         let tag = Tag { project, birth: self.ch.epoch() };
         tag::write_fd(fd, tag)?;
         // Tagged before it is counted: a tag that needs an xattr block is charged too.
@@ -332,7 +337,7 @@ impl<'a> Op<'a> {
         if !(is_dir(&v.st) || v.st.st_nlink <= 1) {
             return;
         }
-        if self.pt.backing(crate::backing::BackingIndex(v.key.backing)).is_err() {
+        if self.pt.backing(v.key.backing).is_err() {
             return;
         }
         if self.pt.is_open(v.key) {

@@ -30,6 +30,7 @@ pub use project::AssignError;
 
 use crate::backing::creds::Caller;
 use crate::backing::{Backing, BackingIndex, Errno, sys};
+use crate::ids::InodeRef;
 use crate::inode::handles::{HandleTable, OpenFile, OpenLimits};
 use crate::inode::{self, Inode, InodeTable, ROOT_ID};
 use crate::ledger::Ledger;
@@ -74,7 +75,7 @@ pub struct Passthrough {
     backings: Arc<Vec<Backing>>,
     ledger: Arc<Ledger>,
     /// Open handles per inode (an unlinked inode stays charged until its last close).
-    open_count: DashMap<crate::ledger::wal::InodeRef, u32>,
+    open_count: DashMap<InodeRef, u32>,
     inodes: InodeTable,
     files: HandleTable<OpenFile>,
     /// The descriptor budget of open files.
@@ -114,8 +115,8 @@ impl Passthrough {
     }
 
     /// Node ids the kernel holds on backing `index`.
-    pub fn held_nodes(&self, index: u8) -> Vec<u64> {
-        self.inodes.ids_on(BackingIndex(index))
+    pub fn held_nodes(&self, index: BackingIndex) -> Vec<u64> {
+        self.inodes.ids_on(index)
     }
 
     /// The descriptor budget of open files.

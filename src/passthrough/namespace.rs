@@ -20,9 +20,9 @@ use super::{Ctx, Entry, Passthrough};
 use crate::backing::creds::{as_caller, set_thread_umask};
 use crate::backing::{Backing, BackingIndex, Errno, entry_name, sys};
 use crate::inode::{self, Inode, ROOT_ID};
-use crate::ledger::tag;
 use crate::quota::{Charge, Subject};
 use crate::route::Step;
+use crate::tag;
 
 fn is_dir(st: &libc::stat) -> bool {
     st.st_mode & libc::S_IFMT == libc::S_IFDIR
@@ -109,7 +109,7 @@ impl Passthrough {
     /// The ledger's journal directory and everything in it are not beneath the root in this
     /// sense: they are never served.
     fn beneath_root(&self, backing: &Backing, fd: BorrowedFd<'_>, st: &libc::stat) -> Result<bool, Errno> {
-        let journal = self.ledger.journal_dir_ino(backing.index.0);
+        let journal = self.ledger.journal_dir_ino(backing.index);
         if st.st_ino == backing.root_ino {
             return Ok(true);
         }
@@ -204,9 +204,9 @@ impl Passthrough {
             let made = as_caller(ctx, || make(dirfd.as_fd()));
             crate::failpoint::CREATE_UNTAGGED.hit();
             made.and_then(|fd| match fd {
-                None => self.finish_by_name(acct, backing.index.0, dirfd.as_fd(), name, project),
+                None => self.finish_by_name(acct, backing.index, dirfd.as_fd(), name, project),
                 Some(fd) => {
-                    let entry = self.register_new(acct, backing.index.0, fd.as_fd(), project).inspect_err(|_| {
+                    let entry = self.register_new(acct, backing.index, fd.as_fd(), project).inspect_err(|_| {
                         let _ = sys::unlink_at(dirfd.as_fd(), name, 0);
                     })?;
                     Ok((entry, Some(fd)))
@@ -223,7 +223,7 @@ impl Passthrough {
     fn finish_by_name(
         &self,
         acct: &Op<'_>,
-        backing: u8,
+        backing: BackingIndex,
         dirfd: BorrowedFd<'_>,
         name: &CStr,
         project: u32,
@@ -251,9 +251,15 @@ impl Passthrough {
 
     /// Tags and charges a just-created inode (`fd`: any descriptor of it) and registers it:
     /// one lookup reference. Its tag is not cached here: the first `tag_of` reads it.
-    fn register_new(&self, acct: &Op<'_>, backing: u8, fd: BorrowedFd<'_>, project: u32) -> Result<Entry, Errno> {
+    fn register_new(
+        &self,
+        acct: &Op<'_>,
+        backing: BackingIndex,
+        fd: BorrowedFd<'_>,
+        project: u32,
+    ) -> Result<Entry, Errno> {
         let (st, handle) = acct.charge_new(backing, fd, project)?;
-        self.register(self.backing(crate::backing::BackingIndex(backing))?, &st, handle)
+        self.register(self.backing(backing)?, &st, handle)
     }
 
     pub fn mkdir(&self, ctx: &Ctx, parent: u64, name: &OsStr, mode: u32, umask: u32) -> Result<Entry, Errno> {
@@ -389,7 +395,7 @@ impl Passthrough {
         name: CString,
         flags: i32,
     ) -> Result<(), Errno> {
-        let b = dir.backing.0;
+        let b = dir.backing;
         let (mut acct, _) = self.begin_entries(&[dir], &[(dirfd, &name)])?;
         acct.track(dir, dirfd)?;
         let victim = acct.track_at(b, dirfd, &name)?;
@@ -500,7 +506,7 @@ impl Passthrough {
         flags: u32,
     ) -> Result<(), Errno> {
         let exchange = flags & libc::RENAME_EXCHANGE != 0;
-        let b = from.backing.0;
+        let b = from.backing;
         let (mut acct, sts) = self.begin_entries(&[from, to], &[(fromfd, name), (tofd, newname)])?;
         let Some(src_st) = sts[0] else { return Err(Errno(libc::ENOENT)) };
         let target_st = sts[1].filter(|t| t.st_ino != src_st.st_ino);
@@ -571,10 +577,10 @@ impl Passthrough {
     }
 
     /// The ledger key of `name` in `dir`.
-    fn key_at(&self, backing: u8, dir: BorrowedFd<'_>, name: &CStr) -> Result<crate::ledger::wal::InodeRef, Errno> {
+    fn key_at(&self, backing: BackingIndex, dir: BorrowedFd<'_>, name: &CStr) -> Result<crate::ids::InodeRef, Errno> {
         let st = sys::stat_at(dir, name)?;
         let h = sys::name_to_handle(dir, name)?;
-        Ok(crate::ledger::wal::InodeRef { backing, ino: st.st_ino, generation: h.ext4_generation().unwrap_or(0) })
+        Ok(crate::ids::InodeRef { backing, ino: st.st_ino, generation: h.ext4_generation().unwrap_or(0) })
     }
 
     /// Re-tags a renamed file (now `name` in `dir`) with `project` and moves its usage there.

@@ -15,10 +15,10 @@ use parking_lot::{Condvar, Mutex};
 
 use super::Passthrough;
 use crate::backing::{Backing, Errno, Handle, sys};
+use crate::ids::InodeRef;
 use crate::inode;
-use crate::ledger::tag::{self, Tag};
-use crate::ledger::wal::InodeRef;
 use crate::quota::Charge;
+use crate::tag::{self, Tag};
 
 /// Why `assign_named` did nothing or stopped.
 #[derive(Debug)]
@@ -68,7 +68,7 @@ impl Passthrough {
     fn retag(&self, b: &Backing, parent: u64, fd: BorrowedFd<'_>, project: u32) -> Result<bool, Errno> {
         let st = sys::stat_fd(fd)?;
         let handle = sys::fd_to_handle(fd)?;
-        let key = InodeRef { backing: b.index.0, ino: st.st_ino, generation: handle.ext4_generation().unwrap_or(0) };
+        let key = InodeRef { backing: b.index, ino: st.st_ino, generation: handle.ext4_generation().unwrap_or(0) };
         let mut acct = self.begin(&[parent, st.st_ino]);
         // Listed, then removed before the locks were taken: the descriptor still reaches the
         // inode, but the removal has charged it off (or it is an unlinked open file, charged

@@ -16,8 +16,8 @@ use super::{Entry, Passthrough};
 use crate::backing::creds::Caller;
 use crate::backing::{Backing, BackingIndex, Errno, sys};
 use crate::inode::{self, Inode, RouteMark};
-use crate::ledger::tag;
 use crate::route::{RouteState, Step};
+use crate::tag;
 
 impl Passthrough {
     pub(super) fn routing(&self) -> bool {
