@@ -246,7 +246,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
     // then watch them (below).
     if cfg.watch_routes {
         for b in backings.iter().skip(1) {
-            let changed = ledger.rebase_backing(b.index, cfg.threads)?;
+            let changed = crate::check::rebase::rebase_backing(&ledger, b.index, cfg.threads)?;
             tracing::info!(backing = %b.path.display(), subjects = changed.len(), "routed backing recounted");
         }
     }

@@ -23,5 +23,6 @@ pub mod passthrough;
 pub mod quota;
 pub mod route;
 pub mod rquota;
+pub mod scan;
 pub mod tag;
 pub mod watch;

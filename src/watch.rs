@@ -1,6 +1,6 @@
 //! Writes made directly to a routed backing (a client pointed at the backing, not the mount):
 //! detected with a fanotify mark on its file system and charged exactly by a recount of that
-//! backing (`Ledger::rebase_backing`); then `changed` runs, which drops the kernel's cached
+//! backing (`check::rebase::rebase_backing`); then `changed` runs, which drops the kernel's cached
 //! pages of that backing (they are kept across opens only while every change goes through
 //! the mount). Opt-in (`watch_routes`): the recount costs a scan of
 //! the routed backing, with usage changes paused, after each burst of outside writes.
@@ -53,7 +53,7 @@ pub fn spawn(
                     && (now - last >= QUIET || now - first >= MAX_DELAY)
                 {
                     dirty = None;
-                    match ledger.rebase_backing(index, threads) {
+                    match crate::check::rebase::rebase_backing(&ledger, index, threads) {
                         Ok(changed) if !changed.is_empty() => {
                             tracing::info!(backing = %path, subjects = changed.len(), "charged writes made directly to the backing");
                         }

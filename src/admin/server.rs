@@ -5,11 +5,12 @@ use std::sync::Arc;
 
 pub use super::names::Names;
 use super::{CheckReport, DriftRow, Request, Response, Row};
-use crate::check::{self, scan};
+use crate::check;
 use crate::ledger::Ledger;
 use crate::passthrough::Passthrough;
 use crate::quota::limits::{LimitKey, Limits, rfc3339};
 use crate::quota::{Subject, Usage};
+use crate::scan;
 
 /// Rows for `report`: every subject with usage or limits of its own, sorted by kind and id.
 pub fn rows(
@@ -161,7 +162,7 @@ impl Server {
                 }
             }
             Request::Status => {
-                let mut status = self.ledger.status_json(&self.ops);
+                let mut status = super::status::status_json(&self.ledger, &self.ops);
                 status["backings"] = self.pools.status_json();
                 status["mountpoint"] = serde_json::json!(self.mountpoint.display().to_string());
                 status["pid"] = serde_json::json!(std::process::id());
@@ -174,7 +175,7 @@ impl Server {
                 }
                 self.ledger.reconcile();
                 // Usage changes wait while the backings are counted, so the two agree exactly.
-                let result = self.ledger.paused(|| {
+                let result = self.ledger.paused(|_| {
                     let scanned = scan::scan_split(self.ops.backings(), scan::Mode::Count, self.threads);
                     scanned.map(|(mut r, mut per_backing)| {
                         // Files unlinked but still open have no name for the scan to find; the

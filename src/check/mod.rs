@@ -1,6 +1,8 @@
-//! `quotafs check`: a full parallel rescan of the backings, compared with the ledger.
+//! Rescans held against the ledger: `quotafs check` (a full rescan compared with the ledger's
+//! table) and the recount of a routed backing written behind the daemon's back (`rebase`).
+//! The walk itself is `crate::scan`.
 
-pub mod scan;
+pub mod rebase;
 
 use std::collections::BTreeMap;
 

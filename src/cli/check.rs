@@ -5,8 +5,8 @@
 use super::{CheckArgs, Cli, CliError, human, load_file_config, state_dir};
 use crate::admin::server::check_report;
 use crate::admin::{CheckReport, Request, Response, call};
-use crate::check::scan;
 use crate::ledger::{journal::Journal, recovery, store::Snapshot, store::Store};
+use crate::scan;
 
 fn offline(cli: &Cli, args: &CheckArgs, dir: &std::path::Path) -> Result<CheckReport, CliError> {
     let backing = match &args.backing {

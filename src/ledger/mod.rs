@@ -152,6 +152,12 @@ fn poisoned(why: &str) -> Errno {
     Errno(libc::EIO)
 }
 
+/// Every usage-changing operation held off (the epoch lock, held exclusively): see
+/// `Ledger::paused`.
+pub struct Paused<'a> {
+    _state: parking_lot::RwLockWriteGuard<'a, EpochState>,
+}
+
 /// A usage-changing operation in progress (holds the epoch lock shared).
 pub struct Change<'a> {
     ledger: &'a Ledger,
@@ -495,38 +501,34 @@ impl Ledger {
     }
 
     /// Runs `f` with every usage-changing operation held off (a consistent moment for a
-    /// full rescan).
-    pub fn paused<T>(&self, f: impl FnOnce() -> T) -> T {
-        let _st = self.state.write();
-        f()
+    /// full rescan); `f` gets the proof that it runs so, which the table operations that
+    /// need such a moment (`rebase_routed`) ask for.
+    pub fn paused<T>(&self, f: impl FnOnce(&Paused<'_>) -> T) -> T {
+        let st = self.state.write();
+        f(&Paused { _state: st })
     }
 
-    /// Recounts routed backing `index` (tagging what was made behind the daemon's back) with
-    /// usage changes paused, and moves the totals by what differs from the ledger's share of
-    /// that backing: writes made directly to it are charged exactly. Returns the subjects that
-    /// changed. Nothing is logged: the next mount recounts watched backings again.
-    pub fn rebase_backing(&self, index: BackingIndex, threads: usize) -> Result<Vec<Subject>, String> {
-        let b = self.backings.get(index.as_usize()).ok_or_else(|| format!("no backing {index}"))?;
-        self.paused(|| {
-            let mut r = crate::check::scan::scan(std::slice::from_ref(b), crate::check::scan::Mode::Tag, threads)?;
-            // Pinned files on it are charged until their last close, which takes them off.
-            let pinned: Vec<_> = self.pinned_charges().into_iter().filter(|(k, _)| *k == index).collect();
-            crate::check::count_pinned(&mut r.usage, None, &pinned);
-            if r.errors > 0 {
-                return Err(format!("{} entries of {} could not be read; not recounted", r.errors, b.path.display()));
-            }
-            // The scan tagged what was made behind our back: every cached tag may be stale.
-            for stamp in self.tag_stamps.iter() {
-                stamp.fetch_add(1, Ordering::AcqRel);
-            }
-            let changed = self.table.rebase_backing(index, &r.usage);
-            // What writeback allocated on this backing is in the recount now.
-            self.charged.retain(|k, _| k.backing != index || self.pinned.contains_key(k));
-            for s in &changed {
-                self.enforcer.settled(&self.table, &[*s]);
-            }
-            Ok(changed)
-        })
+    /// Replaces the ledger's share of routed backing `index` with `usage` (a recount of it,
+    /// made in the same pause, that counts its pinned files too) and moves the totals by the
+    /// difference. Returns the subjects that changed. Nothing is logged: the next mount
+    /// recounts watched backings again.
+    pub fn rebase_routed(
+        &self,
+        _paused: &Paused<'_>,
+        index: BackingIndex,
+        usage: &std::collections::BTreeMap<Subject, crate::quota::Usage>,
+    ) -> Vec<Subject> {
+        // The recount tagged what was made behind our back: every cached tag may be stale.
+        for stamp in self.tag_stamps.iter() {
+            stamp.fetch_add(1, Ordering::AcqRel);
+        }
+        let changed = self.table.rebase_backing(index, usage);
+        // What writeback allocated on this backing is in the recount now.
+        self.charged.retain(|k, _| k.backing != index || self.pinned.contains_key(k));
+        for s in &changed {
+            self.enforcer.settled(&self.table, &[*s]);
+        }
+        changed
     }
 
     pub fn store(&self) -> &Store {
@@ -539,44 +541,6 @@ impl Ledger {
 
     pub fn set_project_name(&self, id: u32, name: Option<&str>) -> Result<(), String> {
         self.store.set_project_name(id, name)
-    }
-
-    /// `quotafs status` as JSON.
-    pub fn status_json(&self, ops: &crate::passthrough::Passthrough) -> serde_json::Value {
-        let s = self.status();
-        let secs =
-            |t: Option<SystemTime>| t.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()).map(|d| d.as_secs());
-        let r = &s.last_recovery;
-        serde_json::json!({
-            "epoch": s.epoch,
-            "log": s.log_path.display().to_string(),
-            "log_bytes": s.log_bytes,
-            "log_records": s.log_records,
-            "log_fsyncs": s.log_syncs,
-            "log_records_total": s.log_records_total,
-            "log_fsyncs_total": s.log_syncs_total,
-            "journal_records": s.journal_records,
-            "journal_records_total": s.journal_records_total,
-            "last_checkpoint_unix": secs(s.last_checkpoint),
-            "poisoned": s.poisoned,
-            "last_recovery": {
-                "initial_scan": r.initial_scan,
-                "scanned_inodes": r.scanned_inodes,
-                "from_epoch": r.from_epoch,
-                "logs": r.logs,
-                "records": r.records,
-                "journal_records": r.journal_records,
-                "touched_inodes": r.touched,
-                "dirty_dirs": r.dirty_dirs,
-                "listed_dirs": r.listed_dirs,
-                "new_inodes": r.new_inodes,
-                "torn_bytes": r.torn_bytes,
-                "millis": r.duration.as_millis() as u64,
-            },
-            "inodes_cached": ops.cached_inodes(),
-            "refusals": self.enforcer.refusals().iter().map(|(s, n)| serde_json::json!({"kind": s.kind(), "id": s.id(), "refused": n})).collect::<Vec<_>>(),
-            "subjects": self.table.snapshot().len(),
-        })
     }
 
     /// Log bytes of the current epoch (the checkpoint trigger).

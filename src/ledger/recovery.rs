@@ -14,9 +14,9 @@ use super::journal::Journal;
 use super::store::{Snapshot, Store};
 use super::wal::{self, LogError, Record};
 use crate::backing::{Backing, Errno, Handle, sys};
-use crate::check::scan::{self, Mode};
 use crate::ids::{BackingIndex, InodeRef};
 use crate::quota::{Charge, UsageTable};
+use crate::scan::{self, Mode};
 use crate::tag;
 
 /// Activity logs in `dir`, by epoch.
