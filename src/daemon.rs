@@ -14,12 +14,15 @@ use fuser::{MountOption, Session, SessionACL};
 use crate::backing::{creds, cstring, sys};
 use crate::config::MountConfig;
 use crate::fuse::{FrontOptions, FuseFront};
-use crate::ledger::Ledger;
+use crate::inode::Stripes;
+use crate::ledger::{Beside, Ledger};
 use crate::passthrough::{Options, Passthrough};
+use crate::quota::enforce::Enforcer;
 
 /// Checkpoints every `interval`, or sooner when the activity log passes 64 MiB.
 fn spawn_checkpointer(
     ledger: Arc<Ledger>,
+    ops: Arc<Passthrough>,
     stop: Arc<AtomicBool>,
     interval: Duration,
 ) -> Result<std::thread::JoinHandle<()>, String> {
@@ -30,7 +33,7 @@ fn spawn_checkpointer(
             while !stop.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(200));
                 if last.elapsed() >= interval || ledger.log_len() > 64 << 20 {
-                    if let Err(e) = ledger.checkpoint() {
+                    if let Err(e) = ledger.checkpoint(ops.beside()) {
                         tracing::error!(error = %e, "checkpoint failed");
                     }
                     last = Instant::now();
@@ -240,19 +243,29 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
     let backings = Arc::new(backings);
     // Recovery (or the first-mount scan) runs to completion before anything is mounted: the
     // mount never serves a request against a ledger that is not exact.
-    let ledger =
-        Arc::new(Ledger::open(&cfg.state_dir, Arc::clone(&backings), cfg.exempt_uids.iter().copied().collect())?);
+    let ledger = Arc::new(Ledger::open(&cfg.state_dir, Arc::clone(&backings))?);
+    // The limits and grace timers in force, as the ledger's store holds them; beside the
+    // ledger, with the inode table's stripe locks, for whatever settles a charge.
+    let quota = Arc::new(Enforcer::new(
+        ledger.store().limits()?,
+        ledger.store().grace()?,
+        cfg.exempt_uids.iter().copied().collect(),
+    ));
+    let stripes = Arc::new(Stripes::default());
     // Routed backings written behind our back: recount now (what changed while we were down),
     // then watch them (below).
     if cfg.watch_routes {
+        let beside = Beside { stripes: &stripes, quota: &quota };
         for b in backings.iter().skip(1) {
-            let changed = crate::check::rebase::rebase_backing(&ledger, b.index, cfg.threads)?;
+            let changed = crate::check::rebase::rebase_backing(&ledger, beside, b.index, cfg.threads)?;
             tracing::info!(backing = %b.path.display(), subjects = changed.len(), "routed backing recounted");
         }
     }
     let ops = Arc::new(Passthrough::new(
         Arc::clone(&backings),
         Arc::clone(&ledger),
+        quota,
+        stripes,
         Options {
             fd_cache: cfg.fd_cache,
             routes,
@@ -285,17 +298,25 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
     let notifier: Arc<std::sync::OnceLock<fuser::Notifier>> = Arc::default();
     if cfg.watch_routes {
         for b in backings.iter().skip(1) {
-            let (ops, notifier, index) = (Arc::clone(&ops), Arc::clone(&notifier), b.index);
+            let (held, notifier, index) = (Arc::clone(&ops), Arc::clone(&notifier), b.index);
             let changed = Box::new(move || {
                 if let Some(n) = notifier.get() {
-                    crate::fuse::invalidate_backing(n, &ops, index);
+                    crate::fuse::invalidate_backing(n, &held, index);
                 }
             });
-            watchers.push(crate::watch::spawn(Arc::clone(&ledger), index, cfg.threads, Arc::clone(&stop), changed)?);
+            watchers.push(crate::watch::spawn(
+                Arc::clone(&ledger),
+                Arc::clone(ops.stripes()),
+                Arc::clone(ops.quota()),
+                index,
+                cfg.threads,
+                Arc::clone(&stop),
+                changed,
+            )?);
         }
     }
     let front = FuseFront::new(
-        ops,
+        Arc::clone(&ops),
         FrontOptions { entry_ttl: cfg.entry_ttl, attr_ttl: cfg.attr_ttl, max_write: cfg.max_write, acl: cfg.acl },
         pools,
         Arc::clone(&notifier),
@@ -349,7 +370,8 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
         })
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;
 
-    let checkpointer = spawn_checkpointer(Arc::clone(&ledger), Arc::clone(&stop), cfg.checkpoint_interval)?;
+    let checkpointer =
+        spawn_checkpointer(Arc::clone(&ledger), Arc::clone(&ops), Arc::clone(&stop), cfg.checkpoint_interval)?;
 
     let result = session.run();
     handle.close();
@@ -360,7 +382,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
         let _ = w.join();
     }
     // A last checkpoint: the next mount then has nothing to replay.
-    match ledger.checkpoint() {
+    match ledger.checkpoint(ops.beside()) {
         Ok(epoch) => tracing::info!(epoch, "final checkpoint"),
         Err(e) => tracing::error!(error = %e, "final checkpoint failed; the next mount recovers from the log"),
     }

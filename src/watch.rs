@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use crate::backing::sys;
 use crate::ids::BackingIndex;
-use crate::ledger::Ledger;
+use crate::inode::Stripes;
+use crate::ledger::{Beside, Ledger};
+use crate::quota::enforce::Enforcer;
 
 /// After outside events stop for this long, recount (a burst is charged once).
 const QUIET: Duration = Duration::from_millis(300);
@@ -21,6 +23,8 @@ const MAX_DELAY: Duration = Duration::from_secs(5);
 /// Watches backing `index`; returns once the watch is in place (or why it cannot be).
 pub fn spawn(
     ledger: Arc<Ledger>,
+    stripes: Arc<Stripes>,
+    quota: Arc<Enforcer>,
     index: BackingIndex,
     threads: usize,
     stop: Arc<AtomicBool>,
@@ -53,7 +57,8 @@ pub fn spawn(
                     && (now - last >= QUIET || now - first >= MAX_DELAY)
                 {
                     dirty = None;
-                    match crate::check::rebase::rebase_backing(&ledger, index, threads) {
+                    let beside = Beside { stripes: &stripes, quota: &quota };
+                    match crate::check::rebase::rebase_backing(&ledger, beside, index, threads) {
                         Ok(changed) if !changed.is_empty() => {
                             tracing::info!(backing = %path, subjects = changed.len(), "charged writes made directly to the backing");
                         }

@@ -130,7 +130,7 @@ impl Server {
         match req {
             Request::Report => {
                 let names = Names::load(self.ledger.project_names());
-                let e = self.ledger.enforcer();
+                let e = self.ops.quota();
                 Response::Report {
                     rows: rows(&self.ledger.table().snapshot(), &names, &e.all_limits(), &e.grace_snapshot()),
                 }
@@ -139,16 +139,18 @@ impl Server {
                 let Some(key) = LimitKey::from_key(key) else {
                     return Response::Error { message: "bad limit key".into() };
                 };
-                let current = self.ledger.enforcer().get(key).unwrap_or_default();
-                match current.merged(&change).and_then(|m| self.ledger.set_limits(key, Some(m)).map(|()| m)) {
+                let current = self.ops.quota().get(key).unwrap_or_default();
+                match current
+                    .merged(&change)
+                    .and_then(|m| self.ledger.set_limits(self.ops.quota(), key, Some(m)).map(|()| m))
+                {
                     Ok(m) => Response::Done { message: serde_json::to_string(&m).unwrap_or_default() },
                     Err(e) => Response::Error { message: e },
                 }
             }
             Request::QuotaGet { key } => match LimitKey::from_key(key) {
                 Some(key) => Response::Done {
-                    message: serde_json::to_string(&self.ledger.enforcer().get(key).unwrap_or_default())
-                        .unwrap_or_default(),
+                    message: serde_json::to_string(&self.ops.quota().get(key).unwrap_or_default()).unwrap_or_default(),
                 },
                 None => Response::Error { message: "bad limit key".into() },
             },
@@ -156,7 +158,7 @@ impl Server {
                 let Some(key) = LimitKey::from_key(key) else {
                     return Response::Error { message: "bad limit key".into() };
                 };
-                match self.ledger.set_limits(key, None) {
+                match self.ledger.set_limits(self.ops.quota(), key, None) {
                     Ok(()) => Response::Done { message: "cleared".into() },
                     Err(e) => Response::Error { message: e },
                 }
@@ -173,7 +175,7 @@ impl Server {
                 for b in self.ops.backings() {
                     let _ = crate::backing::sys::syncfs(b.root_fd());
                 }
-                self.ledger.reconcile();
+                self.ledger.reconcile(self.ops.beside());
                 // Usage changes wait while the backings are counted, so the two agree exactly.
                 let result = self.ledger.paused(|_| {
                     let scanned = scan::scan_split(self.ops.backings(), scan::Mode::Count, self.threads);
@@ -195,7 +197,7 @@ impl Server {
                 match result {
                     Ok(report) => {
                         if report.repaired
-                            && let Err(e) = self.ledger.checkpoint()
+                            && let Err(e) = self.ledger.checkpoint(self.ops.beside())
                         {
                             return Response::Error {
                                 message: format!("repaired in memory, but the checkpoint failed: {e}"),
@@ -206,7 +208,7 @@ impl Server {
                     Err(e) => Response::Error { message: e },
                 }
             }
-            Request::Checkpoint => match self.ledger.checkpoint() {
+            Request::Checkpoint => match self.ledger.checkpoint(self.ops.beside()) {
                 Ok(epoch) => Response::Done { message: format!("checkpoint committed; epoch {epoch} begins") },
                 Err(e) => Response::Error { message: e },
             },
@@ -223,9 +225,10 @@ impl Server {
                 Response::Done { message: serde_json::to_string(&self.project_roots(id)).unwrap_or_default() }
             }
             Request::Dump => Response::Done {
-                message: serde_json::to_string(&super::restore::dump(&self.ledger)).unwrap_or_default(),
+                message: serde_json::to_string(&super::restore::dump(&self.ledger, self.ops.quota()))
+                    .unwrap_or_default(),
             },
-            Request::Restore { dump } => match super::restore::restore(&self.ledger, &dump) {
+            Request::Restore { dump } => match super::restore::restore(&self.ledger, self.ops.quota(), &dump) {
                 Ok(message) => Response::Done { message },
                 Err(message) => Response::Error { message },
             },
@@ -254,7 +257,7 @@ impl Server {
     /// Subject `s`'s row from the live ledger (usage 0 if it has none).
     fn row(&self, s: Subject) -> Row {
         let names = Names::load(self.ledger.project_names());
-        let e = self.ledger.enforcer();
+        let e = self.ops.quota();
         row(s, self.ledger.table().get(s), &names, &e.all_limits(), &e.grace_snapshot())
     }
 
@@ -312,7 +315,7 @@ impl Server {
             .extend(projects.owners.iter().filter(|(_, owner)| **owner == uid).map(|(id, _)| Subject::Project(*id)));
         let table = self.ledger.table();
         let usage: std::collections::BTreeMap<Subject, Usage> = subjects.iter().map(|s| (*s, table.get(*s))).collect();
-        let e = self.ledger.enforcer();
+        let e = self.ops.quota();
         let limits = subjects
             .iter()
             .map(|s| LimitKey::Subject(*s))

@@ -39,7 +39,7 @@ pub fn status_json(ledger: &Ledger, ops: &Passthrough) -> serde_json::Value {
             "millis": r.duration.as_millis() as u64,
         },
         "inodes_cached": ops.cached_inodes(),
-        "refusals": ledger.enforcer().refusals().iter().map(|(s, n)| serde_json::json!({"kind": s.kind(), "id": s.id(), "refused": n})).collect::<Vec<_>>(),
+        "refusals": ops.quota().refusals().iter().map(|(s, n)| serde_json::json!({"kind": s.kind(), "id": s.id(), "refused": n})).collect::<Vec<_>>(),
         "subjects": ledger.table().snapshot().len(),
     })
 }

@@ -3,14 +3,20 @@
 //! held against the ledger's share of it with usage changes paused.
 
 use crate::ids::BackingIndex;
-use crate::ledger::Ledger;
+use crate::ledger::{Beside, Ledger};
 use crate::quota::Subject;
 use crate::scan::{self, Mode};
 
 /// Recounts routed backing `index` (tagging what was made behind the daemon's back) with
 /// usage changes paused, and moves the totals by what differs from the ledger's share of that
-/// backing: writes made directly to it are charged exactly. Returns the subjects that changed.
-pub fn rebase_backing(ledger: &Ledger, index: BackingIndex, threads: usize) -> Result<Vec<Subject>, String> {
+/// backing: writes made directly to it are charged exactly, and grace timers follow. Returns
+/// the subjects that changed.
+pub fn rebase_backing(
+    ledger: &Ledger,
+    beside: Beside<'_>,
+    index: BackingIndex,
+    threads: usize,
+) -> Result<Vec<Subject>, String> {
     let b = ledger.backings().get(index.as_usize()).ok_or_else(|| format!("no backing {index}"))?;
     ledger.paused(|paused| {
         let mut r = scan::scan(std::slice::from_ref(b), Mode::Tag, threads)?;
@@ -20,6 +26,12 @@ pub fn rebase_backing(ledger: &Ledger, index: BackingIndex, threads: usize) -> R
         if r.errors > 0 {
             return Err(format!("{} entries of {} could not be read; not recounted", r.errors, b.path.display()));
         }
-        Ok(ledger.rebase_routed(paused, index, &r.usage))
+        // The scan tagged what was made behind our back: every cached tag may be stale.
+        beside.stripes.all_tags_written();
+        let changed = ledger.rebase_routed(paused, index, &r.usage);
+        for s in &changed {
+            beside.quota.settled(ledger.table(), &[*s]);
+        }
+        Ok(changed)
     })
 }

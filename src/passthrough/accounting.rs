@@ -75,10 +75,11 @@ impl Passthrough {
     /// Begins a usage-changing operation on the inodes `inos`: the epoch lock (shared), then
     /// their stripe locks.
     pub(super) fn begin(&self, inos: &[u64]) -> Op<'_> {
-        let ch = self.ledger.change();
+        let ch = self.ledger.change(&self.quota);
+        let stripes = self.inodes.stripes();
         let locks = match inos {
-            [ino] => vec![self.ledger.lock_inode(*ino)],
-            _ => self.ledger.lock_inodes(inos),
+            [ino] => vec![stripes.lock(*ino)],
+            _ => stripes.lock_many(inos),
         };
         Op { pt: self, records: Vec::new(), settles: Vec::new(), reservations: Vec::new(), _locks: locks, ch }
     }
@@ -183,8 +184,7 @@ impl<'a> Op<'a> {
         inodes: u64,
         partial: bool,
     ) -> Result<Reservation<'a>, Errno> {
-        let l = &self.pt.ledger;
-        l.enforcer().reserve(l.table(), ctx.uid, subjects, want, inodes, partial)
+        self.pt.quota.reserve(self.pt.ledger.table(), ctx.uid, subjects, want, inodes, partial)
     }
 
     /// Reserves an allocation of `want` bytes and `inodes` inodes for `subjects` until the
@@ -203,9 +203,8 @@ impl<'a> Op<'a> {
     /// limit by filling their directory with names (ext4 refuses whoever grows a directory of
     /// an owner over quota). Root and exempt callers are never refused.
     pub fn reserve_dir_growth(&mut self, ctx: &Ctx, dir: &Tracked) -> Result<(), Errno> {
-        let l = &self.pt.ledger;
         let subjects = [Subject::User(dir.st.st_uid), Subject::Project(dir.tag.project)];
-        let r = l.enforcer().reserve_bytes(l.table(), ctx.uid, &subjects, block_size(&dir.st))?;
+        let r = self.pt.quota.reserve_bytes(self.pt.ledger.table(), ctx.uid, &subjects, block_size(&dir.st))?;
         self.reservations.push(r);
         Ok(())
     }
@@ -322,7 +321,7 @@ impl<'a> Op<'a> {
         tag::write_fd(fd, tag)?;
         // Tagged before it is counted: a tag that needs an xattr block is charged too.
         let st = sys::stat_fd(fd)?;
-        self.pt.ledger.tag_written(st.st_ino);
+        self.pt.inodes.stripes().tag_written(st.st_ino);
         let handle = sys::fd_to_handle(fd)?;
         let key = InodeRef { backing, ino: st.st_ino, generation: handle.ext4_generation().unwrap_or(0) };
         self.ch.born(key);

@@ -32,9 +32,10 @@ use crate::backing::creds::Caller;
 use crate::backing::{Backing, BackingIndex, Errno, sys};
 use crate::ids::InodeRef;
 use crate::inode::handles::{HandleTable, OpenFile, OpenLimits};
-use crate::inode::{self, Inode, InodeTable, ROOT_ID};
-use crate::ledger::Ledger;
+use crate::inode::{self, Inode, InodeTable, ROOT_ID, Stripes};
+use crate::ledger::{Beside, Ledger};
 use crate::quota::Subject;
+use crate::quota::enforce::Enforcer;
 use dashmap::DashMap;
 
 /// Settings of the passthrough layer (from the validated config).
@@ -74,6 +75,8 @@ pub struct FsStats {
 pub struct Passthrough {
     backings: Arc<Vec<Backing>>,
     ledger: Arc<Ledger>,
+    /// Limits in force, grace timers, refusals (loaded from the ledger's store).
+    quota: Arc<Enforcer>,
     /// Open handles per inode (an unlinked inode stays charged until its last close).
     open_count: DashMap<InodeRef, u32>,
     inodes: InodeTable,
@@ -87,8 +90,16 @@ pub struct Passthrough {
 }
 
 impl Passthrough {
-    pub fn new(backings: Arc<Vec<Backing>>, ledger: Arc<Ledger>, opts: Options) -> Result<Passthrough, String> {
-        let inodes = InodeTable::new(opts.fd_cache);
+    /// The layer over `backings`, settling with `ledger`, enforcing `quota`; `stripes` are the
+    /// inode table's locks and tag stamps, shared with what changes inodes outside a request.
+    pub fn new(
+        backings: Arc<Vec<Backing>>,
+        ledger: Arc<Ledger>,
+        quota: Arc<Enforcer>,
+        stripes: Arc<Stripes>,
+        opts: Options,
+    ) -> Result<Passthrough, String> {
+        let inodes = InodeTable::new(opts.fd_cache, stripes);
         let root = backings.first().ok_or("no backing store configured")?;
         let handle = sys::fd_to_handle(root.root_fd())
             .map_err(|e| format!("backing {} cannot give file handles ({e}); it must be ext4", root.path.display()))?;
@@ -96,6 +107,7 @@ impl Passthrough {
         Ok(Passthrough {
             backings,
             ledger,
+            quota,
             open_count: DashMap::new(),
             inodes,
             files: HandleTable::new(),
@@ -131,6 +143,21 @@ impl Passthrough {
 
     pub fn ledger(&self) -> &Arc<Ledger> {
         &self.ledger
+    }
+
+    /// The quota enforcer: limits in force, grace timers, refusals.
+    pub fn quota(&self) -> &Arc<Enforcer> {
+        &self.quota
+    }
+
+    /// The inode table's stripe locks and tag stamps.
+    pub fn stripes(&self) -> &Arc<Stripes> {
+        self.inodes.stripes()
+    }
+
+    /// What the ledger borrows from this layer for a checkpoint or a reconcile.
+    pub fn beside(&self) -> Beside<'_> {
+        Beside { stripes: self.inodes.stripes(), quota: &self.quota }
     }
 
     pub fn options(&self) -> &Options {
@@ -210,7 +237,7 @@ impl Passthrough {
             Ok((inode, fd)) => self.tag_of(&inode, fd.as_fd()).map(|t| t.project).unwrap_or(0),
             Err(_) => 0,
         };
-        let e = self.ledger.enforcer();
+        let e = &self.quota;
         let limited = |s: Subject| e.effective(s).filter(|l| l.bytes_hard.or(l.bytes_soft).is_some()).map(|l| (s, l));
         let Some((subject, l)) = limited(Subject::Project(project)).or_else(|| limited(Subject::User(ctx.uid))) else {
             return Ok(raw);

@@ -587,7 +587,7 @@ impl Passthrough {
     fn move_project(&self, acct: &Op<'_>, t: &Tracked, dir: BorrowedFd<'_>, name: &CStr, project: u32) {
         let result = Self::entry_fd(dir, name).and_then(|fd| {
             let written = tag::write_fd(fd.as_fd(), tag::Tag { project, birth: t.tag.birth });
-            self.ledger.tag_written(t.key.ino);
+            self.inodes.stripes().tag_written(t.key.ino);
             written?;
             sys::stat_fd(fd.as_fd())
         });

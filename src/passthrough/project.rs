@@ -86,7 +86,7 @@ impl Passthrough {
         let t = acct.track_known(key, old, st)?;
         acct.run(|acct| {
             let written = tag::write_fd(fd, Tag { project, birth: old.birth });
-            self.ledger.tag_written(key.ino);
+            self.inodes.stripes().tag_written(key.ino);
             written?;
             let after = sys::stat_fd(fd).map(|st| Charge::of(&st, project)).unwrap_or(Charge { project, ..t.before });
             acct.moved(&t, after);
