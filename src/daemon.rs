@@ -18,6 +18,7 @@ use crate::inode::Stripes;
 use crate::ledger::{Beside, Ledger};
 use crate::passthrough::{Options, Passthrough};
 use crate::quota::enforce::Enforcer;
+use crate::route::Routes;
 
 /// Checkpoints every `interval`, or sooner when the activity log passes 64 MiB.
 fn spawn_checkpointer(
@@ -196,10 +197,11 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
     };
     let state_name = cfg.state_dir.canonicalize().unwrap_or_else(|_| cfg.state_dir.clone()).display().to_string();
     let known_id = read_ledger_id(&cfg.state_dir)?;
-    let (backings, routes) = crate::backing::open_all_checked(&cfg.backing, &cfg.routes, &|b| {
+    let backings = crate::backing::open_all_checked(&cfg.backing, &Routes::routed_dirs(&cfg.routes), &|b| {
         check_owner(b, &state_name, known_id.as_deref())
     })
     .map_err(RunError::Refused)?;
+    let routes = Routes::over(&cfg.routes, &backings);
     let adopted = match &known_id {
         Some(_) => None,
         None => backings.iter().find_map(|b| b.owner().ok().flatten()).map(|o| o.id),
