@@ -6,6 +6,7 @@ use std::sync::Arc;
 pub use super::names::Names;
 use super::{CheckReport, DriftRow, Request, Response, Row};
 use crate::check;
+use crate::ids::InodeRef;
 use crate::ledger::Ledger;
 use crate::passthrough::Passthrough;
 use crate::quota::limits::{LimitKey, Limits, rfc3339};
@@ -278,11 +279,11 @@ impl Server {
             .collect()
     }
 
-    /// The path below its backing's root of directory `root` (backing, ino, generation), if
-    /// it is still tagged project `id` (a tree cleared or re-assigned since is no longer its).
-    fn path_of(&self, id: u32, root: (u8, u64, u32)) -> Option<String> {
-        let b = self.ops.backings().get(root.0 as usize)?;
-        let handle = crate::backing::Handle::ext4(root.1 as u32, root.2);
+    /// The path below its backing's root of directory `root`, if it is still tagged project
+    /// `id` (a tree cleared or re-assigned since is no longer its).
+    fn path_of(&self, id: u32, root: InodeRef) -> Option<String> {
+        let b = self.ops.backings().get(root.backing.as_usize())?;
+        let handle = crate::backing::Handle::ext4(root.ino as u32, root.generation);
         let fd = b.open_handle(&handle, libc::O_RDONLY | libc::O_DIRECTORY).ok()?;
         if crate::tag::read_fd(std::os::fd::AsFd::as_fd(&fd)).ok()??.project != id {
             return None;
@@ -293,7 +294,7 @@ impl Server {
         // The name must still lead to the same directory (an unlinked one reads as
         // "<path> (deleted)"; a rename may race).
         let md = std::fs::symlink_metadata(base.join(rel)).ok()?;
-        if !md.is_dir() || std::os::unix::fs::MetadataExt::ino(&md) != root.1 {
+        if !md.is_dir() || std::os::unix::fs::MetadataExt::ino(&md) != root.ino {
             return None;
         }
         rel.to_str().map(str::to_string)

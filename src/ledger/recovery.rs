@@ -211,7 +211,7 @@ pub fn recover(
         sync_backings(backings)?;
         let epoch = newest.map_or(1, |e| e + 1);
         let snap = Snapshot { epoch, usage: result.usage, grace: None, per_backing };
-        store.commit_counting(&snap, &backings.iter().map(|b| b.index.0).collect::<Vec<_>>())?;
+        store.commit_counting(&snap, &backings.iter().map(|b| b.index).collect::<Vec<_>>())?;
         tracing::info!(
             inodes = result.inodes,
             tagged = result.tagged,
@@ -339,7 +339,7 @@ pub fn recover(
     // A backing the ledger has never counted (a route added since the last mount): count and
     // tag it now, once; the store records it with the snapshot that includes it.
     let counted = store.counted_backings()?;
-    let fresh: Vec<&Backing> = backings.iter().filter(|b| !counted.contains(&b.index.0)).collect();
+    let fresh: Vec<&Backing> = backings.iter().filter(|b| !counted.contains(&b.index)).collect();
     for b in &fresh {
         tracing::info!(backing = %b.path.display(), "a new backing: counting and tagging every inode (once)");
         let result = scan::scan(std::slice::from_ref(*b), Mode::Tag, scan_threads())?;
@@ -356,7 +356,7 @@ pub fn recover(
     sync_backings(backings)?;
     let snap =
         Snapshot { epoch: last_epoch + 1, usage: table.snapshot(), grace: None, per_backing: table.routed_snapshot() };
-    store.commit_counting(&snap, &fresh.iter().map(|b| b.index.0).collect::<Vec<_>>())?;
+    store.commit_counting(&snap, &fresh.iter().map(|b| b.index).collect::<Vec<_>>())?;
     report.duration = started.elapsed();
     tracing::info!(
         from_epoch = report.from_epoch,

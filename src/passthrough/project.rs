@@ -40,19 +40,19 @@ impl Passthrough {
         &self.backings
     }
 
-    /// (backing, ino, generation) of directory node `node`, for the project roots table.
-    pub fn root_key(&self, node: u64) -> Option<(u8, u64, u32)> {
+    /// The inode of directory node `node`, for the project roots table.
+    pub fn root_key(&self, node: u64) -> Option<InodeRef> {
         let b = self.backing(inode::backing_of(node)).ok()?;
         let ino = if node == inode::ROOT_ID { b.root_ino } else { node & inode::INO_MASK };
         let fd = b.open_handle(&Handle::ext4(ino as u32, 0), libc::O_PATH).ok()?;
         let h = sys::fd_to_handle(fd.as_fd()).ok()?;
-        Some((b.index.0, ino, h.ext4_generation().unwrap_or(0)))
+        Some(InodeRef { backing: b.index, ino, generation: h.ext4_generation().unwrap_or(0) })
     }
 
     /// The owner uid of the directory `root` names, if it still exists.
-    pub fn owner_of(&self, root: (u8, u64, u32)) -> Option<u32> {
-        let b = self.backings.get(root.0 as usize)?;
-        let fd = b.open_handle(&Handle::ext4(root.1 as u32, root.2), libc::O_PATH).ok()?;
+    pub fn owner_of(&self, root: InodeRef) -> Option<u32> {
+        let b = self.backings.get(root.backing.as_usize())?;
+        let fd = b.open_handle(&Handle::ext4(root.ino as u32, root.generation), libc::O_PATH).ok()?;
         sys::stat_fd(fd.as_fd()).ok().map(|st| st.st_uid)
     }
 
