@@ -12,6 +12,34 @@ use serde::Deserialize;
 
 use crate::backing::{EXT4_MAGIC, fs_type_name, sys};
 
+/// Where the metrics go, validated from the configuration (served by `admin::metrics`).
+#[derive(Clone, Debug, Default)]
+pub struct MetricsConfig {
+    pub listen: Option<std::net::SocketAddr>,
+    pub textfile: Option<PathBuf>,
+    pub max_subjects: usize,
+    /// Local uids besides root whose connections are answered (`metrics_allow_uids`).
+    pub allow_uids: Vec<u32>,
+}
+
+/// Default of `metrics_max_subjects`.
+pub const DEFAULT_MAX_SUBJECTS: usize = 10_000;
+
+/// The soft-limit notification command, validated from the configuration (run by
+/// `admin::notify`).
+#[derive(Clone, Debug)]
+pub struct NotifyConfig {
+    /// argv: the program (an absolute path) and its arguments.
+    pub command: Vec<String>,
+    pub interval: std::time::Duration,
+    pub timeout: std::time::Duration,
+}
+
+/// Default of `notify_interval`.
+pub const DEFAULT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+/// Default of `notify_timeout`.
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Default state directory: ledger, lock and control socket live here.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/quotafs";
 
@@ -127,13 +155,13 @@ pub struct MountConfig {
     pub shared_pool: bool,
     pub watch_routes: bool,
     pub route_threads: usize,
-    pub metrics: crate::admin::metrics::MetricsConfig,
-    pub notify: Option<crate::admin::notify::NotifyConfig>,
+    pub metrics: MetricsConfig,
+    pub notify: Option<NotifyConfig>,
 }
 
 /// The metrics keys, validated: a listen address on loopback unless `metrics_allow_remote`,
 /// a textfile path whose directory exists.
-fn validate_metrics(file: &FileConfig, flags: &FileConfig) -> Result<crate::admin::metrics::MetricsConfig, String> {
+fn validate_metrics(file: &FileConfig, flags: &FileConfig) -> Result<MetricsConfig, String> {
     let listen = match flags.metrics_listen.as_ref().or(file.metrics_listen.as_ref()) {
         None => None,
         Some(text) => {
@@ -165,18 +193,16 @@ fn validate_metrics(file: &FileConfig, flags: &FileConfig) -> Result<crate::admi
             Some(path.clone())
         }
     };
-    let max_subjects =
-        flags.metrics_max_subjects.or(file.metrics_max_subjects).unwrap_or(crate::admin::metrics::DEFAULT_MAX_SUBJECTS);
+    let max_subjects = flags.metrics_max_subjects.or(file.metrics_max_subjects).unwrap_or(DEFAULT_MAX_SUBJECTS);
     if max_subjects > 10_000_000 {
         return Err(format!("metrics_max_subjects must be at most 10000000, got {max_subjects}"));
     }
     let allow_uids = flags.metrics_allow_uids.clone().or(file.metrics_allow_uids.clone()).unwrap_or_default();
-    Ok(crate::admin::metrics::MetricsConfig { listen, textfile, max_subjects, allow_uids })
+    Ok(MetricsConfig { listen, textfile, max_subjects, allow_uids })
 }
 
 /// The notification keys, validated: an absolute, executable program, sane intervals.
-fn validate_notify(file: &FileConfig) -> Result<Option<crate::admin::notify::NotifyConfig>, String> {
-    use crate::admin::notify::{DEFAULT_INTERVAL, DEFAULT_TIMEOUT, NotifyConfig};
+fn validate_notify(file: &FileConfig) -> Result<Option<NotifyConfig>, String> {
     let Some(command) = file.notify_command.clone() else {
         if file.notify_interval.is_some() || file.notify_timeout.is_some() {
             return Err("notify_interval and notify_timeout need notify_command".into());
@@ -537,7 +563,7 @@ mod tests {
         let err = validate_metrics(&with("metrics_textfile = \"rel.prom\""), &none).unwrap_err();
         assert!(err.contains("absolute"), "{err}");
         assert!(validate_metrics(&with("metrics_textfile = \"/nonexistent-dir/q.prom\""), &none).is_err());
-        assert_eq!(validate_metrics(&none, &none).unwrap().max_subjects, crate::admin::metrics::DEFAULT_MAX_SUBJECTS);
+        assert_eq!(validate_metrics(&none, &none).unwrap().max_subjects, DEFAULT_MAX_SUBJECTS);
     }
 
     #[test]

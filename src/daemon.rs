@@ -15,13 +15,17 @@ use crate::admin::metrics::Checkpoints;
 use crate::backing::{creds, cstring, sys};
 use crate::config::MountConfig;
 use crate::fuse::{FrontOptions, FuseFront};
-use crate::ledger::Ledger;
+use crate::inode::Stripes;
+use crate::ledger::{Beside, Ledger};
 use crate::passthrough::{Options, Passthrough};
+use crate::quota::enforce::Enforcer;
+use crate::route::Routes;
 
 /// Checkpoints every `interval`, or sooner when the activity log passes 64 MiB.
 fn spawn_checkpointer(
     ledger: Arc<Ledger>,
     checkpoints: Arc<Checkpoints>,
+    ops: Arc<Passthrough>,
     stop: Arc<AtomicBool>,
     interval: Duration,
 ) -> Result<std::thread::JoinHandle<()>, String> {
@@ -32,7 +36,7 @@ fn spawn_checkpointer(
             while !stop.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(200));
                 if last.elapsed() >= interval || ledger.log_len() > 64 << 20 {
-                    if let Err(e) = checkpoints.run(&ledger) {
+                    if let Err(e) = checkpoints.run(&ledger, ops.beside()) {
                         tracing::error!(error = %e, "checkpoint failed");
                     }
                     last = Instant::now();
@@ -213,10 +217,11 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
     };
     let state_name = cfg.state_dir.canonicalize().unwrap_or_else(|_| cfg.state_dir.clone()).display().to_string();
     let known_id = read_ledger_id(&cfg.state_dir)?;
-    let (backings, routes) = crate::backing::open_all_checked(&cfg.backing, &cfg.routes, &|b| {
+    let backings = crate::backing::open_all_checked(&cfg.backing, &Routes::routed_dirs(&cfg.routes), &|b| {
         check_owner(b, &state_name, known_id.as_deref())
     })
     .map_err(RunError::Refused)?;
+    let routes = Routes::over(&cfg.routes, &backings);
     let adopted = match &known_id {
         Some(_) => None,
         None => backings.iter().find_map(|b| b.owner().ok().flatten()).map(|o| o.id),
@@ -261,19 +266,29 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
     // Recovery (or the first-mount scan) runs to completion before anything is mounted: the
     // mount never serves a request against a ledger that is not exact.
     sd_notify("STATUS=recovering the ledger (the first mount counts the tree)");
-    let ledger =
-        Arc::new(Ledger::open(&cfg.state_dir, Arc::clone(&backings), cfg.exempt_uids.iter().copied().collect())?);
+    let ledger = Arc::new(Ledger::open(&cfg.state_dir, Arc::clone(&backings))?);
+    // The limits and grace timers in force, as the ledger's store holds them; beside the
+    // ledger, with the inode table's stripe locks, for whatever settles a charge.
+    let quota = Arc::new(Enforcer::new(
+        ledger.store().limits()?,
+        ledger.store().grace()?,
+        cfg.exempt_uids.iter().copied().collect(),
+    ));
+    let stripes = Arc::new(Stripes::default());
     // Routed backings written behind our back: recount now (what changed while we were down),
     // then watch them (below).
     if cfg.watch_routes {
+        let beside = Beside { stripes: &stripes, quota: &quota };
         for b in backings.iter().skip(1) {
-            let changed = ledger.rebase_backing(b.index.0, cfg.threads)?;
+            let changed = crate::check::rebase::rebase_backing(&ledger, beside, b.index, cfg.threads)?;
             tracing::info!(backing = %b.path.display(), subjects = changed.len(), "routed backing recounted");
         }
     }
     let ops = Arc::new(Passthrough::new(
         Arc::clone(&backings),
         Arc::clone(&ledger),
+        Arc::clone(&quota),
+        stripes,
         Options {
             fd_cache: cfg.fd_cache,
             routes,
@@ -291,7 +306,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
     let checkpoints = Arc::new(Checkpoints::default());
     let stop = Arc::new(AtomicBool::new(false));
     let notify = match &cfg.notify {
-        Some(n) => Some(crate::admin::notify::start(n.clone(), &ledger, cfg.mountpoint.display().to_string())?),
+        Some(n) => Some(crate::admin::notify::start(n.clone(), &quota, &ledger, cfg.mountpoint.display().to_string())?),
         None => None,
     };
     // Bound before anything is mounted: a port in use refuses the start.
@@ -299,6 +314,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
         &cfg.metrics,
         Arc::new(crate::admin::metrics::Source {
             ledger: Arc::clone(&ledger),
+            quota: Arc::clone(&quota),
             pools: Arc::clone(&pools),
             checkpoints: Arc::clone(&checkpoints),
             max_subjects: cfg.metrics.max_subjects,
@@ -325,17 +341,25 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
     let notifier: Arc<std::sync::OnceLock<fuser::Notifier>> = Arc::default();
     if cfg.watch_routes {
         for b in backings.iter().skip(1) {
-            let (ops, notifier, index) = (Arc::clone(&ops), Arc::clone(&notifier), b.index.0);
+            let (held, notifier, index) = (Arc::clone(&ops), Arc::clone(&notifier), b.index);
             let changed = Box::new(move || {
                 if let Some(n) = notifier.get() {
-                    crate::fuse::invalidate_backing(n, &ops, index);
+                    crate::fuse::invalidate_backing(n, &held, index);
                 }
             });
-            watchers.push(crate::watch::spawn(Arc::clone(&ledger), index, cfg.threads, Arc::clone(&stop), changed)?);
+            watchers.push(crate::watch::spawn(
+                Arc::clone(&ledger),
+                Arc::clone(ops.stripes()),
+                Arc::clone(ops.quota()),
+                index,
+                cfg.threads,
+                Arc::clone(&stop),
+                changed,
+            )?);
         }
     }
     let front = FuseFront::new(
-        ops,
+        Arc::clone(&ops),
         FrontOptions { entry_ttl: cfg.entry_ttl, attr_ttl: cfg.attr_ttl, max_write: cfg.max_write, acl: cfg.acl },
         pools,
         Arc::clone(&notifier),
@@ -390,8 +414,13 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
         })
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;
 
-    let checkpointer =
-        spawn_checkpointer(Arc::clone(&ledger), Arc::clone(&checkpoints), Arc::clone(&stop), cfg.checkpoint_interval)?;
+    let checkpointer = spawn_checkpointer(
+        Arc::clone(&ledger),
+        Arc::clone(&checkpoints),
+        Arc::clone(&ops),
+        Arc::clone(&stop),
+        cfg.checkpoint_interval,
+    )?;
 
     // READY=1 once the mount answers: the stat below waits for the kernel's INIT and the
     // root's getattr, which the session's threads serve once `run` starts.
@@ -417,7 +446,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
         let _ = w.join();
     }
     // A last checkpoint: the next mount then has nothing to replay.
-    match checkpoints.run(&ledger) {
+    match checkpoints.run(&ledger, ops.beside()) {
         Ok(epoch) => tracing::info!(epoch, "final checkpoint"),
         Err(e) => tracing::error!(error = %e, "final checkpoint failed; the next mount recovers from the log"),
     }

@@ -1,6 +1,6 @@
 //! Writes made directly to a routed backing (a client pointed at the backing, not the mount):
 //! detected with a fanotify mark on its file system and charged exactly by a recount of that
-//! backing (`Ledger::rebase_backing`); then `changed` runs, which drops the kernel's cached
+//! backing (`check::rebase::rebase_backing`); then `changed` runs, which drops the kernel's cached
 //! pages of that backing (they are kept across opens only while every change goes through
 //! the mount). Opt-in (`watch_routes`): the recount costs a scan of
 //! the routed backing, with usage changes paused, after each burst of outside writes.
@@ -10,7 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::backing::sys;
-use crate::ledger::Ledger;
+use crate::ids::BackingIndex;
+use crate::inode::Stripes;
+use crate::ledger::{Beside, Ledger};
+use crate::quota::enforce::Enforcer;
 
 /// After outside events stop for this long, recount (a burst is charged once).
 const QUIET: Duration = Duration::from_millis(300);
@@ -20,18 +23,20 @@ const MAX_DELAY: Duration = Duration::from_secs(5);
 /// Watches backing `index`; returns once the watch is in place (or why it cannot be).
 pub fn spawn(
     ledger: Arc<Ledger>,
-    index: u8,
+    stripes: Arc<Stripes>,
+    quota: Arc<Enforcer>,
+    index: BackingIndex,
     threads: usize,
     stop: Arc<AtomicBool>,
     changed: Box<dyn Fn() + Send>,
 ) -> Result<std::thread::JoinHandle<()>, String> {
-    let b = ledger.backings().get(index as usize).ok_or_else(|| format!("no backing #{index}"))?;
+    let b = ledger.backings().get(index.as_usize()).ok_or_else(|| format!("no backing {index}"))?;
     let group = sys::fanotify_watch_fs(b.root_fd())
         .map_err(|e| format!("cannot watch backing {} with fanotify: {e}", b.path.display()))?;
     let path = b.path.display().to_string();
     let name = path.clone();
     std::thread::Builder::new()
-        .name(format!("watch{index}"))
+        .name(format!("watch{}", index.0))
         .spawn(move || {
             let me = std::process::id() as i32;
             let mut buf = vec![0u8; 64 * 1024];
@@ -52,7 +57,8 @@ pub fn spawn(
                     && (now - last >= QUIET || now - first >= MAX_DELAY)
                 {
                     dirty = None;
-                    match ledger.rebase_backing(index, threads) {
+                    let beside = Beside { stripes: &stripes, quota: &quota };
+                    match crate::check::rebase::rebase_backing(&ledger, beside, index, threads) {
                         Ok(changed) if !changed.is_empty() => {
                             tracing::info!(backing = %path, subjects = changed.len(), "charged writes made directly to the backing");
                         }

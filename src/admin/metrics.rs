@@ -20,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
 
+pub use crate::config::{DEFAULT_MAX_SUBJECTS, MetricsConfig};
 use crate::ledger::Ledger;
 use crate::quota::Subject;
 use crate::quota::limits::LimitKey;
@@ -34,8 +35,6 @@ const MAX_REQUEST: usize = 8192;
 const DEADLINE: Duration = Duration::from_secs(5);
 /// Interval between rewrites of the textfile.
 pub const TEXTFILE_INTERVAL: Duration = Duration::from_secs(15);
-/// Default of `metrics_max_subjects`.
-pub const DEFAULT_MAX_SUBJECTS: usize = 10_000;
 
 /// Checkpoint figures since the daemon started (the ledger keeps only the time of the last).
 #[derive(Default)]
@@ -47,10 +46,10 @@ pub struct Checkpoints {
 }
 
 impl Checkpoints {
-    /// `ledger.checkpoint()`, timed and counted.
-    pub fn run(&self, ledger: &Ledger) -> Result<u64, String> {
+    /// `ledger.checkpoint(beside)`, timed and counted.
+    pub fn run(&self, ledger: &Ledger, beside: crate::ledger::Beside<'_>) -> Result<u64, String> {
         let started = Instant::now();
-        let result = ledger.checkpoint();
+        let result = ledger.checkpoint(beside);
         let micros = started.elapsed().as_micros() as u64;
         match result {
             Ok(_) => {
@@ -69,6 +68,8 @@ impl Checkpoints {
 /// What the exposition is made of.
 pub struct Source {
     pub ledger: Arc<Ledger>,
+    /// The limits in force, grace timers and refusals.
+    pub quota: Arc<crate::quota::enforce::Enforcer>,
     pub pools: Arc<crate::fuse::pool::Pools>,
     pub checkpoints: Arc<Checkpoints>,
     /// Per-subject series are written for at most this many subjects (by id order); the rest
@@ -148,7 +149,7 @@ impl Source {
     fn render(&self) -> String {
         let mut o = Out(String::with_capacity(4096));
         let st = self.ledger.status();
-        let e = self.ledger.enforcer();
+        let e = &self.quota;
         o.one(
             "quotafs_poisoned",
             "gauge",
@@ -374,16 +375,6 @@ impl Source {
             o.sample(&format!("{name}_count"), &[("backing", i), ("path", p)], cumulative);
         }
     }
-}
-
-/// Where the metrics go, validated from the configuration.
-#[derive(Clone, Debug, Default)]
-pub struct MetricsConfig {
-    pub listen: Option<SocketAddr>,
-    pub textfile: Option<PathBuf>,
-    pub max_subjects: usize,
-    /// Local uids besides root whose connections are answered (`metrics_allow_uids`).
-    pub allow_uids: Vec<u32>,
 }
 
 /// Who may read the metrics over HTTP.

@@ -8,6 +8,7 @@ pub mod notify;
 pub mod restore;
 pub mod serve;
 pub mod server;
+pub mod status;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;

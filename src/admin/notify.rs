@@ -18,24 +18,13 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+pub use crate::config::{DEFAULT_INTERVAL, DEFAULT_TIMEOUT, NotifyConfig};
 use crate::ledger::Ledger;
 use crate::quota::Subject;
 use crate::quota::enforce::{Event, EventKind};
 
 /// Events waiting for the worker; past it they are dropped (and counted).
 const QUEUE: usize = 256;
-/// Default of `notify_interval`.
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(3600);
-/// Default of `notify_timeout`.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-
-#[derive(Clone, Debug)]
-pub struct NotifyConfig {
-    /// argv: the program (an absolute path) and its arguments.
-    pub command: Vec<String>,
-    pub interval: Duration,
-    pub timeout: Duration,
-}
 
 /// Notification figures, for the metrics.
 #[derive(Default)]
@@ -45,8 +34,14 @@ pub struct Counters {
     pub dropped: AtomicU64,
 }
 
-/// Installs the hook on the ledger's enforcer and starts the worker.
-pub fn start(cfg: NotifyConfig, ledger: &Arc<Ledger>, mountpoint: String) -> Result<Arc<Counters>, String> {
+/// Installs the hook on the enforcer and starts the worker (which names subjects through the
+/// ledger's store).
+pub fn start(
+    cfg: NotifyConfig,
+    quota: &crate::quota::enforce::Enforcer,
+    ledger: &Arc<Ledger>,
+    mountpoint: String,
+) -> Result<Arc<Counters>, String> {
     let counters = Arc::new(Counters::default());
     let (tx, rx) = std::sync::mpsc::sync_channel::<Event>(QUEUE);
     let names_ledger = Arc::clone(ledger);
@@ -57,7 +52,7 @@ pub fn start(cfg: NotifyConfig, ledger: &Arc<Ledger>, mountpoint: String) -> Res
         .map_err(|e| format!("cannot start the notification thread: {e}"))?;
     let limiter = Limiter { interval: cfg.interval, last: Mutex::new(HashMap::new()) };
     let hook_counters = Arc::clone(&counters);
-    ledger.enforcer().set_hook(Box::new(move |ev: Event| queue(&limiter, &tx, &hook_counters, ev)));
+    quota.set_hook(Box::new(move |ev: Event| queue(&limiter, &tx, &hook_counters, ev)));
     Ok(counters)
 }
 

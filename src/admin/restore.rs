@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::ledger::Ledger;
+use crate::quota::enforce::Enforcer;
 use crate::quota::limits::{LimitKey, Limits};
 
 /// Every limit (by `LimitKey::key()`, own and default) and every project name. On the
@@ -49,19 +50,19 @@ impl LimitsDump {
 }
 
 /// The ledger's limits and project names.
-pub fn dump(ledger: &Ledger) -> LimitsDump {
+pub fn dump(ledger: &Ledger, quota: &Enforcer) -> LimitsDump {
     LimitsDump {
-        limits: ledger.enforcer().all_limits().into_iter().map(|(k, l)| (k.key(), l)).collect(),
+        limits: quota.all_limits().into_iter().map(|(k, l)| (k.key(), l)).collect(),
         names: ledger.project_names(),
     }
 }
 
 /// Replaces every limit and project name with `d`'s: in the store in one transaction (so all
 /// or nothing, durable on return), then in force; grace timers start or stop at once.
-pub fn restore(ledger: &Ledger, d: &LimitsDump) -> Result<String, String> {
+pub fn restore(ledger: &Ledger, quota: &Enforcer, d: &LimitsDump) -> Result<String, String> {
     let limits = d.keyed()?;
     ledger.store().replace_limits_and_names(&limits, &d.names)?;
-    let e = ledger.enforcer();
+    let e = quota;
     for k in e.all_limits().keys() {
         if !limits.contains_key(k) {
             e.set(*k, None);

@@ -5,11 +5,13 @@ use std::sync::Arc;
 
 pub use super::names::Names;
 use super::{CheckReport, DriftRow, Request, Response, Row};
-use crate::check::{self, scan};
+use crate::check;
+use crate::ids::InodeRef;
 use crate::ledger::Ledger;
 use crate::passthrough::Passthrough;
 use crate::quota::limits::{LimitKey, Limits, rfc3339};
 use crate::quota::{Subject, Usage};
+use crate::scan;
 
 /// Rows for `report`: every subject with usage or limits of its own, sorted by kind and id.
 pub fn rows(
@@ -131,7 +133,7 @@ impl Server {
         match req {
             Request::Report => {
                 let names = Names::load(self.ledger.project_names());
-                let e = self.ledger.enforcer();
+                let e = self.ops.quota();
                 Response::Report {
                     rows: rows(&self.ledger.table().snapshot(), &names, &e.all_limits(), &e.grace_snapshot()),
                 }
@@ -140,16 +142,18 @@ impl Server {
                 let Some(key) = LimitKey::from_key(key) else {
                     return Response::Error { message: "bad limit key".into() };
                 };
-                let current = self.ledger.enforcer().get(key).unwrap_or_default();
-                match current.merged(&change).and_then(|m| self.ledger.set_limits(key, Some(m)).map(|()| m)) {
+                let current = self.ops.quota().get(key).unwrap_or_default();
+                match current
+                    .merged(&change)
+                    .and_then(|m| self.ledger.set_limits(self.ops.quota(), key, Some(m)).map(|()| m))
+                {
                     Ok(m) => Response::Done { message: serde_json::to_string(&m).unwrap_or_default() },
                     Err(e) => Response::Error { message: e },
                 }
             }
             Request::QuotaGet { key } => match LimitKey::from_key(key) {
                 Some(key) => Response::Done {
-                    message: serde_json::to_string(&self.ledger.enforcer().get(key).unwrap_or_default())
-                        .unwrap_or_default(),
+                    message: serde_json::to_string(&self.ops.quota().get(key).unwrap_or_default()).unwrap_or_default(),
                 },
                 None => Response::Error { message: "bad limit key".into() },
             },
@@ -157,13 +161,13 @@ impl Server {
                 let Some(key) = LimitKey::from_key(key) else {
                     return Response::Error { message: "bad limit key".into() };
                 };
-                match self.ledger.set_limits(key, None) {
+                match self.ledger.set_limits(self.ops.quota(), key, None) {
                     Ok(()) => Response::Done { message: "cleared".into() },
                     Err(e) => Response::Error { message: e },
                 }
             }
             Request::Status => {
-                let mut status = self.ledger.status_json(&self.ops);
+                let mut status = super::status::status_json(&self.ledger, &self.ops);
                 status["backings"] = self.pools.status_json();
                 status["mountpoint"] = serde_json::json!(self.mountpoint.display().to_string());
                 status["pid"] = serde_json::json!(std::process::id());
@@ -174,9 +178,9 @@ impl Server {
                 for b in self.ops.backings() {
                     let _ = crate::backing::sys::syncfs(b.root_fd());
                 }
-                self.ledger.reconcile();
+                self.ledger.reconcile(self.ops.beside());
                 // Usage changes wait while the backings are counted, so the two agree exactly.
-                let result = self.ledger.paused(|| {
+                let result = self.ledger.paused(|_| {
                     let scanned = scan::scan_split(self.ops.backings(), scan::Mode::Count, self.threads);
                     scanned.map(|(mut r, mut per_backing)| {
                         // Files unlinked but still open have no name for the scan to find; the
@@ -196,7 +200,7 @@ impl Server {
                 match result {
                     Ok(report) => {
                         if report.repaired
-                            && let Err(e) = self.checkpoints.run(&self.ledger)
+                            && let Err(e) = self.checkpoints.run(&self.ledger, self.ops.beside())
                         {
                             return Response::Error {
                                 message: format!("repaired in memory, but the checkpoint failed: {e}"),
@@ -207,7 +211,7 @@ impl Server {
                     Err(e) => Response::Error { message: e },
                 }
             }
-            Request::Checkpoint => match self.checkpoints.run(&self.ledger) {
+            Request::Checkpoint => match self.checkpoints.run(&self.ledger, self.ops.beside()) {
                 Ok(epoch) => Response::Done { message: format!("checkpoint committed; epoch {epoch} begins") },
                 Err(e) => Response::Error { message: e },
             },
@@ -224,9 +228,10 @@ impl Server {
                 Response::Done { message: serde_json::to_string(&self.project_roots(id)).unwrap_or_default() }
             }
             Request::Dump => Response::Done {
-                message: serde_json::to_string(&super::restore::dump(&self.ledger)).unwrap_or_default(),
+                message: serde_json::to_string(&super::restore::dump(&self.ledger, self.ops.quota()))
+                    .unwrap_or_default(),
             },
-            Request::Restore { dump } => match super::restore::restore(&self.ledger, &dump) {
+            Request::Restore { dump } => match super::restore::restore(&self.ledger, self.ops.quota(), &dump) {
                 Ok(message) => Response::Done { message },
                 Err(message) => Response::Error { message },
             },
@@ -255,7 +260,7 @@ impl Server {
     /// Subject `s`'s row from the live ledger (usage 0 if it has none).
     fn row(&self, s: Subject) -> Row {
         let names = Names::load(self.ledger.project_names());
-        let e = self.ledger.enforcer();
+        let e = self.ops.quota();
         row(s, self.ledger.table().get(s), &names, &e.all_limits(), &e.grace_snapshot())
     }
 
@@ -276,13 +281,13 @@ impl Server {
             .collect()
     }
 
-    /// The path below its backing's root of directory `root` (backing, ino, generation), if
-    /// it is still tagged project `id` (a tree cleared or re-assigned since is no longer its).
-    fn path_of(&self, id: u32, root: (u8, u64, u32)) -> Option<String> {
-        let b = self.ops.backings().get(root.0 as usize)?;
-        let handle = crate::backing::Handle::ext4(root.1 as u32, root.2);
+    /// The path below its backing's root of directory `root`, if it is still tagged project
+    /// `id` (a tree cleared or re-assigned since is no longer its).
+    fn path_of(&self, id: u32, root: InodeRef) -> Option<String> {
+        let b = self.ops.backings().get(root.backing.as_usize())?;
+        let handle = crate::backing::Handle::ext4(root.ino as u32, root.generation);
         let fd = b.open_handle(&handle, libc::O_RDONLY | libc::O_DIRECTORY).ok()?;
-        if crate::ledger::tag::read_fd(std::os::fd::AsFd::as_fd(&fd)).ok()??.project != id {
+        if crate::tag::read_fd(std::os::fd::AsFd::as_fd(&fd)).ok()??.project != id {
             return None;
         }
         let at = std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd))).ok()?;
@@ -291,7 +296,7 @@ impl Server {
         // The name must still lead to the same directory (an unlinked one reads as
         // "<path> (deleted)"; a rename may race).
         let md = std::fs::symlink_metadata(base.join(rel)).ok()?;
-        if !md.is_dir() || std::os::unix::fs::MetadataExt::ino(&md) != root.1 {
+        if !md.is_dir() || std::os::unix::fs::MetadataExt::ino(&md) != root.ino {
             return None;
         }
         rel.to_str().map(str::to_string)
@@ -313,7 +318,7 @@ impl Server {
             .extend(projects.owners.iter().filter(|(_, owner)| **owner == uid).map(|(id, _)| Subject::Project(*id)));
         let table = self.ledger.table();
         let usage: std::collections::BTreeMap<Subject, Usage> = subjects.iter().map(|s| (*s, table.get(*s))).collect();
-        let e = self.ledger.enforcer();
+        let e = self.ops.quota();
         let limits = subjects
             .iter()
             .map(|s| LimitKey::Subject(*s))

@@ -11,6 +11,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+pub use crate::ids::BackingIndex;
 pub use sys::Handle;
 
 /// An errno value. The FUSE front is the only place that turns it into a reply.
@@ -22,10 +23,6 @@ impl std::fmt::Display for Errno {
         write!(f, "{}", std::io::Error::from_raw_os_error(self.0))
     }
 }
-
-/// Index of a backing store; carried in the high bits of every node id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct BackingIndex(pub u8);
 
 /// ext4's `f_type` (EXT4_SUPER_MAGIC, shared with ext2/ext3).
 pub const EXT4_MAGIC: i64 = 0xEF53;
@@ -216,26 +213,28 @@ fn read_owner(fd: BorrowedFd<'_>, path: &Path) -> Result<Option<Owner>, String> 
     }
 }
 
-/// Opens the main backing (index 0) and every route's backing, each at the index stored in
-/// its root (a new one gets the lowest free index, stored at once). Returns the backings in
-/// index order and the routes; each is locked (`Backing::lock`) while it lives. A gap (a backing the ledger knows that no route names any more)
-/// is refused: its usage would silently vanish.
-pub fn open_all(
-    main: &Path,
-    routes: &[(crate::route::Pattern, PathBuf)],
-) -> Result<(Vec<Backing>, crate::route::Routes), String> {
-    open_all_checked(main, routes, &|_| Ok(()))
+/// A routed backing to open: the name its route goes by in messages (the route's pattern) and
+/// its directory.
+pub type RoutedDir<'a> = (&'a str, &'a Path);
+
+/// Opens the main backing (index 0) and every routed backing (`routed`), each at the index
+/// stored in its root (a new one gets the lowest free index, stored at once). Returns the
+/// backings in index order; each is locked (`Backing::lock`) while it lives. A gap (a backing
+/// the ledger knows that no route names any more) is refused: its usage would silently vanish.
+/// The routing table over them is `route::Routes::over`.
+pub fn open_all(main: &Path, routed: &[RoutedDir<'_>]) -> Result<Vec<Backing>, String> {
+    open_all_checked(main, routed, &|_| Ok(()))
 }
 
 /// `open_all`, with `accept` asked about each backing once it is locked and before anything is
 /// written to any of them (an `Err` is returned as it is).
 pub fn open_all_checked(
     main: &Path,
-    routes: &[(crate::route::Pattern, PathBuf)],
+    routed: &[RoutedDir<'_>],
     accept: &dyn Fn(&Backing) -> Result<(), String>,
-) -> Result<(Vec<Backing>, crate::route::Routes), String> {
-    let mut opened = Vec::with_capacity(routes.len() + 1);
-    for dir in std::iter::once(main).chain(routes.iter().map(|(_, d)| d.as_path())) {
+) -> Result<Vec<Backing>, String> {
+    let mut opened = Vec::with_capacity(routed.len() + 1);
+    for dir in std::iter::once(main).chain(routed.iter().map(|(_, d)| *d)) {
         let b = Backing::open(BackingIndex(0), dir)?;
         b.lock()?;
         accept(&b)?;
@@ -255,15 +254,14 @@ pub fn open_all_checked(
             .map_err(|e| format!("cannot tag backing {}: {e}", main.display()))?,
     }
     let mut pending = Vec::new();
-    for ((pattern, dir), mut b) in routes.iter().zip(opened) {
+    for ((label, dir), mut b) in routed.iter().zip(opened) {
         match stored_index(&b)? {
             Some(0) => {
-                return Err(format!("route {:?}: {} is a main backing, not a route's", pattern.text, dir.display()));
+                return Err(format!("route {label:?}: {} is a main backing, not a route's", dir.display()));
             }
             Some(i) if all.iter().any(|o| o.index.0 == i) => {
                 return Err(format!(
-                    "route {:?}: {} has index {i}, like another backing (a copy?)",
-                    pattern.text,
+                    "route {label:?}: {} has index {i}, like another backing (a copy?)",
                     dir.display()
                 ));
             }
@@ -292,17 +290,7 @@ pub fn open_all_checked(
             b.path.display()
         ));
     }
-    let table = crate::route::Routes {
-        routes: routes
-            .iter()
-            .map(|(p, dir)| {
-                let dir = dir.canonicalize().unwrap_or_else(|_| dir.clone());
-                let idx = all.iter().find(|b| b.path == dir).map_or(0, |b| b.index.0);
-                (p.clone(), idx)
-            })
-            .collect(),
-    };
-    Ok((all, table))
+    Ok(all)
 }
 
 pub fn cstring(path: &Path) -> Result<CString, String> {

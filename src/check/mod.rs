@@ -1,9 +1,12 @@
-//! `quotafs check`: a full parallel rescan of the backings, compared with the ledger.
+//! Rescans held against the ledger: `quotafs check` (a full rescan compared with the ledger's
+//! table) and the recount of a routed backing written behind the daemon's back (`rebase`).
+//! The walk itself is `crate::scan`.
 
-pub mod scan;
+pub mod rebase;
 
 use std::collections::BTreeMap;
 
+use crate::ids::BackingIndex;
 use crate::quota::{BackingUsage, Charge, Subject, Usage};
 
 /// One subject whose ledger figures differ from the rescan.
@@ -37,14 +40,14 @@ pub fn compare(rescan: &BTreeMap<Subject, Usage>, ledger: &BTreeMap<Subject, Usa
 pub fn count_pinned(
     usage: &mut BTreeMap<Subject, Usage>,
     mut per_backing: Option<&mut BackingUsage>,
-    pinned: &[(u8, Charge)],
+    pinned: &[(BackingIndex, Charge)],
 ) {
     for (backing, c) in pinned {
         for s in [Subject::User(c.uid), Subject::Project(c.project)] {
             let u = usage.entry(s).or_default();
             u.bytes += c.bytes;
             u.inodes += 1;
-            if *backing != 0
+            if !backing.is_main()
                 && let Some(pb) = per_backing.as_deref_mut()
             {
                 let u = pb.entry((*backing, s)).or_default();

@@ -5,8 +5,8 @@
 use super::{CheckArgs, Cli, CliError, human, load_file_config, state_dir};
 use crate::admin::server::check_report;
 use crate::admin::{CheckReport, Request, Response, call};
-use crate::check::scan;
 use crate::ledger::{journal::Journal, recovery, store::Snapshot, store::Store};
+use crate::scan;
 
 fn offline(cli: &Cli, args: &CheckArgs, dir: &std::path::Path) -> Result<CheckReport, CliError> {
     let backing = match &args.backing {
@@ -26,7 +26,9 @@ fn offline(cli: &Cli, args: &CheckArgs, dir: &std::path::Path) -> Result<CheckRe
             .map_err(|e| CliError::usage(format!("route {:?}: backing {}: {e}", r.pattern, r.backing.display())))?;
         routes.push((pattern, dir));
     }
-    let (backings, route_table) = crate::backing::open_all(&backing, &routes).map_err(CliError::usage)?;
+    let backings =
+        crate::backing::open_all(&backing, &crate::route::Routes::routed_dirs(&routes)).map_err(CliError::usage)?;
+    let route_table = crate::route::Routes::over(&routes, &backings);
     let threads = std::thread::available_parallelism().map(|n| n.get() * 2).unwrap_or(4);
     // Bring the ledger up to date exactly as a mount would, then compare. If the store or a
     // log cannot be read, --repair rebuilds from a full rescan (the damaged files are kept).

@@ -37,7 +37,7 @@ pub struct FuseFront {
 /// Drops the kernel's cached data, attributes and directory listings of every node it holds
 /// on backing `index`, after something changed that backing behind the mount's back (the
 /// page cache is kept across opens only because every change goes through the mount).
-pub fn invalidate_backing(notifier: &fuser::Notifier, ops: &Passthrough, index: u8) {
+pub fn invalidate_backing(notifier: &fuser::Notifier, ops: &Passthrough, index: crate::ids::BackingIndex) {
     let nodes = ops.held_nodes(index);
     let mut failed = 0usize;
     for node in &nodes {
@@ -49,9 +49,9 @@ pub fn invalidate_backing(notifier: &fuser::Notifier, ops: &Passthrough, index: 
         }
     }
     if failed > 0 {
-        tracing::warn!(backing = index, failed, "cannot invalidate cached pages after outside writes");
+        tracing::warn!(backing = index.0, failed, "cannot invalidate cached pages after outside writes");
     }
-    tracing::debug!(backing = index, nodes = nodes.len(), "cached pages invalidated after outside writes");
+    tracing::debug!(backing = index.0, nodes = nodes.len(), "cached pages invalidated after outside writes");
 }
 
 /// Sets the readahead window of the FUSE mount at `mountpoint` (its backing device info in

@@ -1,7 +1,7 @@
 //! Per-backing worker pools (load isolation, docs/design.md §14).
 //!
 //! fuser's worker threads read requests from /dev/fuse. The front asks the router
-//! (`route::Router::serving_backing`) which backing serves a request's node. A request for a
+//! (`passthrough::router::Router::serving_backing`) which backing serves a request's node. A request for a
 //! node of backing 0 is served on that thread; a request for a node of a routed backing is
 //! queued to that backing's own pool and the reader goes back to /dev/fuse at once, so a
 //! saturated or slow Dropbox disk occupies only its own threads. Replies are sent from whichever thread served

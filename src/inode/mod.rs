@@ -34,6 +34,12 @@
 //! new handle, and the kernel, seeing a new generation for that id, marks its old inode stale
 //! (one chance in 8 million per reuse while both older nodes are held). A node
 //! id the table does not hold is answered with ESTALE.
+//!
+//! # Stripes
+//! The table also holds the stripe locks that serialise changes to inodes and the tag stamps
+//! that tell a cached tag is stale (`stripes`). They are shared (`Arc`) with what changes
+//! inodes outside a request: the ledger's reconcile at a checkpoint, the recount of a routed
+//! backing.
 
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
@@ -43,10 +49,13 @@ use dashmap::DashMap;
 use parking_lot::Mutex;
 
 pub mod handles;
+pub mod stripes;
+
+pub use stripes::Stripes;
 
 use crate::backing::{Backing, BackingIndex, Errno, Handle};
-use crate::ledger::tag::Tag;
-use crate::ledger::wal::InodeRef;
+use crate::ids::InodeRef;
+use crate::tag::Tag;
 
 /// The FUSE root node id.
 pub const ROOT_ID: u64 = 1;
@@ -99,7 +108,7 @@ pub struct Inode {
     /// files hold them, and the last close of an access mode closes its descriptor.
     pub data: Mutex<[Weak<handles::DataFd>; 2]>,
     /// The inode's quotafs tag (project, birth epoch) as last read, with the ledger's tag
-    /// stamp from just before the read (`Ledger::tag_stamp`): valid while the stamp is.
+    /// stamp from just before the read (`Stripes::tag_stamp`): valid while the stamp is.
     pub tag: Mutex<Option<(Tag, u64)>>,
     /// For a directory of backing 0: where it stands against the routes (see `route`).
     pub route: Mutex<RouteMark>,
@@ -120,7 +129,7 @@ pub enum RouteMark {
 impl Inode {
     /// The inode as the ledger names it.
     pub fn key(&self) -> InodeRef {
-        InodeRef { backing: self.backing.0, ino: self.ino, generation: self.generation }
+        InodeRef { backing: self.backing, ino: self.ino, generation: self.generation }
     }
 
     pub fn is_dir(&self) -> bool {
@@ -143,11 +152,25 @@ pub struct InodeTable {
     map: DashMap<u64, Slot>,
     fd_queue: Mutex<VecDeque<Weak<Inode>>>,
     fd_capacity: usize,
+    /// The stripe locks and tag stamps of the inodes (see `stripes`); shared with what
+    /// changes inodes outside a request (the ledger's reconcile, the recount of a routed
+    /// backing).
+    stripes: Arc<Stripes>,
 }
 
 impl InodeTable {
-    pub fn new(fd_capacity: usize) -> InodeTable {
-        InodeTable { map: DashMap::new(), fd_queue: Mutex::new(VecDeque::new()), fd_capacity: fd_capacity.max(16) }
+    pub fn new(fd_capacity: usize, stripes: Arc<Stripes>) -> InodeTable {
+        InodeTable {
+            map: DashMap::new(),
+            fd_queue: Mutex::new(VecDeque::new()),
+            fd_capacity: fd_capacity.max(16),
+            stripes,
+        }
+    }
+
+    /// The stripe locks and tag stamps of the inodes.
+    pub fn stripes(&self) -> &Arc<Stripes> {
+        &self.stripes
     }
 
     /// Inserts the pinned root of backing 0.
@@ -290,7 +313,7 @@ mod tests {
 
     #[test]
     fn lookups_add_and_forget_removes_at_zero() {
-        let t = InodeTable::new(16);
+        let t = InodeTable::new(16, Arc::default());
         let b = BackingIndex(0);
         t.reference(12, b, 12, h(12, 7), libc::S_IFREG);
         t.reference(12, b, 12, h(12, 7), libc::S_IFREG);
@@ -302,7 +325,7 @@ mod tests {
 
     #[test]
     fn a_reused_inode_number_gets_an_alias_while_the_old_node_is_held() {
-        let t = InodeTable::new(16);
+        let t = InodeTable::new(16, Arc::default());
         let b = BackingIndex(0);
         t.reference(12, b, 12, h(12, 7), libc::S_IFREG);
         let new = t.reference(12, b, 12, h(12, 8), libc::S_IFDIR);
@@ -321,7 +344,7 @@ mod tests {
 
     #[test]
     fn when_even_the_alias_is_taken_the_slot_takes_the_new_inode() {
-        let t = InodeTable::new(16);
+        let t = InodeTable::new(16, Arc::default());
         let b = BackingIndex(0);
         t.reference(12, b, 12, h(12, 7), libc::S_IFREG);
         let second = t.reference(12, b, 12, h(12, 8), libc::S_IFREG);
@@ -334,7 +357,7 @@ mod tests {
 
     #[test]
     fn root_is_pinned() {
-        let t = InodeTable::new(16);
+        let t = InodeTable::new(16, Arc::default());
         t.insert_root(BackingIndex(0), 2, h(2, 0));
         t.forget(ROOT_ID, u64::MAX);
         assert!(t.get(ROOT_ID).is_ok());

@@ -26,8 +26,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use super::wal::{InodeRef, Record};
+use super::wal::Record;
 use crate::backing::{Backing, Errno, JOURNAL_DIR, sys};
+use crate::ids::{BackingIndex, InodeRef};
 
 /// Marks a journal directory as quotafs's (a tenant's directory of the same name is refused).
 const MARK_XATTR: &CStr = c"trusted.quotafs.journal";
@@ -46,7 +47,7 @@ pub fn record_name(rec: &Record) -> CString {
 }
 
 /// The record a file name in a journal directory of backing `backing` stands for.
-pub fn parse_record(backing: u8, name: &[u8]) -> Option<Record> {
+pub fn parse_record(backing: BackingIndex, name: &[u8]) -> Option<Record> {
     let s = std::str::from_utf8(name).ok()?;
     let mut parts = s.split('.');
     let kind = parts.next()?;
@@ -173,8 +174,8 @@ impl Journal {
     }
 
     /// The inode number of backing `backing`'s journal directory.
-    pub fn dir_ino(&self, backing: u8) -> Option<u64> {
-        self.dirs.get(backing as usize).map(|d| d.ino)
+    pub fn dir_ino(&self, backing: BackingIndex) -> Option<u64> {
+        self.dirs.get(backing.as_usize()).map(|d| d.ino)
     }
 
     /// The epochs with a directory on some backing. `strict`: a name that is not an epoch
@@ -223,7 +224,7 @@ impl Journal {
                 .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
             let listed = names(fd.as_fd()).map_err(|e| format!("cannot list {}: {e}", path.display()))?;
             for n in listed {
-                let rec = parse_record(i as u8, n.as_bytes()).ok_or_else(|| {
+                let rec = parse_record(BackingIndex(i as u8), n.as_bytes()).ok_or_else(|| {
                     format!(
                         "{}/{} is not a quotafs journal record; the ledger cannot be recovered exactly \
                          with it. Remove it if it was put there by hand; otherwise run `quotafs check --repair`",
@@ -306,7 +307,7 @@ impl EpochMarks {
             Record::DirDirty { dir } => dir.backing,
         };
         let result = (|| {
-            let dir = self.dirs.get(backing as usize).and_then(Option::as_ref).ok_or(Errno(libc::ENOENT))?;
+            let dir = self.dirs.get(backing.as_usize()).and_then(Option::as_ref).ok_or(Errno(libc::ENOENT))?;
             crate::failpoint::JOURNAL_RECORD.check().map_err(|e| Errno(e.raw_os_error().unwrap_or(libc::EIO)))?;
             match sys::mknod_at(dir.as_fd(), &record_name(rec), libc::S_IFREG | 0o600, 0) {
                 // The same record, written before in this epoch (every field is in the name).
@@ -321,7 +322,7 @@ impl EpochMarks {
             }
             Err(e) => {
                 if !self.fell_back.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(backing, error = %e, "cannot write a record to the backing's journal directory; logging it with an fdatasync instead (said once per epoch)");
+                    tracing::warn!(backing = backing.0, error = %e, "cannot write a record to the backing's journal directory; logging it with an fdatasync instead (said once per epoch)");
                 }
                 Err(e)
             }
@@ -340,7 +341,7 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        let i = InodeRef { backing: 2, ino: 123_456_789, generation: u32::MAX };
+        let i = InodeRef { backing: BackingIndex(2), ino: 123_456_789, generation: u32::MAX };
         for rec in [
             Record::Touch { inode: i, uid: 1001, project: 0, bytes: u64::MAX, birth: 7 },
             Record::Touch { inode: i, uid: 0, project: u32::MAX, bytes: 0, birth: 0 },
@@ -348,7 +349,7 @@ mod tests {
         ] {
             let name = record_name(&rec);
             assert!(name.as_bytes().len() < 255);
-            assert_eq!(parse_record(2, name.as_bytes()), Some(rec));
+            assert_eq!(parse_record(BackingIndex(2), name.as_bytes()), Some(rec));
         }
     }
 
@@ -370,7 +371,7 @@ mod tests {
             "d..2",
             "d.1.2\n",
         ] {
-            assert_eq!(parse_record(0, bad.as_bytes()), None, "{bad:?}");
+            assert_eq!(parse_record(BackingIndex(0), bad.as_bytes()), None, "{bad:?}");
         }
         assert_eq!(epoch_of_dir(b"0000000000000012"), Some(12));
         assert_eq!(epoch_of_dir(b"12"), None);

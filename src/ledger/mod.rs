@@ -10,14 +10,17 @@
 //!   same record, it never races past it;
 //! * every usage-changing operation holds a `Change` (the epoch lock, shared) from its log write
 //!   to its table update, so a checkpoint's rotation sees no operation half done;
-//! * changes to one inode are serialised by its stripe lock, so before/after pairs of two
-//!   operations never interleave.
+//! * changes to one inode are serialised by its stripe lock (the inode table's
+//!   `inode::Stripes`, which a reconcile takes too), so before/after pairs of two operations
+//!   never interleave.
+//!
+//! The ledger does not own the quota `Enforcer` nor the stripe locks: the serving layer does,
+//! and lends them (`Beside`) to what settles a charge here.
 
 pub mod journal;
 pub mod poison;
 pub mod recovery;
 pub mod store;
-pub mod tag;
 pub mod wal;
 
 use std::path::{Path, PathBuf};
@@ -27,18 +30,18 @@ use std::time::{Duration, Instant, SystemTime};
 
 use dashmap::mapref::entry::Entry;
 use dashmap::{DashMap, DashSet};
-use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 
 use crate::backing::{Backing, Errno, sys};
+use crate::ids::{BackingIndex, InodeRef};
+use crate::inode::Stripes;
 use crate::quota::enforce::Enforcer;
 use crate::quota::limits::{LimitKey, Limits};
 use crate::quota::{Charge, Subject, UsageTable};
 use journal::{EpochMarks, Journal};
 use poison::Poison;
 use store::{Snapshot, Store};
-use wal::{InodeRef, LogWriter, Record};
-
-const STRIPES: usize = 1024;
+use wal::{LogWriter, Record};
 
 /// What the last recovery did, for `quotafs status`.
 #[derive(Clone, Debug, Default)]
@@ -108,18 +111,12 @@ pub struct Ledger {
     journal: Journal,
     table: UsageTable,
     state: RwLock<EpochState>,
-    stripes: Box<[Mutex<()>]>,
-    /// Per stripe, how many times a tag of an inode in it was written: a cached tag read at an
-    /// older stamp is stale (see `tag_stamp`).
-    tag_stamps: Box<[AtomicU64]>,
     /// The epoch of the newest committed snapshot: where a crash now would recover from. It
     /// lags the current epoch while a checkpoint is between its rotation and its commit.
     committed: AtomicU64,
     checkpoint_lock: Mutex<()>,
     last_checkpoint: Mutex<Option<SystemTime>>,
     last_recovery: Mutex<RecoveryReport>,
-    /// Limits in force, grace timers, refusals.
-    enforcer: Enforcer,
     /// Regular files whose allocation may still grow (or shrink) at writeback: the charge the
     /// ledger holds for each and its birth epoch. ext4 may allocate blocks at writeback, after
     /// a change was settled; the next change uses this (not fstat) as its "before", and each
@@ -152,10 +149,27 @@ fn poisoned(why: &str) -> Errno {
     Errno(libc::EIO)
 }
 
+/// Every usage-changing operation held off (the epoch lock, held exclusively): see
+/// `Ledger::paused`.
+pub struct Paused<'a> {
+    _state: parking_lot::RwLockWriteGuard<'a, EpochState>,
+}
+
+/// What the ledger borrows from the layers that own them to settle a charge outside a
+/// request (a checkpoint's reconcile): the inode table's stripe locks, which serialise changes
+/// to one inode, and the quota enforcer, whose grace timers a settled charge starts or stops.
+#[derive(Clone, Copy)]
+pub struct Beside<'a> {
+    pub stripes: &'a Stripes,
+    pub quota: &'a Enforcer,
+}
+
 /// A usage-changing operation in progress (holds the epoch lock shared).
 pub struct Change<'a> {
     ledger: &'a Ledger,
     state: RwLockReadGuard<'a, EpochState>,
+    /// The enforcer whose grace timers `apply` settles.
+    quota: &'a Enforcer,
 }
 
 impl Change<'_> {
@@ -262,10 +276,10 @@ impl Change<'_> {
     }
 
     /// Settles one inode's charge in the usage table (and the grace timers of its subjects).
-    pub fn apply(&self, backing: u8, before: Option<Charge>, after: Option<Charge>) {
+    pub fn apply(&self, backing: BackingIndex, before: Option<Charge>, after: Option<Charge>) {
         self.ledger.table.apply(backing, before, after);
         for c in [before, after].into_iter().flatten() {
-            self.ledger.enforcer.settled(&self.ledger.table, &[Subject::User(c.uid), Subject::Project(c.project)]);
+            self.quota.settled(&self.ledger.table, &[Subject::User(c.uid), Subject::Project(c.project)]);
         }
     }
 }
@@ -291,14 +305,10 @@ pub struct LedgerStatus {
 
 impl Ledger {
     /// Opens the ledger in `state_dir` for `backings`, recovering it (or counting the backings
-    /// on first mount) before anything is served.
-    pub fn open(
-        state_dir: &Path,
-        backings: Arc<Vec<Backing>>,
-        exempt: std::collections::HashSet<u32>,
-    ) -> Result<Ledger, String> {
+    /// on first mount) before anything is served. The limits and grace timers to enforce are
+    /// in its store (`store().limits()`, `store().grace()`).
+    pub fn open(state_dir: &Path, backings: Arc<Vec<Backing>>) -> Result<Ledger, String> {
         let store = Store::open(state_dir)?;
-        let enforcer = Enforcer::new(store.limits()?, store.grace()?, exempt);
         let journal = Journal::open(&backings)?;
         let (snapshot, report) = recovery::recover(state_dir, &store, &backings, &journal)?;
         let poison = Arc::new(Poison::default());
@@ -314,13 +324,10 @@ impl Ledger {
             journal,
             table: UsageTable::from_parts(snapshot.usage, snapshot.per_backing),
             state: RwLock::new(EpochState::new(snapshot.epoch, log, marks)),
-            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
-            tag_stamps: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
             committed: AtomicU64::new(snapshot.epoch),
             checkpoint_lock: Mutex::new(()),
             last_checkpoint: Mutex::new(Some(SystemTime::now())),
             last_recovery: Mutex::new(report),
-            enforcer,
             charged: DashMap::new(),
             pinned: DashMap::new(),
             poison,
@@ -336,7 +343,7 @@ impl Ledger {
     }
 
     /// The inode number of backing `backing`'s journal directory (never served).
-    pub fn journal_dir_ino(&self, backing: u8) -> Option<u64> {
+    pub fn journal_dir_ino(&self, backing: BackingIndex) -> Option<u64> {
         self.journal.dir_ino(backing)
     }
 
@@ -344,38 +351,20 @@ impl Ledger {
         &self.table
     }
 
-    pub fn enforcer(&self) -> &Enforcer {
-        &self.enforcer
-    }
-
-    /// Sets or removes the limits of `key`: durable in the store, then in force.
-    pub fn set_limits(&self, key: LimitKey, limits: Option<Limits>) -> Result<(), String> {
+    /// Sets or removes the limits of `key`: durable in the store, then in force in `quota`.
+    pub fn set_limits(&self, quota: &Enforcer, key: LimitKey, limits: Option<Limits>) -> Result<(), String> {
         self.store.set_limits(key, limits.as_ref())?;
-        self.enforcer.set(key, limits);
+        quota.set(key, limits);
         // A lowered or removed soft limit starts or stops grace timers at once.
         if let LimitKey::Subject(s) = key {
-            self.enforcer.settled(&self.table, &[s]);
+            quota.settled(&self.table, &[s]);
         }
         Ok(())
     }
 
-    /// Begins a usage-changing operation.
-    pub fn change(&self) -> Change<'_> {
-        Change { ledger: self, state: self.state.read() }
-    }
-
-    /// Serialises changes to one inode.
-    pub fn lock_inode(&self, ino: u64) -> MutexGuard<'_, ()> {
-        self.stripes[(ino as usize) % STRIPES].lock()
-    }
-
-    /// Locks the stripes of several inodes, always in ascending stripe order (so two callers
-    /// can never wait on each other), each stripe once.
-    pub fn lock_inodes(&self, inos: &[u64]) -> Vec<MutexGuard<'_, ()>> {
-        let mut idx: Vec<usize> = inos.iter().map(|i| (*i as usize) % STRIPES).collect();
-        idx.sort_unstable();
-        idx.dedup();
-        idx.into_iter().map(|i| self.stripes[i].lock()).collect()
+    /// Begins a usage-changing operation; what it settles moves `quota`'s grace timers.
+    pub fn change<'a>(&'a self, quota: &'a Enforcer) -> Change<'a> {
+        Change { ledger: self, state: self.state.read(), quota }
     }
 
     /// Whether `r` is a file unlinked while open, still charged (see `pinned`).
@@ -386,22 +375,8 @@ impl Ledger {
     /// The pinned files (see `pinned`): each one's backing and the charge its last close will
     /// take off. A rescan cannot see them (they have no name), so `check` and a recount of a
     /// routed backing count them from here.
-    pub fn pinned_charges(&self) -> Vec<(u8, Charge)> {
+    pub fn pinned_charges(&self) -> Vec<(BackingIndex, Charge)> {
         self.pinned.iter().filter_map(|p| self.charged.get(p.key()).map(|c| (p.key().backing, c.0))).collect()
-    }
-
-    /// The tag stamp of inode `ino`'s stripe. A tag cache reads it *before* reading the tag
-    /// from disk and keeps it with the tag; every tag writer calls `tag_written` *after*
-    /// writing. A cached tag whose stamp still matches was read after the last write to any
-    /// inode of that stripe, however the reader and the writer interleaved, and without either
-    /// holding the stripe lock.
-    pub fn tag_stamp(&self, ino: u64) -> u64 {
-        self.tag_stamps[(ino as usize) % STRIPES].load(Ordering::Acquire)
-    }
-
-    /// Call after writing the tag of inode `ino` (see `tag_stamp`).
-    pub fn tag_written(&self, ino: u64) {
-        self.tag_stamps[(ino as usize) % STRIPES].fetch_add(1, Ordering::AcqRel);
     }
 
     pub fn epoch(&self) -> u64 {
@@ -432,18 +407,18 @@ impl Ledger {
     /// remembered charge) so that recovery reproduces it; every pinned file (unlinked, still
     /// open) is logged in the current epoch. Call after a syncfs. Files stay remembered (a
     /// checkpoint forgets those the syncfs covered).
-    pub fn reconcile(&self) {
-        self.reconcile_charges(false);
+    pub fn reconcile(&self, beside: Beside<'_>) {
+        self.reconcile_charges(beside, false);
     }
 
     /// `reconcile`; with `forget`, a file whose last settle was in an epoch before the current
     /// one is forgotten after it is reconciled: call so only after a rotation and a syncfs
     /// that followed it, when such a file's allocation is final.
-    fn reconcile_charges(&self, forget: bool) {
+    fn reconcile_charges(&self, beside: Beside<'_>, forget: bool) {
         let keys: Vec<InodeRef> = self.charged.iter().map(|e| *e.key()).collect();
         for key in keys {
-            let ch = self.change();
-            let _lock = self.lock_inode(key.ino);
+            let ch = self.change(beside.quota);
+            let _lock = beside.stripes.lock(key.ino);
             // The charge the ledger holds now (a write since the keys were listed moved it).
             let Some((remembered, birth)) = self.charged.get(&key).map(|e| *e) else { continue };
             if self.pinned.contains_key(&key) {
@@ -455,7 +430,7 @@ impl Ledger {
             }
             // Settled again since the rotation: its newest pages may not be written back yet.
             let settled_since = ch.state.written.contains(&key);
-            let Some(b) = self.backings.get(key.backing as usize) else { continue };
+            let Some(b) = self.backings.get(key.backing.as_usize()) else { continue };
             let handle = crate::backing::Handle::ext4(key.ino as u32, key.generation);
             let st = b
                 .open_handle(&handle, libc::O_PATH | libc::O_NOFOLLOW)
@@ -495,38 +470,27 @@ impl Ledger {
     }
 
     /// Runs `f` with every usage-changing operation held off (a consistent moment for a
-    /// full rescan).
-    pub fn paused<T>(&self, f: impl FnOnce() -> T) -> T {
-        let _st = self.state.write();
-        f()
+    /// full rescan); `f` gets the proof that it runs so, which the table operations that
+    /// need such a moment (`rebase_routed`) ask for.
+    pub fn paused<T>(&self, f: impl FnOnce(&Paused<'_>) -> T) -> T {
+        let st = self.state.write();
+        f(&Paused { _state: st })
     }
 
-    /// Recounts routed backing `index` (tagging what was made behind the daemon's back) with
-    /// usage changes paused, and moves the totals by what differs from the ledger's share of
-    /// that backing: writes made directly to it are charged exactly. Returns the subjects that
-    /// changed. Nothing is logged: the next mount recounts watched backings again.
-    pub fn rebase_backing(&self, index: u8, threads: usize) -> Result<Vec<Subject>, String> {
-        let b = self.backings.get(index as usize).ok_or_else(|| format!("no backing #{index}"))?;
-        self.paused(|| {
-            let mut r = crate::check::scan::scan(std::slice::from_ref(b), crate::check::scan::Mode::Tag, threads)?;
-            // Pinned files on it are charged until their last close, which takes them off.
-            let pinned: Vec<_> = self.pinned_charges().into_iter().filter(|(k, _)| *k == index).collect();
-            crate::check::count_pinned(&mut r.usage, None, &pinned);
-            if r.errors > 0 {
-                return Err(format!("{} entries of {} could not be read; not recounted", r.errors, b.path.display()));
-            }
-            // The scan tagged what was made behind our back: every cached tag may be stale.
-            for stamp in self.tag_stamps.iter() {
-                stamp.fetch_add(1, Ordering::AcqRel);
-            }
-            let changed = self.table.rebase_backing(index, &r.usage);
-            // What writeback allocated on this backing is in the recount now.
-            self.charged.retain(|k, _| k.backing != index || self.pinned.contains_key(k));
-            for s in &changed {
-                self.enforcer.settled(&self.table, &[*s]);
-            }
-            Ok(changed)
-        })
+    /// Replaces the ledger's share of routed backing `index` with `usage` (a recount of it,
+    /// made in the same pause, that counts its pinned files too) and moves the totals by the
+    /// difference. Returns the subjects that changed, whose grace timers the caller settles.
+    /// Nothing is logged: the next mount recounts watched backings again.
+    pub fn rebase_routed(
+        &self,
+        _paused: &Paused<'_>,
+        index: BackingIndex,
+        usage: &std::collections::BTreeMap<Subject, crate::quota::Usage>,
+    ) -> Vec<Subject> {
+        let changed = self.table.rebase_backing(index, usage);
+        // What writeback allocated on this backing is in the recount now.
+        self.charged.retain(|k, _| k.backing != index || self.pinned.contains_key(k));
+        changed
     }
 
     pub fn store(&self) -> &Store {
@@ -541,44 +505,6 @@ impl Ledger {
         self.store.set_project_name(id, name)
     }
 
-    /// `quotafs status` as JSON.
-    pub fn status_json(&self, ops: &crate::passthrough::Passthrough) -> serde_json::Value {
-        let s = self.status();
-        let secs =
-            |t: Option<SystemTime>| t.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()).map(|d| d.as_secs());
-        let r = &s.last_recovery;
-        serde_json::json!({
-            "epoch": s.epoch,
-            "log": s.log_path.display().to_string(),
-            "log_bytes": s.log_bytes,
-            "log_records": s.log_records,
-            "log_fsyncs": s.log_syncs,
-            "log_records_total": s.log_records_total,
-            "log_fsyncs_total": s.log_syncs_total,
-            "journal_records": s.journal_records,
-            "journal_records_total": s.journal_records_total,
-            "last_checkpoint_unix": secs(s.last_checkpoint),
-            "poisoned": s.poisoned,
-            "last_recovery": {
-                "initial_scan": r.initial_scan,
-                "scanned_inodes": r.scanned_inodes,
-                "from_epoch": r.from_epoch,
-                "logs": r.logs,
-                "records": r.records,
-                "journal_records": r.journal_records,
-                "touched_inodes": r.touched,
-                "dirty_dirs": r.dirty_dirs,
-                "listed_dirs": r.listed_dirs,
-                "new_inodes": r.new_inodes,
-                "torn_bytes": r.torn_bytes,
-                "millis": r.duration.as_millis() as u64,
-            },
-            "inodes_cached": ops.cached_inodes(),
-            "refusals": self.enforcer.refusals().iter().map(|(s, n)| serde_json::json!({"kind": s.kind(), "id": s.id(), "refused": n})).collect::<Vec<_>>(),
-            "subjects": self.table.snapshot().len(),
-        })
-    }
-
     /// Log bytes of the current epoch (the checkpoint trigger).
     pub fn log_len(&self) -> u64 {
         self.state.read().log.bytes()
@@ -586,7 +512,7 @@ impl Ledger {
 
     /// Ends the current epoch: a new log, then (without blocking operations) syncfs of every
     /// backing, the snapshot commit, and the removal of the old log (docs/design.md §9.5).
-    pub fn checkpoint(&self) -> Result<u64, String> {
+    pub fn checkpoint(&self, beside: Beside<'_>) -> Result<u64, String> {
         let _one = self.checkpoint_lock.lock();
         // A poisoned ledger never commits again: what its table says is not known to be durable.
         if let Some(why) = self.poison.reason() {
@@ -601,7 +527,7 @@ impl Ledger {
             let snapshot = Snapshot {
                 epoch,
                 usage: self.table.snapshot(),
-                grace: Some(self.enforcer.grace_snapshot()),
+                grace: Some(beside.quota.grace_snapshot()),
                 per_backing: self.table.routed_snapshot(),
             };
             let (syncs, records) = st.log.counters();
@@ -621,7 +547,7 @@ impl Ledger {
             // Charge what writeback allocated since it was settled, logged in the new epoch,
             // *before* the snapshot (which leaves it out) becomes what recovery starts from:
             // committed first, a crash in between lost it (found by the power-cut rig).
-            self.reconcile_charges(true);
+            self.reconcile_charges(beside, true);
             if let Some(why) = self.poison.reason() {
                 return Err(why);
             }

@@ -12,11 +12,12 @@ use std::time::Instant;
 use super::RecoveryReport;
 use super::journal::Journal;
 use super::store::{Snapshot, Store};
-use super::tag;
-use super::wal::{self, InodeRef, LogError, Record};
+use super::wal::{self, LogError, Record};
 use crate::backing::{Backing, Errno, Handle, sys};
-use crate::check::scan::{self, Mode};
+use crate::ids::{BackingIndex, InodeRef};
 use crate::quota::{Charge, UsageTable};
+use crate::scan::{self, Mode};
+use crate::tag;
 
 /// Activity logs in `dir`, by epoch.
 pub fn list_logs(dir: &Path) -> Result<Vec<(u64, PathBuf)>, String> {
@@ -67,12 +68,8 @@ enum Now {
 
 /// The inode `r` now.
 fn now(backings: &[Backing], r: InodeRef) -> Result<Now, String> {
-    let Some(b) = backings.get(r.backing as usize) else {
-        return Err(format!(
-            "the activity log names backing #{} but only {} are configured",
-            r.backing,
-            backings.len()
-        ));
+    let Some(b) = backings.get(r.backing.as_usize()) else {
+        return Err(format!("the activity log names backing {} but only {} are configured", r.backing, backings.len()));
     };
     let handle = Handle::ext4(r.ino as u32, r.generation);
     let fd = match b.open_handle(&handle, libc::O_PATH | libc::O_NOFOLLOW) {
@@ -120,10 +117,10 @@ struct Walk<'a> {
     from_epoch: u64,
     /// Inodes already charged (by the touched pass or earlier in the listing): hard links and
     /// touched inodes are charged once.
-    seen: HashSet<(u8, u64)>,
+    seen: HashSet<(BackingIndex, u64)>,
     table: &'a UsageTable,
     /// Directories already listed (a logged directory can also be reached by descent).
-    listed_set: HashSet<(u8, u64)>,
+    listed_set: HashSet<(BackingIndex, u64)>,
     listed: usize,
     new_inodes: usize,
 }
@@ -131,9 +128,9 @@ struct Walk<'a> {
 impl Walk<'_> {
     /// Lists directory `dir` (project `project`) and charges every child born since the
     /// snapshot (or untagged: created just before the crash), descending into new directories.
-    fn list(&mut self, backing: u8, dir: BorrowedFd<'_>, project: u32) -> Result<(), String> {
+    fn list(&mut self, backing: BackingIndex, dir: BorrowedFd<'_>, project: u32) -> Result<(), String> {
         self.listed += 1;
-        let b = &self.backings[backing as usize];
+        let b = &self.backings[backing.as_usize()];
         let dir_ino = sys::stat_fd(dir).map_err(|e| format!("stat a listed directory: {e}"))?.st_ino;
         let mut buf = vec![0u8; 64 * 1024];
         loop {
@@ -214,7 +211,7 @@ pub fn recover(
         sync_backings(backings)?;
         let epoch = newest.map_or(1, |e| e + 1);
         let snap = Snapshot { epoch, usage: result.usage, grace: None, per_backing };
-        store.commit_counting(&snap, &backings.iter().map(|b| b.index.0).collect::<Vec<_>>())?;
+        store.commit_counting(&snap, &backings.iter().map(|b| b.index).collect::<Vec<_>>())?;
         tracing::info!(
             inodes = result.inodes,
             tagged = result.tagged,
@@ -323,7 +320,7 @@ pub fn recover(
         new_inodes: 0,
     };
     for d in &dirty {
-        let Some(b) = backings.get(d.backing as usize) else { continue };
+        let Some(b) = backings.get(d.backing.as_usize()) else { continue };
         let handle = Handle::ext4(d.ino as u32, d.generation);
         let fd = match b.open_handle(&handle, libc::O_RDONLY | libc::O_DIRECTORY) {
             Ok(fd) => fd,
@@ -342,7 +339,7 @@ pub fn recover(
     // A backing the ledger has never counted (a route added since the last mount): count and
     // tag it now, once; the store records it with the snapshot that includes it.
     let counted = store.counted_backings()?;
-    let fresh: Vec<&Backing> = backings.iter().filter(|b| !counted.contains(&b.index.0)).collect();
+    let fresh: Vec<&Backing> = backings.iter().filter(|b| !counted.contains(&b.index)).collect();
     for b in &fresh {
         tracing::info!(backing = %b.path.display(), "a new backing: counting and tagging every inode (once)");
         let result = scan::scan(std::slice::from_ref(*b), Mode::Tag, scan_threads())?;
@@ -353,13 +350,13 @@ pub fn recover(
                 result.errors
             ));
         }
-        table.rebase_backing(b.index.0, &result.usage);
+        table.rebase_backing(b.index, &result.usage);
         report.scanned_inodes += result.inodes;
     }
     sync_backings(backings)?;
     let snap =
         Snapshot { epoch: last_epoch + 1, usage: table.snapshot(), grace: None, per_backing: table.routed_snapshot() };
-    store.commit_counting(&snap, &fresh.iter().map(|b| b.index.0).collect::<Vec<_>>())?;
+    store.commit_counting(&snap, &fresh.iter().map(|b| b.index).collect::<Vec<_>>())?;
     report.duration = started.elapsed();
     tracing::info!(
         from_epoch = report.from_epoch,

@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+use crate::ids::{BackingIndex, InodeRef};
 use crate::quota::enforce::GraceMap;
 use crate::quota::limits::{LimitKey, Limits};
 use crate::quota::{Subject, Usage};
@@ -36,6 +37,11 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const PROJECT_NAMES: TableDefinition<u32, &str> = TableDefinition::new("project_names");
 /// Project id → its top directory (backing, ino, generation), recorded by `project assign`.
 const PROJECT_ROOTS: TableDefinition<u32, (u8, u64, u32)> = TableDefinition::new("project_roots");
+
+/// The `project_roots` row of directory `r`.
+fn root_row(r: InodeRef) -> (u8, u64, u32) {
+    (r.backing.0, r.ino, r.generation)
+}
 const LIMITS: TableDefinition<u64, (u64, u64, u64, u64, u64, u64)> = TableDefinition::new("limits");
 /// Grace timers: (subject key << 1 | inodes) → Unix time the soft limit was first exceeded.
 const GRACE: TableDefinition<u128, u64> = TableDefinition::new("grace");
@@ -155,7 +161,7 @@ impl Store {
                     let (b, key) = k.value();
                     let subject = Subject::from_key(key).ok_or_else(|| err(p, "bad subject key", key))?;
                     let (bytes, inodes) = v.value();
-                    per_backing.insert((b, subject), Usage { bytes, inodes });
+                    per_backing.insert((BackingIndex(b), subject), Usage { bytes, inodes });
                 }
             }
             Err(redb::TableError::TableDoesNotExist(_)) => {}
@@ -165,13 +171,13 @@ impl Store {
     }
 
     /// Records (Some) or forgets (None) the top directory of project `id`.
-    pub fn set_project_root(&self, id: u32, root: Option<(u8, u64, u32)>) -> Result<(), String> {
+    pub fn set_project_root(&self, id: u32, root: Option<InodeRef>) -> Result<(), String> {
         let p = &self.path;
         let txn = self.db.begin_write().map_err(|e| err(p, "begin write", e))?;
         {
             let mut t = txn.open_table(PROJECT_ROOTS).map_err(|e| err(p, "open project roots", e))?;
             match root {
-                Some(r) => t.insert(id, r).map(drop),
+                Some(r) => t.insert(id, root_row(r)).map(drop),
                 None => t.remove(id).map(drop),
             }
             .map_err(|e| err(p, "write project root", e))?;
@@ -182,7 +188,8 @@ impl Store {
     /// Records that the directory `root` now tops project `id` (0: no project), in one
     /// transaction: any other project recorded at that directory loses it, so a tree cleared
     /// or re-assigned leaves no stale root behind (`quota show` goes by these).
-    pub fn move_project_root(&self, id: u32, root: (u8, u64, u32)) -> Result<(), String> {
+    pub fn move_project_root(&self, id: u32, root: InodeRef) -> Result<(), String> {
+        let root = root_row(root);
         let p = &self.path;
         let txn = self.db.begin_write().map_err(|e| err(p, "begin write", e))?;
         {
@@ -204,10 +211,11 @@ impl Store {
         txn.commit().map_err(|e| err(p, "commit", e))
     }
 
-    pub fn project_roots(&self) -> Result<BTreeMap<u32, (u8, u64, u32)>, String> {
+    pub fn project_roots(&self) -> Result<BTreeMap<u32, InodeRef>, String> {
         let mut out = BTreeMap::new();
         self.each_row(PROJECT_ROOTS, "read project roots", |k, v| {
-            out.insert(k.value(), v.value());
+            let (backing, ino, generation) = v.value();
+            out.insert(k.value(), InodeRef { backing: BackingIndex(backing), ino, generation });
             Ok(())
         })?;
         Ok(out)
@@ -320,7 +328,7 @@ impl Store {
 
     /// The backing indices whose contents the snapshot counts. A store from before routes
     /// existed counts backing 0.
-    pub fn counted_backings(&self) -> Result<Vec<u8>, String> {
+    pub fn counted_backings(&self) -> Result<Vec<BackingIndex>, String> {
         let p = &self.path;
         let txn = self.db.begin_read().map_err(|e| err(p, "read", e))?;
         let meta = match txn.open_table(META) {
@@ -331,18 +339,18 @@ impl Store {
         let mut out = Vec::new();
         for i in 0..=u8::MAX {
             if meta.get(format!("backing.{i}").as_str()).map_err(|e| err(p, "read backings", e))?.is_some() {
-                out.push(i);
+                out.push(BackingIndex(i));
             }
         }
         if out.is_empty() && meta.get("epoch").map_err(|e| err(p, "read epoch", e))?.is_some() {
-            out.push(0);
+            out.push(BackingIndex::MAIN);
         }
         Ok(out)
     }
 
     /// `commit`, also recording that the snapshot now counts backings `newly_counted`: in the
     /// same transaction, so a backing is counted into the ledger exactly once.
-    pub fn commit_counting(&self, snap: &Snapshot, newly_counted: &[u8]) -> Result<(), String> {
+    pub fn commit_counting(&self, snap: &Snapshot, newly_counted: &[BackingIndex]) -> Result<(), String> {
         let p = &self.path;
         let txn = self.db.begin_write().map_err(|e| err(p, "begin write", e))?;
         {
@@ -354,12 +362,12 @@ impl Store {
             let mut by = txn.open_table(BY_BACKING).map_err(|e| err(p, "open usage by backing", e))?;
             by.retain(|_, _| false).map_err(|e| err(p, "clear usage by backing", e))?;
             for ((b, s), u) in &snap.per_backing {
-                by.insert((*b, s.key()), (u.bytes, u.inodes)).map_err(|e| err(p, "write usage by backing", e))?;
+                by.insert((b.0, s.key()), (u.bytes, u.inodes)).map_err(|e| err(p, "write usage by backing", e))?;
             }
             let mut meta = txn.open_table(META).map_err(|e| err(p, "open meta", e))?;
             meta.insert("epoch", snap.epoch).map_err(|e| err(p, "write epoch", e))?;
             for i in newly_counted {
-                meta.insert(format!("backing.{i}").as_str(), 1).map_err(|e| err(p, "write backings", e))?;
+                meta.insert(format!("backing.{}", i.0).as_str(), 1).map_err(|e| err(p, "write backings", e))?;
             }
             if let Some(grace) = &snap.grace {
                 let mut g = txn.open_table(GRACE).map_err(|e| err(p, "open grace timers", e))?;

@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::poison::Poison;
+use crate::ids::{BackingIndex, InodeRef};
 use parking_lot::Mutex;
 
 pub const MAGIC: &[u8; 8] = b"QFSALOG1";
@@ -35,14 +36,6 @@ pub const HEADER_LEN: usize = 20;
 const FRAME_HEAD: usize = 8;
 const TOUCH: u8 = 1;
 const DIR_DIRTY: u8 = 2;
-
-/// An inode on a backing, as a file handle names it: ext4 inode number and generation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct InodeRef {
-    pub backing: u8,
-    pub ino: u64,
-    pub generation: u32,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Record {
@@ -74,7 +67,7 @@ fn header(epoch: u64) -> [u8; HEADER_LEN] {
 }
 
 fn put_inode(out: &mut Vec<u8>, i: &InodeRef) {
-    out.push(i.backing);
+    out.push(i.backing.0);
     out.extend_from_slice(&i.ino.to_le_bytes());
     out.extend_from_slice(&i.generation.to_le_bytes());
 }
@@ -122,7 +115,7 @@ impl Cursor<'_> {
         self.take::<8>().map(u64::from_le_bytes)
     }
     fn inode(&mut self) -> Option<InodeRef> {
-        Some(InodeRef { backing: self.u8()?, ino: self.u64()?, generation: self.u32()? })
+        Some(InodeRef { backing: BackingIndex(self.u8()?), ino: self.u64()?, generation: self.u32()? })
     }
 }
 
@@ -397,7 +390,13 @@ mod tests {
     use super::*;
 
     fn touch(ino: u64, bytes: u64) -> Record {
-        Record::Touch { inode: InodeRef { backing: 0, ino, generation: 7 }, uid: 1000, project: 3, bytes, birth: 2 }
+        Record::Touch {
+            inode: InodeRef { backing: BackingIndex(0), ino, generation: 7 },
+            uid: 1000,
+            project: 3,
+            bytes,
+            birth: 2,
+        }
     }
 
     fn log_bytes(epoch: u64, recs: &[Record]) -> Vec<u8> {
@@ -410,7 +409,10 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let recs = vec![touch(12, 4096), Record::DirDirty { dir: InodeRef { backing: 1, ino: 2, generation: 0 } }];
+        let recs = vec![
+            touch(12, 4096),
+            Record::DirDirty { dir: InodeRef { backing: BackingIndex(1), ino: 2, generation: 0 } },
+        ];
         let bytes = log_bytes(5, &recs);
         let c = decode(Path::new("x"), &bytes).unwrap();
         assert_eq!(c.epoch, 5);
@@ -523,23 +525,23 @@ mod tests {
             complete.records,
             vec![
                 Record::Touch {
-                    inode: InodeRef { backing: 0, ino: 12, generation: 0xdead_beef },
+                    inode: InodeRef { backing: BackingIndex(0), ino: 12, generation: 0xdead_beef },
                     uid: 1000,
                     project: 7,
                     bytes: 8192,
                     birth: 3
                 },
-                Record::DirDirty { dir: InodeRef { backing: 0, ino: 2, generation: 0 } },
+                Record::DirDirty { dir: InodeRef { backing: BackingIndex(0), ino: 2, generation: 0 } },
                 Record::Touch {
-                    inode: InodeRef { backing: 0, ino: 13, generation: 42 },
+                    inode: InodeRef { backing: BackingIndex(0), ino: 13, generation: 42 },
                     uid: 1001,
                     project: 0,
                     bytes: 0,
                     birth: 5
                 },
-                Record::DirDirty { dir: InodeRef { backing: 0, ino: 8194, generation: 1_545_020_094 } },
+                Record::DirDirty { dir: InodeRef { backing: BackingIndex(0), ino: 8194, generation: 1_545_020_094 } },
                 Record::Touch {
-                    inode: InodeRef { backing: 0, ino: 99, generation: 7 },
+                    inode: InodeRef { backing: BackingIndex(0), ino: 99, generation: 7 },
                     uid: 0,
                     project: 1,
                     bytes: 4096,

@@ -7,10 +7,10 @@ use std::os::fd::BorrowedFd;
 use super::Passthrough;
 use super::accounting::Op;
 use crate::backing::{Errno, sys};
+use crate::ids::InodeRef;
 use crate::inode::Inode;
-use crate::ledger::tag::{self, Tag};
-use crate::ledger::wal::InodeRef;
 use crate::quota::Charge;
+use crate::tag::{self, Tag};
 
 /// The block size assumed when a file system does not say (ext4's default).
 const BLOCK: u64 = 4096;
@@ -106,7 +106,7 @@ impl Passthrough {
     /// cache was filled, else read through `fd` (any descriptor of it). A stale cached project
     /// would log wrong "before" values, which recovery then replays (design §9.8).
     pub(super) fn tag_of(&self, inode: &Inode, fd: BorrowedFd<'_>) -> Result<Tag, Errno> {
-        let stamp = self.ledger.tag_stamp(inode.ino);
+        let stamp = self.inodes.stripes().tag_stamp(inode.ino);
         if let Some((t, s)) = *inode.tag.lock()
             && s == stamp
         {
@@ -135,7 +135,7 @@ impl Passthrough {
         let released =
             || !self.is_open(key) && !self.ledger.is_pinned(key) && sys::stat_fd(fd).is_ok_and(|st| st.st_nlink == 0);
         {
-            let _lock = self.ledger.lock_inode(key.ino);
+            let _lock = self.inodes.stripes().lock(key.ino);
             if !released() {
                 *self.open_count.entry(key).or_insert(0) += 1;
                 return;
@@ -194,7 +194,7 @@ impl Passthrough {
     /// open or unlink of it interleaves.
     pub(super) fn closed(&self, key: InodeRef) {
         {
-            let _lock = self.ledger.lock_inode(key.ino);
+            let _lock = self.inodes.stripes().lock(key.ino);
             let last = match self.open_count.get(&key) {
                 Some(n) => *n <= 1,
                 None => return,
@@ -227,7 +227,7 @@ impl Passthrough {
     /// uncharged files allocated). A later reopen by handle then finds it gone (ESTALE),
     /// unless something else still holds it, in which case `opened` charges it again.
     pub(super) fn let_go(&self, key: InodeRef) {
-        if let Ok(b) = self.backing(crate::backing::BackingIndex(key.backing))
+        if let Ok(b) = self.backing(key.backing)
             && let Ok(id) = crate::inode::node_id(b, key.ino)
         {
             self.inodes.drop_fd(id, key.generation);

@@ -26,12 +26,12 @@ use parking_lot::MutexGuard;
 use super::account::{block_size, index_block_ahead, new_blocks, span, untagged};
 use super::{Ctx, Passthrough};
 use crate::backing::{Errno, Handle, sys};
+use crate::ids::{BackingIndex, InodeRef};
 use crate::inode::Inode;
 use crate::ledger::Change;
-use crate::ledger::tag::{self, Tag};
-use crate::ledger::wal::InodeRef;
 use crate::quota::enforce::Reservation;
 use crate::quota::{Charge, Subject};
+use crate::tag::{self, Tag};
 
 /// An inode whose charge an operation is changing, as it was before the change.
 #[derive(Clone, Copy)]
@@ -75,10 +75,11 @@ impl Passthrough {
     /// Begins a usage-changing operation on the inodes `inos`: the epoch lock (shared), then
     /// their stripe locks.
     pub(super) fn begin(&self, inos: &[u64]) -> Op<'_> {
-        let ch = self.ledger.change();
+        let ch = self.ledger.change(&self.quota);
+        let stripes = self.inodes.stripes();
         let locks = match inos {
-            [ino] => vec![self.ledger.lock_inode(*ino)],
-            _ => self.ledger.lock_inodes(inos),
+            [ino] => vec![stripes.lock(*ino)],
+            _ => stripes.lock_many(inos),
         };
         Op { pt: self, records: Vec::new(), settles: Vec::new(), reservations: Vec::new(), _locks: locks, ch }
     }
@@ -139,7 +140,7 @@ impl<'a> Op<'a> {
     /// hold (the victim of an unlink or of a replacing rename, a file a rename moves to
     /// another project). Not settled by `run`: the call's closure says what became of it
     /// (`gone`, `moved`).
-    pub fn track_at(&mut self, backing: u8, dir: BorrowedFd<'_>, name: &CStr) -> Result<Tracked, Errno> {
+    pub fn track_at(&mut self, backing: BackingIndex, dir: BorrowedFd<'_>, name: &CStr) -> Result<Tracked, Errno> {
         let st = sys::stat_at(dir, name)?;
         let handle = sys::name_to_handle(dir, name)?;
         let key = InodeRef { backing, ino: st.st_ino, generation: handle.ext4_generation().unwrap_or(0) };
@@ -183,8 +184,7 @@ impl<'a> Op<'a> {
         inodes: u64,
         partial: bool,
     ) -> Result<Reservation<'a>, Errno> {
-        let l = &self.pt.ledger;
-        l.enforcer().reserve(l.table(), ctx.uid, subjects, want, inodes, partial)
+        self.pt.quota.reserve(self.pt.ledger.table(), ctx.uid, subjects, want, inodes, partial)
     }
 
     /// Reserves an allocation of `want` bytes and `inodes` inodes for `subjects` until the
@@ -203,9 +203,8 @@ impl<'a> Op<'a> {
     /// limit by filling their directory with names (ext4 refuses whoever grows a directory of
     /// an owner over quota). Root and exempt callers are never refused.
     pub fn reserve_dir_growth(&mut self, ctx: &Ctx, dir: &Tracked) -> Result<(), Errno> {
-        let l = &self.pt.ledger;
         let subjects = [Subject::User(dir.st.st_uid), Subject::Project(dir.tag.project)];
-        let r = l.enforcer().reserve_bytes(l.table(), ctx.uid, &subjects, block_size(&dir.st))?;
+        let r = self.pt.quota.reserve_bytes(self.pt.ledger.table(), ctx.uid, &subjects, block_size(&dir.st))?;
         self.reservations.push(r);
         Ok(())
     }
@@ -312,12 +311,17 @@ impl<'a> Op<'a> {
 
     /// In the call: charges an inode just created (`fd`: any descriptor of it) to `project`
     /// and tags it. Returns its stat after tagging and its handle.
-    pub fn charge_new(&self, backing: u8, fd: BorrowedFd<'_>, project: u32) -> Result<(libc::stat, Handle), Errno> {
+    pub fn charge_new(
+        &self,
+        backing: BackingIndex,
+        fd: BorrowedFd<'_>,
+        project: u32,
+    ) -> Result<(libc::stat, Handle), Errno> {
         let tag = Tag { project, birth: self.ch.epoch() };
         tag::write_fd(fd, tag)?;
         // Tagged before it is counted: a tag that needs an xattr block is charged too.
         let st = sys::stat_fd(fd)?;
-        self.pt.ledger.tag_written(st.st_ino);
+        self.pt.inodes.stripes().tag_written(st.st_ino);
         let handle = sys::fd_to_handle(fd)?;
         let key = InodeRef { backing, ino: st.st_ino, generation: handle.ext4_generation().unwrap_or(0) };
         self.ch.born(key);
@@ -332,7 +336,7 @@ impl<'a> Op<'a> {
         if !(is_dir(&v.st) || v.st.st_nlink <= 1) {
             return;
         }
-        if self.pt.backing(crate::backing::BackingIndex(v.key.backing)).is_err() {
+        if self.pt.backing(v.key.backing).is_err() {
             return;
         }
         if self.pt.is_open(v.key) {

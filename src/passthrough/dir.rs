@@ -15,7 +15,7 @@ use super::{Entry, Passthrough};
 use crate::backing::sys::DirEntry;
 use crate::backing::{Errno, sys};
 use crate::inode::{self, ROOT_ID};
-use crate::route::Listed;
+use crate::passthrough::router::Listed;
 
 /// Offsets from here up name routed entries (see `readdir`); ext4's own cookies stay below
 /// except its end-of-directory mark, `i64::MAX`.

@@ -11,7 +11,7 @@
 //! answers mean for nodes and accounting: hidden parents, moved and removed counterparts).
 //!
 //! A name operation runs in three steps, operation → route → backing call: it validates the
-//! name, asks the router (`crate::route::Router`) where the name lives (this directory, or a
+//! name, asks the router (`crate::passthrough::router::Router`) where the name lives (this directory, or a
 //! routed directory on another backing, with its hidden parents made first), and makes its
 //! backing call there.
 
@@ -22,6 +22,7 @@ pub mod dir;
 mod file;
 mod namespace;
 mod project;
+pub mod router;
 mod routing;
 
 use std::os::fd::{AsFd, OwnedFd};
@@ -36,11 +37,13 @@ pub use project::AssignError;
 
 use crate::backing::creds::Caller;
 use crate::backing::{Backing, BackingIndex, Errno, sys};
+use crate::ids::InodeRef;
 use crate::inode::handles::{HandleTable, OpenFile, OpenLimits};
-use crate::inode::{self, Inode, InodeTable, ROOT_ID};
-use crate::ledger::Ledger;
+use crate::inode::{self, Inode, InodeTable, ROOT_ID, Stripes};
+use crate::ledger::{Beside, Ledger};
+use crate::passthrough::router::Router;
 use crate::quota::Subject;
-use crate::route::Router;
+use crate::quota::enforce::Enforcer;
 use dashmap::DashMap;
 
 /// Settings of the passthrough layer (from the validated config).
@@ -80,8 +83,10 @@ pub struct FsStats {
 pub struct Passthrough {
     backings: Arc<Vec<Backing>>,
     ledger: Arc<Ledger>,
+    /// Limits in force, grace timers, refusals (loaded from the ledger's store).
+    quota: Arc<Enforcer>,
     /// Open handles per inode (an unlinked inode stays charged until its last close).
-    open_count: DashMap<crate::ledger::wal::InodeRef, u32>,
+    open_count: DashMap<InodeRef, u32>,
     inodes: InodeTable,
     files: HandleTable<OpenFile>,
     /// The descriptor budget of open files.
@@ -95,8 +100,16 @@ pub struct Passthrough {
 }
 
 impl Passthrough {
-    pub fn new(backings: Arc<Vec<Backing>>, ledger: Arc<Ledger>, opts: Options) -> Result<Passthrough, String> {
-        let inodes = InodeTable::new(opts.fd_cache);
+    /// The layer over `backings`, settling with `ledger`, enforcing `quota`; `stripes` are the
+    /// inode table's locks and tag stamps, shared with what changes inodes outside a request.
+    pub fn new(
+        backings: Arc<Vec<Backing>>,
+        ledger: Arc<Ledger>,
+        quota: Arc<Enforcer>,
+        stripes: Arc<Stripes>,
+        opts: Options,
+    ) -> Result<Passthrough, String> {
+        let inodes = InodeTable::new(opts.fd_cache, stripes);
         let root = backings.first().ok_or("no backing store configured")?;
         let handle = sys::fd_to_handle(root.root_fd())
             .map_err(|e| format!("backing {} cannot give file handles ({e}); it must be ext4", root.path.display()))?;
@@ -105,6 +118,7 @@ impl Passthrough {
         Ok(Passthrough {
             backings,
             ledger,
+            quota,
             open_count: DashMap::new(),
             inodes,
             files: HandleTable::new(),
@@ -125,8 +139,8 @@ impl Passthrough {
     }
 
     /// Node ids the kernel holds on backing `index`.
-    pub fn held_nodes(&self, index: u8) -> Vec<u64> {
-        self.inodes.ids_on(BackingIndex(index))
+    pub fn held_nodes(&self, index: BackingIndex) -> Vec<u64> {
+        self.inodes.ids_on(index)
     }
 
     /// The descriptor budget of open files.
@@ -141,6 +155,21 @@ impl Passthrough {
 
     pub fn ledger(&self) -> &Arc<Ledger> {
         &self.ledger
+    }
+
+    /// The quota enforcer: limits in force, grace timers, refusals.
+    pub fn quota(&self) -> &Arc<Enforcer> {
+        &self.quota
+    }
+
+    /// The inode table's stripe locks and tag stamps.
+    pub fn stripes(&self) -> &Arc<Stripes> {
+        self.inodes.stripes()
+    }
+
+    /// What the ledger borrows from this layer for a checkpoint or a reconcile.
+    pub fn beside(&self) -> Beside<'_> {
+        Beside { stripes: self.inodes.stripes(), quota: &self.quota }
     }
 
     pub fn options(&self) -> &Options {
@@ -220,7 +249,7 @@ impl Passthrough {
             Ok((inode, fd)) => self.tag_of(&inode, fd.as_fd()).map(|t| t.project).unwrap_or(0),
             Err(_) => 0,
         };
-        let e = self.ledger.enforcer();
+        let e = &self.quota;
         let limited = |s: Subject| e.effective(s).filter(|l| l.bytes_hard.or(l.bytes_soft).is_some()).map(|l| (s, l));
         let Some((subject, l)) = limited(Subject::Project(project)).or_else(|| limited(Subject::User(ctx.uid))) else {
             return Ok(raw);

@@ -23,11 +23,11 @@ use super::file::Opened;
 use super::routing::Parents;
 use super::{Ctx, Entry, Passthrough};
 use crate::backing::creds::{as_caller, set_thread_umask};
-use crate::backing::{Errno, entry_name, sys};
+use crate::backing::{BackingIndex, Errno, entry_name, sys};
 use crate::inode::Inode;
-use crate::ledger::tag;
+use crate::passthrough::router::Place;
 use crate::quota::Subject;
-use crate::route::Place;
+use crate::tag;
 
 fn is_dir(st: &libc::stat) -> bool {
     st.st_mode & libc::S_IFMT == libc::S_IFDIR
@@ -84,9 +84,9 @@ impl Passthrough {
             let made = as_caller(ctx, || make(dirfd.as_fd()));
             crate::failpoint::CREATE_UNTAGGED.hit();
             made.and_then(|fd| match fd {
-                None => self.finish_by_name(acct, backing.index.0, dirfd.as_fd(), name, project),
+                None => self.finish_by_name(acct, backing.index, dirfd.as_fd(), name, project),
                 Some(fd) => {
-                    let entry = self.register_new(acct, backing.index.0, fd.as_fd(), project).inspect_err(|_| {
+                    let entry = self.register_new(acct, backing.index, fd.as_fd(), project).inspect_err(|_| {
                         let _ = sys::unlink_at(dirfd.as_fd(), name, 0);
                     })?;
                     Ok((entry, Some(fd)))
@@ -103,7 +103,7 @@ impl Passthrough {
     fn finish_by_name(
         &self,
         acct: &Op<'_>,
-        backing: u8,
+        backing: BackingIndex,
         dirfd: BorrowedFd<'_>,
         name: &CStr,
         project: u32,
@@ -131,9 +131,15 @@ impl Passthrough {
 
     /// Tags and charges a just-created inode (`fd`: any descriptor of it) and registers it:
     /// one lookup reference. Its tag is not cached here: the first `tag_of` reads it.
-    fn register_new(&self, acct: &Op<'_>, backing: u8, fd: BorrowedFd<'_>, project: u32) -> Result<Entry, Errno> {
+    fn register_new(
+        &self,
+        acct: &Op<'_>,
+        backing: BackingIndex,
+        fd: BorrowedFd<'_>,
+        project: u32,
+    ) -> Result<Entry, Errno> {
         let (st, handle) = acct.charge_new(backing, fd, project)?;
-        self.register(self.backing(crate::backing::BackingIndex(backing))?, &st, handle)
+        self.register(self.backing(backing)?, &st, handle)
     }
 
     pub fn mkdir(&self, ctx: &Ctx, parent: u64, name: &OsStr, mode: u32, umask: u32) -> Result<Entry, Errno> {
@@ -255,7 +261,7 @@ impl Passthrough {
         name: CString,
         flags: i32,
     ) -> Result<(), Errno> {
-        let b = dir.backing.0;
+        let b = dir.backing;
         let (mut acct, _) = self.begin_entries(&[dir], &[(dirfd, &name)])?;
         acct.track(dir, dirfd)?;
         let victim = acct.track_at(b, dirfd, &name)?;

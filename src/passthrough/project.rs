@@ -15,10 +15,10 @@ use parking_lot::{Condvar, Mutex};
 
 use super::Passthrough;
 use crate::backing::{Backing, Errno, Handle, sys};
+use crate::ids::InodeRef;
 use crate::inode;
-use crate::ledger::tag::{self, Tag};
-use crate::ledger::wal::InodeRef;
 use crate::quota::Charge;
+use crate::tag::{self, Tag};
 
 /// Why `assign_named` did nothing or stopped.
 #[derive(Debug)]
@@ -40,19 +40,19 @@ impl Passthrough {
         &self.backings
     }
 
-    /// (backing, ino, generation) of directory node `node`, for the project roots table.
-    pub fn root_key(&self, node: u64) -> Option<(u8, u64, u32)> {
+    /// The inode of directory node `node`, for the project roots table.
+    pub fn root_key(&self, node: u64) -> Option<InodeRef> {
         let b = self.backing(inode::backing_of(node)).ok()?;
         let ino = if node == inode::ROOT_ID { b.root_ino } else { node & inode::INO_MASK };
         let fd = b.open_handle(&Handle::ext4(ino as u32, 0), libc::O_PATH).ok()?;
         let h = sys::fd_to_handle(fd.as_fd()).ok()?;
-        Some((b.index.0, ino, h.ext4_generation().unwrap_or(0)))
+        Some(InodeRef { backing: b.index, ino, generation: h.ext4_generation().unwrap_or(0) })
     }
 
     /// The owner uid of the directory `root` names, if it still exists.
-    pub fn owner_of(&self, root: (u8, u64, u32)) -> Option<u32> {
-        let b = self.backings.get(root.0 as usize)?;
-        let fd = b.open_handle(&Handle::ext4(root.1 as u32, root.2), libc::O_PATH).ok()?;
+    pub fn owner_of(&self, root: InodeRef) -> Option<u32> {
+        let b = self.backings.get(root.backing.as_usize())?;
+        let fd = b.open_handle(&Handle::ext4(root.ino as u32, root.generation), libc::O_PATH).ok()?;
         sys::stat_fd(fd.as_fd()).ok().map(|st| st.st_uid)
     }
 
@@ -68,7 +68,7 @@ impl Passthrough {
     fn retag(&self, b: &Backing, parent: u64, fd: BorrowedFd<'_>, project: u32) -> Result<bool, Errno> {
         let st = sys::stat_fd(fd)?;
         let handle = sys::fd_to_handle(fd)?;
-        let key = InodeRef { backing: b.index.0, ino: st.st_ino, generation: handle.ext4_generation().unwrap_or(0) };
+        let key = InodeRef { backing: b.index, ino: st.st_ino, generation: handle.ext4_generation().unwrap_or(0) };
         let mut acct = self.begin(&[parent, st.st_ino]);
         // Listed, then removed before the locks were taken: the descriptor still reaches the
         // inode, but the removal has charged it off (or it is an unlinked open file, charged
@@ -86,7 +86,7 @@ impl Passthrough {
         let t = acct.track_known(key, old, st)?;
         acct.run(|acct| {
             let written = tag::write_fd(fd, Tag { project, birth: old.birth });
-            self.ledger.tag_written(key.ino);
+            self.inodes.stripes().tag_written(key.ino);
             written?;
             let after = sys::stat_fd(fd).map(|st| Charge::of(&st, project)).unwrap_or(Charge { project, ..t.before });
             acct.moved(&t, after);

@@ -1,5 +1,5 @@
 //! Operations on routed places (docs/design.md §14): what the router's answers mean for the
-//! node table and the accounting. The router (`crate::route::Router`) says where a name lives
+//! node table and the accounting. The router (`crate::passthrough::router::Router`) says where a name lives
 //! and what must exist there; this module turns that into nodes (registered, one lookup
 //! reference each), makes hidden parents (charged like any new directory) and moves or removes
 //! the hidden counterparts of directories changed on backing 0.
@@ -8,11 +8,12 @@ use std::ffi::{CString, OsStr};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 
+use super::router::{AfterRename, Place, RoutedDir};
 use super::{Ctx, Entry, Passthrough};
 use crate::backing::creds::Caller;
 use crate::backing::{BackingIndex, Errno, sys};
 use crate::inode::Inode;
-use crate::route::{AfterRename, Place, RouteState, RoutedDir};
+use crate::route::RouteState;
 
 /// How `on_routed_parent` finds the parent of a routed directory on its backing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,7 +30,7 @@ impl Passthrough {
     }
 
     /// The router: where operations on names run, and which backing serves a node.
-    pub fn router(&self) -> &crate::route::Router {
+    pub fn router(&self) -> &crate::passthrough::router::Router {
         &self.router
     }
 

@@ -306,6 +306,7 @@ impl Enforcer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::BackingIndex;
     use crate::quota::Charge;
 
     #[test]
@@ -318,7 +319,7 @@ mod tests {
         );
         let t = UsageTable::default();
         for _ in 0..2 {
-            t.apply(0, None, Some(Charge { uid: 7, project: 0, bytes: 4096 }));
+            t.apply(BackingIndex::MAIN, None, Some(Charge { uid: 7, project: 0, bytes: 4096 }));
         }
         let owner = [Subject::User(7)];
         // Over its inode limit: a directory block of its own still fits its byte limit.

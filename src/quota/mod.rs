@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use parking_lot::Mutex;
 
+use crate::ids::BackingIndex;
+
 /// Who is charged: the owner uid of an inode, or the project (directory tree) it belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Subject {
@@ -100,11 +102,11 @@ struct Tables {
     reserved: BTreeMap<Subject, Usage>,
     /// The share of `usage` that lies on each routed backing (index ≥ 1): what the ledger has
     /// counted there, so that a rescan of one backing can correct it alone.
-    routed: BTreeMap<(u8, Subject), Usage>,
+    routed: BTreeMap<(BackingIndex, Subject), Usage>,
 }
 
 /// Per-backing usage of routed backings.
-pub type BackingUsage = BTreeMap<(u8, Subject), Usage>;
+pub type BackingUsage = BTreeMap<(BackingIndex, Subject), Usage>;
 
 /// The in-memory usage table: exact at every moment a change has settled. It also holds the
 /// reservations of operations in flight, under the same lock, so that checking a limit and
@@ -125,7 +127,7 @@ impl UsageTable {
 
     /// Moves one inode of `backing` from charge `before` (None: it did not exist) to `after`
     /// (None: gone).
-    pub fn apply(&self, backing: u8, before: Option<Charge>, after: Option<Charge>) {
+    pub fn apply(&self, backing: BackingIndex, before: Option<Charge>, after: Option<Charge>) {
         if before == after {
             return;
         }
@@ -135,7 +137,7 @@ impl UsageTable {
             let Some(c) = c else { continue };
             for s in [Subject::User(c.uid), Subject::Project(c.project)] {
                 add(&mut t.usage, s, c.bytes, sign);
-                if backing != 0 {
+                if !backing.is_main() {
                     add(&mut t.routed, (backing, s), c.bytes, sign);
                 }
             }
@@ -143,7 +145,7 @@ impl UsageTable {
     }
 
     /// What the ledger counts on routed backing `backing`.
-    pub fn on_backing(&self, backing: u8) -> BTreeMap<Subject, Usage> {
+    pub fn on_backing(&self, backing: BackingIndex) -> BTreeMap<Subject, Usage> {
         self.t.lock().routed.iter().filter(|((b, _), _)| *b == backing).map(|((_, s), u)| (*s, *u)).collect()
     }
 
@@ -153,7 +155,7 @@ impl UsageTable {
 
     /// Replaces what the ledger counts on routed backing `backing` with `now` (a rescan of it),
     /// moving the totals by the difference. Returns the subjects that changed.
-    pub fn rebase_backing(&self, backing: u8, now: &BTreeMap<Subject, Usage>) -> Vec<Subject> {
+    pub fn rebase_backing(&self, backing: BackingIndex, now: &BTreeMap<Subject, Usage>) -> Vec<Subject> {
         let mut t = self.t.lock();
         let t = &mut *t;
         let old: BTreeMap<Subject, Usage> =
@@ -266,23 +268,23 @@ mod tests {
     fn apply_moves_usage_between_subjects() {
         let t = UsageTable::default();
         let a = Charge { uid: 1000, project: 7, bytes: 4096 };
-        t.apply(0, None, Some(a));
+        t.apply(BackingIndex::MAIN, None, Some(a));
         assert_eq!(t.get(Subject::User(1000)), Usage { bytes: 4096, inodes: 1 });
         assert_eq!(t.get(Subject::Project(7)), Usage { bytes: 4096, inodes: 1 });
         // chown to 1001 and grow
         let b = Charge { uid: 1001, project: 7, bytes: 8192 };
-        t.apply(0, Some(a), Some(b));
+        t.apply(BackingIndex::MAIN, Some(a), Some(b));
         assert_eq!(t.get(Subject::User(1000)), Usage::default());
         assert_eq!(t.get(Subject::User(1001)), Usage { bytes: 8192, inodes: 1 });
         assert_eq!(t.get(Subject::Project(7)), Usage { bytes: 8192, inodes: 1 });
-        t.apply(0, Some(b), None);
+        t.apply(BackingIndex::MAIN, Some(b), None);
         assert!(t.snapshot().is_empty(), "zero rows are dropped");
     }
 
     #[test]
     fn reservations_are_atomic_and_partial() {
         let t = UsageTable::default();
-        t.apply(0, None, Some(Charge { uid: 1, project: 0, bytes: 900 }));
+        t.apply(BackingIndex::MAIN, None, Some(Charge { uid: 1, project: 0, bytes: 900 }));
         let cap = |_: Subject, _: Usage| (Some(1000), Some(5));
         let u = [Subject::User(1)];
         assert_eq!(t.reserve(&u, 50, 1, false, cap), Ok(50));
@@ -294,7 +296,7 @@ mod tests {
         assert_eq!(t.reserve(&u, 100, 0, true, cap), Ok(100));
         // A request of nothing is refused only when already over.
         assert!(t.reserve(&u, 0, 0, false, cap).is_ok());
-        t.apply(0, None, Some(Charge { uid: 1, project: 0, bytes: 500 }));
+        t.apply(BackingIndex::MAIN, None, Some(Charge { uid: 1, project: 0, bytes: 500 }));
         assert!(t.reserve(&u, 0, 0, false, cap).is_err());
     }
 

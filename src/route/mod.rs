@@ -4,14 +4,12 @@
 //! - `pattern`: the patterns and the per-directory match state; pure logic, no I/O.
 //! - `dirs`: the directory I/O routing needs on the backings (routed paths, `..` walks, the
 //!   shadowed-path check).
-//! - `router`: the `Router`, which answers for a name in a directory where the operation runs
-//!   (which backing, which directory, what to make on the way) and which backing serves a
-//!   node's requests.
+//!
+//! The `Router`, which answers for a name in a directory where an operation runs, reads the
+//! inode table's route marks and tags, so it sits a layer up, in `passthrough::router`.
 
-mod dirs;
+pub mod dirs;
 mod pattern;
-mod router;
 
 pub use dirs::conflicts;
 pub use pattern::{Comp, Pattern, RouteState, Routes, Step, join};
-pub use router::{AfterRename, HiddenDir, Listed, Place, RenameRoute, RoutedDir, Router};

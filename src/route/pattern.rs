@@ -80,6 +80,29 @@ pub struct Routes {
     pub routes: Vec<(Pattern, u8)>,
 }
 
+impl Routes {
+    /// The routes of `config` (pattern, backing directory) over the opened `backings`
+    /// (`backing::open_all`): each pattern leads to the backing opened from its directory.
+    pub fn over(config: &[(Pattern, std::path::PathBuf)], backings: &[crate::backing::Backing]) -> Routes {
+        Routes {
+            routes: config
+                .iter()
+                .map(|(p, dir)| {
+                    let dir = dir.canonicalize().unwrap_or_else(|_| dir.clone());
+                    let idx = backings.iter().find(|b| b.path == dir).map_or(0, |b| b.index.0);
+                    (p.clone(), idx)
+                })
+                .collect(),
+        }
+    }
+
+    /// What `backing::open_all` needs of `config`: each route's name in messages and its
+    /// backing directory.
+    pub fn routed_dirs(config: &[(Pattern, std::path::PathBuf)]) -> Vec<crate::backing::RoutedDir<'_>> {
+        config.iter().map(|(p, dir)| (p.text.as_str(), dir.as_path())).collect()
+    }
+}
+
 /// Where a directory of backing 0 stands against the patterns: its path from the mount root and
 /// the patterns whose first `depth` components its path matches.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -10,8 +10,8 @@ use super::super::{Entry, Passthrough};
 use super::is_dir;
 use crate::backing::{Backing, BackingIndex, Errno, entry_name, sys};
 use crate::inode::{self, Inode, ROOT_ID};
-use crate::ledger::tag;
-use crate::route::Place;
+use crate::passthrough::router::Place;
+use crate::tag;
 
 impl Passthrough {
     /// Refuses `name` in directory `dir` with `errno` if it is the daemon's own entry (the
@@ -94,7 +94,7 @@ impl Passthrough {
     /// The ledger's journal directory and everything in it are not beneath the root in this
     /// sense: they are never served.
     fn beneath_root(&self, backing: &Backing, fd: BorrowedFd<'_>, st: &libc::stat) -> Result<bool, Errno> {
-        let journal = self.ledger.journal_dir_ino(backing.index.0);
+        let journal = self.ledger.journal_dir_ino(backing.index);
         if st.st_ino == backing.root_ino {
             return Ok(true);
         }

@@ -8,11 +8,11 @@ use super::super::accounting::{Op, Tracked};
 use super::super::{Ctx, Passthrough};
 use super::is_dir;
 use crate::backing::creds::as_caller;
-use crate::backing::{Errno, entry_name, sys};
+use crate::backing::{BackingIndex, Errno, entry_name, sys};
 use crate::inode::Inode;
-use crate::ledger::tag;
+use crate::passthrough::router::RenameRoute;
 use crate::quota::{Charge, Subject};
-use crate::route::RenameRoute;
+use crate::tag;
 
 impl Passthrough {
     /// `renameat2` with RENAME_NOREPLACE and RENAME_EXCHANGE; RENAME_WHITEOUT is refused.
@@ -65,7 +65,7 @@ impl Passthrough {
         flags: u32,
     ) -> Result<(), Errno> {
         let exchange = flags & libc::RENAME_EXCHANGE != 0;
-        let b = from.backing.0;
+        let b = from.backing;
         let (mut acct, sts) = self.begin_entries(&[from, to], &[(fromfd, name), (tofd, newname)])?;
         let Some(src_st) = sts[0] else { return Err(Errno(libc::ENOENT)) };
         let target_st = sts[1].filter(|t| t.st_ino != src_st.st_ino);
@@ -136,17 +136,17 @@ impl Passthrough {
     }
 
     /// The ledger key of `name` in `dir`.
-    fn key_at(&self, backing: u8, dir: BorrowedFd<'_>, name: &CStr) -> Result<crate::ledger::wal::InodeRef, Errno> {
+    fn key_at(&self, backing: BackingIndex, dir: BorrowedFd<'_>, name: &CStr) -> Result<crate::ids::InodeRef, Errno> {
         let st = sys::stat_at(dir, name)?;
         let h = sys::name_to_handle(dir, name)?;
-        Ok(crate::ledger::wal::InodeRef { backing, ino: st.st_ino, generation: h.ext4_generation().unwrap_or(0) })
+        Ok(crate::ids::InodeRef { backing, ino: st.st_ino, generation: h.ext4_generation().unwrap_or(0) })
     }
 
     /// Re-tags a renamed file (now `name` in `dir`) with `project` and moves its usage there.
     fn move_project(&self, acct: &Op<'_>, t: &Tracked, dir: BorrowedFd<'_>, name: &CStr, project: u32) {
         let result = Self::entry_fd(dir, name).and_then(|fd| {
             let written = tag::write_fd(fd.as_fd(), tag::Tag { project, birth: t.tag.birth });
-            self.ledger.tag_written(t.key.ino);
+            self.inodes.stripes().tag_written(t.key.ino);
             written?;
             sys::stat_fd(fd.as_fd())
         });

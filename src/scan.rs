@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use crate::backing::{Backing, Errno, Handle, sys};
-use crate::ledger::tag::{self, Tag};
 use crate::quota::{Charge, Subject, Usage, charge_into};
+use crate::tag::{self, Tag};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -276,7 +276,7 @@ pub fn scan_split(
             e.bytes += u.bytes;
             e.inodes += u.inodes;
             if b.index.0 != 0 {
-                per_backing.insert((b.index.0, *s), *u);
+                per_backing.insert((b.index, *s), *u);
             }
         }
         total.inodes += r.inodes;

@@ -16,11 +16,11 @@ use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
-use super::dirs;
-use super::pattern::{RouteState, Routes, Step};
 use crate::backing::{Backing, BackingIndex, Errno, sys};
 use crate::inode::{self, Inode, RouteMark};
-use crate::ledger::tag;
+use crate::route::dirs;
+use crate::route::{RouteState, Routes, Step};
+use crate::tag;
 
 /// Answers where operations on names run. Built once per mount from the validated routes.
 #[derive(Debug)]
