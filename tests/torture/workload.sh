@@ -27,19 +27,27 @@ pick() { set -- $1; [ -e "$1" ] || return 1; eval p=\${$((RANDOM % $# + 1))}; }
 old() { if "$@" 2>/dev/null; then ok=$((ok + 1)); else no=$((no + 1)); fi; echo "$ok $no" > /tmp/wl/$who; }
 app() { echo "appended $i $RANDOM" >> "$1"; }
 appdd() { dd if=/dev/zero of="$1" bs=1k count=$((RANDOM % 8 + 1)) oflag=append conv=notrunc 2>/dev/null; }
-# Moves the new tree of tree root $1 (suffix $2) made by an earlier cycle into its old tree,
-# and lays down a new one when the old tree has fewer than twice $3 (files per dir) files.
+# Moves the new tree of tree root $1 (suffix $2) made by an earlier cycle into its old tree;
+# when the old tree has fewer than twice $3 (files per dir) files, queues a new tree of three
+# directories in $fill (made one directory per round of the main loop by `refill`, so that
+# old-tree work starts at once).
 age() {
   mkdir -p $1/old$2 2>/dev/null
   for n in $1/new$2/d*; do [ -d "$n" ] && mv $n $1/old$2/c$C.${n##*/} 2>/dev/null; done
   rmdir $1/new$2 $1/old$2/* 2>/dev/null
   set -- "$1" "$2" "$3" $1/old$2/*/f*
-  if [ $# -lt $(($3 * 2 + 3)) ]; then
-    for k in 0 1 2; do
-      mkdir -p $1/new$2/d$k || break
-      n=0; while [ $n -lt $3 ]; do echo "old $n $k $C" > $1/new$2/d$k/f$n || break; n=$((n + 1)); done
-    done
-  fi
+  [ $# -lt $(($3 * 2 + 3)) ] && fill="$fill $1:$2:$3:0 $1:$2:$3:1 $1:$2:$3:2"
+}
+# Makes the first directory queued in $fill: ROOT:SUFFIX:FILES:K -> ROOT/newSUFFIX/dK/f0...
+refill() {
+  set -- $fill
+  [ $# -gt 0 ] || return 0
+  x=$1; shift; fill="$*"
+  IFS=: read -r r_ s_ n_ k_ <<E_
+$x
+E_
+  mkdir -p $r_/new$s_/d$k_ 2>/dev/null || return 0
+  m_=0; while [ $m_ -lt $n_ ]; do echo "old $m_ $k_ $C" > $r_/new$s_/d$k_/f$m_ || break; m_=$((m_ + 1)); done
 }
 '
 tenant() {
@@ -54,10 +62,12 @@ tenant() {
     [ -d home/$u/Dropbox ] && roots="$roots home/$u/Dropbox"
     # uid 1003 has an inode limit of 400: a smaller old tree.
     per=24; [ $u = 1003 ] && per=8
+    fill=
     for r in $roots; do age $r $u $per; done
     i=0
     while :; do
       i=$((i + 1))
+      refill
       dirs="home/$u proj/a proj/b proj/c"
       [ -d home/$u/Dropbox ] && dirs="$dirs home/$u/Dropbox"
       for d in $dirs; do
@@ -116,10 +126,12 @@ who=root ok=0 no=0
 cd /mnt
 # /mnt/old: the harness's --files tree (root's, made before the first mount), refilled like a
 # tenant's.
+fill=
 age . "" 40
 j=0
 while :; do
   j=$((j + 1))
+  refill
   case $((RANDOM % 6)) in
     0) f=$(ls -d proj/a/* 2>/dev/null | head -n $((RANDOM % 5 + 1)) | tail -n 1); [ -n "$f" ] && chown -R $((1000 + RANDOM % 4)) "$f" ;;
     1) mkdir -p proj/c/p$j && $Q --state-dir $S project assign --absorb --id $((20 + j % 5)) /mnt/proj/c/p$j ;;
