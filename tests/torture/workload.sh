@@ -27,14 +27,15 @@ pick() { set -- $1; [ -e "$1" ] || return 1; eval p=\${$((RANDOM % $# + 1))}; }
 old() { if "$@" 2>/dev/null; then ok=$((ok + 1)); else no=$((no + 1)); fi; echo "$ok $no" > /tmp/wl/$who; }
 app() { echo "appended $i $RANDOM" >> "$1"; }
 appdd() { dd if=/dev/zero of="$1" bs=1k count=$((RANDOM % 8 + 1)) oflag=append conv=notrunc 2>/dev/null; }
-# Moves the new tree of tree root $1 (suffix $2) made by an earlier cycle into its old tree;
+# Moves the new tree of tree root $1 (suffix $2) made by an earlier cycle into its old tree
+# (empty old directories are removed as the work comes across them);
 # when the old tree has fewer than twice $3 (files per dir) files, queues a new tree of three
-# directories in $fill (made one directory per round of the main loop by `refill`, so that
-# old-tree work starts at once).
+# directories in $fill (made one directory at the end of each round of the main loop by
+# `refill`, so that old-tree work starts at once).
 age() {
-  mkdir -p $1/old$2 2>/dev/null
+  [ -d $1/old$2 ] || mkdir -p $1/old$2 2>/dev/null
   for n in $1/new$2/d*; do [ -d "$n" ] && mv $n $1/old$2/c$C.${n##*/} 2>/dev/null; done
-  rmdir $1/new$2 $1/old$2/* 2>/dev/null
+  [ -d $1/new$2 ] && rmdir $1/new$2 2>/dev/null
   set -- "$1" "$2" "$3" $1/old$2/*/f*
   [ $# -lt $(($3 * 2 + 3)) ] && fill="$fill $1:$2:$3:0 $1:$2:$3:1 $1:$2:$3:2"
 }
@@ -67,26 +68,9 @@ tenant() {
     i=0
     while :; do
       i=$((i + 1))
-      refill
       dirs="home/$u proj/a proj/b proj/c"
       [ -d home/$u/Dropbox ] && dirs="$dirs home/$u/Dropbox"
       for d in $dirs; do
-        case $((RANDOM % 14)) in
-          0) dd if=/dev/zero of=$d/f$u.$((RANDOM % 8)) bs=4k count=$((RANDOM % 64 + 1)) 2>/dev/null ;;
-          1) dd if=/dev/zero of=$d/f$u.$((RANDOM % 8)) bs=4k count=$((RANDOM % 16 + 1)) conv=fsync 2>/dev/null ;;
-          2) dd if=/dev/zero of=$d/f$u.$((RANDOM % 8)) bs=1k count=$((RANDOM % 40 + 1)) oflag=append conv=notrunc 2>/dev/null ;;
-          3) truncate -s $((RANDOM % 200000)) $d/f$u.$((RANDOM % 8)) 2>/dev/null ;;
-          4) fallocate -l $((RANDOM % 300000 + 4096)) $d/g$u.$((RANDOM % 4)) 2>/dev/null ;;
-          5) mkdir -p $d/t$u.$i && for k in 1 2 3 4 5 6 7 8 9 10 11 12; do echo $k$i > $d/t$u.$i/s$k; done ;;
-          6) rm -rf $d/t$u.$((RANDOM % (i + 1))) 2>/dev/null ;;
-          7) rm -f $d/f$u.$((RANDOM % 8)) 2>/dev/null ;;
-          8) mv $d/f$u.$((RANDOM % 8)) proj/a/m$u.$i 2>/dev/null ;;
-          9) mv $d/f$u.$((RANDOM % 8)) proj/b/m$u.$i 2>/dev/null ;;
-          10) ln $d/f$u.$((RANDOM % 8)) $d/l$u.$i 2>/dev/null ;;
-          11) mkdir -p $d/t$u.$i/x/y && dd if=/dev/zero of=$d/t$u.$i/x/y/z bs=4k count=3 2>/dev/null ;;
-          12) rm -f $d/m$u.* $d/l$u.$((RANDOM % (i + 1))) 2>/dev/null ;;
-          13) mv $d/t$u.$((RANDOM % (i + 1))) $d/r$u.$i 2>/dev/null ;;
-        esac
         # Two operations on files or directories made in earlier cycles.
         for n in 1 2; do
           set -- $roots; eval r=\${$((RANDOM % $# + 1))}
@@ -116,7 +100,24 @@ tenant() {
             19|23) pick "$r2/old$u/*" && old mv $od/f* $p/ ;;
           esac
         done
+        case $((RANDOM % 14)) in
+          0) dd if=/dev/zero of=$d/f$u.$((RANDOM % 8)) bs=4k count=$((RANDOM % 64 + 1)) 2>/dev/null ;;
+          1) dd if=/dev/zero of=$d/f$u.$((RANDOM % 8)) bs=4k count=$((RANDOM % 16 + 1)) conv=fsync 2>/dev/null ;;
+          2) dd if=/dev/zero of=$d/f$u.$((RANDOM % 8)) bs=1k count=$((RANDOM % 40 + 1)) oflag=append conv=notrunc 2>/dev/null ;;
+          3) truncate -s $((RANDOM % 200000)) $d/f$u.$((RANDOM % 8)) 2>/dev/null ;;
+          4) fallocate -l $((RANDOM % 300000 + 4096)) $d/g$u.$((RANDOM % 4)) 2>/dev/null ;;
+          5) mkdir -p $d/t$u.$i && for k in 1 2 3 4 5 6 7 8 9 10 11 12; do echo $k$i > $d/t$u.$i/s$k; done ;;
+          6) rm -rf $d/t$u.$((RANDOM % (i + 1))) 2>/dev/null ;;
+          7) rm -f $d/f$u.$((RANDOM % 8)) 2>/dev/null ;;
+          8) mv $d/f$u.$((RANDOM % 8)) proj/a/m$u.$i 2>/dev/null ;;
+          9) mv $d/f$u.$((RANDOM % 8)) proj/b/m$u.$i 2>/dev/null ;;
+          10) ln $d/f$u.$((RANDOM % 8)) $d/l$u.$i 2>/dev/null ;;
+          11) mkdir -p $d/t$u.$i/x/y && dd if=/dev/zero of=$d/t$u.$i/x/y/z bs=4k count=3 2>/dev/null ;;
+          12) rm -f $d/m$u.* $d/l$u.$((RANDOM % (i + 1))) 2>/dev/null ;;
+          13) mv $d/t$u.$((RANDOM % (i + 1))) $d/r$u.$i 2>/dev/null ;;
+        esac
       done
+      refill
     done'
 }
 for u in 1000 1001 1002 1003; do tenant $u $((RANDOM + u)) & done
@@ -131,15 +132,6 @@ age . "" 40
 j=0
 while :; do
   j=$((j + 1))
-  refill
-  case $((RANDOM % 6)) in
-    0) f=$(ls -d proj/a/* 2>/dev/null | head -n $((RANDOM % 5 + 1)) | tail -n 1); [ -n "$f" ] && chown -R $((1000 + RANDOM % 4)) "$f" ;;
-    1) mkdir -p proj/c/p$j && $Q --state-dir $S project assign --absorb --id $((20 + j % 5)) /mnt/proj/c/p$j ;;
-    2) $Q --state-dir $S quota set --user 1002 --bytes-hard $((RANDOM % 8 + 2))M ;;
-    3) $Q --state-dir $S project assign --absorb --id $((11 + RANDOM % 3)) /mnt/proj/c ;;
-    4) dd if=/dev/zero of=proj/c/root.$((RANDOM % 3)) bs=64k count=$((RANDOM % 8 + 1)) 2>/dev/null ;;
-    5) rm -rf proj/c/p$((RANDOM % (j + 1))) ;;
-  esac
   # Old files: root's own, and the tenants' (chown moves their charge between users).
   i=$j
   for k in 1 2 3; do
@@ -162,5 +154,14 @@ while :; do
       13) pick "old/*" && old truncate -s $((RANDOM % 3000)) $p/f$((RANDOM % 10))* ;;
     esac
   done
+  case $((RANDOM % 6)) in
+    0) f=$(ls -d proj/a/* 2>/dev/null | head -n $((RANDOM % 5 + 1)) | tail -n 1); [ -n "$f" ] && chown -R $((1000 + RANDOM % 4)) "$f" ;;
+    1) mkdir -p proj/c/p$j && $Q --state-dir $S project assign --absorb --id $((20 + j % 5)) /mnt/proj/c/p$j ;;
+    2) $Q --state-dir $S quota set --user 1002 --bytes-hard $((RANDOM % 8 + 2))M ;;
+    3) $Q --state-dir $S project assign --absorb --id $((11 + RANDOM % 3)) /mnt/proj/c ;;
+    4) dd if=/dev/zero of=proj/c/root.$((RANDOM % 3)) bs=64k count=$((RANDOM % 8 + 1)) 2>/dev/null ;;
+    5) rm -rf proj/c/p$((RANDOM % (j + 1))) ;;
+  esac
+  refill
   usleep $((RANDOM % 200000))
 done
