@@ -7,13 +7,14 @@
 # besides the new-file work below, every tenant and root work on files made in EARLIER cycles
 # (the image persists across cycles): each tree root R (a home, proj/a, proj/c, a Dropbox;
 # /mnt for root) holds R/old$u/*/f* (old: born in an earlier cycle) and R/new$u/d*/f* (made
-# in this cycle). A cycle first moves the previous cycle's new$u/dK to old$u/cC.dK (C: the
-# cycle), removes empty old dirs, and, when the old tree has run low, lays down a new one in
-# new$u; only old$u is then appended to, truncated, chmod'd, chown'd (root), renamed over,
-# hard-linked, moved across projects (files, and whole directories: EXDEV, busybox mv copies)
-# and deleted (files, and `rm -rf` of directories). /mnt/old starts as the harness's --files
-# tree. Each tenant counts its old-tree operations in /tmp/wl/NAME ("ok failed"); cycle.sh
-# reports them just before the crash.
+# in this cycle; setup.sh makes the first ones). A cycle first moves the new$u/dK of earlier
+# cycles to old$u/cC.dK (C: the cycle, TORTURE_CYCLE) and, when the old tree has run low, makes
+# a new one in new$u a directory at a time between its other work; only old$u is appended to,
+# truncated, chmod'd, chown'd (root), renamed over, hard-linked, moved across projects (files,
+# and whole directories: EXDEV, busybox mv copies) and deleted (files, emptied directories,
+# `rm -rf` of directories). /mnt/old starts as the harness's --files tree. Each tenant and root
+# count their old-tree operations in /tmp/wl/NAME ("ok failed"); cycle.sh reports them just
+# before the crash.
 Q=/tools/quotafs
 S=${TORTURE_STATE:-/data/state}
 C=${TORTURE_CYCLE:-$RANDOM}
