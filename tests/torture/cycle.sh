@@ -3,7 +3,8 @@
 #   torture.setup=1 (first cycle: make homes, projects, limits)
 # 1. mount quotafs over /data/back (recovery runs), report recovery figures;
 # 2. quotafs check: ledger vs full rescan, each drift line reported;
-# 3. start the workload, then hard-reset the guest (sysrq b) crash_ms later.
+# 3. start the workload (TORTURE_CYCLE=N), then hard-reset the guest (sysrq b) crash_ms later,
+#    after reporting the workload's old-tree counts.
 say() { echo "<2>TORTURE $*" > /dev/kmsg; }
 for a in $(cat /proc/cmdline); do
   case $a in torture.*=*) k=${a#torture.}; eval "T_${k%%=*}=${a#*=}" ;; esac
@@ -53,7 +54,14 @@ if [ "$T_setup" = 1 ]; then
   sh /tools/setup.sh > /tmp/setup.log 2>&1 || { say "fatal setup failed"; while read -r l; do say "setup $l"; done < /tmp/setup.log; poweroff -f; }
 fi
 say "workload cycle=$T_cycle crash_ms=$T_crash_ms"
-WORKLOAD_SEED=$T_seed sh /tools/workload.sh > /dev/null 2>&1 &
+TORTURE_CYCLE=$T_cycle WORKLOAD_SEED=$T_seed sh /tools/workload.sh > /dev/null 2>&1 &
 usleep $((T_crash_ms * 1000))
+# The workload's counts of operations on files made in earlier cycles, as they stand at the
+# crash: /tmp/wl/NAME holds "ok failed" (workload.sh; a workload of your own may write none).
+for f in /tmp/wl/*; do
+  [ -f "$f" ] || continue
+  read -r ok no < "$f"
+  say "oldtree cycle=$T_cycle who=${f##*/} ok=${ok:-0} failed=${no:-0}"
+done
 say "crash cycle=$T_cycle"
 echo b > /proc/sysrq-trigger
