@@ -21,7 +21,8 @@ use crate::passthrough::{Options, Passthrough};
 use crate::quota::enforce::Enforcer;
 use crate::route::Routes;
 
-/// Checkpoints every `interval`, or sooner when the activity log passes 64 MiB.
+/// Checkpoints every `interval`, or sooner when the epoch's records pile up
+/// (`Ledger::wants_checkpoint`).
 fn spawn_checkpointer(
     ledger: Arc<Ledger>,
     checkpoints: Arc<Checkpoints>,
@@ -35,7 +36,7 @@ fn spawn_checkpointer(
             let mut last = Instant::now();
             while !stop.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(200));
-                if last.elapsed() >= interval || ledger.log_len() > 64 << 20 {
+                if last.elapsed() >= interval || ledger.wants_checkpoint() {
                     if let Err(e) = checkpoints.run(&ledger, ops.beside()) {
                         tracing::error!(error = %e, "checkpoint failed");
                     }

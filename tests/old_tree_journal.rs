@@ -94,14 +94,19 @@ fn a_backing_too_full_for_records_still_deletes_old_files_exactly() {
     let args = ["--checkpoint-interval", "3600"];
     let f = Fixture::with_args("oldtree-full", &args);
     old_tree(&f, 2, 300);
-    // Fill the backing (as root, the reserved blocks too): a record that needs a new block of
-    // the journal directory cannot be made there, so it goes to the log, synced.
-    let _ = run(Command::new("dd").arg("if=/dev/zero").arg(format!("of={}", f.b("filler").display())).arg("bs=64k"));
+    // Fill the backing (as root, the reserved blocks too). Twice, each time flushed: the first
+    // fill's delayed allocation leaves ext4's free count uncertain until it is written back.
+    // The journal directory then cannot grow past its block, so records go to the log, synced.
+    for filler in ["filler", "filler2"] {
+        let _ = run(Command::new("dd").arg("if=/dev/zero").arg(format!("of={}", f.b(filler).display())).arg("bs=4k"));
+        run_ok(Command::new("sync").arg("-f").arg(f.backing()));
+    }
     // Appends first: they free nothing, so the journal directory soon needs a block it cannot
     // get. Then deletes, which must work on a full disk.
     f.sh_ok(1001, 1001, "cd home/t && for i in $(seq 300); do echo x >> d2/f$i; done && rm -rf d1");
     let s = status(&f);
     assert!(s["log_records"].as_u64().unwrap() > 0, "records fell back to the log on a full backing: {s}");
     std::fs::remove_file(f.b("filler")).unwrap();
+    let _ = std::fs::remove_file(f.b("filler2"));
     assert_exact(&f.state, f.backing(), "after deleting old files on a full backing");
 }

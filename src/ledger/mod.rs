@@ -505,9 +505,13 @@ impl Ledger {
         self.store.set_project_name(id, name)
     }
 
-    /// Log bytes of the current epoch (the checkpoint trigger).
-    pub fn log_len(&self) -> u64 {
-        self.state.read().log.bytes()
+    /// Whether the current epoch holds enough records that a checkpoint should not wait for
+    /// its interval: 64 MiB of log, or 100,000 records in the backings' journal directories
+    /// (each an inode on a backing until the checkpoint removes it: a tenant touching many
+    /// old files must not hold many inodes of the backing for a whole interval).
+    pub fn wants_checkpoint(&self) -> bool {
+        let st = self.state.read();
+        st.log.bytes() > 64 << 20 || st.marks.written() > 100_000
     }
 
     /// Ends the current epoch: a new log, then (without blocking operations) syncfs of every
