@@ -44,7 +44,7 @@ impl Passthrough {
     pub fn root_key(&self, node: u64) -> Option<InodeRef> {
         let b = self.backing(inode::backing_of(node)).ok()?;
         let ino = if node == inode::ROOT_ID { b.root_ino } else { node & inode::INO_MASK };
-        let fd = b.open_handle(&Handle::ext4(ino as u32, 0), libc::O_PATH).ok()?;
+        let fd = b.open_number(ino as u32, libc::O_PATH).ok()?;
         let h = sys::fd_to_handle(fd.as_fd()).ok()?;
         Some(InodeRef { backing: b.index, ino, generation: h.ext4_generation().unwrap_or(0) })
     }
@@ -150,9 +150,10 @@ impl Passthrough {
     fn project_trees(&self, node: u64) -> Result<Vec<(&Backing, Handle)>, String> {
         let b = self.backing(inode::backing_of(node)).map_err(|e| format!("node {node}: {e}"))?;
         let ino = if node == inode::ROOT_ID { b.root_ino } else { node & inode::INO_MASK };
-        let root = Handle::ext4(ino as u32, 0);
-        b.open_handle(&root, libc::O_RDONLY | libc::O_DIRECTORY)
+        let fd = b
+            .open_number(ino as u32, libc::O_RDONLY | libc::O_DIRECTORY)
             .map_err(|e| format!("cannot open the directory (node {node}): {e}"))?;
+        let root = sys::fd_to_handle(fd.as_fd()).map_err(|e| format!("handle of the directory (node {node}): {e}"))?;
         let mut trees = vec![(b, root)];
         if let Ok(dir) = self.inode(node)
             && let Some(state) = self.router.state(&dir)

@@ -69,7 +69,7 @@ impl Passthrough {
         }
         let ino = if id == ROOT_ID { backing.root_ino } else { id & inode::INO_MASK };
         let ino32 = u32::try_from(ino).map_err(|_| stale)?;
-        let fd = match backing.open_handle(&sys::Handle::ext4(ino32, 0), libc::O_PATH | libc::O_NOFOLLOW) {
+        let fd = match backing.open_number(ino32, libc::O_PATH | libc::O_NOFOLLOW) {
             Ok(fd) => fd,
             Err(Errno(libc::ESTALE | libc::ENOENT | libc::EINVAL)) => return Err(stale),
             Err(e) => return Err(e),
