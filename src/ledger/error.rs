@@ -74,3 +74,24 @@ impl From<LedgerError> for String {
         e.to_string()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_message_names_the_repair() {
+        let e = LedgerError::Store { path: "/s/ledger.redb".into(), what: "read".into(), detail: "bad page".into() };
+        assert!(e.is_damaged() && e.is_store());
+        assert_eq!(
+            e.to_string(),
+            "ledger store /s/ledger.redb: read: bad page. The files on the backing are not affected; with the \
+             daemon stopped, run `quotafs check --repair` (with --config or --backing) to rebuild the ledger by \
+             a full rescan (the damaged store is kept aside)"
+        );
+        let log = LedgerError::from(LogError::BadHeader { path: "/s/1.log".into() });
+        assert!(log.is_damaged() && !log.is_store());
+        assert!(!LedgerError::Poisoned("p".into()).is_damaged());
+        assert!(!LedgerError::Refused("r".into()).is_damaged());
+    }
+}
