@@ -16,6 +16,7 @@ use crate::backing::{creds, cstring, sys};
 use crate::config::MountConfig;
 use crate::fuse::{FrontOptions, FuseFront};
 use crate::inode::Stripes;
+use crate::ledger::error::LedgerError;
 use crate::ledger::{Beside, Ledger};
 use crate::passthrough::{Options, Passthrough};
 use crate::quota::enforce::Enforcer;
@@ -131,6 +132,12 @@ pub enum RunError {
 impl From<String> for RunError {
     fn from(message: String) -> RunError {
         RunError::Failed(message)
+    }
+}
+
+impl From<LedgerError> for RunError {
+    fn from(e: LedgerError) -> RunError {
+        RunError::Failed(e.to_string())
     }
 }
 

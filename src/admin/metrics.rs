@@ -47,7 +47,7 @@ pub struct Checkpoints {
 
 impl Checkpoints {
     /// `ledger.checkpoint(beside)`, timed and counted.
-    pub fn run(&self, ledger: &Ledger, beside: crate::ledger::Beside<'_>) -> Result<u64, String> {
+    pub fn run(&self, ledger: &Ledger, beside: crate::ledger::Beside<'_>) -> Result<u64, crate::ledger::LedgerError> {
         let started = Instant::now();
         let result = ledger.checkpoint(beside);
         let micros = started.elapsed().as_micros() as u64;

@@ -143,10 +143,9 @@ impl Server {
                     return Response::Error { message: "bad limit key".into() };
                 };
                 let current = self.ops.quota().get(key).unwrap_or_default();
-                match current
-                    .merged(&change)
-                    .and_then(|m| self.ledger.set_limits(self.ops.quota(), key, Some(m)).map(|()| m))
-                {
+                match current.merged(&change).and_then(|m| {
+                    self.ledger.set_limits(self.ops.quota(), key, Some(m)).map(|()| m).map_err(String::from)
+                }) {
                     Ok(m) => Response::Done { message: serde_json::to_string(&m).unwrap_or_default() },
                     Err(e) => Response::Error { message: e },
                 }
@@ -163,7 +162,7 @@ impl Server {
                 };
                 match self.ledger.set_limits(self.ops.quota(), key, None) {
                     Ok(()) => Response::Done { message: "cleared".into() },
-                    Err(e) => Response::Error { message: e },
+                    Err(e) => Response::Error { message: e.to_string() },
                 }
             }
             Request::Status => {
@@ -213,7 +212,7 @@ impl Server {
             }
             Request::Checkpoint => match self.checkpoints.run(&self.ledger, self.ops.beside()) {
                 Ok(epoch) => Response::Done { message: format!("checkpoint committed; epoch {epoch} begins") },
-                Err(e) => Response::Error { message: e },
+                Err(e) => Response::Error { message: e.to_string() },
             },
             Request::Show => Response::Error { message: "`show` is answered on the tenant socket".into() },
             Request::Quota { kind, id } => {

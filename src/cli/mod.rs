@@ -34,6 +34,13 @@ impl CliError {
     }
 }
 
+/// Every refused config file, flag or value is bad input: exit status 2.
+impl From<crate::config::ConfigError> for CliError {
+    fn from(e: crate::config::ConfigError) -> CliError {
+        CliError::usage(e.to_string())
+    }
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "quotafs",
@@ -350,7 +357,7 @@ pub struct DemoArgs {
 
 pub fn load_file_config(cli: &Cli) -> Result<FileConfig, CliError> {
     match &cli.config {
-        Some(path) => FileConfig::load(path).map_err(CliError::usage),
+        Some(path) => Ok(FileConfig::load(path)?),
         None => Ok(FileConfig::default()),
     }
 }

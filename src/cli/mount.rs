@@ -27,17 +27,11 @@ pub fn run(cli: &Cli, args: &MountArgs) -> Result<(), CliError> {
         route: if args.route.is_empty() {
             None
         } else {
-            Some(
-                args.route
-                    .iter()
-                    .map(|r| RouteConfig::parse_flag(r))
-                    .collect::<Result<_, _>>()
-                    .map_err(CliError::usage)?,
-            )
+            Some(args.route.iter().map(|r| RouteConfig::parse_flag(r)).collect::<Result<_, _>>()?)
         },
         ..FileConfig::default()
     };
-    let cfg = validate_mount(file, flags).map_err(CliError::usage)?;
+    let cfg = validate_mount(file, flags)?;
     crate::daemon::run(&cfg).map_err(|e| match e {
         crate::daemon::RunError::Refused(m) => CliError::usage(m),
         crate::daemon::RunError::Failed(m) => CliError::failed(m),

@@ -26,6 +26,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use super::error::LedgerError;
 use super::wal::Record;
 use crate::backing::{Backing, Errno, JOURNAL_DIR, sys};
 use crate::ids::{BackingIndex, InodeRef};
@@ -123,12 +124,13 @@ pub struct Journal {
 
 impl Journal {
     /// Opens (making it on first use) the journal directory of every backing.
-    pub fn open(backings: &[Backing]) -> Result<Journal, String> {
+    pub fn open(backings: &[Backing]) -> Result<Journal, LedgerError> {
         let mut dirs = Vec::with_capacity(backings.len());
         for b in backings {
             let path = b.path.join(std::ffi::OsStr::from_bytes(JOURNAL_DIR.to_bytes()));
-            let fail =
-                |what: &str, e: Errno| format!("cannot {what} the ledger's journal directory {}: {e}", path.display());
+            let fail = |what: &str, e: Errno| {
+                LedgerError::Journal(format!("cannot {what} the ledger's journal directory {}: {e}", path.display()))
+            };
             let root = b.root_fd();
             match sys::stat_at(root, JOURNAL_DIR) {
                 Ok(_) => {}
@@ -151,22 +153,22 @@ impl Journal {
             }
             let fd = sys::openat_beneath(root, JOURNAL_DIR, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0)
                 .map_err(|e| {
-                format!(
+                LedgerError::Journal(format!(
                     "{} is not a directory quotafs can use as its journal ({e}); it is hidden from the mount: \
                          move it out of the backing and start again",
                     path.display()
-                )
+                ))
             })?;
             let st = sys::stat_fd(fd.as_fd()).map_err(|e| fail("stat", e))?;
             let mut mark = [0u8; 4];
             let marked = matches!(sys::get_xattr(fd.as_fd(), MARK_XATTR, &mut mark), Ok(1) if mark[0] == b'1');
             if !marked || st.st_uid != 0 || st.st_dev != b.dev {
-                return Err(format!(
+                return Err(LedgerError::Journal(format!(
                     "{} exists but was not made by quotafs (no {} mark, or not owned by root); it is hidden \
                      from the mount: move it out of the backing and start again",
                     path.display(),
                     MARK_XATTR.to_string_lossy()
-                ));
+                )));
             }
             dirs.push(Dir { fd, ino: st.st_ino, path });
         }
@@ -180,13 +182,13 @@ impl Journal {
 
     /// The epochs with a directory on some backing. `strict`: a name that is not an epoch
     /// directory is an error (recovery); else it is skipped with a warning (cleaning).
-    fn epochs(&self, strict: bool) -> Result<Vec<(usize, u64, CString)>, String> {
+    fn epochs(&self, strict: bool) -> Result<Vec<(usize, u64, CString)>, LedgerError> {
         let mut out = Vec::new();
         for (i, d) in self.dirs.iter().enumerate() {
             // A descriptor of its own: a directory's read position is per open file.
             let listed = sys::openat_beneath(d.fd.as_fd(), c".", libc::O_RDONLY | libc::O_DIRECTORY, 0)
                 .and_then(|fd| names(fd.as_fd()))
-                .map_err(|e| format!("cannot list {}: {e}", d.path.display()))?;
+                .map_err(|e| LedgerError::Journal(format!("cannot list {}: {e}", d.path.display())))?;
             for name in listed {
                 match epoch_of_dir(name.as_bytes()) {
                     Some(e) => out.push((i, e, name)),
@@ -199,7 +201,7 @@ impl Journal {
                             name.to_string_lossy()
                         );
                         if strict {
-                            return Err(why);
+                            return Err(LedgerError::Journal(why));
                         }
                         tracing::warn!("{why}");
                     }
@@ -210,7 +212,7 @@ impl Journal {
     }
 
     /// The records of every epoch `≥ from`, by epoch, and the newest epoch with a directory.
-    pub fn read_from(&self, from: u64) -> Result<Found, String> {
+    pub fn read_from(&self, from: u64) -> Result<Found, LedgerError> {
         let mut out = Vec::new();
         let mut newest = None;
         for (i, epoch, name) in self.epochs(true)? {
@@ -221,16 +223,17 @@ impl Journal {
             let d = &self.dirs[i];
             let path = d.path.join(std::ffi::OsStr::from_bytes(name.as_bytes()));
             let fd = sys::openat_beneath(d.fd.as_fd(), &name, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0)
-                .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-            let listed = names(fd.as_fd()).map_err(|e| format!("cannot list {}: {e}", path.display()))?;
+                .map_err(|e| LedgerError::Journal(format!("cannot open {}: {e}", path.display())))?;
+            let listed =
+                names(fd.as_fd()).map_err(|e| LedgerError::Journal(format!("cannot list {}: {e}", path.display())))?;
             for n in listed {
                 let rec = parse_record(BackingIndex(i as u8), n.as_bytes()).ok_or_else(|| {
-                    format!(
+                    LedgerError::Journal(format!(
                         "{}/{} is not a quotafs journal record; the ledger cannot be recovered exactly \
                          with it. Remove it if it was put there by hand; otherwise run `quotafs check --repair`",
                         path.display(),
                         n.to_string_lossy()
-                    )
+                    ))
                 })?;
                 out.push((epoch, rec));
             }

@@ -17,6 +17,7 @@
 //! The ledger does not own the quota `Enforcer` nor the stripe locks: the serving layer does,
 //! and lends them (`Beside`) to what settles a charge here.
 
+pub mod error;
 pub mod journal;
 pub mod poison;
 pub mod recovery;
@@ -32,6 +33,7 @@ use dashmap::mapref::entry::Entry;
 use dashmap::{DashMap, DashSet};
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 
+pub use self::error::LedgerError;
 use crate::backing::{Backing, Errno, sys};
 use crate::ids::{BackingIndex, InodeRef};
 use crate::inode::Stripes;
@@ -307,13 +309,13 @@ impl Ledger {
     /// Opens the ledger in `state_dir` for `backings`, recovering it (or counting the backings
     /// on first mount) before anything is served. The limits and grace timers to enforce are
     /// in its store (`store().limits()`, `store().grace()`).
-    pub fn open(state_dir: &Path, backings: Arc<Vec<Backing>>) -> Result<Ledger, String> {
+    pub fn open(state_dir: &Path, backings: Arc<Vec<Backing>>) -> Result<Ledger, LedgerError> {
         let store = Store::open(state_dir)?;
         let journal = Journal::open(&backings)?;
         let (snapshot, report) = recovery::recover(state_dir, &store, &backings, &journal)?;
         let poison = Arc::new(Poison::default());
         let log = LogWriter::create(state_dir, snapshot.epoch, Arc::clone(&poison))
-            .map_err(|e| format!("cannot create the activity log in {}: {e}", state_dir.display()))?;
+            .map_err(|e| LedgerError::Io(format!("cannot create the activity log in {}: {e}", state_dir.display())))?;
         recovery::remove_logs_before(state_dir, snapshot.epoch);
         journal.remove_before(snapshot.epoch);
         let marks = journal.begin_epoch(snapshot.epoch);
@@ -352,7 +354,7 @@ impl Ledger {
     }
 
     /// Sets or removes the limits of `key`: durable in the store, then in force in `quota`.
-    pub fn set_limits(&self, quota: &Enforcer, key: LimitKey, limits: Option<Limits>) -> Result<(), String> {
+    pub fn set_limits(&self, quota: &Enforcer, key: LimitKey, limits: Option<Limits>) -> Result<(), LedgerError> {
         self.store.set_limits(key, limits.as_ref())?;
         quota.set(key, limits);
         // A lowered or removed soft limit starts or stops grace timers at once.
@@ -501,7 +503,7 @@ impl Ledger {
         self.store.project_names().unwrap_or_default()
     }
 
-    pub fn set_project_name(&self, id: u32, name: Option<&str>) -> Result<(), String> {
+    pub fn set_project_name(&self, id: u32, name: Option<&str>) -> Result<(), LedgerError> {
         self.store.set_project_name(id, name)
     }
 
@@ -516,18 +518,18 @@ impl Ledger {
 
     /// Ends the current epoch: a new log, then (without blocking operations) syncfs of every
     /// backing, the snapshot commit, and the removal of the old log (docs/design.md §9.5).
-    pub fn checkpoint(&self, beside: Beside<'_>) -> Result<u64, String> {
+    pub fn checkpoint(&self, beside: Beside<'_>) -> Result<u64, LedgerError> {
         let _one = self.checkpoint_lock.lock();
         // A poisoned ledger never commits again: what its table says is not known to be durable.
         if let Some(why) = self.poison.reason() {
-            return Err(format!("ledger poisoned: {why}; restart the daemon to recover"));
+            return Err(LedgerError::Poisoned(format!("ledger poisoned: {why}; restart the daemon to recover")));
         }
         let started = Instant::now();
         let snapshot = {
             let mut st = self.state.write();
             let epoch = st.epoch + 1;
             let log = LogWriter::create(&self.state_dir, epoch, Arc::clone(&self.poison))
-                .map_err(|e| format!("cannot create the activity log of epoch {epoch}: {e}"))?;
+                .map_err(|e| LedgerError::Io(format!("cannot create the activity log of epoch {epoch}: {e}")))?;
             let snapshot = Snapshot {
                 epoch,
                 usage: self.table.snapshot(),
@@ -543,9 +545,10 @@ impl Ledger {
             snapshot
         };
         crate::failpoint::CHECKPOINT.hit();
-        let finish = || -> Result<(), String> {
+        let finish = || -> Result<(), LedgerError> {
             for b in self.backings.iter() {
-                sys::syncfs(b.root_fd()).map_err(|e| format!("syncfs of backing {}: {e}", b.path.display()))?;
+                sys::syncfs(b.root_fd())
+                    .map_err(|e| LedgerError::Io(format!("syncfs of backing {}: {e}", b.path.display())))?;
             }
             // Everything written before the rotation is now on disk with its final allocation.
             // Charge what writeback allocated since it was settled, logged in the new epoch,
@@ -553,9 +556,9 @@ impl Ledger {
             // committed first, a crash in between lost it (found by the power-cut rig).
             self.reconcile_charges(beside, true);
             if let Some(why) = self.poison.reason() {
-                return Err(why);
+                return Err(LedgerError::Poisoned(why));
             }
-            crate::failpoint::SNAPSHOT_COMMIT.check().map_err(|e| format!("snapshot commit: {e}"))?;
+            crate::failpoint::SNAPSHOT_COMMIT.check().map_err(|e| LedgerError::Io(format!("snapshot commit: {e}")))?;
             self.store.commit(&snapshot)
         };
         if let Err(why) = finish() {

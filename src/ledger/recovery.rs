@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::RecoveryReport;
+use super::error::LedgerError;
 use super::journal::Journal;
 use super::store::{Snapshot, Store};
 use super::wal::{self, LogError, Record};
@@ -20,9 +21,10 @@ use crate::scan::{self, Mode};
 use crate::tag;
 
 /// Activity logs in `dir`, by epoch.
-pub fn list_logs(dir: &Path) -> Result<Vec<(u64, PathBuf)>, String> {
+pub fn list_logs(dir: &Path) -> Result<Vec<(u64, PathBuf)>, LedgerError> {
     let mut logs = Vec::new();
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot list state dir {}: {e}", dir.display()))?;
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| LedgerError::Io(format!("cannot list state dir {}: {e}", dir.display())))?;
     for e in entries.flatten() {
         if let Some(epoch) = e.file_name().to_str().and_then(wal::epoch_of) {
             logs.push((epoch, e.path()));
@@ -67,21 +69,27 @@ enum Now {
 }
 
 /// The inode `r` now.
-fn now(backings: &[Backing], r: InodeRef) -> Result<Now, String> {
+fn now(backings: &[Backing], r: InodeRef) -> Result<Now, LedgerError> {
     let Some(b) = backings.get(r.backing.as_usize()) else {
-        return Err(format!("the activity log names backing {} but only {} are configured", r.backing, backings.len()));
+        return Err(LedgerError::Io(format!(
+            "the activity log names backing {} but only {} are configured",
+            r.backing,
+            backings.len()
+        )));
     };
     let handle = Handle::ext4(r.ino as u32, r.generation);
     let fd = match b.open_handle(&handle, libc::O_PATH | libc::O_NOFOLLOW) {
         Ok(fd) => fd,
         Err(Errno(libc::ESTALE | libc::ENOENT)) => return Ok(Now::Gone),
-        Err(e) => return Err(format!("cannot open inode {} on backing {}: {e}", r.ino, b.path.display())),
+        Err(e) => {
+            return Err(LedgerError::Io(format!("cannot open inode {} on backing {}: {e}", r.ino, b.path.display())));
+        }
     };
-    let st = sys::stat_fd(fd.as_fd()).map_err(|e| format!("stat inode {}: {e}", r.ino))?;
+    let st = sys::stat_fd(fd.as_fd()).map_err(|e| LedgerError::Io(format!("stat inode {}: {e}", r.ino)))?;
     if st.st_nlink == 0 {
         return Ok(Now::Gone);
     }
-    Ok(match tag::read_fd(fd.as_fd()).map_err(|e| format!("tag of inode {}: {e}", r.ino))? {
+    Ok(match tag::read_fd(fd.as_fd()).map_err(|e| LedgerError::Io(format!("tag of inode {}: {e}", r.ino)))? {
         Some(t) => Now::Tagged(Charge::of(&st, t.project)),
         None => Now::Untagged { fd, st },
     })
@@ -90,17 +98,18 @@ fn now(backings: &[Backing], r: InodeRef) -> Result<Now, String> {
 /// The project of directory `dir`: its tag's, or for a directory whose tag was lost, the
 /// nearest tagged ancestor's, as `check` counts it (an untagged inode takes its directory's
 /// project).
-fn dir_project(b: &Backing, dir: BorrowedFd<'_>) -> Result<u32, String> {
-    let read = |fd: BorrowedFd<'_>| tag::read_fd(fd).map_err(|e| format!("tag of a logged directory: {e}"));
+fn dir_project(b: &Backing, dir: BorrowedFd<'_>) -> Result<u32, LedgerError> {
+    let read =
+        |fd: BorrowedFd<'_>| tag::read_fd(fd).map_err(|e| LedgerError::Io(format!("tag of a logged directory: {e}")));
     if let Some(t) = read(dir)? {
         return Ok(t.project);
     }
-    let mut cur = sys::stat_fd(dir).map_err(|e| format!("stat a logged directory: {e}"))?;
+    let mut cur = sys::stat_fd(dir).map_err(|e| LedgerError::Io(format!("stat a logged directory: {e}")))?;
     let mut fd = None::<std::os::fd::OwnedFd>;
     while cur.st_ino != b.root_ino {
         let up = sys::open_dotdot(fd.as_ref().map_or(dir, |f| f.as_fd()), libc::O_PATH)
-            .map_err(|e| format!("parent of a logged directory: {e}"))?;
-        let st = sys::stat_fd(up.as_fd()).map_err(|e| format!("stat a parent directory: {e}"))?;
+            .map_err(|e| LedgerError::Io(format!("parent of a logged directory: {e}")))?;
+        let st = sys::stat_fd(up.as_fd()).map_err(|e| LedgerError::Io(format!("stat a parent directory: {e}")))?;
         if st.st_ino == cur.st_ino || st.st_dev != b.dev {
             break; // the file system's root, outside the backing
         }
@@ -128,13 +137,14 @@ struct Walk<'a> {
 impl Walk<'_> {
     /// Lists directory `dir` (project `project`) and charges every child born since the
     /// snapshot (or untagged: created just before the crash), descending into new directories.
-    fn list(&mut self, backing: BackingIndex, dir: BorrowedFd<'_>, project: u32) -> Result<(), String> {
+    fn list(&mut self, backing: BackingIndex, dir: BorrowedFd<'_>, project: u32) -> Result<(), LedgerError> {
         self.listed += 1;
         let b = &self.backings[backing.as_usize()];
-        let dir_ino = sys::stat_fd(dir).map_err(|e| format!("stat a listed directory: {e}"))?.st_ino;
+        let dir_ino = sys::stat_fd(dir).map_err(|e| LedgerError::Io(format!("stat a listed directory: {e}")))?.st_ino;
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            let batch = sys::read_dir(dir, &mut buf).map_err(|e| format!("cannot list a directory: {e}"))?;
+            let batch =
+                sys::read_dir(dir, &mut buf).map_err(|e| LedgerError::Io(format!("cannot list a directory: {e}")))?;
             if batch.is_empty() {
                 return Ok(());
             }
@@ -146,12 +156,12 @@ impl Walk<'_> {
                 let st = match sys::stat_at(dir, name) {
                     Ok(st) => st,
                     Err(Errno(libc::ENOENT)) => continue,
-                    Err(err) => return Err(format!("stat during recovery: {err}")),
+                    Err(err) => return Err(LedgerError::Io(format!("stat during recovery: {err}"))),
                 };
                 if st.st_dev != b.dev {
                     continue;
                 }
-                let t = tag::read_at(dir, name).map_err(|e| format!("tag during recovery: {e}"))?;
+                let t = tag::read_at(dir, name).map_err(|e| LedgerError::Io(format!("tag during recovery: {e}")))?;
                 tracing::trace!(ino = st.st_ino, ?t, "recovery: child of a listed directory");
                 if t.is_some_and(|t| t.birth < self.from_epoch) {
                     continue; // in the snapshot; if it changed since, a Touch names it
@@ -164,19 +174,22 @@ impl Walk<'_> {
                 if !counted {
                     if t.is_none() {
                         // Created just before the crash: finish what creation would have done.
-                        let fd = sys::open_entry(dir, name).map_err(|e| format!("open during recovery: {e}"))?;
+                        let fd = sys::open_entry(dir, name)
+                            .map_err(|e| LedgerError::Io(format!("open during recovery: {e}")))?;
                         let tag = tag::Tag { project: child_project, birth: self.from_epoch };
-                        tag::write_fd(fd.as_fd(), tag).map_err(|e| format!("tag during recovery: {e}"))?;
+                        tag::write_fd(fd.as_fd(), tag)
+                            .map_err(|e| LedgerError::Io(format!("tag during recovery: {e}")))?;
                     }
                     let st = sys::stat_at(dir, name).unwrap_or(st);
                     self.table.apply(backing, None, Some(Charge::of(&st, child_project)));
                     self.new_inodes += 1;
                 }
                 if st.st_mode & libc::S_IFMT == libc::S_IFDIR && self.listed_set.insert((backing, st.st_ino)) {
-                    let handle = sys::name_to_handle(dir, name).map_err(|e| format!("handle during recovery: {e}"))?;
+                    let handle = sys::name_to_handle(dir, name)
+                        .map_err(|e| LedgerError::Io(format!("handle during recovery: {e}")))?;
                     let sub = b
                         .open_handle(&handle, libc::O_RDONLY | libc::O_DIRECTORY)
-                        .map_err(|e| format!("open a new directory during recovery: {e}"))?;
+                        .map_err(|e| LedgerError::Io(format!("open a new directory during recovery: {e}")))?;
                     self.list(backing, sub.as_fd(), child_project)?;
                 }
             }
@@ -190,7 +203,7 @@ pub fn recover(
     store: &Store,
     backings: &[Backing],
     journal: &Journal,
-) -> Result<(Snapshot, RecoveryReport), String> {
+) -> Result<(Snapshot, RecoveryReport), LedgerError> {
     let started = Instant::now();
     let logs = list_logs(state_dir)?;
     let snapshot = store.load()?;
@@ -201,12 +214,12 @@ pub fn recover(
     let newest = logs.last().map(|(e, _)| *e).max(newest_mark);
     let Some(snapshot) = snapshot else {
         tracing::info!(backings = backings.len(), "first mount: counting and tagging every inode (once)");
-        let (result, per_backing) = scan::scan_split(backings, Mode::Tag, scan_threads())?;
+        let (result, per_backing) = scan::scan_split(backings, Mode::Tag, scan_threads()).map_err(LedgerError::Scan)?;
         if result.errors > 0 {
-            return Err(format!(
+            return Err(LedgerError::Scan(format!(
                 "the first-mount scan could not read {} entries (see the log); fix them and mount again",
                 result.errors
-            ));
+            )));
         }
         sync_backings(backings)?;
         let epoch = newest.map_or(1, |e| e + 1);
@@ -249,7 +262,7 @@ pub fn recover(
                 tracing::warn!(path = %path.display(), "newest activity log has no valid header; treating it as empty");
                 continue;
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(LedgerError::Log(e)),
         };
         if let Some(torn) = &contents.torn {
             tracing::warn!(path = %path.display(), offset = torn.offset, bytes = torn.bytes, "cut a torn tail off the activity log");
@@ -303,7 +316,7 @@ pub fn recover(
                 // removed on the backing). Keep the project the ledger had, and say so.
                 tracing::warn!(ino = r.ino, project = before.project, "a logged inode lost its tag; tagging it again");
                 let t = tag::Tag { project: before.project, birth: 0 };
-                tag::write_fd(fd.as_fd(), t).map_err(|e| format!("tag during recovery: {e}"))?;
+                tag::write_fd(fd.as_fd(), t).map_err(|e| LedgerError::Io(format!("tag during recovery: {e}")))?;
                 let st = sys::stat_fd(fd.as_fd()).unwrap_or(st);
                 table.apply(r.backing, Some(before), Some(Charge::of(&st, before.project)));
                 seen.insert((r.backing, r.ino));
@@ -325,7 +338,9 @@ pub fn recover(
         let fd = match b.open_handle(&handle, libc::O_RDONLY | libc::O_DIRECTORY) {
             Ok(fd) => fd,
             Err(Errno(libc::ESTALE | libc::ENOENT | libc::ENOTDIR)) => continue,
-            Err(e) => return Err(format!("cannot open a logged directory on {}: {e}", b.path.display())),
+            Err(e) => {
+                return Err(LedgerError::Io(format!("cannot open a logged directory on {}: {e}", b.path.display())));
+            }
         };
         if !walk.listed_set.insert((d.backing, d.ino)) {
             continue; // already listed as a new subdirectory of another logged directory
@@ -342,13 +357,13 @@ pub fn recover(
     let fresh: Vec<&Backing> = backings.iter().filter(|b| !counted.contains(&b.index)).collect();
     for b in &fresh {
         tracing::info!(backing = %b.path.display(), "a new backing: counting and tagging every inode (once)");
-        let result = scan::scan(std::slice::from_ref(*b), Mode::Tag, scan_threads())?;
+        let result = scan::scan(std::slice::from_ref(*b), Mode::Tag, scan_threads()).map_err(LedgerError::Scan)?;
         if result.errors > 0 {
-            return Err(format!(
+            return Err(LedgerError::Scan(format!(
                 "the scan of new backing {} could not read {} entries (see the log); fix them and mount again",
                 b.path.display(),
                 result.errors
-            ));
+            )));
         }
         table.rebase_backing(b.index, &result.usage);
         report.scanned_inodes += result.inodes;
@@ -371,9 +386,10 @@ pub fn recover(
     Ok((snap, report))
 }
 
-fn sync_backings(backings: &[Backing]) -> Result<(), String> {
+fn sync_backings(backings: &[Backing]) -> Result<(), LedgerError> {
     for b in backings {
-        sys::syncfs(b.root_fd()).map_err(|e| format!("syncfs of backing {}: {e}", b.path.display()))?;
+        sys::syncfs(b.root_fd())
+            .map_err(|e| LedgerError::Io(format!("syncfs of backing {}: {e}", b.path.display())))?;
     }
     Ok(())
 }

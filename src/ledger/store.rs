@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+use super::error::LedgerError;
 use crate::ids::{BackingIndex, InodeRef};
 use crate::quota::enforce::GraceMap;
 use crate::quota::limits::{LimitKey, Limits};
@@ -67,18 +68,13 @@ pub struct Store {
     path: PathBuf,
 }
 
-fn err(path: &Path, what: &str, e: impl std::fmt::Display) -> String {
-    format!(
-        "ledger store {}: {what}: {e}. The files on the backing are not affected; with the daemon \
-         stopped, run `quotafs check --repair` (with --config or --backing) to rebuild the ledger by a \
-         full rescan (the damaged store is kept aside)",
-        path.display()
-    )
+fn err(path: &Path, what: &str, e: impl std::fmt::Display) -> LedgerError {
+    LedgerError::Store { path: path.to_path_buf(), what: what.to_string(), detail: e.to_string() }
 }
 
 impl Store {
     /// Opens (or creates) the store in `state_dir`.
-    pub fn open(state_dir: &Path) -> Result<Store, String> {
+    pub fn open(state_dir: &Path) -> Result<Store, LedgerError> {
         let path = state_dir.join(FILE);
         if !path.exists() {
             // Created empty with mode 0600 first: redb initialises an empty file, and the
@@ -96,11 +92,12 @@ impl Store {
 
     /// Moves an unreadable store aside (`ledger.redb.corrupt-<unix time>`) so that a repair can
     /// rebuild the ledger; returns where it went. Nothing is deleted.
-    pub fn quarantine(state_dir: &Path) -> Result<PathBuf, String> {
+    pub fn quarantine(state_dir: &Path) -> Result<PathBuf, LedgerError> {
         let path = state_dir.join(FILE);
         let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let aside = state_dir.join(format!("{FILE}.corrupt-{secs}"));
-        std::fs::rename(&path, &aside).map_err(|e| format!("cannot move {} aside: {e}", path.display()))?;
+        std::fs::rename(&path, &aside)
+            .map_err(|e| LedgerError::Io(format!("cannot move {} aside: {e}", path.display())))?;
         Ok(aside)
     }
 
@@ -109,8 +106,8 @@ impl Store {
         &self,
         def: TableDefinition<K, V>,
         what: &str,
-        mut row: impl FnMut(redb::AccessGuard<'_, K>, redb::AccessGuard<'_, V>) -> Result<(), String>,
-    ) -> Result<(), String> {
+        mut row: impl FnMut(redb::AccessGuard<'_, K>, redb::AccessGuard<'_, V>) -> Result<(), LedgerError>,
+    ) -> Result<(), LedgerError> {
         let p = &self.path;
         let txn = self.db.begin_read().map_err(|e| err(p, "read", e))?;
         let table = match txn.open_table(def) {
@@ -130,7 +127,7 @@ impl Store {
     }
 
     /// The durable snapshot, or None for a store that never had one (first mount).
-    pub fn load(&self) -> Result<Option<Snapshot>, String> {
+    pub fn load(&self) -> Result<Option<Snapshot>, LedgerError> {
         let p = &self.path;
         let txn = self.db.begin_read().map_err(|e| err(p, "read", e))?;
         let meta = match txn.open_table(META) {
@@ -171,7 +168,7 @@ impl Store {
     }
 
     /// Records (Some) or forgets (None) the top directory of project `id`.
-    pub fn set_project_root(&self, id: u32, root: Option<InodeRef>) -> Result<(), String> {
+    pub fn set_project_root(&self, id: u32, root: Option<InodeRef>) -> Result<(), LedgerError> {
         let p = &self.path;
         let txn = self.db.begin_write().map_err(|e| err(p, "begin write", e))?;
         {
@@ -188,7 +185,7 @@ impl Store {
     /// Records that the directory `root` now tops project `id` (0: no project), in one
     /// transaction: any other project recorded at that directory loses it, so a tree cleared
     /// or re-assigned leaves no stale root behind (`quota show` goes by these).
-    pub fn move_project_root(&self, id: u32, root: InodeRef) -> Result<(), String> {
+    pub fn move_project_root(&self, id: u32, root: InodeRef) -> Result<(), LedgerError> {
         let root = root_row(root);
         let p = &self.path;
         let txn = self.db.begin_write().map_err(|e| err(p, "begin write", e))?;
@@ -211,7 +208,7 @@ impl Store {
         txn.commit().map_err(|e| err(p, "commit", e))
     }
 
-    pub fn project_roots(&self) -> Result<BTreeMap<u32, InodeRef>, String> {
+    pub fn project_roots(&self) -> Result<BTreeMap<u32, InodeRef>, LedgerError> {
         let mut out = BTreeMap::new();
         self.each_row(PROJECT_ROOTS, "read project roots", |k, v| {
             let (backing, ino, generation) = v.value();
@@ -222,7 +219,7 @@ impl Store {
     }
 
     /// Limits in force (per subject and defaults).
-    pub fn limits(&self) -> Result<std::collections::HashMap<LimitKey, Limits>, String> {
+    pub fn limits(&self) -> Result<std::collections::HashMap<LimitKey, Limits>, LedgerError> {
         let mut out = std::collections::HashMap::new();
         self.each_row(LIMITS, "read limits", |k, v| {
             let key = LimitKey::from_key(k.value()).ok_or_else(|| err(&self.path, "bad limit key", k.value()))?;
@@ -233,7 +230,7 @@ impl Store {
     }
 
     /// Sets (Some) or removes (None) the limits of `key`; durable on return.
-    pub fn set_limits(&self, key: LimitKey, limits: Option<&Limits>) -> Result<(), String> {
+    pub fn set_limits(&self, key: LimitKey, limits: Option<&Limits>) -> Result<(), LedgerError> {
         let p = &self.path;
         let txn = self.db.begin_write().map_err(|e| err(p, "begin write", e))?;
         {
@@ -248,7 +245,7 @@ impl Store {
     }
 
     /// Grace timers saved with the last snapshot.
-    pub fn grace(&self) -> Result<GraceMap, String> {
+    pub fn grace(&self) -> Result<GraceMap, LedgerError> {
         let mut out = GraceMap::new();
         self.each_row(GRACE, "read grace timers", |k, v| {
             if let Some(s) = Subject::from_key((k.value() >> 1) as u64) {
@@ -260,7 +257,7 @@ impl Store {
     }
 
     /// Names given to projects (`project assign --name`).
-    pub fn project_names(&self) -> Result<BTreeMap<u32, String>, String> {
+    pub fn project_names(&self) -> Result<BTreeMap<u32, String>, LedgerError> {
         let mut out = BTreeMap::new();
         self.each_row(PROJECT_NAMES, "read project names", |k, v| {
             out.insert(k.value(), v.value().to_string());
@@ -271,7 +268,7 @@ impl Store {
 
     /// Names (Some) or unnames (None) project `id`; durable on return. A name belongs to one
     /// project: naming a second project with it is refused.
-    pub fn set_project_name(&self, id: u32, name: Option<&str>) -> Result<(), String> {
+    pub fn set_project_name(&self, id: u32, name: Option<&str>) -> Result<(), LedgerError> {
         let p = &self.path;
         let txn = self.db.begin_write().map_err(|e| err(p, "begin write", e))?;
         {
@@ -280,11 +277,11 @@ impl Store {
                 for row in t.iter().map_err(|e| err(p, "read project names", e))? {
                     let (k, v) = row.map_err(|e| err(p, "read project names", e))?;
                     if k.value() != id && v.value() == n {
-                        return Err(format!(
+                        return Err(LedgerError::Refused(format!(
                             "the name {n:?} is taken by project {}: choose another name, or rename project {} first",
                             k.value(),
                             k.value()
-                        ));
+                        )));
                     }
                 }
             }
@@ -303,7 +300,7 @@ impl Store {
         &self,
         limits: &std::collections::HashMap<LimitKey, Limits>,
         names: &BTreeMap<u32, String>,
-    ) -> Result<(), String> {
+    ) -> Result<(), LedgerError> {
         let p = &self.path;
         let txn = self.db.begin_write().map_err(|e| err(p, "begin write", e))?;
         {
@@ -322,13 +319,13 @@ impl Store {
     }
 
     /// Makes `snap` the durable snapshot (returns after it is on disk).
-    pub fn commit(&self, snap: &Snapshot) -> Result<(), String> {
+    pub fn commit(&self, snap: &Snapshot) -> Result<(), LedgerError> {
         self.commit_counting(snap, &[])
     }
 
     /// The backing indices whose contents the snapshot counts. A store from before routes
     /// existed counts backing 0.
-    pub fn counted_backings(&self) -> Result<Vec<BackingIndex>, String> {
+    pub fn counted_backings(&self) -> Result<Vec<BackingIndex>, LedgerError> {
         let p = &self.path;
         let txn = self.db.begin_read().map_err(|e| err(p, "read", e))?;
         let meta = match txn.open_table(META) {
@@ -350,7 +347,7 @@ impl Store {
 
     /// `commit`, also recording that the snapshot now counts backings `newly_counted`: in the
     /// same transaction, so a backing is counted into the ledger exactly once.
-    pub fn commit_counting(&self, snap: &Snapshot, newly_counted: &[BackingIndex]) -> Result<(), String> {
+    pub fn commit_counting(&self, snap: &Snapshot, newly_counted: &[BackingIndex]) -> Result<(), LedgerError> {
         let p = &self.path;
         let txn = self.db.begin_write().map_err(|e| err(p, "begin write", e))?;
         {

@@ -17,6 +17,7 @@ use super::Passthrough;
 use crate::backing::{Backing, Errno, Handle, sys};
 use crate::ids::InodeRef;
 use crate::inode;
+use crate::ledger::error::LedgerError;
 use crate::quota::Charge;
 use crate::tag::{self, Tag};
 
@@ -32,6 +33,15 @@ pub enum AssignError {
 impl From<String> for AssignError {
     fn from(e: String) -> AssignError {
         AssignError::Failed(e)
+    }
+}
+
+impl From<LedgerError> for AssignError {
+    fn from(e: LedgerError) -> AssignError {
+        match e {
+            LedgerError::Refused(message) => AssignError::Refused(message),
+            other => AssignError::Failed(other.to_string()),
+        }
     }
 }
 
@@ -128,11 +138,7 @@ impl Passthrough {
             }
         }
         if let Some(name) = name {
-            if let Some((other, _)) = self.ledger.project_names().iter().find(|(i, n)| **i != project && *n == name) {
-                return Err(AssignError::Refused(format!(
-                    "the name {name:?} is taken by project {other}: choose another name, or rename project {other} first"
-                )));
-            }
+            // A name another project has is refused by the store (`LedgerError::Refused`).
             self.ledger.set_project_name(project, Some(name))?;
         }
         if let Some(root) = self.root_key(node) {
