@@ -111,6 +111,11 @@ fn each_event_runs_the_command_once_and_a_hanging_one_is_killed() {
     // Another subject's event waits for it, and runs once it is killed, with what it started.
     refused(&f, 1002, "head -c 100000 /dev/zero > w/a");
     wait_line(&log, "refused user 1002 ");
+    // SIGKILL is delivered, and the orphan reaped, a moment after the kill returns.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(&pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert!(!alive(&pid), "the command's child was killed with it");
 
     let all = lines(&log);
