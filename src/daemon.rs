@@ -264,6 +264,9 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
         tracing::info!(pattern = %p.text, backing = %backings[*b as usize].path.display(), index = b, "route");
     }
     let backings = Arc::new(backings);
+    // How far the start is, in the state dir for `quotafs status` until the control socket
+    // answers; the walks the daemon runs, in the log every 10 s.
+    let reporter = crate::admin::status::Reporter::spawn(&cfg.state_dir)?;
     // Recovery (or the first-mount scan) runs to completion before anything is mounted: the
     // mount never serves a request against a ledger that is not exact.
     sd_notify("STATUS=recovering the ledger (the first mount counts the tree)");
@@ -336,6 +339,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
             checkpoints: Arc::clone(&checkpoints),
         },
     )?;
+    reporter.serving();
     let mut watchers = Vec::new();
     // Set once the session exists: outside writes to a watched backing invalidate the
     // kernel's cached pages of its nodes.

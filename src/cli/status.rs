@@ -12,11 +12,29 @@ pub fn run(cli: &Cli, args: &StatusArgs) -> Result<(), CliError> {
         Some(other) => return Err(CliError::failed(format!("unexpected reply: {other:?}"))),
         None => {
             if let Some(pid) = crate::daemon::state_dir_holder(&dir) {
-                // It holds the ledger but does not answer yet: recovering at start, or stopping.
+                // It holds the ledger but does not answer yet: recovering at start (its progress
+                // file says how far), or stopping.
+                let starting = crate::admin::status::read_starting(&dir);
+                if let (true, Some(s)) = (args.json, &starting) {
+                    let pid = pid.parse::<u64>().map_or(serde_json::json!(pid), |p| serde_json::json!(p));
+                    let status = serde_json::json!({"running": false, "pid": pid, "starting": s});
+                    let text = serde_json::to_string_pretty(&status).map_err(|e| CliError::failed(e.to_string()))?;
+                    println!("{text}");
+                    return Ok(());
+                }
+                let how_far = match &starting {
+                    Some(s) => format!(
+                        " (starting: {}, {} inodes counted, {} s)",
+                        s.phase,
+                        crate::scan::grouped(s.inodes),
+                        s.secs
+                    ),
+                    None => String::new(),
+                };
                 return Err(CliError::failed(format!(
                     "the quotafs daemon (pid {pid}) on state dir {} is starting (recovering the ledger) or \
-                     stopping, and does not answer yet; try again in a moment (`quotafs status` answers \
-                     once it serves)",
+                     stopping, and does not answer yet{how_far}; try again in a moment (`quotafs status` \
+                     answers once it serves)",
                     dir.display()
                 )));
             }
