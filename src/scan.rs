@@ -126,7 +126,8 @@ impl ProgressReading {
     pub fn line(&self) -> String {
         let mut line = format!("{}: {} inodes", self.task, grouped(self.inodes));
         if self.tagged > 0 {
-            line += &format!(" ({} tagged)", grouped(self.tagged));
+            let verb = if self.task == ASSIGN_TASK { "re-tagged" } else { "tagged" };
+            line += &format!(" ({} {verb})", grouped(self.tagged));
         }
         if self.bytes > 0 {
             line += &format!(", {}", human_bytes(self.bytes));
@@ -353,6 +354,9 @@ fn task_of(mode: Mode) -> &'static str {
         Mode::Tag => TAG_TASK,
     }
 }
+
+/// The name of `project assign`'s re-tagging walk (`passthrough::project`).
+pub const ASSIGN_TASK: &str = "project assign";
 
 /// The task name of a scan that tags (the first mount's count, a new backing's).
 pub const TAG_TASK: &str = "count and tag";

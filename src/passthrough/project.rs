@@ -139,8 +139,9 @@ impl Passthrough {
             self.ledger.store().move_project_root(project, root)?;
         }
         let mut changed = 0;
+        let progress = crate::scan::Progress::start(crate::scan::ASSIGN_TASK);
         for (b, h) in trees {
-            changed += self.assign_tree(b, h, project, threads)?;
+            changed += self.assign_tree(b, h, project, threads, &progress)?;
         }
         Ok(format!("project {project}: {changed} inodes moved"))
     }
@@ -214,7 +215,14 @@ impl Passthrough {
     }
 
     /// Re-tags the tree at directory `root` of backing `b`, in parallel.
-    fn assign_tree(&self, b: &Backing, root: Handle, project: u32, threads: usize) -> Result<u64, String> {
+    fn assign_tree(
+        &self,
+        b: &Backing,
+        root: Handle,
+        project: u32,
+        threads: usize,
+        progress: &crate::scan::Progress,
+    ) -> Result<u64, String> {
         // The root is re-tagged here, under its parent's lock too (see `retag`); every other
         // inode when its directory is listed.
         let changed = AtomicU64::new(match b.open_handle(&root, libc::O_RDONLY | libc::O_DIRECTORY) {
@@ -222,7 +230,13 @@ impl Passthrough {
                 let parent = sys::openat_dotdot(fd.as_fd())
                     .and_then(|up| sys::stat_fd(up.as_fd()))
                     .map_err(|e| format!("parent of the directory: {e}"))?;
-                u64::from(self.retag(b, parent.st_ino, fd.as_fd(), project).map_err(|e| format!("re-tag: {e}"))?)
+                let moved = self.retag(b, parent.st_ino, fd.as_fd(), project).map_err(|e| format!("re-tag: {e}"))?;
+                progress.inode(0);
+                if moved {
+                    progress.tagged();
+                }
+                progress.dirs_found(1);
+                u64::from(moved)
             }
             Err(_) => return Ok(0),
         });
@@ -253,7 +267,9 @@ impl Passthrough {
                     let mut buf = vec![0u8; 64 * 1024];
                     while let Some(h) = next() {
                         let mut found = Vec::new();
-                        let r = self.assign_dir(b, &h, project, &mut buf, &mut found);
+                        let r = self.assign_dir(b, &h, project, &mut buf, &mut found, progress);
+                        progress.dir_done();
+                        progress.dirs_found(found.len() as u64);
                         match r {
                             Ok(n) => {
                                 changed.fetch_add(n, Ordering::Relaxed);
@@ -284,6 +300,7 @@ impl Passthrough {
         project: u32,
         buf: &mut [u8],
         found: &mut Vec<Handle>,
+        progress: &crate::scan::Progress,
     ) -> Result<u64, String> {
         let Ok(dir) = b.open_handle(h, libc::O_RDONLY | libc::O_DIRECTORY) else { return Ok(0) };
         let dir_ino = sys::stat_fd(dir.as_fd()).map_err(|e| format!("stat a directory: {e}"))?.st_ino;
@@ -305,7 +322,12 @@ impl Passthrough {
                 };
                 let Ok(fd) = sys::open_entry(dir.as_fd(), name) else { continue };
                 crate::failpoint::ASSIGN_RETAG.hit();
-                changed += u64::from(self.retag(b, dir_ino, fd.as_fd(), project).map_err(|e| format!("re-tag: {e}"))?);
+                let moved = self.retag(b, dir_ino, fd.as_fd(), project).map_err(|e| format!("re-tag: {e}"))?;
+                progress.inode(0);
+                if moved {
+                    progress.tagged();
+                }
+                changed += u64::from(moved);
                 if st.st_mode & libc::S_IFMT == libc::S_IFDIR
                     && let Ok(h) = sys::fd_to_handle(fd.as_fd())
                 {
