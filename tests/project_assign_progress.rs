@@ -1,5 +1,5 @@
 //! `quotafs project assign` of a big tree shows on a terminal how far the re-tagging is (read
-//! from the daemon's `status`, which lists the walk under `running`); in a pipe only its
+//! from the daemon's `status`, which lists the walk under `in_progress`); in a pipe only its
 //! summary.
 
 mod common;

@@ -73,7 +73,7 @@ fn status_shows_the_first_mount_count_growing() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(v.get("starting").is_none(), "{v}");
-    assert_eq!(v["running"], serde_json::json!([]), "{v}");
+    assert_eq!(v["in_progress"], serde_json::json!([]), "{v}");
     assert!(!f.state.join("starting.json").exists());
     assert_eq!(v["last_recovery"]["initial_scan"], true, "{v}");
     assert_exact(&f.state, f.backing(), "after the first mount's count");

@@ -177,7 +177,7 @@ impl Server {
                     // end. Say what runs instead.
                     return Response::Status {
                         status: serde_json::json!({
-                            "running": running,
+                            "in_progress": running,
                             "paused": "usage changes wait while `quotafs check` counts the backings",
                             "mountpoint": self.mountpoint.display().to_string(),
                             "pid": std::process::id(),

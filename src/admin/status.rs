@@ -49,7 +49,7 @@ pub fn status_json(ledger: &Ledger, ops: &Passthrough) -> serde_json::Value {
         "inodes_cached": ops.cached_inodes(),
         "refusals": ops.quota().refusals().iter().map(|(s, n)| serde_json::json!({"kind": s.kind(), "id": s.id(), "refused": n})).collect::<Vec<_>>(),
         "subjects": ledger.table().snapshot().len(),
-        "running": scan::running(),
+        "in_progress": scan::running(),
     })
 }
 

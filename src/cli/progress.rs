@@ -61,7 +61,7 @@ impl Terminal {
         let dir = state_dir.to_path_buf();
         Terminal::show(move || match call(&dir, &Request::Status) {
             Ok(Some(Response::Status { status })) => {
-                let running: Vec<ProgressReading> = serde_json::from_value(status["running"].clone()).ok()?;
+                let running: Vec<ProgressReading> = serde_json::from_value(status["in_progress"].clone()).ok()?;
                 running.into_iter().find(|w| w.task == task)
             }
             _ => None,

@@ -52,7 +52,15 @@ pub fn run(cli: &Cli, args: &StatusArgs) -> Result<(), CliError> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status).map_err(|e| CliError::failed(e.to_string()))?);
     } else {
+        let mut status = status;
+        // The walks the daemon runs, one line each (`check: 1,234 inodes, …`).
+        let running = status.as_object_mut().and_then(|m| m.remove("in_progress"));
         print_flat("", &status);
+        let walks: Vec<crate::scan::ProgressReading> =
+            running.and_then(|r| serde_json::from_value(r).ok()).unwrap_or_default();
+        for w in walks {
+            println!("in_progress: {}", w.line());
+        }
     }
     Ok(())
 }
