@@ -37,6 +37,7 @@ fn status_shows_the_first_mount_count_growing() {
     let status = |f: &Fixture| run(Command::new(BIN).arg("--state-dir").arg(&f.state).args(["status", "--json"]));
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut counts: Vec<u64> = Vec::new();
+    let mut plain_seen = false;
     while mounted_at(&f.mnt).as_deref() != Some("fuse") {
         std::thread::sleep(Duration::from_millis(200));
         assert!(Instant::now() < deadline, "quotafs did not mount in time:\n{}", f.log_text());
@@ -54,11 +55,22 @@ fn status_shows_the_first_mount_count_growing() {
             if counts.last() != Some(&n) {
                 counts.push(n);
             }
+            // Without --json: an error (it does not serve yet) that says how far it is.
+            if !plain_seen {
+                let out = run(Command::new(BIN).arg("--state-dir").arg(&f.state).arg("status"));
+                let err = String::from_utf8_lossy(&out.stderr);
+                if mounted_at(&f.mnt).is_none() && !err.is_empty() {
+                    assert_eq!(out.status.code(), Some(1), "{out:?}");
+                    assert!(err.contains("is starting (first-mount count: ") && err.contains("inodes so far"), "{err}");
+                    plain_seen = true;
+                }
+            }
         }
     }
     // Seen mid-way, at least twice, growing.
     assert!(counts.len() >= 2 && counts.windows(2).all(|w| w[0] < w[1]), "counts seen: {counts:?}\n{}", f.log_text());
     assert!(counts.iter().any(|n| *n > 0 && *n < 50_000), "counts seen: {counts:?}");
+    assert!(plain_seen, "plain `status` was not seen during the count");
     // Serving now: no progress file, and status answers from the daemon.
     let deadline = Instant::now() + Duration::from_secs(20);
     let v = loop {

@@ -22,21 +22,23 @@ pub fn run(cli: &Cli, args: &StatusArgs) -> Result<(), CliError> {
                     println!("{text}");
                     return Ok(());
                 }
-                let how_far = match &starting {
+                return Err(CliError::failed(match starting {
                     Some(s) => format!(
-                        " (starting: {}, {} inodes counted, {} s)",
+                        "the quotafs daemon (pid {pid}) on state dir {} is starting ({}: {} inodes so far, {} s) \
+                         and does not answer yet; try again in a moment (`quotafs status` answers once it \
+                         serves; `--json` shows the progress)",
+                        dir.display(),
                         s.phase,
                         crate::scan::grouped(s.inodes),
                         s.secs
                     ),
-                    None => String::new(),
-                };
-                return Err(CliError::failed(format!(
-                    "the quotafs daemon (pid {pid}) on state dir {} is starting (recovering the ledger) or \
-                     stopping, and does not answer yet{how_far}; try again in a moment (`quotafs status` \
-                     answers once it serves)",
-                    dir.display()
-                )));
+                    None => format!(
+                        "the quotafs daemon (pid {pid}) on state dir {} is starting (recovering the ledger) or \
+                         stopping, and does not answer yet; try again in a moment (`quotafs status` answers \
+                         once it serves)",
+                        dir.display()
+                    ),
+                }));
             }
             let store = Store::open(&dir).map_err(CliError::failed)?;
             let snap = store.load().map_err(CliError::failed)?;
