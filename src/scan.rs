@@ -468,3 +468,41 @@ pub fn scan_split_as(
     total.duration = started.elapsed();
     Ok((total, per_backing))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_line_groups_digits_and_names_the_walk() {
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1_234_567), "1,234,567");
+        let r = ProgressReading {
+            task: "check".into(),
+            inodes: 1_234_567,
+            tagged: 0,
+            bytes: 45 << 30,
+            dirs_queued: 12_345,
+            dirs_done: 7,
+            secs: 31,
+        };
+        assert_eq!(r.line(), "check: 1,234,567 inodes, 45.0 GiB, 12,345 dirs queued, 31 s");
+        let r = ProgressReading { task: ASSIGN_TASK.into(), inodes: 10, tagged: 4, ..Default::default() };
+        assert_eq!(r.line(), "project assign: 10 inodes (4 re-tagged), 0 dirs queued, 0 s");
+    }
+
+    #[test]
+    fn a_walk_is_listed_while_its_guard_lives() {
+        let ours = |r: &ProgressReading| r.task == "count" && r.bytes == 4096 && r.dirs_done == 1;
+        {
+            let p = Progress::start("count");
+            p.inode(4096);
+            p.dirs_found(3);
+            p.dir_done();
+            let r = running().into_iter().find(ours).expect("listed");
+            assert_eq!((r.inodes, r.dirs_queued, r.dirs_done), (1, 2, 1));
+        }
+        assert!(!running().iter().any(ours), "still listed after its guard was dropped");
+    }
+}
