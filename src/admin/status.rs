@@ -98,7 +98,7 @@ const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// The daemon's progress reporter: logs each running walk (first-mount count, `check`,
 /// `project assign`) every 10 s, and until [`Reporter::serving`] keeps the state dir's
-/// progress file up to date for `quotafs status`. Dropping it stops the thread and removes
+/// progress file up to date for `quotafs status` (and systemd's `STATUS=` while a walk runs). Dropping it stops the thread and removes
 /// the file.
 pub struct Reporter {
     state_dir: PathBuf,
@@ -133,6 +133,15 @@ impl Reporter {
                             dirs_queued: w.map_or(0, |w| w.dirs_queued),
                             secs: began.elapsed().as_secs(),
                         };
+                        // `systemctl status` shows it too (nothing without $NOTIFY_SOCKET).
+                        if let Some(w) = w {
+                            crate::daemon::sd_notify(&format!(
+                                "STATUS=starting, {}: {} inodes, {} s",
+                                s.phase,
+                                scan::grouped(w.inodes),
+                                w.secs
+                            ));
+                        }
                         if let Err(e) = write_starting(&dir, &s)
                             && !std::mem::replace(&mut warned, true)
                         {
