@@ -116,6 +116,8 @@ pub fn lock_state_dir(dir: &Path) -> Result<std::fs::File, String> {
     file.set_len(0)
         .and_then(|()| writeln!(file, "{}", std::process::id()))
         .map_err(|e| format!("{}: {e}", path.display()))?;
+    // A progress file a killed daemon left: `status` reads it while the lock is held.
+    let _ = std::fs::remove_file(dir.join(crate::admin::status::STARTING_FILE));
     Ok(file)
 }
 
