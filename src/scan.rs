@@ -57,7 +57,7 @@ pub struct Progress {
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ProgressReading {
     /// What walks: `count and tag` (first mount, a new backing), `count` (a recount),
-    /// `check`, `check --repair`, `project assign`.
+    /// `check`, `check --repair`, `project assign (survey)` then `project assign`.
     pub task: String,
     /// Inodes visited so far.
     pub inodes: u64,
@@ -357,6 +357,8 @@ fn task_of(mode: Mode) -> &'static str {
 
 /// The name of `project assign`'s re-tagging walk (`passthrough::project`).
 pub const ASSIGN_TASK: &str = "project assign";
+/// The read-only walk `project assign` makes first, for projects nested in the tree.
+pub const ASSIGN_SURVEY_TASK: &str = "project assign (survey)";
 
 /// The task name of a scan that tags (the first mount's count, a new backing's).
 pub const TAG_TASK: &str = "count and tag";

@@ -56,13 +56,14 @@ impl Terminal {
         Terminal::show(|| crate::scan::running().pop())
     }
 
-    /// The walk named `task` in the daemon on `state_dir`, read through its control socket.
+    /// The walk whose name starts with `task` (`project assign` and its survey) in the daemon
+    /// on `state_dir`, read through its control socket.
     pub fn daemon(state_dir: &std::path::Path, task: &'static str) -> Terminal {
         let dir = state_dir.to_path_buf();
         Terminal::show(move || match call(&dir, &Request::Status) {
             Ok(Some(Response::Status { status })) => {
                 let running: Vec<ProgressReading> = serde_json::from_value(status["in_progress"].clone()).ok()?;
-                running.into_iter().find(|w| w.task == task)
+                running.into_iter().find(|w| w.task.starts_with(task))
             }
             _ => None,
         })

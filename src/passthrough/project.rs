@@ -114,8 +114,9 @@ impl Passthrough {
                 tag::read_fd(fd.as_fd()).ok().flatten().map(|t| t.project)
             });
             let mut others = std::collections::BTreeMap::new();
+            let progress = crate::scan::Progress::start(crate::scan::ASSIGN_SURVEY_TASK);
             for (b, h) in &trees {
-                self.survey_tree(b, *h, &mut others)?;
+                self.survey_tree(b, *h, &mut others, &progress)?;
             }
             others.retain(|p, _| *p != 0 && *p != project && (project != 0 || Some(*p) != own));
             if !others.is_empty() {
@@ -175,11 +176,14 @@ impl Passthrough {
         b: &Backing,
         root: Handle,
         found: &mut std::collections::BTreeMap<u32, u64>,
+        progress: &crate::scan::Progress,
     ) -> Result<(), String> {
         let mut buf = vec![0u8; 64 * 1024];
         let mut dirs = vec![root];
         let mut first = true;
+        progress.dirs_found(1);
         while let Some(h) = dirs.pop() {
+            progress.dir_done();
             let Ok(dir) = b.open_handle(&h, libc::O_RDONLY | libc::O_DIRECTORY) else { continue };
             let dir_ino = sys::stat_fd(dir.as_fd()).map_err(|e| format!("stat a directory: {e}"))?.st_ino;
             if std::mem::take(&mut first) {
@@ -202,11 +206,13 @@ impl Passthrough {
                     };
                     let p = tag::read_at(dir.as_fd(), name).ok().flatten().map_or(0, |t| t.project);
                     *found.entry(p).or_default() += 1;
+                    progress.inode(0);
                     if st.st_mode & libc::S_IFMT == libc::S_IFDIR
                         && let Ok(fd) = sys::open_entry(dir.as_fd(), name)
                         && let Ok(h) = sys::fd_to_handle(fd.as_fd())
                     {
                         dirs.push(h);
+                        progress.dirs_found(1);
                     }
                 }
             }
