@@ -268,7 +268,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
     let backings = Arc::new(backings);
     // How far the start is, in the state dir for `quotafs status` until the control socket
     // answers; the walks the daemon runs, in the log every 10 s.
-    let reporter = crate::admin::status::Reporter::spawn(&cfg.state_dir)?;
+    let reporter = crate::admin::status::Reporter::spawn(&cfg.state_dir, sd_notify)?;
     // Recovery (or the first-mount scan) runs to completion before anything is mounted: the
     // mount never serves a request against a ledger that is not exact.
     sd_notify("STATUS=recovering the ledger (the first mount counts the tree)");

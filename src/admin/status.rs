@@ -110,7 +110,8 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    pub fn spawn(state_dir: &Path) -> Result<Reporter, String> {
+    /// `tell` passes a line to the service manager (the daemon's `sd_notify`).
+    pub fn spawn(state_dir: &Path, tell: fn(&str)) -> Result<Reporter, String> {
         let starting = Arc::new(parking_lot::Mutex::new(true));
         let stop = Arc::new(AtomicBool::new(false));
         let (dir, starting_t, stop_t) = (state_dir.to_path_buf(), Arc::clone(&starting), Arc::clone(&stop));
@@ -135,7 +136,7 @@ impl Reporter {
                         };
                         // `systemctl status` shows it too (nothing without $NOTIFY_SOCKET).
                         if let Some(w) = w {
-                            crate::daemon::sd_notify(&format!(
+                            tell(&format!(
                                 "STATUS=starting, {}: {} inodes, {} s",
                                 s.phase,
                                 scan::grouped(w.inodes),
