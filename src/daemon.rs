@@ -117,6 +117,8 @@ pub fn lock_state_dir(dir: &Path) -> Result<std::fs::File, String> {
     file.set_len(0)
         .and_then(|()| writeln!(file, "{}", std::process::id()))
         .map_err(|e| format!("{}: {e}", path.display()))?;
+    // A progress file a killed daemon left: `status` reads it while the lock is held.
+    let _ = std::fs::remove_file(dir.join(crate::admin::status::STARTING_FILE));
     Ok(file)
 }
 
@@ -271,6 +273,9 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
         tracing::info!(pattern = %p.text, backing = %backings[*b as usize].path.display(), index = b, "route");
     }
     let backings = Arc::new(backings);
+    // How far the start is, in the state dir for `quotafs status` until the control socket
+    // answers; the walks the daemon runs, in the log every 10 s.
+    let reporter = crate::admin::status::Reporter::spawn(&cfg.state_dir, sd_notify)?;
     // Recovery (or the first-mount scan) runs to completion before anything is mounted: the
     // mount never serves a request against a ledger that is not exact.
     sd_notify("STATUS=recovering the ledger (the first mount counts the tree)");
@@ -343,6 +348,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
             checkpoints: Arc::clone(&checkpoints),
         },
     )?;
+    reporter.serving();
     let mut watchers = Vec::new();
     // Set once the session exists: outside writes to a watched backing invalidate the
     // kernel's cached pages of its nodes.

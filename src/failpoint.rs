@@ -35,6 +35,9 @@ pub static CREATE_UNTAGGED: Pause = Pause::new("QUOTAFS_FAILPOINT_CREATE_UNTAGGE
 pub static ASSIGN_LISTING: Pause = Pause::new("QUOTAFS_FAILPOINT_ASSIGN_LISTING_PAUSE_MS");
 /// In `project assign`, after an entry was listed and opened, before it is re-tagged.
 pub static ASSIGN_RETAG: Pause = Pause::new("QUOTAFS_FAILPOINT_ASSIGN_RETAG_PAUSE_MS");
+/// In a scan (first mount, `check`), before each directory is listed: slows a walk down so a
+/// test can watch its progress.
+pub static SCAN_DIR: Pause = Pause::new("QUOTAFS_FAILPOINT_SCAN_DIR_PAUSE_MS");
 /// At daemon start, between binding a socket and its being reachable at its final path and mode.
 pub static SOCKET_BOUND: Pause = Pause::new("QUOTAFS_FAILPOINT_SOCKET_BOUND_PAUSE_MS");
 /// In an open, after the backing file was opened and before the open is counted (an unlink

@@ -5,10 +5,15 @@
 //!
 //! Directories travel through the work queue as file handles, never as open descriptors, so a
 //! tree of any width stays within the open-file limit.
+//!
+//! Every long walk of a tree (this scan, and `project assign`'s re-tagging) publishes a
+//! [`Progress`] while it runs; [`running`] lists them, for the terminal, the daemon's log and
+//! `quotafs status`.
 
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::CStr;
 use std::os::fd::AsFd;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -36,6 +41,149 @@ pub struct ScanResult {
     pub duration: Duration,
 }
 
+/// How far a walk of a tree has got, readable while it runs. Counters only grow.
+#[derive(Debug)]
+pub struct Progress {
+    task: &'static str,
+    started: Instant,
+    inodes: AtomicU64,
+    tagged: AtomicU64,
+    bytes: AtomicU64,
+    dirs_queued: AtomicU64,
+    dirs_done: AtomicU64,
+}
+
+/// A reading of a [`Progress`] (what `status --json` shows under `running`/`starting`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ProgressReading {
+    /// What walks: `count and tag` (first mount, a new backing), `count` (a recount),
+    /// `check`, `check --repair`, `project assign (survey)` then `project assign`.
+    pub task: String,
+    /// Inodes visited so far.
+    pub inodes: u64,
+    /// Of those, inodes whose tag was written (tagged, or re-tagged by `project assign`).
+    pub tagged: u64,
+    /// Bytes charged for the inodes visited (`st_blocks * 512`; 0 where the walk does not count).
+    pub bytes: u64,
+    /// Directories found and not listed yet.
+    pub dirs_queued: u64,
+    /// Directories listed.
+    pub dirs_done: u64,
+    pub secs: u64,
+}
+
+impl Progress {
+    /// A walk named `task`, listed by [`running`] until the returned guard is dropped.
+    pub fn start(task: &'static str) -> Running {
+        let p = Arc::new(Progress {
+            task,
+            started: Instant::now(),
+            inodes: AtomicU64::new(0),
+            tagged: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            dirs_queued: AtomicU64::new(0),
+            dirs_done: AtomicU64::new(0),
+        });
+        RUNNING.lock().push(Arc::clone(&p));
+        Running(p)
+    }
+
+    pub fn inode(&self, bytes: u64) {
+        self.inodes.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn tagged(&self) {
+        self.tagged.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `n` directories found, to be listed.
+    pub fn dirs_found(&self, n: u64) {
+        self.dirs_queued.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// One directory listed (or skipped: gone, unreadable).
+    pub fn dir_done(&self) {
+        self.dirs_done.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn read(&self) -> ProgressReading {
+        let done = self.dirs_done.load(Ordering::Relaxed);
+        ProgressReading {
+            task: self.task.to_string(),
+            inodes: self.inodes.load(Ordering::Relaxed),
+            tagged: self.tagged.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            dirs_queued: self.dirs_queued.load(Ordering::Relaxed).saturating_sub(done),
+            dirs_done: done,
+            secs: self.started.elapsed().as_secs(),
+        }
+    }
+}
+
+impl ProgressReading {
+    /// One line for a terminal or a log: `count and tag: 1,234,567 inodes, 45.0G, 12,345 dirs queued, 31 s`.
+    pub fn line(&self) -> String {
+        let mut line = format!("{}: {} inodes", self.task, grouped(self.inodes));
+        if self.tagged > 0 {
+            let verb = if self.task == ASSIGN_TASK { "re-tagged" } else { "tagged" };
+            line += &format!(" ({} {verb})", grouped(self.tagged));
+        }
+        if self.bytes > 0 {
+            line += &format!(", {}", human_bytes(self.bytes));
+        }
+        line + &format!(", {} dirs queued, {} s", grouped(self.dirs_queued), self.secs)
+    }
+}
+
+/// `1234567` as `1,234,567`.
+pub fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < UNITS.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 { format!("{bytes} B") } else { format!("{v:.1} {}", UNITS[i]) }
+}
+
+/// The walks running in this process.
+static RUNNING: Mutex<Vec<Arc<Progress>>> = Mutex::new(Vec::new());
+
+/// A registered [`Progress`]; unlisted when dropped.
+pub struct Running(Arc<Progress>);
+
+impl std::ops::Deref for Running {
+    type Target = Progress;
+    fn deref(&self) -> &Progress {
+        &self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        RUNNING.lock().retain(|p| !Arc::ptr_eq(p, &self.0));
+    }
+}
+
+/// Readings of every walk running in this process, oldest first.
+pub fn running() -> Vec<ProgressReading> {
+    RUNNING.lock().iter().map(|p| p.read()).collect()
+}
+
 struct Job {
     backing: usize,
     handle: Handle,
@@ -49,6 +197,7 @@ struct Queue {
 
 struct Shared<'a> {
     backings: &'a [Backing],
+    progress: &'a Progress,
     mode: Mode,
     queue: Mutex<Queue>,
     wake: Condvar,
@@ -75,6 +224,8 @@ impl Shared<'_> {
     }
 
     fn done(&self, new: Vec<Job>) {
+        self.progress.dir_done();
+        self.progress.dirs_found(new.len() as u64);
         let mut q = self.queue.lock();
         q.active -= 1;
         let n = new.len();
@@ -93,6 +244,7 @@ impl Shared<'_> {
 /// Counts one directory's entries into `usage`; returns its subdirectories as jobs.
 fn scan_dir(s: &Shared<'_>, job: &Job, usage: &mut BTreeMap<Subject, Usage>) -> Vec<Job> {
     let backing = s.backings.iter().find(|b| b.index.0 as usize == job.backing).expect("job of a scanned backing");
+    crate::failpoint::SCAN_DIR.hit();
     let dir = match backing.open_handle(&job.handle, libc::O_RDONLY | libc::O_DIRECTORY) {
         Ok(fd) => fd,
         Err(Errno(libc::ESTALE | libc::ENOENT)) => return Vec::new(), // removed meanwhile
@@ -169,9 +321,11 @@ fn scan_entry(
         match tagged {
             Ok(Ok(after)) => {
                 s.tagged.fetch_add(1, Ordering::Relaxed);
+                s.progress.tagged();
                 // A tag that did not fit in the inode takes an xattr block: count what is there now.
                 charge_into(usage, Charge::of(&after, project));
                 s.inodes.fetch_add(1, Ordering::Relaxed);
+                s.progress.inode(after.st_blocks as u64 * 512);
                 return is_dir.then(|| subdir(s, parent, dir, name, project)).flatten();
             }
             Ok(Err(e)) | Err(e) => s.error("cannot tag an inode", e),
@@ -179,6 +333,7 @@ fn scan_entry(
     }
     charge_into(usage, Charge::of(&st, project));
     s.inodes.fetch_add(1, Ordering::Relaxed);
+    s.progress.inode(st.st_blocks as u64 * 512);
     if is_dir { subdir(s, parent, dir, name, project) } else { None }
 }
 
@@ -192,8 +347,29 @@ fn subdir(s: &Shared<'_>, parent: &Job, dir: std::os::fd::BorrowedFd<'_>, name: 
     }
 }
 
+/// The task name of a scan in `mode`, as [`running`] lists it.
+fn task_of(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Count => "count",
+        Mode::Tag => TAG_TASK,
+    }
+}
+
+/// The name of `project assign`'s re-tagging walk (`passthrough::project`).
+pub const ASSIGN_TASK: &str = "project assign";
+/// The read-only walk `project assign` makes first, for projects nested in the tree.
+pub const ASSIGN_SURVEY_TASK: &str = "project assign (survey)";
+
+/// The task name of a scan that tags (the first mount's count, a new backing's).
+pub const TAG_TASK: &str = "count and tag";
+
 /// Walks every backing with `threads` workers and returns the usage it counted.
 pub fn scan(backings: &[Backing], mode: Mode, threads: usize) -> Result<ScanResult, String> {
+    scan_with(backings, mode, threads, &Progress::start(task_of(mode)))
+}
+
+/// `scan`, reporting to `progress`.
+fn scan_with(backings: &[Backing], mode: Mode, threads: usize, progress: &Progress) -> Result<ScanResult, String> {
     let started = Instant::now();
     let mut jobs = Vec::new();
     let mut usage = BTreeMap::new();
@@ -209,11 +385,14 @@ pub fn scan(backings: &[Backing], mode: Mode, threads: usize) -> Result<ScanResu
         let project = t.map_or(0, |t| t.project);
         let st = if mode == Mode::Tag { sys::stat_fd(root).unwrap_or(st) } else { st };
         charge_into(&mut usage, Charge::of(&st, project));
+        progress.inode(st.st_blocks as u64 * 512);
+        progress.dirs_found(1);
         let handle = sys::fd_to_handle(root).map_err(|e| format!("handle of backing {}: {e}", b.path.display()))?;
         jobs.push(Job { backing: b.index.0 as usize, handle, project });
     }
     let shared = Shared {
         backings,
+        progress,
         mode,
         queue: Mutex::new(Queue { jobs, active: 0 }),
         wake: Condvar::new(),
@@ -222,7 +401,6 @@ pub fn scan(backings: &[Backing], mode: Mode, threads: usize) -> Result<ScanResu
         tagged: AtomicU64::new(0),
         errors: AtomicU64::new(0),
     };
-    let progress = Mutex::new(Instant::now());
     let partials: Vec<BTreeMap<Subject, Usage>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads.max(1))
             .map(|_| {
@@ -231,11 +409,6 @@ pub fn scan(backings: &[Backing], mode: Mode, threads: usize) -> Result<ScanResu
                     while let Some(job) = shared.next() {
                         let subdirs = scan_dir(&shared, &job, &mut mine);
                         shared.done(subdirs);
-                        let mut last = progress.lock();
-                        if last.elapsed() > Duration::from_secs(5) {
-                            *last = Instant::now();
-                            tracing::info!(inodes = shared.inodes.load(Ordering::Relaxed), "scan in progress");
-                        }
                     }
                     mine
                 })
@@ -266,11 +439,22 @@ pub fn scan_split(
     mode: Mode,
     threads: usize,
 ) -> Result<(ScanResult, crate::quota::BackingUsage), String> {
+    scan_split_as(task_of(mode), backings, mode, threads)
+}
+
+/// `scan_split`, listed by [`running`] as `task`.
+pub fn scan_split_as(
+    task: &'static str,
+    backings: &[Backing],
+    mode: Mode,
+    threads: usize,
+) -> Result<(ScanResult, crate::quota::BackingUsage), String> {
+    let progress = Progress::start(task);
     let started = Instant::now();
     let mut total = ScanResult { usage: BTreeMap::new(), inodes: 0, tagged: 0, errors: 0, duration: Duration::ZERO };
     let mut per_backing = BTreeMap::new();
     for b in backings {
-        let r = scan(std::slice::from_ref(b), mode, threads)?;
+        let r = scan_with(std::slice::from_ref(b), mode, threads, &progress)?;
         for (s, u) in &r.usage {
             let e = total.usage.entry(*s).or_default();
             e.bytes += u.bytes;
@@ -285,4 +469,42 @@ pub fn scan_split(
     }
     total.duration = started.elapsed();
     Ok((total, per_backing))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_line_groups_digits_and_names_the_walk() {
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1_234_567), "1,234,567");
+        let r = ProgressReading {
+            task: "check".into(),
+            inodes: 1_234_567,
+            tagged: 0,
+            bytes: 45 << 30,
+            dirs_queued: 12_345,
+            dirs_done: 7,
+            secs: 31,
+        };
+        assert_eq!(r.line(), "check: 1,234,567 inodes, 45.0 GiB, 12,345 dirs queued, 31 s");
+        let r = ProgressReading { task: ASSIGN_TASK.into(), inodes: 10, tagged: 4, ..Default::default() };
+        assert_eq!(r.line(), "project assign: 10 inodes (4 re-tagged), 0 dirs queued, 0 s");
+    }
+
+    #[test]
+    fn a_walk_is_listed_while_its_guard_lives() {
+        let ours = |r: &ProgressReading| r.task == "count" && r.bytes == 4096 && r.dirs_done == 1;
+        {
+            let p = Progress::start("count");
+            p.inode(4096);
+            p.dirs_found(3);
+            p.dir_done();
+            let r = running().into_iter().find(ours).expect("listed");
+            assert_eq!((r.inodes, r.dirs_queued, r.dirs_done), (1, 2, 1));
+        }
+        assert!(!running().iter().any(ours), "still listed after its guard was dropped");
+    }
 }

@@ -13,6 +13,10 @@ use crate::quota::limits::{LimitKey, Limits, rfc3339};
 use crate::quota::{Subject, Usage};
 use crate::scan;
 
+/// The names of `check`'s scan among the running walks (`scan::running`), online and offline.
+pub const CHECK_TASK: &str = "check";
+pub const CHECK_REPAIR_TASK: &str = "check --repair";
+
 /// Rows for `report`: every subject with usage or limits of its own, sorted by kind and id.
 pub fn rows(
     usage: &std::collections::BTreeMap<Subject, Usage>,
@@ -166,6 +170,19 @@ impl Server {
                 }
             }
             Request::Status => {
+                let running = scan::running();
+                if running.iter().any(|w| w.task == CHECK_TASK || w.task == CHECK_REPAIR_TASK) {
+                    // The ledger is paused while `check` counts: its figures would wait for the
+                    // end. Say what runs instead.
+                    return Response::Status {
+                        status: serde_json::json!({
+                            "in_progress": running,
+                            "paused": "usage changes wait while `quotafs check` counts the backings",
+                            "mountpoint": self.mountpoint.display().to_string(),
+                            "pid": std::process::id(),
+                        }),
+                    };
+                }
                 let mut status = super::status::status_json(&self.ledger, &self.ops);
                 status["backings"] = self.pools.status_json();
                 status["mountpoint"] = serde_json::json!(self.mountpoint.display().to_string());
@@ -180,7 +197,8 @@ impl Server {
                 self.ledger.reconcile(self.ops.beside());
                 // Usage changes wait while the backings are counted, so the two agree exactly.
                 let result = self.ledger.paused(|_| {
-                    let scanned = scan::scan_split(self.ops.backings(), scan::Mode::Count, self.threads);
+                    let task = if repair { CHECK_REPAIR_TASK } else { CHECK_TASK };
+                    let scanned = scan::scan_split_as(task, self.ops.backings(), scan::Mode::Count, self.threads);
                     scanned.map(|(mut r, mut per_backing)| {
                         // Files unlinked but still open have no name for the scan to find; the
                         // ledger charges them until their last close, so both sides count them.

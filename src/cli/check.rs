@@ -2,8 +2,9 @@
 //! running daemon when there is one (usage changes wait during the scan; `--repair` fixes the
 //! live ledger), else offline on the backing and the store.
 
+use super::progress::Terminal;
 use super::{CheckArgs, Cli, CliError, human, load_file_config, state_dir};
-use crate::admin::server::check_report;
+use crate::admin::server::{CHECK_REPAIR_TASK, CHECK_TASK, check_report};
 use crate::admin::{CheckReport, Request, Response, call};
 use crate::ledger::{journal::Journal, recovery, store::Snapshot, store::Store};
 use crate::scan;
@@ -52,8 +53,8 @@ fn offline(cli: &Cli, args: &CheckArgs, dir: &std::path::Path) -> Result<CheckRe
                 let aside = log.with_extension("log.damaged");
                 let _ = std::fs::rename(&log, &aside);
             }
-            let (result, per_backing) =
-                scan::scan_split(&backings, scan::Mode::Tag, threads).map_err(CliError::failed)?;
+            let (result, per_backing) = scan::scan_split_as(CHECK_REPAIR_TASK, &backings, scan::Mode::Tag, threads)
+                .map_err(CliError::failed)?;
             let snap = Snapshot { epoch, usage: result.usage.clone(), grace: None, per_backing };
             store.commit(&snap).map_err(CliError::failed)?;
             let mut report = check_report(&result, &snap.usage);
@@ -64,7 +65,9 @@ fn offline(cli: &Cli, args: &CheckArgs, dir: &std::path::Path) -> Result<CheckRe
     };
     recovery::remove_logs_before(dir, snap.epoch);
     journal.remove_before(snap.epoch);
-    let (result, per_backing) = scan::scan_split(&backings, scan::Mode::Count, threads).map_err(CliError::failed)?;
+    let task = if args.repair { CHECK_REPAIR_TASK } else { CHECK_TASK };
+    let (result, per_backing) =
+        scan::scan_split_as(task, &backings, scan::Mode::Count, threads).map_err(CliError::failed)?;
     let mut report = check_report(&result, &snap.usage);
     report.conflicts = crate::route::conflicts(&backings, &route_table);
     if args.repair && !report.drift.is_empty() && result.errors == 0 {
@@ -80,11 +83,21 @@ fn offline(cli: &Cli, args: &CheckArgs, dir: &std::path::Path) -> Result<CheckRe
 
 pub fn run(cli: &Cli, args: &CheckArgs) -> Result<(), CliError> {
     let dir = state_dir(cli)?;
-    let report = match call(&dir, &Request::Check { repair: args.repair }).map_err(CliError::failed)? {
+    // On a terminal, the scan's progress: online read from the daemon's status, offline
+    // from this process's own walk.
+    let task = if args.repair { CHECK_REPAIR_TASK } else { CHECK_TASK };
+    let online = {
+        let _shown = Terminal::daemon(&dir, task);
+        call(&dir, &Request::Check { repair: args.repair }).map_err(CliError::failed)?
+    };
+    let report = match online {
         Some(Response::Check { report }) => report,
         Some(Response::Error { message }) => return Err(CliError::failed(message)),
         Some(other) => return Err(CliError::failed(format!("unexpected reply: {other:?}"))),
-        None => offline(cli, args, &dir)?,
+        None => {
+            let _shown = Terminal::local();
+            offline(cli, args, &dir)?
+        }
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report).map_err(|e| CliError::failed(e.to_string()))?);

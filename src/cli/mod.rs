@@ -6,6 +6,7 @@ mod demo;
 mod dump;
 mod mount;
 mod nfs;
+mod progress;
 mod project;
 mod quota;
 mod report;

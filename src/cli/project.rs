@@ -37,7 +37,12 @@ fn node_of(cli: &Cli, path: &Path) -> Result<u64, CliError> {
 
 fn assign(cli: &Cli, path: &Path, id: u32, name: Option<String>, absorb: bool) -> Result<(), CliError> {
     let node = node_of(cli, path)?;
-    match call(&state_dir(cli)?, &Request::ProjectAssign { node, id, name, absorb }).map_err(CliError::failed)? {
+    let dir = state_dir(cli)?;
+    let reply = {
+        let _shown = super::progress::Terminal::daemon(&dir, crate::scan::ASSIGN_TASK);
+        call(&dir, &Request::ProjectAssign { node, id, name, absorb }).map_err(CliError::failed)?
+    };
+    match reply {
         Some(Response::Done { message }) => {
             println!("{}: {message}", path.display());
             Ok(())

@@ -12,13 +12,33 @@ pub fn run(cli: &Cli, args: &StatusArgs) -> Result<(), CliError> {
         Some(other) => return Err(CliError::failed(format!("unexpected reply: {other:?}"))),
         None => {
             if let Some(pid) = crate::daemon::state_dir_holder(&dir) {
-                // It holds the ledger but does not answer yet: recovering at start, or stopping.
-                return Err(CliError::failed(format!(
-                    "the quotafs daemon (pid {pid}) on state dir {} is starting (recovering the ledger) or \
-                     stopping, and does not answer yet; try again in a moment (`quotafs status` answers \
-                     once it serves)",
-                    dir.display()
-                )));
+                // It holds the ledger but does not answer yet: recovering at start (its progress
+                // file says how far), or stopping.
+                let starting = crate::admin::status::read_starting(&dir);
+                if let (true, Some(s)) = (args.json, &starting) {
+                    let pid = pid.parse::<u64>().map_or(serde_json::json!(pid), |p| serde_json::json!(p));
+                    let status = serde_json::json!({"running": false, "pid": pid, "starting": s});
+                    let text = serde_json::to_string_pretty(&status).map_err(|e| CliError::failed(e.to_string()))?;
+                    println!("{text}");
+                    return Ok(());
+                }
+                return Err(CliError::failed(match starting {
+                    Some(s) => format!(
+                        "the quotafs daemon (pid {pid}) on state dir {} is starting ({}: {} inodes so far, {} s) \
+                         and does not answer yet; try again in a moment (`quotafs status` answers once it \
+                         serves; `--json` shows the progress)",
+                        dir.display(),
+                        s.phase,
+                        crate::scan::grouped(s.inodes),
+                        s.secs
+                    ),
+                    None => format!(
+                        "the quotafs daemon (pid {pid}) on state dir {} is starting (recovering the ledger) or \
+                         stopping, and does not answer yet; try again in a moment (`quotafs status` answers \
+                         once it serves)",
+                        dir.display()
+                    ),
+                }));
             }
             let store = Store::open(&dir).map_err(CliError::failed)?;
             let snap = store.load().map_err(CliError::failed)?;
@@ -34,7 +54,15 @@ pub fn run(cli: &Cli, args: &StatusArgs) -> Result<(), CliError> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status).map_err(|e| CliError::failed(e.to_string()))?);
     } else {
+        let mut status = status;
+        // The walks the daemon runs, one line each (`check: 1,234 inodes, …`).
+        let running = status.as_object_mut().and_then(|m| m.remove("in_progress"));
         print_flat("", &status);
+        let walks: Vec<crate::scan::ProgressReading> =
+            running.and_then(|r| serde_json::from_value(r).ok()).unwrap_or_default();
+        for w in walks {
+            println!("in_progress: {}", w.line());
+        }
     }
     Ok(())
 }

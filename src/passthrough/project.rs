@@ -124,8 +124,9 @@ impl Passthrough {
                 tag::read_fd(fd.as_fd()).ok().flatten().map(|t| t.project)
             });
             let mut others = std::collections::BTreeMap::new();
+            let progress = crate::scan::Progress::start(crate::scan::ASSIGN_SURVEY_TASK);
             for (b, h) in &trees {
-                self.survey_tree(b, *h, &mut others)?;
+                self.survey_tree(b, *h, &mut others, &progress)?;
             }
             others.retain(|p, _| *p != 0 && *p != project && (project != 0 || Some(*p) != own));
             if !others.is_empty() {
@@ -145,8 +146,9 @@ impl Passthrough {
             self.ledger.store().move_project_root(project, root)?;
         }
         let mut changed = 0;
+        let progress = crate::scan::Progress::start(crate::scan::ASSIGN_TASK);
         for (b, h) in trees {
-            changed += self.assign_tree(b, h, project, threads)?;
+            changed += self.assign_tree(b, h, project, threads, &progress)?;
         }
         Ok(format!("project {project}: {changed} inodes moved"))
     }
@@ -181,11 +183,14 @@ impl Passthrough {
         b: &Backing,
         root: Handle,
         found: &mut std::collections::BTreeMap<u32, u64>,
+        progress: &crate::scan::Progress,
     ) -> Result<(), String> {
         let mut buf = vec![0u8; 64 * 1024];
         let mut dirs = vec![root];
         let mut first = true;
+        progress.dirs_found(1);
         while let Some(h) = dirs.pop() {
+            progress.dir_done();
             let Ok(dir) = b.open_handle(&h, libc::O_RDONLY | libc::O_DIRECTORY) else { continue };
             let dir_ino = sys::stat_fd(dir.as_fd()).map_err(|e| format!("stat a directory: {e}"))?.st_ino;
             if std::mem::take(&mut first) {
@@ -208,11 +213,13 @@ impl Passthrough {
                     };
                     let p = tag::read_at(dir.as_fd(), name).ok().flatten().map_or(0, |t| t.project);
                     *found.entry(p).or_default() += 1;
+                    progress.inode(0);
                     if st.st_mode & libc::S_IFMT == libc::S_IFDIR
                         && let Ok(fd) = sys::open_entry(dir.as_fd(), name)
                         && let Ok(h) = sys::fd_to_handle(fd.as_fd())
                     {
                         dirs.push(h);
+                        progress.dirs_found(1);
                     }
                 }
             }
@@ -221,7 +228,14 @@ impl Passthrough {
     }
 
     /// Re-tags the tree at directory `root` of backing `b`, in parallel.
-    fn assign_tree(&self, b: &Backing, root: Handle, project: u32, threads: usize) -> Result<u64, String> {
+    fn assign_tree(
+        &self,
+        b: &Backing,
+        root: Handle,
+        project: u32,
+        threads: usize,
+        progress: &crate::scan::Progress,
+    ) -> Result<u64, String> {
         // The root is re-tagged here, under its parent's lock too (see `retag`); every other
         // inode when its directory is listed.
         let changed = AtomicU64::new(match b.open_handle(&root, libc::O_RDONLY | libc::O_DIRECTORY) {
@@ -229,7 +243,13 @@ impl Passthrough {
                 let parent = sys::openat_dotdot(fd.as_fd())
                     .and_then(|up| sys::stat_fd(up.as_fd()))
                     .map_err(|e| format!("parent of the directory: {e}"))?;
-                u64::from(self.retag(b, parent.st_ino, fd.as_fd(), project).map_err(|e| format!("re-tag: {e}"))?)
+                let moved = self.retag(b, parent.st_ino, fd.as_fd(), project).map_err(|e| format!("re-tag: {e}"))?;
+                progress.inode(0);
+                if moved {
+                    progress.tagged();
+                }
+                progress.dirs_found(1);
+                u64::from(moved)
             }
             Err(_) => return Ok(0),
         });
@@ -260,7 +280,9 @@ impl Passthrough {
                     let mut buf = vec![0u8; 64 * 1024];
                     while let Some(h) = next() {
                         let mut found = Vec::new();
-                        let r = self.assign_dir(b, &h, project, &mut buf, &mut found);
+                        let r = self.assign_dir(b, &h, project, &mut buf, &mut found, progress);
+                        progress.dir_done();
+                        progress.dirs_found(found.len() as u64);
                         match r {
                             Ok(n) => {
                                 changed.fetch_add(n, Ordering::Relaxed);
@@ -291,6 +313,7 @@ impl Passthrough {
         project: u32,
         buf: &mut [u8],
         found: &mut Vec<Handle>,
+        progress: &crate::scan::Progress,
     ) -> Result<u64, String> {
         let Ok(dir) = b.open_handle(h, libc::O_RDONLY | libc::O_DIRECTORY) else { return Ok(0) };
         let dir_ino = sys::stat_fd(dir.as_fd()).map_err(|e| format!("stat a directory: {e}"))?.st_ino;
@@ -312,7 +335,12 @@ impl Passthrough {
                 };
                 let Ok(fd) = sys::open_entry(dir.as_fd(), name) else { continue };
                 crate::failpoint::ASSIGN_RETAG.hit();
-                changed += u64::from(self.retag(b, dir_ino, fd.as_fd(), project).map_err(|e| format!("re-tag: {e}"))?);
+                let moved = self.retag(b, dir_ino, fd.as_fd(), project).map_err(|e| format!("re-tag: {e}"))?;
+                progress.inode(0);
+                if moved {
+                    progress.tagged();
+                }
+                changed += u64::from(moved);
                 if st.st_mode & libc::S_IFMT == libc::S_IFDIR
                     && let Ok(h) = sys::fd_to_handle(fd.as_fd())
                 {

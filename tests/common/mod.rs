@@ -282,6 +282,11 @@ impl Fixture {
         self.spawn(args, &[]);
     }
 
+    /// `start_nowait` with extra environment variables (failpoints).
+    pub fn start_nowait_with_env(&mut self, args: &[&str], env: &[(&str, &str)]) {
+        self.spawn(args, env);
+    }
+
     fn spawn(&mut self, args: &[&str], env: &[(&str, &str)]) {
         assert!(self.daemon.is_none(), "daemon already running");
         let log = std::fs::OpenOptions::new().append(true).create(true).open(&self.log).unwrap();
