@@ -88,7 +88,7 @@ fn assign_while_tenants_write_and_cross_project_moves() {
 
 #[test]
 fn assign_never_catches_a_creation_half_made() {
-    // Found by the power-cut rig (design §9.8: project 0 one inode short, project 12 one over).
+    // Found by the power-cut rig (design Appendix A: project 0 one inode short, project 12 one over).
     // `project assign` lists the backing directly, so the kernel's directory lock, which keeps
     // tenants away from an entry until its creation returns, does not keep the walker away.
     // It could re-tag an inode between its creation and its tag: "moved from project 0", then

@@ -104,7 +104,7 @@ pub(super) fn untagged(key: InodeRef) -> Tag {
 impl Passthrough {
     /// The tag of `inode`, from its cache while no tag in its stripe was written since the
     /// cache was filled, else read through `fd` (any descriptor of it). A stale cached project
-    /// would log wrong "before" values, which recovery then replays (design §9.8).
+    /// would log wrong "before" values, which recovery then replays (design Appendix A).
     pub(super) fn tag_of(&self, inode: &Inode, fd: BorrowedFd<'_>) -> Result<Tag, Errno> {
         let stamp = self.inodes.stripes().tag_stamp(inode.ino);
         if let Some((t, s)) = *inode.tag.lock()

@@ -74,7 +74,7 @@ impl Passthrough {
     /// listed here is never half-made. (The walker lists the backing directly, where the kernel's
     /// directory lock, which keeps tenants off a half-made entry, does not reach. Without this,
     /// a creation caught between its syscall and its tag was moved "from project 0" and then
-    /// charged again by its creator: the power-cut rig's project 0 / project 12 drift, §9.8.)
+    /// charged again by its creator: the power-cut rig's project 0 / project 12 drift, design Appendix A.)
     fn retag(&self, b: &Backing, parent: u64, fd: BorrowedFd<'_>, project: u32) -> Result<bool, Errno> {
         let st = sys::stat_fd(fd)?;
         let handle = sys::fd_to_handle(fd)?;
