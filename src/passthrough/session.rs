@@ -116,3 +116,33 @@ impl InitSettings {
         self.apply_umask.load(Ordering::Relaxed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::BackingIndex;
+
+    #[test]
+    fn open_counts_say_which_close_is_the_last() {
+        let s = ServingState::new(16, Arc::default(), OpenLimits::new(4, 16));
+        let key = InodeRef { backing: BackingIndex(0), ino: 12, generation: 7 };
+        assert!(!s.opens.is_open(key));
+        assert_eq!(s.opens.count_close(key), None, "a close of an inode never opened counts nothing");
+        s.opens.count_open(key);
+        s.opens.count_open(key);
+        assert_eq!(s.opens.is_last(key), Some(false));
+        assert_eq!(s.opens.count_close(key), Some(false));
+        assert!(s.opens.is_open(key));
+        assert_eq!(s.opens.count_close(key), Some(true));
+        assert!(!s.opens.is_open(key));
+        assert_eq!(s.opens.is_last(key), None, "the last close forgets the inode");
+    }
+
+    #[test]
+    fn init_settings_start_with_the_kernel_masking() {
+        let s = ServingState::new(16, Arc::default(), OpenLimits::new(4, 16));
+        assert!(!s.init.apply_umask(), "until INIT negotiates FUSE_DONT_MASK");
+        s.init.set_apply_umask(true);
+        assert!(s.init.apply_umask());
+    }
+}
