@@ -11,7 +11,8 @@ use std::time::UNIX_EPOCH;
 
 use fuser::{FileAttr, FileType, INodeNo};
 
-use super::{Entry, Passthrough};
+use super::Entry;
+use super::ops::Dirs;
 use crate::backing::sys::DirEntry;
 use crate::backing::{Errno, sys};
 use crate::inode::{self, ROOT_ID};
@@ -71,7 +72,7 @@ pub fn dot_attr(ino: u64) -> FileAttr {
     }
 }
 
-impl Passthrough {
+impl<'a> Dirs<'a> {
     /// fsync of a directory, by handle (directories have no open state: see `readdir`).
     pub fn fsyncdir(&self, id: u64, datasync: bool) -> Result<(), Errno> {
         let fd = self.open_dir(id)?;
@@ -107,7 +108,7 @@ impl Passthrough {
         // Routed directories that live in this one on other backings: listed after ext4's
         // entries, with cookies of their own at the top of the offset range; a same-named
         // entry of this backing is shadowed.
-        let routed = self.router.listing(&dir);
+        let routed = self.be.router.listing(&dir);
         if offset == i64::MAX {
             return self.emit_routed(id, &routed, 0, plus, emit); // ext4's end-of-directory mark
         }
@@ -178,7 +179,7 @@ impl Passthrough {
         if !plus {
             return Ok(Some(None));
         }
-        match self.lookup(id, OsStr::from_bytes(name.as_bytes())) {
+        match self.names().lookup(id, OsStr::from_bytes(name.as_bytes())) {
             Ok(e) => Ok(Some(Some(e))),
             Err(Errno(libc::ENOENT)) => Ok(None),
             Err(e) => Err(e),
