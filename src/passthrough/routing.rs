@@ -37,8 +37,8 @@ impl Passthrough {
     /// Records where a directory `entry`, found or made at `place`, stands against the routes.
     pub(super) fn mark_child(&self, place: &Place, entry: &Entry) {
         if matches!(place, Place::OnPath(_))
-            && entry.attr.kind == fuser::FileType::Directory
-            && let Ok(child) = self.inode(entry.attr.ino.0)
+            && entry.attr.kind == crate::wire::FileType::Directory
+            && let Ok(child) = self.inode(entry.attr.ino)
         {
             self.router.mark(place, &child);
         }
@@ -91,7 +91,7 @@ impl Passthrough {
             let name = &path[i];
             let (_, curfd) = self.resolve_dir(cur).inspect_err(|_| self.forget(cur, 1))?;
             let next = match self.lookup_at(r.backing, curfd.as_fd(), name) {
-                Ok(e) => Ok(e.attr.ino.0),
+                Ok(e) => Ok(e.attr.ino),
                 Err(Errno(libc::ENOENT)) => self.make_hidden(cur, &path[..=i]),
                 Err(e) => Err(e),
             };
@@ -114,7 +114,7 @@ impl Passthrough {
             sys::chmod_fd(fd.as_fd(), like.mode)?;
             Ok(None)
         })?;
-        Ok(e.attr.ino.0)
+        Ok(e.attr.ino)
     }
 
     /// The node of the existing parent of routed directory `r` on its backing (one reference
@@ -129,7 +129,7 @@ impl Passthrough {
         let (b, fd) = self.router.dir_on(index, path)?;
         let st = sys::stat_fd(fd.as_fd())?;
         let handle = sys::fd_to_handle(fd.as_fd())?;
-        Ok(self.register(b, &st, handle)?.attr.ino.0)
+        Ok(self.register(b, &st, handle)?.attr.ino)
     }
 
     /// RMDIR of a directory on a route's path (`state`: its state): refused while a hidden
