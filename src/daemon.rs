@@ -215,6 +215,10 @@ fn check_owner(b: &crate::backing::Backing, state_dir: &str, id: Option<&str>) -
 /// Mounts and serves until the file system is unmounted (outside `umount`, or SIGINT/SIGTERM,
 /// which lazily unmount it). Returns Ok on a clean end.
 pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
+    // `--transport uring` on a kernel that will not offer it: refused before anything is done.
+    if cfg.transport == crate::config::Transport::Uring {
+        crate::fuse::uring_offered().map_err(|e| RunError::Refused(format!("--transport uring: {e}")))?;
+    }
     // Which ledger each backing belongs to is settled before anything is created: a refused
     // start writes nothing. Each backing stays locked (flock) for the daemon's lifetime.
     // An existing state dir is locked first (another daemon on it is named as such); a new
@@ -334,6 +338,8 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
         }),
         Arc::clone(&stop),
     )?;
+    // Which transport the session uses, once INIT is answered (for `status`).
+    let transport: Arc<std::sync::OnceLock<&'static str>> = Arc::default();
     crate::admin::serve::start(
         &cfg.state_dir,
         crate::admin::server::Server {
@@ -344,6 +350,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
             pools: Arc::clone(&pools),
             projects: Default::default(),
             checkpoints: Arc::clone(&checkpoints),
+            transport: Arc::clone(&transport),
         },
     )?;
     reporter.serving();
@@ -378,12 +385,13 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
             max_write: cfg.max_write,
             acl: cfg.acl,
             submounts: false,
+            transport: cfg.transport,
         },
         pools,
         Arc::clone(&notifier),
     )?;
 
-    let session = crate::fuse::Session::mount(&cfg.mountpoint, &cfg.backing.display().to_string())
+    let session = crate::fuse::Session::mount(&cfg.mountpoint, &cfg.backing.display().to_string(), transport)
         .map_err(|e| format!("cannot mount on {}: {e}", cfg.mountpoint.display()))?;
     let _ = notifier.set(session.notifier());
     if let Err(e) = crate::fuse::set_read_ahead(&cfg.mountpoint, cfg.max_write / 1024) {

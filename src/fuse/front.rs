@@ -26,6 +26,8 @@ pub struct FrontOptions {
     /// Ask for FUSE_SUBMOUNTS at INIT (directories flagged as submount roots become file
     /// systems of their own).
     pub submounts: bool,
+    /// Ask for FUSE over io_uring at INIT (`Transport`).
+    pub transport: crate::config::Transport,
 }
 
 #[derive(Clone)]
@@ -150,6 +152,12 @@ impl FuseFront {
     /// The backing whose pool serves requests for node `node`, as the router answers.
     pub(super) fn serving_backing(&self, node: u64) -> usize {
         self.ops.router().serving_backing(node).0 as usize
+    }
+
+    /// Whether requests for `node` run on the thread that received them (backing 0, or every
+    /// backing with a shared pool).
+    pub(super) fn serves_inline(&self, node: u64) -> bool {
+        !self.pools.offloads(self.serving_backing(node))
     }
 
     /// Runs a request's work for node `node`: on this thread for backing 0, on its backing's

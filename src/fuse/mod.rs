@@ -15,6 +15,7 @@ mod kernel;
 pub mod pool;
 mod reply;
 mod session;
+mod uring;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -29,6 +30,7 @@ pub use front::{FrontOptions, FuseFront, invalidate_backing, set_read_ahead};
 use front::{caller, time_spec};
 pub use reply::{DirBuf, Reply};
 pub use session::{Notifier, Session, Unmounter};
+pub use uring::kernel_offers as uring_offered;
 
 fn os(name: &[u8]) -> Box<OsStr> {
     OsStr::from_bytes(name).into()
@@ -133,7 +135,7 @@ impl FuseFront {
                 // The request's uid is not used: a write is performed and charged as the
                 // handle's opener (write-back of a shared mapping arrives as uid 0).
                 let cached = write_flags & abi::WRITE_CACHE != 0;
-                if !self.pools.offloads(self.serving_backing(node)) {
+                if self.serves_inline(node) {
                     self.pools.inline(0, || {
                         let r = self.ops.write(fh, offset, data, cached);
                         self.reply_write(node, offset, data.len(), cached, r, reply);

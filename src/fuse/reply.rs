@@ -10,22 +10,44 @@ use crate::wire::{FileAttr, Out, abi};
 
 pub struct Reply {
     unique: u64,
-    ch: Option<Arc<Channel>>,
+    sink: Option<Sink>,
+}
+
+/// Where an answer goes: written to the /dev/fuse descriptor the request came from, or into
+/// the io_uring entry that holds the request (then committed).
+enum Sink {
+    Dev(Arc<Channel>),
+    Ring(super::uring::Slot),
+}
+
+impl Sink {
+    fn send(self, unique: u64, msg: &[u8], extra: &[u8]) {
+        match self {
+            Sink::Dev(ch) => {
+                if let Err(e) = ch.send(&[msg, extra])
+                    && e.raw_os_error() != Some(libc::ENOENT)
+                {
+                    tracing::warn!(unique, error = %e, "cannot send a FUSE reply");
+                }
+            }
+            Sink::Ring(slot) => slot.commit(msg, extra),
+        }
+    }
 }
 
 impl Reply {
     pub(super) fn new(unique: u64, ch: Arc<Channel>) -> Reply {
-        Reply { unique, ch: Some(ch) }
+        Reply { unique, sink: Some(Sink::Dev(ch)) }
+    }
+
+    pub(super) fn ring(unique: u64, slot: super::uring::Slot) -> Reply {
+        Reply { unique, sink: Some(Sink::Ring(slot)) }
     }
 
     fn send(mut self, out: Out, error: i32, extra: &[u8]) {
-        let Some(ch) = self.ch.take() else { return };
+        let Some(sink) = self.sink.take() else { return };
         let msg = out.finish(self.unique, error, extra.len());
-        if let Err(e) = ch.send(&[&msg, extra])
-            && e.raw_os_error() != Some(libc::ENOENT)
-        {
-            tracing::warn!(unique = self.unique, error = %e, "cannot send a FUSE reply");
-        }
+        sink.send(self.unique, &msg, extra);
     }
 
     /// An error reply: `errno` is a positive errno.
@@ -117,9 +139,9 @@ impl Reply {
 
 impl Drop for Reply {
     fn drop(&mut self) {
-        if let Some(ch) = self.ch.take() {
+        if let Some(sink) = self.sink.take() {
             let msg = Out::with_capacity(abi::OUT_HEADER_LEN).finish(self.unique, -libc::EIO, 0);
-            let _ = ch.send(&[&msg]);
+            sink.send(self.unique, &msg, &[]);
         }
     }
 }

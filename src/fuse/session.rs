@@ -8,11 +8,11 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::channel::{Channel, ReadEnd};
 use super::reply::Reply;
-use super::{FuseFront, init, kernel};
+use super::{FuseFront, init, kernel, uring};
 use crate::wire::encode::{InitOut, Out};
 use crate::wire::{Op, abi, decode, encode};
 
@@ -20,6 +20,8 @@ use crate::wire::{Op, abi, decode, encode};
 pub struct Session {
     ch: Arc<Channel>,
     mountpoint: PathBuf,
+    /// The transport in use once INIT is answered: "uring" or "classic".
+    transport: Arc<OnceLock<&'static str>>,
 }
 
 /// Sends notifications on a connection (any of its descriptors takes them).
@@ -53,10 +55,11 @@ impl Unmounter {
 
 impl Session {
     /// Opens a connection and mounts it on `mountpoint` (`fuse.quotafs`, source `fsname`).
-    pub fn mount(mountpoint: &Path, fsname: &str) -> io::Result<Session> {
+    /// `transport` is set to the transport in use once INIT is answered.
+    pub fn mount(mountpoint: &Path, fsname: &str, transport: Arc<OnceLock<&'static str>>) -> io::Result<Session> {
         let dev = kernel::open_device()?;
         kernel::mount(&dev, mountpoint, fsname, "quotafs")?;
-        Ok(Session { ch: Arc::new(Channel::new(dev)), mountpoint: mountpoint.to_path_buf() })
+        Ok(Session { ch: Arc::new(Channel::new(dev)), mountpoint: mountpoint.to_path_buf(), transport })
     }
 
     pub fn notifier(&self) -> Notifier {
@@ -68,12 +71,49 @@ impl Session {
     }
 
     /// Serves the connection on `threads` threads until it closes; answers INIT first.
+    ///
+    /// Over io_uring, every CPU queue gets `threads / queues` ring threads (at least one), and
+    /// one thread keeps reading /dev/fuse for what still travels there (FORGET, INTERRUPT, and
+    /// requests sent before every queue has an entry).
     pub fn run(self, front: FuseFront, threads: usize) -> io::Result<()> {
         let bufsize = front.opts.max_write as usize + 2 * abi::MIN_READ_BUFFER;
         let negotiated = self.handshake(&front, bufsize)?;
         front.ops.set_apply_umask(negotiated.flags & abi::init::DONT_MASK != 0);
         let mut workers = Vec::new();
-        for i in 1..threads.max(1) {
+        let over_uring = negotiated.flags & abi::init::OVER_IO_URING != 0;
+        let classic_threads = if over_uring {
+            let queues = uring::queues();
+            let per_queue = (threads / queues).max(1);
+            // The kernel copies requests of up to max_write (or max_pages pages) into an entry.
+            let payload =
+                (negotiated.max_write as usize).max(usize::from(negotiated.max_pages) * 4096).max(abi::MIN_READ_BUFFER);
+            for qid in 0..queues {
+                for t in 0..per_queue {
+                    let (front, ch) = (front.clone(), Arc::clone(&self.ch));
+                    workers.push(
+                        std::thread::Builder::new()
+                            .name(format!("fuse-ring-{qid}-{t}"))
+                            .spawn(move || uring::serve(front, ch, qid as u16, payload))
+                            .map_err(|e| io::Error::new(e.kind(), format!("cannot start a FUSE ring thread: {e}")))?,
+                    );
+                }
+            }
+            tracing::info!(queues, per_queue, payload, "serving FUSE over io_uring");
+            let _ = self.transport.set("uring");
+            1
+        } else {
+            if front.opts.transport == crate::config::Transport::Uring {
+                let _ = kernel::unmount(&self.mountpoint, true);
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "the kernel did not offer FUSE over io_uring at INIT (--transport uring)",
+                ));
+            }
+            tracing::info!(threads, "serving FUSE over /dev/fuse reads");
+            let _ = self.transport.set("classic");
+            threads
+        };
+        for i in 1..classic_threads.max(1) {
             let ch = match kernel::clone_device(self.ch.as_ref().as_fd_ref()) {
                 Ok(dev) => Arc::new(Channel::new(dev)),
                 Err(e) => {
@@ -159,17 +199,23 @@ fn serve(front: &FuseFront, ch: &Arc<Channel>, bufsize: usize) -> io::Result<()>
                 continue;
             }
         };
-        match op {
-            Op::Forget { nlookup } => front.forget(h.nodeid, nlookup),
-            Op::BatchForget { pairs } => {
-                for (node, nlookup) in crate::wire::decode::forget_pairs(pairs) {
-                    front.forget(node, nlookup);
-                }
+        dispatch(front, &h, op, || Reply::new(h.unique, Arc::clone(ch)));
+    }
+}
+
+/// Hands a decoded request to the front; `reply` makes its answer (not made for the requests
+/// the kernel expects none to).
+pub(super) fn dispatch(front: &FuseFront, h: &crate::wire::Header, op: Op<'_>, reply: impl FnOnce() -> Reply) {
+    match op {
+        Op::Forget { nlookup } => front.forget(h.nodeid, nlookup),
+        Op::BatchForget { pairs } => {
+            for (node, nlookup) in crate::wire::decode::forget_pairs(pairs) {
+                front.forget(node, nlookup);
             }
-            // ENOSYS: the kernel stops sending interrupts (requests are not abandoned midway).
-            Op::Interrupt { .. } => Reply::new(h.unique, Arc::clone(ch)).error(libc::ENOSYS),
-            Op::Init(_) => Reply::new(h.unique, Arc::clone(ch)).error(libc::EIO),
-            op => front.handle(&h, op, Reply::new(h.unique, Arc::clone(ch))),
         }
+        // ENOSYS: the kernel stops sending interrupts (requests are not abandoned midway).
+        Op::Interrupt { .. } => reply().error(libc::ENOSYS),
+        Op::Init(_) => reply().error(libc::EIO),
+        op => front.handle(h, op, reply()),
     }
 }

@@ -223,24 +223,23 @@ fn ne_u64(b: &[u8]) -> u64 {
     u64::from_ne_bytes(a)
 }
 
+/// Reads a request's fixed part (`fixed`), then its names and data (`rest`): the two arrive
+/// contiguous from /dev/fuse and in separate buffers over io_uring.
 struct Cursor<'a> {
-    buf: &'a [u8],
+    fixed: &'a [u8],
+    rest: &'a [u8],
     opcode: u32,
 }
 
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        if self.buf.len() < n {
-            return Err(DecodeError::Short { opcode: self.opcode, need: n, have: self.buf.len() });
+        let from = if self.fixed.is_empty() { &mut self.rest } else { &mut self.fixed };
+        if from.len() < n {
+            return Err(DecodeError::Short { opcode: self.opcode, need: n, have: from.len() });
         }
-        let (head, rest) = self.buf.split_at(n);
-        self.buf = rest;
+        let (head, tail) = from.split_at(n);
+        *from = tail;
         Ok(head)
-    }
-
-    fn u16(&mut self) -> Result<u16, DecodeError> {
-        let b = self.take(2)?;
-        Ok(u16::from_ne_bytes([b[0], b[1]]))
     }
 
     fn u32(&mut self) -> Result<u32, DecodeError> {
@@ -256,46 +255,93 @@ impl<'a> Cursor<'a> {
         self.take(n).map(drop)
     }
 
-    /// A NUL-terminated name, without its NUL.
+    /// A NUL-terminated name (from the names and data), without its NUL.
     fn name(&mut self) -> Result<&'a [u8], DecodeError> {
-        let end = self.buf.iter().position(|&b| b == 0).ok_or(DecodeError::Unterminated { opcode: self.opcode })?;
-        let name = &self.buf[..end];
-        self.buf = &self.buf[end + 1..];
+        self.fixed = &[];
+        let end = self.rest.iter().position(|&b| b == 0).ok_or(DecodeError::Unterminated { opcode: self.opcode })?;
+        let name = &self.rest[..end];
+        self.rest = &self.rest[end + 1..];
         Ok(name)
     }
 
-    fn rest(&mut self) -> &'a [u8] {
-        std::mem::take(&mut self.buf)
+    /// `n` bytes of data (from the names and data).
+    fn data(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        self.fixed = &[];
+        self.take(n)
     }
+}
+
+/// The size of an opcode's fixed argument structure (what io_uring puts in the ring entry's
+/// `op_in`; names and data follow in the payload). INIT's is read whole.
+pub fn fixed_len(opcode: u32) -> usize {
+    match opcode {
+        op::FORGET | op::MKDIR | op::RENAME | op::LINK | op::OPEN | op::OPENDIR => 8,
+        op::SETXATTR | op::GETXATTR | op::LISTXATTR | op::ACCESS => 8,
+        op::GETATTR | op::MKNOD | op::FSYNC | op::FSYNCDIR | op::CREATE | op::RENAME2 => 16,
+        op::INTERRUPT | op::BATCH_FORGET => 8,
+        op::RELEASE | op::RELEASEDIR | op::FLUSH | op::LSEEK => 24,
+        op::FALLOCATE | op::IOCTL => 32,
+        op::READ | op::WRITE | op::READDIR | op::READDIRPLUS => abi::WRITE_IN_LEN,
+        op::COPY_FILE_RANGE => 56,
+        op::SETATTR => 88,
+        op::INIT => 64,
+        _ => 0,
+    }
+}
+
+/// `fuse_in_header`, from its 40 bytes; the total length it states, and the length of the
+/// extension headers at the end of the request.
+pub fn header(b: &[u8]) -> Result<(Header, u32, usize), DecodeError> {
+    if b.len() < abi::IN_HEADER_LEN {
+        return Err(DecodeError::Short { opcode: 0, need: abi::IN_HEADER_LEN, have: b.len() });
+    }
+    let u32_at = |at: usize| u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+    let h = Header {
+        opcode: u32_at(4),
+        unique: ne_u64(&b[8..16]),
+        nodeid: ne_u64(&b[16..24]),
+        uid: u32_at(24),
+        gid: u32_at(28),
+        pid: u32_at(32),
+    };
+    let total_extlen = u16::from_ne_bytes([b[36], b[37]]);
+    Ok((h, u32_at(0), usize::from(total_extlen) * 8))
 }
 
 /// Decodes one request of `buf` (exactly the bytes one read of /dev/fuse returned).
 pub fn decode(buf: &[u8]) -> Result<(Header, Op<'_>), DecodeError> {
-    let mut c = Cursor { buf, opcode: 0 };
-    let len = c.u32()?;
+    let (h, len, ext) = header(buf)?;
     if len as usize != buf.len() {
         return Err(DecodeError::Length { said: len, read: buf.len() });
     }
-    let opcode = c.u32()?;
-    c.opcode = opcode;
-    let unique = c.u64()?;
-    let nodeid = c.u64()?;
-    let (uid, gid, pid) = (c.u32()?, c.u32()?, c.u32()?);
-    let total_extlen = c.u16()?;
-    c.skip(2)?;
-    let h = Header { opcode, unique, nodeid, uid, gid, pid };
+    let args = &buf[abi::IN_HEADER_LEN..];
     // Extension headers (security context, supplementary groups) follow the arguments; none
     // is asked for, and any the kernel sends is cut off rather than read as a name.
-    let ext = usize::from(total_extlen) * 8;
-    if ext > c.buf.len() {
-        return Err(DecodeError::Short { opcode, need: ext, have: c.buf.len() });
+    if ext > args.len() {
+        return Err(DecodeError::Short { opcode: h.opcode, need: ext, have: args.len() });
     }
-    c.buf = &c.buf[..c.buf.len() - ext];
+    let args = &args[..args.len() - ext];
+    let (fixed, rest) = args.split_at(fixed_len(h.opcode).min(args.len()));
+    Ok((h, decode_args(h.opcode, fixed, rest)?))
+}
+
+/// Decodes one request delivered over io_uring: the 40-byte header, the ring entry's `op_in`
+/// (at least the opcode's fixed part) and its payload (names and data).
+pub fn decode_split<'a>(head: &[u8], op_in: &'a [u8], payload: &'a [u8]) -> Result<(Header, Op<'a>), DecodeError> {
+    let (h, _, ext) = header(head)?;
+    let fixed = &op_in[..fixed_len(h.opcode).min(op_in.len())];
+    let payload = &payload[..payload.len().saturating_sub(ext)];
+    Ok((h, decode_args(h.opcode, fixed, payload)?))
+}
+
+/// The operation of `opcode` from its fixed part and its names and data.
+fn decode_args<'a>(opcode: u32, fixed: &'a [u8], rest: &'a [u8]) -> Result<Op<'a>, DecodeError> {
+    let mut c = Cursor { fixed, rest, opcode };
     let o = match opcode {
         op::INIT => {
             let (major, minor, max_readahead, flags) = (c.u32()?, c.u32()?, c.u32()?, c.u32()?);
             // 7.36+: flags2 (only meaningful with INIT_EXT).
-            let flags2 = if c.buf.len() >= 4 { c.u32()? } else { 0 };
+            let flags2 = if c.fixed.len() >= 4 { c.u32()? } else { 0 };
             let mut all = u64::from(flags);
             if all & abi::init::INIT_EXT != 0 {
                 all |= u64::from(flags2) << 32;
@@ -309,7 +355,7 @@ pub fn decode(buf: &[u8]) -> Result<(Header, Op<'_>), DecodeError> {
         op::BATCH_FORGET => {
             let count = c.u32()? as usize;
             c.skip(4)?;
-            Op::BatchForget { pairs: c.take(count.saturating_mul(16))? }
+            Op::BatchForget { pairs: c.data(count.saturating_mul(16))? }
         }
         op::GETATTR => {
             let flags = c.u32()?;
@@ -382,7 +428,7 @@ pub fn decode(buf: &[u8]) -> Result<(Header, Op<'_>), DecodeError> {
         op::WRITE => {
             let (fh, offset, size, write_flags) = (c.u64()?, c.u64()?, c.u32()?, c.u32()?);
             c.skip(16)?; // lock_owner, flags, padding
-            let data = c.take(size as usize)?;
+            let data = c.data(size as usize)?;
             Op::Write { fh, offset, write_flags, data }
         }
         op::STATFS => Op::StatFs,
@@ -399,7 +445,7 @@ pub fn decode(buf: &[u8]) -> Result<(Header, Op<'_>), DecodeError> {
             // The 8-byte form: FUSE_SETXATTR_EXT is never asked for.
             let (size, flags) = (c.u32()?, c.u32()?);
             let name = c.name()?;
-            Op::SetXattr { flags, name, value: c.take(size as usize)? }
+            Op::SetXattr { flags, name, value: c.data(size as usize)? }
         }
         op::GETXATTR => {
             let size = c.u32()?;
@@ -437,6 +483,5 @@ pub fn decode(buf: &[u8]) -> Result<(Header, Op<'_>), DecodeError> {
         op::IOCTL => Op::Ioctl,
         _ => Op::Unknown,
     };
-    let _ = c.rest();
-    Ok((h, o))
+    Ok(o)
 }
