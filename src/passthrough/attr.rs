@@ -8,7 +8,7 @@ use std::ffi::OsStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
-use fuser::FileAttr;
+use crate::wire::FileAttr;
 
 use super::ops::Attrs;
 use super::{Ctx, FsStats, to_attr};

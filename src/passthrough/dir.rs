@@ -9,7 +9,7 @@ use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::time::UNIX_EPOCH;
 
-use fuser::{FileAttr, FileType, INodeNo};
+use crate::wire::{FileAttr, FileType};
 
 use super::Entry;
 use super::ops::Dirs;
@@ -54,13 +54,12 @@ fn dt_kind(dt: u8) -> FileType {
 /// needs the inode number and type.
 pub fn dot_attr(ino: u64) -> FileAttr {
     FileAttr {
-        ino: INodeNo(ino),
+        ino,
         size: 0,
         blocks: 0,
         atime: UNIX_EPOCH,
         mtime: UNIX_EPOCH,
         ctime: UNIX_EPOCH,
-        crtime: UNIX_EPOCH,
         kind: FileType::Directory,
         perm: 0,
         nlink: 0,
@@ -140,7 +139,7 @@ impl<'a> Dirs<'a> {
                 };
                 // A plus entry's node id is the one just registered (an alias if the plain id
                 // still names an older inode): `d_ino` must agree with it.
-                let node = entry.as_ref().map_or(node, |e| e.attr.ino.0);
+                let node = entry.as_ref().map_or(node, |e| e.attr.ino);
                 if self.emit_one(DirEntryOut { ino: node, next_offset, kind: dt_kind(kind), name, entry }, &mut emit) {
                     return Ok(());
                 }
@@ -192,7 +191,7 @@ impl<'a> Dirs<'a> {
             return false;
         }
         if let Some(e) = out.entry {
-            self.forget(e.attr.ino.0, 1);
+            self.forget(e.attr.ino, 1);
         }
         true
     }

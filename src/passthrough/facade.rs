@@ -5,7 +5,7 @@
 use std::ffi::OsStr;
 use std::sync::Arc;
 
-use fuser::FileAttr;
+use crate::wire::FileAttr;
 
 use super::attr::{SetAttr, XattrReply};
 use super::backend::Backend;

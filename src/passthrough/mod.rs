@@ -41,7 +41,7 @@ pub mod session;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use fuser::{FileAttr, FileType, INodeNo};
+use crate::wire::{FileAttr, FileType};
 
 pub use backend::Backend;
 pub use dir::DirEntryOut;
@@ -113,13 +113,12 @@ fn file_type(mode: u32) -> FileType {
 /// Attributes as the mount shows them: the backing's, with the node id as inode number.
 pub fn to_attr(st: &libc::stat, id: u64) -> FileAttr {
     FileAttr {
-        ino: INodeNo(id),
+        ino: id,
         size: st.st_size as u64,
         blocks: st.st_blocks as u64,
         atime: to_time(st.st_atime, st.st_atime_nsec),
         mtime: to_time(st.st_mtime, st.st_mtime_nsec),
         ctime: to_time(st.st_ctime, st.st_ctime_nsec),
-        crtime: UNIX_EPOCH,
         kind: file_type(st.st_mode),
         perm: (st.st_mode & 0o7777) as u16,
         nlink: st.st_nlink as u32,

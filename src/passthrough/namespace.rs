@@ -196,11 +196,11 @@ impl<'a> Names<'a> {
         })?;
         // The descriptor that made the file is dropped: the open shares the inode's data one.
         drop(fd.ok_or(Errno(libc::EIO))?);
-        let inode = self.inode(entry.attr.ino.0)?;
+        let inode = self.inode(entry.attr.ino)?;
         let opened = self
             .files()
             .register_open_in(ctx, inode, flags, share)
-            .inspect_err(|_| self.forget(entry.attr.ino.0, 1))?;
+            .inspect_err(|_| self.forget(entry.attr.ino, 1))?;
         Ok((entry, opened))
     }
 

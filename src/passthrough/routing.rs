@@ -29,8 +29,8 @@ impl<'a> Routed<'a> {
     /// Records where a directory `entry`, found or made at `place`, stands against the routes.
     pub(super) fn mark_child(&self, place: &Place, entry: &Entry) {
         if matches!(place, Place::OnPath(_))
-            && entry.attr.kind == fuser::FileType::Directory
-            && let Ok(child) = self.inode(entry.attr.ino.0)
+            && entry.attr.kind == crate::wire::FileType::Directory
+            && let Ok(child) = self.inode(entry.attr.ino)
         {
             self.be.router.mark(place, &child);
         }
@@ -83,7 +83,7 @@ impl<'a> Routed<'a> {
             let name = &path[i];
             let (_, curfd) = self.resolve_dir(cur).inspect_err(|_| self.forget(cur, 1))?;
             let next = match self.names().lookup_at(r.backing, curfd.as_fd(), name) {
-                Ok(e) => Ok(e.attr.ino.0),
+                Ok(e) => Ok(e.attr.ino),
                 Err(Errno(libc::ENOENT)) => self.make_hidden(cur, &path[..=i]),
                 Err(e) => Err(e),
             };
@@ -106,7 +106,7 @@ impl<'a> Routed<'a> {
             sys::chmod_fd(fd.as_fd(), like.mode)?;
             Ok(None)
         })?;
-        Ok(e.attr.ino.0)
+        Ok(e.attr.ino)
     }
 
     /// The node of the existing parent of routed directory `r` on its backing (one reference
@@ -121,7 +121,7 @@ impl<'a> Routed<'a> {
         let (b, fd) = self.be.router.dir_on(index, path)?;
         let st = sys::stat_fd(fd.as_fd())?;
         let handle = sys::fd_to_handle(fd.as_fd())?;
-        Ok(self.register(b, &st, handle)?.attr.ino.0)
+        Ok(self.register(b, &st, handle)?.attr.ino)
     }
 
     /// RMDIR of a directory on a route's path (`state`: its state): refused while a hidden
