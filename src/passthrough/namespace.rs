@@ -197,10 +197,8 @@ impl<'a> Names<'a> {
         // The descriptor that made the file is dropped: the open shares the inode's data one.
         drop(fd.ok_or(Errno(libc::EIO))?);
         let inode = self.inode(entry.attr.ino)?;
-        let opened = self
-            .files()
-            .register_open_in(ctx, inode, flags, share)
-            .inspect_err(|_| self.forget(entry.attr.ino, 1))?;
+        let opened =
+            self.files().register_open_in(ctx, inode, flags, share).inspect_err(|_| self.forget(entry.attr.ino, 1))?;
         Ok((entry, opened))
     }
 
