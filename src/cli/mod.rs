@@ -59,7 +59,7 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// Log lines as text (colours only on a terminal) or one JSON object per line. The filter
-    /// is QUOTAFS_LOG (e.g. `debug`, `info,fuser=error`).
+    /// is QUOTAFS_LOG (e.g. `debug`, `info,redb=warn`).
     #[arg(long, global = true, value_enum, default_value_t = crate::logging::LogFormat::Text)]
     pub log_format: crate::logging::LogFormat,
     #[command(subcommand)]

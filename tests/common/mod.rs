@@ -299,7 +299,7 @@ impl Fixture {
             .args(&self.route_args)
             .args(args)
             .arg(&self.mnt)
-            .env("QUOTAFS_LOG", std::env::var("QUOTAFS_TEST_LOG").unwrap_or_else(|_| "info,fuser=error".into()))
+            .env("QUOTAFS_LOG", std::env::var("QUOTAFS_TEST_LOG").unwrap_or_else(|_| "info".into()))
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
