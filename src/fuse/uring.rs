@@ -211,6 +211,14 @@ impl Slot {
 
 /// Serves queue `qid` on this thread until the connection ends.
 pub(super) fn serve(front: FuseFront, dev: Arc<Channel>, qid: u16, payload: usize) -> io::Result<()> {
+    // The queue's requests are issued on CPU `qid`: served there, they need no wake-up of
+    // another CPU (libfuse pins its queue threads the same way). Not fatal if refused.
+    let mut cpus = nix::sched::CpuSet::new();
+    if cpus.set(usize::from(qid)).is_ok()
+        && let Err(e) = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpus)
+    {
+        tracing::debug!(qid, error = %e, "cannot pin a ring thread to its CPU");
+    }
     let uring = IoUring::<squeue::Entry128, cqueue::Entry>::builder()
         .setup_cqsize(2 * MAX_ENTRIES as u32)
         .build(MAX_ENTRIES as u32)?;
