@@ -270,7 +270,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
     creds::init_process().map_err(|e| format!("cannot drop supplementary groups: {e}"))?;
 
     for (p, b) in &routes.routes {
-        tracing::info!(pattern = %p.text, backing = %backings[*b as usize].path.display(), index = b, "route");
+        tracing::info!(pattern = %p.text, backing = %backings[b.as_usize()].path.display(), index = b.0, "route");
     }
     let backings = Arc::new(backings);
     // How far the start is, in the state dir for `quotafs status` until the control socket
