@@ -143,6 +143,12 @@ impl From<LedgerError> for RunError {
     }
 }
 
+impl From<crate::backing::BackingError> for RunError {
+    fn from(e: crate::backing::BackingError) -> RunError {
+        RunError::Failed(e.to_string())
+    }
+}
+
 /// The file in the state dir holding its ledger's id (see `backing::OWNER_XATTR`).
 const LEDGER_ID: &str = "ledger-id";
 
