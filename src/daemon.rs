@@ -149,6 +149,18 @@ impl From<crate::backing::BackingError> for RunError {
     }
 }
 
+impl From<crate::check::rebase::RebaseError> for RunError {
+    fn from(e: crate::check::rebase::RebaseError) -> RunError {
+        RunError::Failed(e.to_string())
+    }
+}
+
+impl From<crate::watch::WatchError> for RunError {
+    fn from(e: crate::watch::WatchError) -> RunError {
+        RunError::Failed(e.to_string())
+    }
+}
+
 /// The file in the state dir holding its ledger's id (see `backing::OWNER_XATTR`).
 const LEDGER_ID: &str = "ledger-id";
 

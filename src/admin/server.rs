@@ -225,7 +225,7 @@ impl Server {
                         }
                         Response::Check { report }
                     }
-                    Err(e) => Response::Error { message: e },
+                    Err(e) => Response::Error { message: e.to_string() },
                 }
             }
             Request::Checkpoint => match self.checkpoints.run(&self.ledger, self.ops.beside()) {
