@@ -40,6 +40,12 @@ impl From<crate::backing::BackingError> for ConfigError {
     }
 }
 
+impl From<crate::route::PatternError> for ConfigError {
+    fn from(e: crate::route::PatternError) -> ConfigError {
+        ConfigError(e.to_string())
+    }
+}
+
 impl From<&str> for ConfigError {
     fn from(message: &str) -> ConfigError {
         ConfigError(message.to_string())

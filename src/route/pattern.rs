@@ -33,6 +33,21 @@ impl Comp {
     }
 }
 
+/// A route pattern quotafs refuses (bad input): the pattern and why, naming what to write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PatternError {
+    pub pattern: String,
+    pub why: &'static str,
+}
+
+impl std::fmt::Display for PatternError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "route pattern {:?}: {}", self.pattern, self.why)
+    }
+}
+
+impl std::error::Error for PatternError {}
+
 /// A parsed route pattern.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pattern {
@@ -41,8 +56,9 @@ pub struct Pattern {
 }
 
 impl Pattern {
-    pub fn parse(text: &str) -> Result<Pattern, String> {
-        let bad = |why: &str| Err(format!("route pattern {text:?}: {why}"));
+    pub fn parse(text: &str) -> Result<Pattern, PatternError> {
+        let refuse = |why: &'static str| PatternError { pattern: text.to_string(), why };
+        let bad = |why: &'static str| Err(refuse(why));
         if text.trim().is_empty() {
             return bad("empty; write a path from the mount root such as \"/home/*/Dropbox\"");
         }
@@ -58,7 +74,7 @@ impl Pattern {
                 c if c.contains('*') || c.contains('?') || c.contains('[') => {
                     return bad("'*' must be a whole component; other glob characters are not supported");
                 }
-                c => comps.push(Comp::Name(CString::new(c).map_err(|_| format!("route pattern {text:?}: NUL byte"))?)),
+                c => comps.push(Comp::Name(CString::new(c).map_err(|_| refuse("contains a NUL byte"))?)),
             }
         }
         match comps.last() {
@@ -216,7 +232,7 @@ mod tests {
             ("/home/a*/Dropbox", "whole component"),
         ] {
             let e = Pattern::parse(p).unwrap_err();
-            assert!(e.contains(why), "{p}: {e}");
+            assert!(e.why.contains(why), "{p}: {e}");
         }
         assert_eq!(Pattern::parse("/home/*/Dropbox/").unwrap().comps.len(), 3);
     }
