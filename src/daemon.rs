@@ -161,6 +161,12 @@ impl From<crate::watch::WatchError> for RunError {
     }
 }
 
+impl From<crate::admin::AdminError> for RunError {
+    fn from(e: crate::admin::AdminError) -> RunError {
+        RunError::Failed(e.to_string())
+    }
+}
+
 /// The file in the state dir holding its ledger's id (see `backing::OWNER_XATTR`).
 const LEDGER_ID: &str = "ledger-id";
 

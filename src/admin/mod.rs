@@ -2,6 +2,7 @@
 //! request line → one JSON response line. The CLI uses it to reach a running daemon; with no
 //! daemon the CLI works on the store directly.
 
+mod error;
 pub mod metrics;
 pub mod names;
 pub mod notify;
@@ -16,6 +17,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+pub use error::AdminError;
 
 pub const SOCKET: &str = "control.sock";
 /// World-accessible: answers any local user with their own figures only (`quota show`).
