@@ -295,7 +295,7 @@ pub fn open_all_checked<E: From<BackingError>>(
 ) -> Result<Vec<Backing>, E> {
     let mut opened = Vec::with_capacity(routed.len() + 1);
     for dir in std::iter::once(main).chain(routed.iter().map(|(_, d)| *d)) {
-        let b = Backing::open(BackingIndex(0), dir)?;
+        let b = Backing::open(BackingIndex::MAIN, dir)?;
         b.lock()?;
         accept(&b)?;
         opened.push(b);
