@@ -231,3 +231,19 @@ pub fn call_at(path: &Path, req: &Request) -> Result<Option<Response>, CallError
     }
     serde_json::from_str(&reply).map(Some).map_err(|error| CallError::Json { what: "bad reply from the daemon", error })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_daemon_is_no_error_and_a_refused_socket_says_to_run_as_root() {
+        let dir = std::env::temp_dir().join(format!("quotafs-call-{}", std::process::id()));
+        assert!(matches!(call(&dir, &Request::Status), Ok(None)));
+        let e = CallError::Connect {
+            path: "/var/lib/quotafs/control.sock".into(),
+            error: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        };
+        assert!(e.to_string().ends_with("(the control socket is root's: run this as root)"), "{e}");
+    }
+}

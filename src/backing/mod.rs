@@ -383,3 +383,21 @@ pub fn xattr_name(name: &OsStr) -> Result<CString, Errno> {
 
 /// The empty C string used with `AT_EMPTY_PATH`.
 pub const EMPTY_NAME: &CStr = c"";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_the_backing_and_the_way_out() {
+        let busy = BackingError::InUse { path: "/srv/a".into(), by: "the quotafs daemon of state dir /s".into() };
+        assert_eq!(
+            busy.to_string(),
+            "backing /srv/a is in use by the quotafs daemon of state dir /s (or by a `quotafs check` on it); stop it first"
+        );
+        let io = BackingError::io("cannot lock backing", Path::new("/srv/a"))(Errno(libc::EIO));
+        assert!(matches!(io, BackingError::Io { errno: Errno(libc::EIO), .. }));
+        assert!(io.to_string().starts_with("cannot lock backing /srv/a: "), "{io}");
+        assert!(matches!(cstring(Path::new("/a\0b")), Err(BackingError::NulInPath(_))));
+    }
+}

@@ -344,3 +344,17 @@ pub fn run(opts: Options) -> Result<(), RquotaError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_rpcbind_failure_names_the_way_to_serve_without_it() {
+        let e = RquotaError::Rpcbind("rpcbind refused the registration".into());
+        assert_eq!(
+            e.to_string(),
+            "rpcbind refused the registration; start rpcbind, or run with --no-register and tell the clients the port"
+        );
+    }
+}
