@@ -141,6 +141,30 @@ impl From<LedgerError> for RunError {
     }
 }
 
+impl From<crate::backing::BackingError> for RunError {
+    fn from(e: crate::backing::BackingError) -> RunError {
+        RunError::Failed(e.to_string())
+    }
+}
+
+impl From<crate::check::rebase::RebaseError> for RunError {
+    fn from(e: crate::check::rebase::RebaseError) -> RunError {
+        RunError::Failed(e.to_string())
+    }
+}
+
+impl From<crate::watch::WatchError> for RunError {
+    fn from(e: crate::watch::WatchError) -> RunError {
+        RunError::Failed(e.to_string())
+    }
+}
+
+impl From<crate::admin::AdminError> for RunError {
+    fn from(e: crate::admin::AdminError) -> RunError {
+        RunError::Failed(e.to_string())
+    }
+}
+
 /// The file in the state dir holding its ledger's id (see `backing::OWNER_XATTR`).
 const LEDGER_ID: &str = "ledger-id";
 
@@ -272,7 +296,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
     creds::init_process().map_err(|e| format!("cannot drop supplementary groups: {e}"))?;
 
     for (p, b) in &routes.routes {
-        tracing::info!(pattern = %p.text, backing = %backings[*b as usize].path.display(), index = b, "route");
+        tracing::info!(pattern = %p.text, backing = %backings[b.as_usize()].path.display(), index = b.0, "route");
     }
     let backings = Arc::new(backings);
     // How far the start is, in the state dir for `quotafs status` until the control socket

@@ -98,8 +98,29 @@ pub enum LogFormat {
     Json,
 }
 
+/// A `QUOTAFS_LOG` that does not parse (bad input: `main` exits with status 2): its value and
+/// why. Display says what to write instead.
+#[derive(Debug, PartialEq, Eq)]
+pub struct BadLogFilter {
+    pub value: String,
+    pub why: String,
+}
+
+impl std::fmt::Display for BadLogFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "QUOTAFS_LOG={:?} is not a log filter ({}); use a level (error, warn, info, debug, trace) \
+             or directives such as `info,redb=warn` or `quotafs=debug`",
+            self.value, self.why
+        )
+    }
+}
+
+impl std::error::Error for BadLogFilter {}
+
 /// The filter QUOTAFS_LOG asks for, or the default; an error names what does not parse.
-fn filter() -> Result<tracing_subscriber::EnvFilter, String> {
+fn filter() -> Result<tracing_subscriber::EnvFilter, BadLogFilter> {
     const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
     // `fuser` is no longer a dependency; filters written for it still load.
     const TARGETS: [&str; 3] = ["quotafs", "fuser", "redb"];
@@ -107,12 +128,7 @@ fn filter() -> Result<tracing_subscriber::EnvFilter, String> {
         Ok(v) if !v.trim().is_empty() => v,
         _ => return Ok(tracing_subscriber::EnvFilter::new("info")),
     };
-    let wrong = |why: String| {
-        format!(
-            "QUOTAFS_LOG={v:?} is not a log filter ({why}); use a level (error, warn, info, debug, trace) \
-             or directives such as `info,redb=warn` or `quotafs=debug`"
-        )
-    };
+    let wrong = |why: String| BadLogFilter { value: v.clone(), why };
     // A bare word that is no level names a target; one that is none of ours is a typo
     // (`debgu`) that would silently log nothing.
     for d in v.split(',').map(str::trim).filter(|d| !d.is_empty() && !d.contains(['=', '['])) {
@@ -127,7 +143,7 @@ fn filter() -> Result<tracing_subscriber::EnvFilter, String> {
 }
 
 /// Starts the log thread and the subscriber. Fails only for a QUOTAFS_LOG that does not parse.
-pub fn init(format: LogFormat) -> Result<(), String> {
+pub fn init(format: LogFormat) -> Result<(), BadLogFilter> {
     let filter = filter()?;
     let (tx, rx) = sync_channel(QUEUE);
     let started = std::thread::Builder::new().name("log".into()).spawn(move || writer(rx)).is_ok();

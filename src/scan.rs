@@ -31,6 +31,31 @@ pub enum Mode {
     Tag,
 }
 
+/// Why a scan could not start: the root of backing `path` could not be read (`what`: stat, read
+/// its tag, tag it, take its handle). Entries below the root that cannot be read do not stop a
+/// scan; they are counted in `ScanResult::errors`.
+#[derive(Debug)]
+pub struct ScanError {
+    pub what: &'static str,
+    pub path: std::path::PathBuf,
+    pub errno: Errno,
+}
+
+impl std::fmt::Display for ScanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} backing {}: {}", self.what, self.path.display(), self.errno)
+    }
+}
+
+impl std::error::Error for ScanError {}
+
+/// For callers that only print the message (the CLI).
+impl From<ScanError> for String {
+    fn from(e: ScanError) -> String {
+        e.to_string()
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct ScanResult {
     pub usage: BTreeMap<Subject, Usage>,
@@ -185,7 +210,7 @@ pub fn running() -> Vec<ProgressReading> {
 }
 
 struct Job {
-    backing: usize,
+    backing: crate::ids::BackingIndex,
     handle: Handle,
     project: u32,
 }
@@ -201,7 +226,7 @@ struct Shared<'a> {
     mode: Mode,
     queue: Mutex<Queue>,
     wake: Condvar,
-    links: Mutex<HashSet<(usize, u64)>>,
+    links: Mutex<HashSet<(crate::ids::BackingIndex, u64)>>,
     inodes: AtomicU64,
     tagged: AtomicU64,
     errors: AtomicU64,
@@ -243,7 +268,7 @@ impl Shared<'_> {
 
 /// Counts one directory's entries into `usage`; returns its subdirectories as jobs.
 fn scan_dir(s: &Shared<'_>, job: &Job, usage: &mut BTreeMap<Subject, Usage>) -> Vec<Job> {
-    let backing = s.backings.iter().find(|b| b.index.0 as usize == job.backing).expect("job of a scanned backing");
+    let backing = s.backings.iter().find(|b| b.index == job.backing).expect("job of a scanned backing");
     crate::failpoint::SCAN_DIR.hit();
     let dir = match backing.open_handle(&job.handle, libc::O_RDONLY | libc::O_DIRECTORY) {
         Ok(fd) => fd,
@@ -364,22 +389,23 @@ pub const ASSIGN_SURVEY_TASK: &str = "project assign (survey)";
 pub const TAG_TASK: &str = "count and tag";
 
 /// Walks every backing with `threads` workers and returns the usage it counted.
-pub fn scan(backings: &[Backing], mode: Mode, threads: usize) -> Result<ScanResult, String> {
+pub fn scan(backings: &[Backing], mode: Mode, threads: usize) -> Result<ScanResult, ScanError> {
     scan_with(backings, mode, threads, &Progress::start(task_of(mode)))
 }
 
 /// `scan`, reporting to `progress`.
-fn scan_with(backings: &[Backing], mode: Mode, threads: usize, progress: &Progress) -> Result<ScanResult, String> {
+fn scan_with(backings: &[Backing], mode: Mode, threads: usize, progress: &Progress) -> Result<ScanResult, ScanError> {
     let started = Instant::now();
     let mut jobs = Vec::new();
     let mut usage = BTreeMap::new();
     for b in backings {
         let root = b.root_fd();
-        let st = sys::stat_fd(root).map_err(|e| format!("stat backing {}: {e}", b.path.display()))?;
-        let mut t = tag::read_fd(root).map_err(|e| format!("read the tag of backing {}: {e}", b.path.display()))?;
+        let fail = |what: &'static str| move |errno| ScanError { what, path: b.path.clone(), errno };
+        let st = sys::stat_fd(root).map_err(fail("stat"))?;
+        let mut t = tag::read_fd(root).map_err(fail("read the tag of"))?;
         if t.is_none() && mode == Mode::Tag {
             let fresh = Tag { project: 0, birth: 0 };
-            tag::write_fd(root, fresh).map_err(|e| format!("tag backing {}: {e}", b.path.display()))?;
+            tag::write_fd(root, fresh).map_err(fail("tag"))?;
             t = Some(fresh);
         }
         let project = t.map_or(0, |t| t.project);
@@ -387,8 +413,8 @@ fn scan_with(backings: &[Backing], mode: Mode, threads: usize, progress: &Progre
         charge_into(&mut usage, Charge::of(&st, project));
         progress.inode(st.st_blocks as u64 * 512);
         progress.dirs_found(1);
-        let handle = sys::fd_to_handle(root).map_err(|e| format!("handle of backing {}: {e}", b.path.display()))?;
-        jobs.push(Job { backing: b.index.0 as usize, handle, project });
+        let handle = sys::fd_to_handle(root).map_err(fail("take the handle of"))?;
+        jobs.push(Job { backing: b.index, handle, project });
     }
     let shared = Shared {
         backings,
@@ -438,7 +464,7 @@ pub fn scan_split(
     backings: &[Backing],
     mode: Mode,
     threads: usize,
-) -> Result<(ScanResult, crate::quota::BackingUsage), String> {
+) -> Result<(ScanResult, crate::quota::BackingUsage), ScanError> {
     scan_split_as(task_of(mode), backings, mode, threads)
 }
 
@@ -448,7 +474,7 @@ pub fn scan_split_as(
     backings: &[Backing],
     mode: Mode,
     threads: usize,
-) -> Result<(ScanResult, crate::quota::BackingUsage), String> {
+) -> Result<(ScanResult, crate::quota::BackingUsage), ScanError> {
     let progress = Progress::start(task);
     let started = Instant::now();
     let mut total = ScanResult { usage: BTreeMap::new(), inodes: 0, tagged: 0, errors: 0, duration: Duration::ZERO };
@@ -459,7 +485,7 @@ pub fn scan_split_as(
             let e = total.usage.entry(*s).or_default();
             e.bytes += u.bytes;
             e.inodes += u.inodes;
-            if b.index.0 != 0 {
+            if !b.index.is_main() {
                 per_backing.insert((b.index, *s), *u);
             }
         }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::backing::sys;
+use crate::backing::{Errno, sys};
 use crate::ids::BackingIndex;
 use crate::inode::Stripes;
 use crate::ledger::{Beside, Ledger};
@@ -20,6 +20,34 @@ const QUIET: Duration = Duration::from_millis(300);
 /// Under continuous outside writes, recount at least this often.
 const MAX_DELAY: Duration = Duration::from_secs(5);
 
+/// Why backing `index` cannot be watched. Nothing was started.
+#[derive(Debug)]
+pub enum WatchError {
+    /// The ledger has no backing with this index.
+    NoBacking(BackingIndex),
+    /// The kernel refused the fanotify mark (no fanotify, or a file system that does not
+    /// report the events): outside writes to this backing would go unseen.
+    Fanotify { path: String, errno: Errno },
+    /// The watcher thread could not be started.
+    Thread { path: String, error: std::io::Error },
+}
+
+impl std::fmt::Display for WatchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WatchError::NoBacking(index) => write!(f, "no backing {index}"),
+            WatchError::Fanotify { path, errno } => write!(
+                f,
+                "cannot watch backing {path} with fanotify: {errno}; mount without watch_routes \
+                 (writes made directly to it then show as drift in `quotafs check`)"
+            ),
+            WatchError::Thread { path, error } => write!(f, "cannot start the watcher of {path}: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for WatchError {}
+
 /// Watches backing `index`; returns once the watch is in place (or why it cannot be).
 pub fn spawn(
     ledger: Arc<Ledger>,
@@ -29,11 +57,11 @@ pub fn spawn(
     threads: usize,
     stop: Arc<AtomicBool>,
     changed: Box<dyn Fn() + Send>,
-) -> Result<std::thread::JoinHandle<()>, String> {
-    let b = ledger.backings().get(index.as_usize()).ok_or_else(|| format!("no backing {index}"))?;
-    let group = sys::fanotify_watch_fs(b.root_fd())
-        .map_err(|e| format!("cannot watch backing {} with fanotify: {e}", b.path.display()))?;
+) -> Result<std::thread::JoinHandle<()>, WatchError> {
+    let b = ledger.backings().get(index.as_usize()).ok_or(WatchError::NoBacking(index))?;
     let path = b.path.display().to_string();
+    let group =
+        sys::fanotify_watch_fs(b.root_fd()).map_err(|errno| WatchError::Fanotify { path: path.clone(), errno })?;
     let name = path.clone();
     std::thread::Builder::new()
         .name(format!("watch{}", index.0))
@@ -69,5 +97,5 @@ pub fn spawn(
                 }
             }
         })
-        .map_err(|e| format!("cannot start the watcher of {name}: {e}"))
+        .map_err(|error| WatchError::Thread { path: name, error })
 }

@@ -2,6 +2,7 @@
 //! request line → one JSON response line. The CLI uses it to reach a running daemon; with no
 //! daemon the CLI works on the store directly.
 
+mod error;
 pub mod metrics;
 pub mod names;
 pub mod notify;
@@ -16,6 +17,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+pub use error::AdminError;
 
 pub const SOCKET: &str = "control.sock";
 /// World-accessible: answers any local user with their own figures only (`quota show`).
@@ -161,26 +164,86 @@ pub enum Response {
     },
 }
 
+/// Why a request to a running daemon got no answer. (No daemon listening is not an error:
+/// `call` answers `Ok(None)` and the caller works on the store, or says so.)
+#[derive(Debug)]
+pub enum CallError {
+    /// The socket is there but refused this process (the control socket is root's only).
+    Connect { path: PathBuf, error: std::io::Error },
+    /// The request could not be written or the reply not read whole (`what`: "write to" or
+    /// "read from"): the daemon stopped, or its socket was replaced, midway.
+    Io { path: PathBuf, what: &'static str, error: std::io::Error },
+    /// The request could not be encoded, or the reply is not one this quotafs reads (a daemon
+    /// of another version).
+    Json { what: &'static str, error: serde_json::Error },
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Connect { path, error } => {
+                write!(f, "cannot reach the daemon at {}: {error}", path.display())?;
+                if error.kind() == std::io::ErrorKind::PermissionDenied {
+                    f.write_str(" (the control socket is root's: run this as root)")?;
+                }
+                Ok(())
+            }
+            CallError::Io { path, what, error } => write!(f, "{what} {}: {error}", path.display()),
+            CallError::Json { what, error } => write!(f, "{what}: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for CallError {}
+
+/// For the CLI, which prints the message (exit status 1).
+impl From<CallError> for String {
+    fn from(e: CallError) -> String {
+        e.to_string()
+    }
+}
+
 /// Sends one request to the daemon. `Ok(None)`: no daemon is listening.
-pub fn call(state_dir: &Path, req: &Request) -> Result<Option<Response>, String> {
+pub fn call(state_dir: &Path, req: &Request) -> Result<Option<Response>, CallError> {
     call_at(&socket_path(state_dir), req)
 }
 
 /// Like `call`, on any socket path.
-pub fn call_at(path: &Path, req: &Request) -> Result<Option<Response>, String> {
+pub fn call_at(path: &Path, req: &Request) -> Result<Option<Response>, CallError> {
     let path = path.to_path_buf();
     let mut stream = match UnixStream::connect(&path) {
         Ok(s) => s,
         Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
             return Ok(None);
         }
-        Err(e) => return Err(format!("cannot reach the daemon at {}: {e}", path.display())),
+        Err(error) => return Err(CallError::Connect { path, error }),
     };
     stream.set_read_timeout(Some(Duration::from_secs(3600))).ok();
-    let mut line = serde_json::to_string(req).map_err(|e| e.to_string())?;
+    let mut line =
+        serde_json::to_string(req).map_err(|error| CallError::Json { what: "cannot encode the request", error })?;
     line.push('\n');
-    stream.write_all(line.as_bytes()).map_err(|e| format!("write to {}: {e}", path.display()))?;
+    if let Err(error) = stream.write_all(line.as_bytes()) {
+        return Err(CallError::Io { path, what: "write to", error });
+    }
     let mut reply = String::new();
-    BufReader::new(stream).read_line(&mut reply).map_err(|e| format!("read from {}: {e}", path.display()))?;
-    serde_json::from_str(&reply).map(Some).map_err(|e| format!("bad reply from the daemon: {e}"))
+    if let Err(error) = BufReader::new(stream).read_line(&mut reply) {
+        return Err(CallError::Io { path, what: "read from", error });
+    }
+    serde_json::from_str(&reply).map(Some).map_err(|error| CallError::Json { what: "bad reply from the daemon", error })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_daemon_is_no_error_and_a_refused_socket_says_to_run_as_root() {
+        let dir = std::env::temp_dir().join(format!("quotafs-call-{}", std::process::id()));
+        assert!(matches!(call(&dir, &Request::Status), Ok(None)));
+        let e = CallError::Connect {
+            path: "/var/lib/quotafs/control.sock".into(),
+            error: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        };
+        assert!(e.to_string().ends_with("(the control socket is root's: run this as root)"), "{e}");
+    }
 }

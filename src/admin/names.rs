@@ -65,14 +65,26 @@ pub fn display(name: Option<&str>, id: u32) -> String {
 
 /// Checks a project name: 1 to 64 characters of `A-Z a-z 0-9 . _ -`, not all digits (a
 /// number names a project by id). Such names need no quoting in listings or dumps.
-pub fn check_project_name(name: &str) -> Result<(), String> {
+pub fn check_project_name(name: &str) -> Result<(), BadProjectName> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
         && !name.chars().all(|c| c.is_ascii_digit());
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("{name:?} is not a project name: use 1 to 64 of the characters A-Z a-z 0-9 . _ -, not only digits"))
+    if ok { Ok(()) } else { Err(BadProjectName(name.to_string())) }
+}
+
+/// A project name `check_project_name` refuses (bad input); Display says what a name may be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadProjectName(pub String);
+
+impl std::fmt::Display for BadProjectName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:?} is not a project name: use 1 to 64 of the characters A-Z a-z 0-9 . _ -, not only digits",
+            self.0
+        )
     }
 }
+
+impl std::error::Error for BadProjectName {}

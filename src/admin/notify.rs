@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use super::AdminError;
 pub use crate::config::{DEFAULT_INTERVAL, DEFAULT_TIMEOUT, NotifyConfig};
 use crate::ledger::Ledger;
 use crate::quota::Subject;
@@ -41,7 +42,7 @@ pub fn start(
     quota: &crate::quota::enforce::Enforcer,
     ledger: &Arc<Ledger>,
     mountpoint: String,
-) -> Result<Arc<Counters>, String> {
+) -> Result<Arc<Counters>, AdminError> {
     let counters = Arc::new(Counters::default());
     let (tx, rx) = std::sync::mpsc::sync_channel::<Event>(QUEUE);
     let names_ledger = Arc::clone(ledger);
@@ -49,7 +50,7 @@ pub fn start(
     std::thread::Builder::new()
         .name("notify".into())
         .spawn(move || worker(&rx, &worker_cfg, &names_ledger, &mountpoint, &worker_counters))
-        .map_err(|e| format!("cannot start the notification thread: {e}"))?;
+        .map_err(AdminError::thread("notification"))?;
     let limiter = Limiter { interval: cfg.interval, last: Mutex::new(HashMap::new()) };
     let hook_counters = Arc::clone(&counters);
     quota.set_hook(Box::new(move |ev: Event| queue(&limiter, &tx, &hook_counters, ev)));
@@ -131,8 +132,29 @@ fn worker(rx: &Receiver<Event>, cfg: &NotifyConfig, ledger: &Ledger, mountpoint:
     }
 }
 
+/// How a notification command failed (logged; the next event runs it again).
+#[derive(Debug)]
+enum CommandFailed {
+    Spawn(std::io::Error),
+    Status(std::process::ExitStatus),
+    /// Still running at `notify_timeout`: its process group was killed.
+    Timeout(Duration),
+    Wait(std::io::Error),
+}
+
+impl std::fmt::Display for CommandFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CommandFailed::Spawn(e) => write!(f, "cannot start it: {e}"),
+            CommandFailed::Status(status) => write!(f, "it ended with {status}"),
+            CommandFailed::Timeout(t) => write!(f, "killed after notify_timeout ({} s)", t.as_secs_f64()),
+            CommandFailed::Wait(e) => write!(f, "cannot wait for it: {e}"),
+        }
+    }
+}
+
 /// Runs the command once with `env`; Err says how it failed.
-fn run_one(cfg: &NotifyConfig, env: &[(&'static str, String)]) -> Result<(), String> {
+fn run_one(cfg: &NotifyConfig, env: &[(&'static str, String)]) -> Result<(), CommandFailed> {
     use std::os::unix::process::CommandExt;
     let Some((program, args)) = cfg.command.split_first() else { return Ok(()) };
     let mut child = Command::new(program)
@@ -145,21 +167,21 @@ fn run_one(cfg: &NotifyConfig, env: &[(&'static str, String)]) -> Result<(), Str
         .stderr(Stdio::null())
         .process_group(0)
         .spawn()
-        .map_err(|e| format!("cannot start it: {e}"))?;
+        .map_err(CommandFailed::Spawn)?;
     let deadline = Instant::now() + cfg.timeout;
     loop {
         match child.try_wait() {
             Ok(Some(status)) if status.success() => return Ok(()),
-            Ok(Some(status)) => return Err(format!("it ended with {status}")),
+            Ok(Some(status)) => return Err(CommandFailed::Status(status)),
             Ok(None) if Instant::now() >= deadline => {
                 // The whole group: whatever it started goes too.
                 let _ = crate::backing::sys::kill_group(child.id(), libc::SIGKILL);
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("killed after notify_timeout ({} s)", cfg.timeout.as_secs_f64()));
+                return Err(CommandFailed::Timeout(cfg.timeout));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => return Err(format!("cannot wait for it: {e}")),
+            Err(e) => return Err(CommandFailed::Wait(e)),
         }
     }
 }
@@ -185,6 +207,6 @@ mod tests {
             timeout: Duration::from_millis(300),
         };
         let err = run_one(&cfg, &[]).unwrap_err();
-        assert!(err.contains("killed"), "{err}");
+        assert!(matches!(err, CommandFailed::Timeout(_)), "{err}");
     }
 }

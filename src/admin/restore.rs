@@ -5,9 +5,40 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, LedgerError};
 use crate::quota::enforce::Enforcer;
-use crate::quota::limits::{LimitKey, Limits};
+use crate::quota::limits::{LimitError, LimitKey, Limits};
+
+/// Why a restore changed nothing: the dump names a key no subject has, or the store refused
+/// the transaction (then neither the store nor the limits in force changed).
+#[derive(Debug)]
+pub enum RestoreError {
+    Limits(LimitError),
+    Ledger(LedgerError),
+}
+
+impl std::fmt::Display for RestoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RestoreError::Limits(e) => e.fmt(f),
+            RestoreError::Ledger(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for RestoreError {}
+
+impl From<LimitError> for RestoreError {
+    fn from(e: LimitError) -> RestoreError {
+        RestoreError::Limits(e)
+    }
+}
+
+impl From<LedgerError> for RestoreError {
+    fn from(e: LedgerError) -> RestoreError {
+        RestoreError::Ledger(e)
+    }
+}
 
 /// Every limit (by `LimitKey::key()`, own and default) and every project name. On the
 /// control socket each map is a list of `[key, value]` pairs (integer keys survive the
@@ -41,11 +72,9 @@ mod pairs {
 }
 
 impl LimitsDump {
-    pub fn keyed(&self) -> Result<HashMap<LimitKey, Limits>, String> {
-        self.limits
-            .iter()
-            .map(|(k, l)| LimitKey::from_key(*k).map(|k| (k, *l)).ok_or_else(|| format!("bad limit key {k}")))
-            .collect()
+    /// The limits by subject; a key that names no subject is refused.
+    pub fn keyed(&self) -> Result<HashMap<LimitKey, Limits>, LimitError> {
+        self.limits.iter().map(|(k, l)| LimitKey::from_key(*k).map(|k| (k, *l)).ok_or(LimitError::BadKey(*k))).collect()
     }
 }
 
@@ -59,7 +88,7 @@ pub fn dump(ledger: &Ledger, quota: &Enforcer) -> LimitsDump {
 
 /// Replaces every limit and project name with `d`'s: in the store in one transaction (so all
 /// or nothing, durable on return), then in force; grace timers start or stop at once.
-pub fn restore(ledger: &Ledger, quota: &Enforcer, d: &LimitsDump) -> Result<String, String> {
+pub fn restore(ledger: &Ledger, quota: &Enforcer, d: &LimitsDump) -> Result<String, RestoreError> {
     let limits = d.keyed()?;
     ledger.store().replace_limits_and_names(&limits, &d.names)?;
     let e = quota;

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use super::AdminError;
 use super::Response;
 use super::server::Server;
 use crate::backing::sys;
@@ -60,11 +61,15 @@ pub struct Policy {
 
 impl Policy {
     /// The defaults, with the timeout from `QUOTAFS_SOCKET_TIMEOUT_MS` when set.
-    pub fn from_env() -> Result<Policy, String> {
+    pub fn from_env() -> Result<Policy, AdminError> {
         let timeout = match std::env::var(TIMEOUT_ENV) {
             Ok(v) => match v.trim().parse::<u64>() {
                 Ok(ms) if ms > 0 => Duration::from_millis(ms),
-                _ => return Err(format!("{TIMEOUT_ENV}={v:?}: expected a positive number of milliseconds")),
+                _ => {
+                    return Err(AdminError::Env(format!(
+                        "{TIMEOUT_ENV}={v:?}: expected a positive number of milliseconds"
+                    )));
+                }
             },
             Err(_) => DEFAULT_TIMEOUT,
         };
@@ -82,34 +87,38 @@ impl Policy {
 /// Binds `name` in `private` (a 0700 directory of root's), gives it `mode`, then renames it to
 /// `dir/name` (replacing a stale socket atomically). Until the rename nobody but root can
 /// reach it; after it, it has its final mode. The process umask plays no part.
-fn listen(private: &Path, dir: &Path, name: &str, mode: u32) -> Result<UnixListener, String> {
+fn listen(private: &Path, dir: &Path, name: &str, mode: u32) -> Result<UnixListener, AdminError> {
     let tmp = private.join(name);
     let path = dir.join(name);
-    let l = UnixListener::bind(&tmp).map_err(|e| format!("cannot bind {}: {e}", tmp.display()))?;
+    let l = UnixListener::bind(&tmp).map_err(AdminError::io(format!("cannot bind {}", tmp.display())))?;
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| format!("chmod {}: {e}", tmp.display()))?;
+        .map_err(AdminError::io(format!("chmod {}", tmp.display())))?;
     crate::failpoint::SOCKET_BOUND.hit();
-    std::fs::rename(&tmp, &path).map_err(|e| format!("cannot move {} to {}: {e}", tmp.display(), path.display()))?;
-    l.set_nonblocking(true).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::rename(&tmp, &path).map_err(AdminError::io(format!(
+        "cannot move {} to {}",
+        tmp.display(),
+        path.display()
+    )))?;
+    l.set_nonblocking(true).map_err(AdminError::io(path.display().to_string()))?;
     Ok(l)
 }
 
 /// Binds `control.sock` (0600, root only, every request) and `tenant.sock` (0666, `show` only,
 /// for the peer's own uid; the state dir is 0711 so tenants can reach it) and serves them
 /// for the daemon's lifetime from one thread. Returns the control socket's path.
-pub fn start(state_dir: &Path, server: Server) -> Result<PathBuf, String> {
+pub fn start(state_dir: &Path, server: Server) -> Result<PathBuf, AdminError> {
     let policy = Policy::from_env()?;
     let private = state_dir.join(PRIVATE_DIR);
     // Left over from a crash during a start: only root can create it (the state dir is root's
     // and not writable by others); remove_dir_all does not follow a symlink.
     if let Ok(md) = std::fs::symlink_metadata(&private) {
         let removed = if md.is_dir() { std::fs::remove_dir_all(&private) } else { std::fs::remove_file(&private) };
-        removed.map_err(|e| format!("cannot remove {}: {e}", private.display()))?;
+        removed.map_err(AdminError::io(format!("cannot remove {}", private.display())))?;
     }
     std::fs::DirBuilder::new()
         .mode(0o700)
         .create(&private)
-        .map_err(|e| format!("cannot create {}: {e}", private.display()))?;
+        .map_err(AdminError::io(format!("cannot create {}", private.display())))?;
     let bound = listen(&private, state_dir, super::SOCKET, 0o600)
         .and_then(|c| listen(&private, state_dir, super::TENANT_SOCKET, 0o666).map(|t| (c, t)));
     let _ = std::fs::remove_dir(&private);
@@ -128,7 +137,7 @@ pub fn start(state_dir: &Path, server: Server) -> Result<PathBuf, String> {
     std::thread::Builder::new()
         .name("sockets".into())
         .spawn(move || event_loop.run())
-        .map_err(|e| format!("cannot start the socket thread: {e}"))?;
+        .map_err(AdminError::thread("socket"))?;
     Ok(super::socket_path(state_dir))
 }
 

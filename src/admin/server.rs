@@ -149,11 +149,12 @@ impl Server {
                     return Response::Error { message: "bad limit key".into() };
                 };
                 let current = self.ops.quota().get(key).unwrap_or_default();
-                match current.merged(&change).and_then(|m| {
+                let set = current.merged(&change).map_err(|e| e.to_string()).and_then(|m| {
                     self.ledger.set_limits(self.ops.quota(), key, Some(m)).map(|()| m).map_err(String::from)
-                }) {
+                });
+                match set {
                     Ok(m) => Response::Done { message: serde_json::to_string(&m).unwrap_or_default() },
-                    Err(e) => Response::Error { message: e },
+                    Err(message) => Response::Error { message },
                 }
             }
             Request::QuotaGet { key } => match LimitKey::from_key(key) {
@@ -228,7 +229,7 @@ impl Server {
                         }
                         Response::Check { report }
                     }
-                    Err(e) => Response::Error { message: e },
+                    Err(e) => Response::Error { message: e.to_string() },
                 }
             }
             Request::Checkpoint => match self.checkpoints.run(&self.ledger, self.ops.beside()) {
@@ -253,7 +254,7 @@ impl Server {
             },
             Request::Restore { dump } => match super::restore::restore(&self.ledger, self.ops.quota(), &dump) {
                 Ok(message) => Response::Done { message },
-                Err(message) => Response::Error { message },
+                Err(e) => Response::Error { message: e.to_string() },
             },
             Request::ProjectAssign { node, id, name, absorb } => {
                 use crate::passthrough::AssignError;

@@ -111,7 +111,7 @@ pub struct Reporter {
 
 impl Reporter {
     /// `tell` passes a line to the service manager (the daemon's `sd_notify`).
-    pub fn spawn(state_dir: &Path, tell: fn(&str)) -> Result<Reporter, String> {
+    pub fn spawn(state_dir: &Path, tell: fn(&str)) -> Result<Reporter, super::AdminError> {
         let starting = Arc::new(parking_lot::Mutex::new(true));
         let stop = Arc::new(AtomicBool::new(false));
         let (dir, starting_t, stop_t) = (state_dir.to_path_buf(), Arc::clone(&starting), Arc::clone(&stop));
@@ -174,7 +174,7 @@ impl Reporter {
                     }
                 }
             })
-            .map_err(|e| format!("cannot start the progress thread: {e}"))?;
+            .map_err(super::AdminError::thread("progress"))?;
         Ok(Reporter { state_dir: state_dir.to_path_buf(), starting, stop, thread: Some(thread) })
     }
 

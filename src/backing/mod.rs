@@ -14,6 +14,52 @@ use std::path::{Path, PathBuf};
 pub use crate::ids::BackingIndex;
 pub use sys::Handle;
 
+/// Why a backing could not be opened, locked, claimed or given its index. Display is the whole
+/// message an operator sees; every variant is refused before the daemon serves anything.
+#[derive(Debug)]
+pub enum BackingError {
+    /// A call on a backing root, or on a directory above it, failed with `errno`; `what` says
+    /// which (`cannot open backing /srv/a`).
+    Io { what: String, errno: Errno },
+    /// Another quotafs process (`by`: a daemon, named by its state dir when known) holds the
+    /// backing's lock.
+    InUse { path: PathBuf, by: String },
+    /// What is recorded on the backing (its index or owner attribute) is malformed or does not
+    /// fit the configuration; the message names the fix.
+    Refused(String),
+    /// A path quotafs was given contains a NUL byte.
+    NulInPath(PathBuf),
+}
+
+impl BackingError {
+    fn io(what: impl std::fmt::Display, path: &Path) -> impl FnOnce(Errno) -> BackingError {
+        let what = format!("{what} {}", path.display());
+        move |errno| BackingError::Io { what, errno }
+    }
+}
+
+impl std::fmt::Display for BackingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BackingError::Io { what, errno } => write!(f, "{what}: {errno}"),
+            BackingError::InUse { path, by } => {
+                write!(f, "backing {} is in use by {by} (or by a `quotafs check` on it); stop it first", path.display())
+            }
+            BackingError::Refused(m) => f.write_str(m),
+            BackingError::NulInPath(path) => write!(f, "path {} contains a NUL byte", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for BackingError {}
+
+/// For callers that only print the message (the daemon's start errors, `check`).
+impl From<BackingError> for String {
+    fn from(e: BackingError) -> String {
+        e.to_string()
+    }
+}
+
 /// An errno value. The FUSE front is the only place that turns it into a reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Errno(pub i32);
@@ -63,14 +109,14 @@ pub struct Backing {
 
 impl Backing {
     /// Opens `path` as a backing store. `path` must already be validated (see `config`).
-    pub fn open(index: BackingIndex, path: &Path) -> Result<Backing, String> {
+    pub fn open(index: BackingIndex, path: &Path) -> Result<Backing, BackingError> {
         let c = cstring(path)?;
         let root = sys::open_path(&c, libc::O_RDONLY | libc::O_DIRECTORY)
-            .map_err(|e| format!("cannot open backing {}: {e}", path.display()))?;
-        let st = sys::stat_fd(root.as_fd()).map_err(|e| format!("cannot stat backing {}: {e}", path.display()))?;
+            .map_err(BackingError::io("cannot open backing", path))?;
+        let st = sys::stat_fd(root.as_fd()).map_err(BackingError::io("cannot stat backing", path))?;
         let parent = sys::openat_dotdot(root.as_fd())
             .and_then(|p| sys::stat_fd(p.as_fd()))
-            .map_err(|e| format!("cannot stat the parent of backing {}: {e}", path.display()))?;
+            .map_err(BackingError::io("cannot stat the parent of backing", path))?;
         let fs_root = parent.st_dev == st.st_dev && parent.st_ino == st.st_ino;
         Ok(Backing { index, path: path.to_path_buf(), root, dev: st.st_dev, root_ino: st.st_ino, fs_root })
     }
@@ -119,13 +165,15 @@ pub const JOURNAL_DIR: &CStr = c".quotafs-journal";
 /// index, and its inodes their node ids, whatever order the routes are listed in.
 const INDEX_XATTR: &CStr = c"trusted.quotafs.backing";
 
-fn stored_index(b: &Backing) -> Result<Option<u8>, String> {
+fn stored_index(b: &Backing) -> Result<Option<BackingIndex>, BackingError> {
     let mut buf = [0u8; 8];
     match sys::get_xattr(b.root_fd(), INDEX_XATTR, &mut buf) {
-        Ok(1) => Ok(Some(buf[0])),
-        Ok(n) => Err(format!("backing {}: its index tag has {n} bytes, expected 1", b.path.display())),
+        Ok(1) => Ok(Some(BackingIndex(buf[0]))),
+        Ok(n) => {
+            Err(BackingError::Refused(format!("backing {}: its index tag has {n} bytes, expected 1", b.path.display())))
+        }
         Err(Errno(libc::ENODATA)) => Ok(None),
-        Err(e) => Err(format!("cannot read the index tag of backing {}: {e}", b.path.display())),
+        Err(e) => Err(BackingError::io("cannot read the index tag of backing", &b.path)(e)),
     }
 }
 
@@ -153,17 +201,17 @@ impl Owner {
 
 impl Backing {
     /// The ledger this backing belongs to; `None` if none has claimed it yet.
-    pub fn owner(&self) -> Result<Option<Owner>, String> {
+    pub fn owner(&self) -> Result<Option<Owner>, BackingError> {
         read_owner(self.root_fd(), &self.path)
     }
 
     /// The nearest directory above this backing root on its file system that a ledger claims
     /// as a backing (its path and owner): this backing would then be part of that one's tree.
-    pub fn enclosing_owner(&self) -> Result<Option<(PathBuf, Owner)>, String> {
+    pub fn enclosing_owner(&self) -> Result<Option<(PathBuf, Owner)>, BackingError> {
         if self.fs_root {
             return Ok(None);
         }
-        let fail = |e: Errno| format!("cannot read the directories above backing {}: {e}", self.path.display());
+        let fail = |e: Errno| BackingError::io("cannot read the directories above backing", &self.path)(e);
         let mut below = self.root_ino;
         let mut dir = sys::open_dotdot(self.root_fd(), libc::O_RDONLY).map_err(fail)?;
         for depth in 1..=4096 {
@@ -183,16 +231,16 @@ impl Backing {
     }
 
     /// Records `owner` as the ledger this backing belongs to.
-    pub fn claim(&self, owner: &Owner) -> Result<(), String> {
+    pub fn claim(&self, owner: &Owner) -> Result<(), BackingError> {
         let value = format!("{} {}", owner.id, owner.state_dir);
         sys::set_xattr(self.root_fd(), OWNER_XATTR, value.as_bytes(), 0)
-            .map_err(|e| format!("cannot record the owner of backing {}: {e}", self.path.display()))?;
-        sys::fsync(self.root_fd(), false).map_err(|e| format!("cannot sync backing {}: {e}", self.path.display()))
+            .map_err(BackingError::io("cannot record the owner of backing", &self.path))?;
+        sys::fsync(self.root_fd(), false).map_err(BackingError::io("cannot sync backing", &self.path))
     }
 
     /// Takes an exclusive `flock` on the backing root for as long as this `Backing` lives, so
     /// that one process at a time (a daemon, or an offline `check`) works on it.
-    fn lock(&self) -> Result<(), String> {
+    fn lock(&self) -> Result<(), BackingError> {
         match sys::try_lock_exclusive(self.root_fd()) {
             Ok(true) => Ok(()),
             Ok(false) => {
@@ -200,30 +248,27 @@ impl Backing {
                     Ok(Some(o)) => format!("the quotafs daemon of state dir {}", o.state_dir),
                     _ => "another quotafs process".to_string(),
                 };
-                Err(format!(
-                    "backing {} is in use by {by} (or by a `quotafs check` on it); stop it first",
-                    self.path.display()
-                ))
+                Err(BackingError::InUse { path: self.path.clone(), by })
             }
-            Err(e) => Err(format!("cannot lock backing {}: {e}", self.path.display())),
+            Err(e) => Err(BackingError::io("cannot lock backing", &self.path)(e)),
         }
     }
 }
 
 /// The owner recorded on directory `fd` (at `path`, for messages), if any.
-fn read_owner(fd: BorrowedFd<'_>, path: &Path) -> Result<Option<Owner>, String> {
+fn read_owner(fd: BorrowedFd<'_>, path: &Path) -> Result<Option<Owner>, BackingError> {
     let mut buf = [0u8; 4096];
     match sys::get_xattr(fd, OWNER_XATTR, &mut buf) {
         Ok(n) => Owner::parse(&buf[..n]).map(Some).ok_or_else(|| {
             let attr = OWNER_XATTR.to_string_lossy();
-            format!(
+            BackingError::Refused(format!(
                 "{}: the attribute {attr} is malformed; remove it (setfattr -x {attr} {}) and mount again",
                 path.display(),
                 path.display()
-            )
+            ))
         }),
         Err(Errno(libc::ENODATA)) => Ok(None),
-        Err(e) => Err(format!("cannot read the owner of backing {}: {e}", path.display())),
+        Err(e) => Err(BackingError::io("cannot read the owner of backing", path)(e)),
     }
 }
 
@@ -236,79 +281,86 @@ pub type RoutedDir<'a> = (&'a str, &'a Path);
 /// backings in index order; each is locked (`Backing::lock`) while it lives. A gap (a backing
 /// the ledger knows that no route names any more) is refused: its usage would silently vanish.
 /// The routing table over them is `route::Routes::over`.
-pub fn open_all(main: &Path, routed: &[RoutedDir<'_>]) -> Result<Vec<Backing>, String> {
+pub fn open_all(main: &Path, routed: &[RoutedDir<'_>]) -> Result<Vec<Backing>, BackingError> {
     open_all_checked(main, routed, &|_| Ok(()))
 }
 
 /// `open_all`, with `accept` asked about each backing once it is locked and before anything is
-/// written to any of them (an `Err` is returned as it is).
-pub fn open_all_checked(
+/// written to any of them (its `Err` is returned as it is; the caller's error type carries
+/// both its own refusals and `BackingError`s).
+pub fn open_all_checked<E: From<BackingError>>(
     main: &Path,
     routed: &[RoutedDir<'_>],
-    accept: &dyn Fn(&Backing) -> Result<(), String>,
-) -> Result<Vec<Backing>, String> {
+    accept: &dyn Fn(&Backing) -> Result<(), E>,
+) -> Result<Vec<Backing>, E> {
     let mut opened = Vec::with_capacity(routed.len() + 1);
     for dir in std::iter::once(main).chain(routed.iter().map(|(_, d)| *d)) {
-        let b = Backing::open(BackingIndex(0), dir)?;
+        let b = Backing::open(BackingIndex::MAIN, dir)?;
         b.lock()?;
         accept(&b)?;
         opened.push(b);
     }
     let mut opened = opened.into_iter();
     let mut all: Vec<Backing> = opened.next().into_iter().collect();
+    let refused = |message: String| E::from(BackingError::Refused(message));
     match stored_index(&all[0])? {
-        Some(0) => {}
-        Some(i) => {
-            return Err(format!(
+        Some(BackingIndex::MAIN) => {}
+        Some(BackingIndex(i)) => {
+            return Err(refused(format!(
                 "{} is the backing of a route (index {i}), not a main backing; check --backing and the routes",
                 main.display()
-            ));
+            )));
         }
         None => sys::set_xattr(all[0].root_fd(), INDEX_XATTR, &[0], 0)
-            .map_err(|e| format!("cannot tag backing {}: {e}", main.display()))?,
+            .map_err(BackingError::io("cannot tag backing", main))?,
     }
     let mut pending = Vec::new();
     for ((label, dir), mut b) in routed.iter().zip(opened) {
         match stored_index(&b)? {
-            Some(0) => {
-                return Err(format!("route {label:?}: {} is a main backing, not a route's", dir.display()));
+            Some(BackingIndex::MAIN) => {
+                return Err(refused(format!("route {label:?}: {} is a main backing, not a route's", dir.display())));
             }
-            Some(i) if all.iter().any(|o| o.index.0 == i) => {
-                return Err(format!(
-                    "route {label:?}: {} has index {i}, like another backing (a copy?)",
-                    dir.display()
-                ));
+            Some(i) if all.iter().any(|o| o.index == i) => {
+                return Err(refused(format!(
+                    "route {label:?}: {} has index {}, like another backing (a copy?)",
+                    dir.display(),
+                    i.0
+                )));
             }
             Some(i) => {
-                b.index = BackingIndex(i);
+                b.index = i;
                 all.push(b);
             }
             None => pending.push(b),
         }
     }
     for mut b in pending {
-        let free = (1..=u8::MAX).find(|i| !all.iter().any(|o| o.index.0 == *i)).ok_or("too many backings")?;
-        sys::set_xattr(b.root_fd(), INDEX_XATTR, &[free], 0)
-            .map_err(|e| format!("cannot tag backing {}: {e}", b.path.display()))?;
-        b.index = BackingIndex(free);
+        let free = (1..=u8::MAX)
+            .map(BackingIndex)
+            .find(|i| !all.iter().any(|o| o.index == *i))
+            .ok_or_else(|| refused(format!("too many backings: at most {} routed backings", u8::MAX)))?;
+        sys::set_xattr(b.root_fd(), INDEX_XATTR, &[free.0], 0)
+            .map_err(BackingError::io("cannot tag backing", &b.path))?;
+        b.index = free;
         all.push(b);
     }
-    all.sort_by_key(|b| b.index.0);
-    if let Some((pos, b)) = all.iter().enumerate().find(|(pos, b)| b.index.0 as usize != *pos) {
-        return Err(format!(
+    all.sort_by_key(|b| b.index);
+    if let Some((pos, b)) = all.iter().enumerate().find(|(pos, b)| b.index.as_usize() != *pos) {
+        return Err(refused(format!(
             "backing {} has index {} but no configured backing has index {pos}: a route was removed. \
              Put it back, or to retire it for good remove the attribute `trusted.quotafs.backing` from {} \
              and its data, then run `quotafs check --repair`",
             b.path.display(),
             b.index.0,
             b.path.display()
-        ));
+        )));
     }
     Ok(all)
 }
 
-pub fn cstring(path: &Path) -> Result<CString, String> {
-    CString::new(path.as_os_str().as_bytes()).map_err(|_| format!("path {} contains a NUL byte", path.display()))
+/// `path` as a C string.
+pub fn cstring(path: &Path) -> Result<CString, BackingError> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| BackingError::NulInPath(path.to_path_buf()))
 }
 
 /// A single, validated directory-entry name: 1 to 255 bytes, no `/`, no NUL.
@@ -331,3 +383,21 @@ pub fn xattr_name(name: &OsStr) -> Result<CString, Errno> {
 
 /// The empty C string used with `AT_EMPTY_PATH`.
 pub const EMPTY_NAME: &CStr = c"";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_the_backing_and_the_way_out() {
+        let busy = BackingError::InUse { path: "/srv/a".into(), by: "the quotafs daemon of state dir /s".into() };
+        assert_eq!(
+            busy.to_string(),
+            "backing /srv/a is in use by the quotafs daemon of state dir /s (or by a `quotafs check` on it); stop it first"
+        );
+        let io = BackingError::io("cannot lock backing", Path::new("/srv/a"))(Errno(libc::EIO));
+        assert!(matches!(io, BackingError::Io { errno: Errno(libc::EIO), .. }));
+        assert!(io.to_string().starts_with("cannot lock backing /srv/a: "), "{io}");
+        assert!(matches!(cstring(Path::new("/a\0b")), Err(BackingError::NulInPath(_))));
+    }
+}

@@ -20,7 +20,7 @@ fn offline(cli: &Cli, args: &CheckArgs, dir: &std::path::Path) -> Result<CheckRe
     // The routed backings, from the config file's [[route]] tables.
     let mut routes = Vec::new();
     for r in load_file_config(cli)?.route.unwrap_or_default() {
-        let pattern = crate::route::Pattern::parse(&r.pattern).map_err(CliError::usage)?;
+        let pattern = crate::route::Pattern::parse(&r.pattern).map_err(|e| CliError::usage(e.to_string()))?;
         let dir = r
             .backing
             .canonicalize()

@@ -25,7 +25,19 @@ use std::fmt::Write as _;
 use crate::admin::names::{self, check_project_name};
 use crate::admin::restore::LimitsDump;
 use crate::quota::Subject;
-use crate::quota::limits::{LimitKey, Limits, parse_count, parse_duration, parse_size};
+use crate::quota::limits::{LimitError, LimitKey, Limits, parse_count, parse_duration, parse_size};
+
+/// A dump `parse` refuses: bad input. Display names the input, the first bad line and why.
+#[derive(Debug, PartialEq, Eq)]
+pub struct DumpError(String);
+
+impl std::fmt::Display for DumpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DumpError {}
 
 pub const MAGIC: &str = "quotafs-limits";
 pub const FORMAT: u32 = 1;
@@ -41,7 +53,7 @@ fn exact_duration(secs: u64) -> String {
 }
 
 /// The dump as text (subjects sorted: defaults, users, projects; each by id).
-pub fn format(d: &LimitsDump) -> Result<String, String> {
+pub fn format(d: &LimitsDump) -> Result<String, LimitError> {
     let limits = d.keyed()?;
     let mut keys: Vec<LimitKey> = limits.keys().copied().collect();
     for id in d.names.keys() {
@@ -102,12 +114,12 @@ pub fn format(d: &LimitsDump) -> Result<String, String> {
 }
 
 /// Parses a dump; the error names the first bad line (`what` names the input, e.g. the file).
-pub fn parse(what: &str, text: &str) -> Result<LimitsDump, String> {
+pub fn parse(what: &str, text: &str) -> Result<LimitsDump, DumpError> {
     let mut d = LimitsDump::default();
     let mut seen_format = false;
     let mut seen = std::collections::HashSet::new();
     for (i, raw) in text.lines().enumerate() {
-        let bad = |why: String| format!("{what} line {}: `{}`: {why}", i + 1, raw.trim());
+        let bad = |why: String| DumpError(format!("{what} line {}: `{}`: {why}", i + 1, raw.trim()));
         let line = raw.split('#').next().unwrap_or_default().trim();
         if line.is_empty() {
             continue;
@@ -132,7 +144,7 @@ pub fn parse(what: &str, text: &str) -> Result<LimitsDump, String> {
             seen_format = true;
             continue;
         }
-        let id = |w: Option<&str>| -> Result<u32, String> {
+        let id = |w: Option<&str>| -> Result<u32, DumpError> {
             let w = w.ok_or_else(|| bad(format!("a {kind} line needs an id after `{kind}`")))?;
             w.parse::<u32>().map_err(|_| bad(format!("{w:?} is not a numeric {kind} id (0 to 4294967295)")))
         };
@@ -164,7 +176,7 @@ pub fn parse(what: &str, text: &str) -> Result<LimitsDump, String> {
                     let LimitKey::Subject(Subject::Project(p)) = key else {
                         return Err(bad("only projects have names".into()));
                     };
-                    check_project_name(v).map_err(bad)?;
+                    check_project_name(v).map_err(|e| bad(e.to_string()))?;
                     if let Some((other, _)) = d.names.iter().find(|(_, n)| n.as_str() == v) {
                         return Err(bad(format!("the name {v:?} is already given to project {other}")));
                     }
@@ -185,18 +197,20 @@ pub fn parse(what: &str, text: &str) -> Result<LimitsDump, String> {
                 "inodes-soft" | "inodes-hard" => parse_count(v),
                 _ => parse_duration(v),
             };
-            *slot = Some(parsed.map_err(bad)?);
+            *slot = Some(parsed.map_err(|e| bad(e.to_string()))?);
             fields += 1;
         }
         if fields > 0 {
-            let l = Limits::default().merged(&l).map_err(bad)?;
+            let l = Limits::default().merged(&l).map_err(|e| bad(e.to_string()))?;
             d.limits.insert(key.key(), l);
         } else if !matches!(key, LimitKey::Subject(Subject::Project(_))) || !d.names.contains_key(&key_id(key)) {
             return Err(bad("no limit given: add a field (e.g. bytes-hard=10G) or remove the line".into()));
         }
     }
     if !seen_format {
-        return Err(format!("{what}: empty: not a quotafs limits dump (make one with `quotafs quota dump`)"));
+        return Err(DumpError(format!(
+            "{what}: empty: not a quotafs limits dump (make one with `quotafs quota dump`)"
+        )));
     }
     Ok(d)
 }
@@ -231,7 +245,7 @@ mod tests {
         assert!(text.contains("grace=90m") && text.contains("grace=61s"), "{text}");
         assert_eq!(parse("dump", &text).unwrap(), d);
 
-        let err = |body: &str| parse("f", &format!("{MAGIC} 1\n{body}\n")).unwrap_err();
+        let err = |body: &str| parse("f", &format!("{MAGIC} 1\n{body}\n")).unwrap_err().to_string();
         assert!(err("user 5 bytes-hard=1G\nuser 5 bytes-hard=2G").starts_with("f line 3:"));
         assert!(err("user x bytes-hard=1G").contains("not a numeric user id"));
         assert!(err("user 5 bytes-soft=2G bytes-hard=1G").contains("above the hard"));
@@ -239,7 +253,7 @@ mod tests {
         assert!(err("user 5 name=a").contains("only projects"));
         assert!(err("project 1 name=a\nproject 2 name=a").contains("already given to project 1"));
         assert!(err("group 5 bytes-hard=1G").contains("unknown subject kind"));
-        assert!(parse("f", "quotafs-limits 2\n").unwrap_err().contains("format 2"));
-        assert!(parse("f", "user 5 bytes-hard=1G\n").unwrap_err().contains("not a quotafs limits dump"));
+        assert!(parse("f", "quotafs-limits 2\n").unwrap_err().to_string().contains("format 2"));
+        assert!(parse("f", "user 5 bytes-hard=1G\n").unwrap_err().to_string().contains("not a quotafs limits dump"));
     }
 }

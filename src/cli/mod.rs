@@ -42,6 +42,13 @@ impl From<crate::config::ConfigError> for CliError {
     }
 }
 
+/// A refused limit (a flag, a dump line) is bad input: exit status 2.
+impl From<crate::quota::limits::LimitError> for CliError {
+    fn from(e: crate::quota::limits::LimitError) -> CliError {
+        CliError::usage(e.to_string())
+    }
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "quotafs",

@@ -60,7 +60,7 @@ pub fn run(cli: &Cli, cmd: &ProjectCommand) -> Result<(), CliError> {
                 return Err(CliError::usage("project id 0 is the default project; use `quotafs project clear PATH`"));
             }
             if let Some(n) = name {
-                check_project_name(n).map_err(CliError::usage)?;
+                check_project_name(n).map_err(|e| CliError::usage(e.to_string()))?;
             }
             assign(cli, path, *id, name.clone(), *absorb)
         }

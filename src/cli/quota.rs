@@ -8,7 +8,7 @@ use crate::admin::restore::LimitsDump;
 use crate::admin::{Request, Response, call};
 use crate::ledger::store::Store;
 use crate::quota::Subject;
-use crate::quota::limits::{DEFAULT_GRACE_SECS, LimitKey, Limits, parse_count, parse_duration, parse_size};
+use crate::quota::limits::{DEFAULT_GRACE_SECS, LimitError, LimitKey, Limits, parse_count, parse_duration, parse_size};
 
 /// The limit key a target names; user names through NSS, project names from the ledger.
 fn key_of(cli: &Cli, t: &Target) -> Result<LimitKey, CliError> {
@@ -87,7 +87,7 @@ fn restore(cli: &Cli, file: &Path) -> Result<(), CliError> {
         None => {
             let _lock = crate::daemon::lock_state_dir(&dir).map_err(CliError::failed)?;
             let store = Store::open(&dir).map_err(CliError::failed)?;
-            let keyed = d.keyed().map_err(CliError::usage)?;
+            let keyed = d.keyed()?;
             store.replace_limits_and_names(&keyed, &d.names).map_err(CliError::failed)?;
             eprintln!("quotafs: no daemon running: stored; in force from the next mount");
             format!("restored {} limit entries and {} project names", keyed.len(), d.names.len())
@@ -104,7 +104,7 @@ fn set_offline(cli: &Cli, key: LimitKey, change: Option<Limits>) -> Result<Limit
     let current = store.limits().map_err(CliError::failed)?.get(&key).copied().unwrap_or_default();
     match change {
         Some(c) => {
-            let m = current.merged(&c).map_err(CliError::usage)?;
+            let m = current.merged(&c)?;
             store.set_limits(key, Some(&m)).map_err(CliError::failed)?;
             Ok(m)
         }
@@ -238,13 +238,13 @@ pub fn run(cli: &Cli, cmd: &QuotaCommand) -> Result<(), CliError> {
         QuotaCommand::Show { json } => show_mine(cli, *json),
         QuotaCommand::Set { target, bytes_soft, bytes_hard, inodes_soft, inodes_hard, grace } => {
             let key = key_of(cli, target)?;
-            let opt = |v: &Option<String>, f: fn(&str) -> Result<u64, String>| v.as_deref().map(f).transpose();
+            let opt = |v: &Option<String>, f: fn(&str) -> Result<u64, LimitError>| v.as_deref().map(f).transpose();
             let change = Limits {
-                bytes_soft: opt(bytes_soft, parse_size).map_err(CliError::usage)?,
-                bytes_hard: opt(bytes_hard, parse_size).map_err(CliError::usage)?,
-                inodes_soft: opt(inodes_soft, parse_count).map_err(CliError::usage)?,
-                inodes_hard: opt(inodes_hard, parse_count).map_err(CliError::usage)?,
-                grace: opt(grace, parse_duration).map_err(CliError::usage)?,
+                bytes_soft: opt(bytes_soft, parse_size)?,
+                bytes_hard: opt(bytes_hard, parse_size)?,
+                inodes_soft: opt(inodes_soft, parse_count)?,
+                inodes_hard: opt(inodes_hard, parse_count)?,
+                grace: opt(grace, parse_duration)?,
             };
             if change == Limits::default() {
                 return Err(CliError::usage(
@@ -286,7 +286,7 @@ pub fn run(cli: &Cli, cmd: &QuotaCommand) -> Result<(), CliError> {
         }
         QuotaCommand::Get { target, json } => get(cli, key_of(cli, target)?, *json),
         QuotaCommand::Dump { file } => {
-            let text = dump::format(&dump_state(cli)?).map_err(CliError::failed)?;
+            let text = dump::format(&dump_state(cli)?).map_err(|e| CliError::failed(e.to_string()))?;
             match file {
                 Some(f) => std::fs::write(f, text).map_err(|e| CliError::failed(format!("{}: {e}", f.display()))),
                 None => {

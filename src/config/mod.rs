@@ -34,6 +34,18 @@ impl From<String> for ConfigError {
     }
 }
 
+impl From<crate::backing::BackingError> for ConfigError {
+    fn from(e: crate::backing::BackingError) -> ConfigError {
+        ConfigError(e.to_string())
+    }
+}
+
+impl From<crate::route::PatternError> for ConfigError {
+    fn from(e: crate::route::PatternError) -> ConfigError {
+        ConfigError(e.to_string())
+    }
+}
+
 impl From<&str> for ConfigError {
     fn from(message: &str) -> ConfigError {
         ConfigError(message.to_string())

@@ -214,7 +214,8 @@ pub fn recover(
     let newest = logs.last().map(|(e, _)| *e).max(newest_mark);
     let Some(snapshot) = snapshot else {
         tracing::info!(backings = backings.len(), "first mount: counting and tagging every inode (once)");
-        let (result, per_backing) = scan::scan_split(backings, Mode::Tag, scan_threads()).map_err(LedgerError::Scan)?;
+        let (result, per_backing) =
+            scan::scan_split(backings, Mode::Tag, scan_threads()).map_err(|e| LedgerError::Scan(e.to_string()))?;
         if result.errors > 0 {
             return Err(LedgerError::Scan(format!(
                 "the first-mount scan could not read {} entries (see the log); fix them and mount again",
@@ -357,7 +358,8 @@ pub fn recover(
     let fresh: Vec<&Backing> = backings.iter().filter(|b| !counted.contains(&b.index)).collect();
     for b in &fresh {
         tracing::info!(backing = %b.path.display(), "a new backing: counting and tagging every inode (once)");
-        let result = scan::scan(std::slice::from_ref(*b), Mode::Tag, scan_threads()).map_err(LedgerError::Scan)?;
+        let result = scan::scan(std::slice::from_ref(*b), Mode::Tag, scan_threads())
+            .map_err(|e| LedgerError::Scan(e.to_string()))?;
         if result.errors > 0 {
             return Err(LedgerError::Scan(format!(
                 "the scan of new backing {} could not read {} entries (see the log); fix them and mount again",

@@ -176,7 +176,7 @@ impl Router {
         let Some(state) = self.state(dir) else { return Place::Plain };
         match self.routes.step(&state, name) {
             Step::Local(s) => Place::OnPath(s),
-            Step::Routed { backing, path, .. } => Place::Routed(RoutedDir { backing: BackingIndex(backing), path }),
+            Step::Routed { backing, path } => Place::Routed(RoutedDir { backing, path }),
         }
     }
 
@@ -220,7 +220,7 @@ impl Router {
         let mut out = Vec::new();
         let mut seen = Vec::new();
         for &(r, _) in &state.partial {
-            let backing = BackingIndex(self.routes.routes[r].1);
+            let backing = self.routes.routes[r].1;
             if seen.contains(&backing) {
                 continue;
             }
@@ -247,8 +247,8 @@ impl Router {
     pub fn listing(&self, dir: &Inode) -> Vec<Listed> {
         let Some(state) = self.state(dir) else { return Vec::new() };
         let mut out = Vec::new();
-        for (name, _, backing) in self.routes.routed_names(&state) {
-            let Ok((b, parent)) = self.dir_on(BackingIndex(backing), &state.path) else { continue };
+        for (name, backing) in self.routes.routed_names(&state) {
+            let Ok((b, parent)) = self.dir_on(backing, &state.path) else { continue };
             if let Ok(st) = sys::stat_at(parent.as_fd(), &name)
                 && let Ok(node) = inode::node_id(b, st.st_ino)
             {

@@ -10,6 +10,32 @@ use serde::{Deserialize, Serialize};
 
 use super::Subject;
 
+/// A limit quotafs refuses: bad input from an operator (a flag, a dump, a control request).
+/// Display is the whole message, naming what to write instead.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LimitError {
+    /// A size, count or duration that does not parse or is out of range.
+    Value(String),
+    /// A soft limit above the hard one (`what`: "byte" or "inode").
+    SoftAboveHard { what: &'static str, soft: u64, hard: u64 },
+    /// A store key (`LimitKey::key`) that names no subject and no default.
+    BadKey(u64),
+}
+
+impl std::fmt::Display for LimitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LimitError::Value(m) => f.write_str(m),
+            LimitError::SoftAboveHard { what, soft, hard } => {
+                write!(f, "the soft {what} limit ({soft}) is above the hard one ({hard})")
+            }
+            LimitError::BadKey(k) => write!(f, "bad limit key {k}"),
+        }
+    }
+}
+
+impl std::error::Error for LimitError {}
+
 /// Default grace period: 7 days.
 pub const DEFAULT_GRACE_SECS: u64 = 7 * 24 * 3600;
 
@@ -83,7 +109,7 @@ impl Limits {
     }
 
     /// `self` with the fields `change` sets replaced; checks soft ≤ hard.
-    pub fn merged(&self, change: &Limits) -> Result<Limits, String> {
+    pub fn merged(&self, change: &Limits) -> Result<Limits, LimitError> {
         let m = Limits {
             bytes_soft: change.bytes_soft.or(self.bytes_soft),
             bytes_hard: change.bytes_hard.or(self.bytes_hard),
@@ -94,12 +120,12 @@ impl Limits {
         if let (Some(s), Some(h)) = (m.bytes_soft, m.bytes_hard)
             && s > h
         {
-            return Err(format!("the soft byte limit ({s}) is above the hard one ({h})"));
+            return Err(LimitError::SoftAboveHard { what: "byte", soft: s, hard: h });
         }
         if let (Some(s), Some(h)) = (m.inodes_soft, m.inodes_hard)
             && s > h
         {
-            return Err(format!("the soft inode limit ({s}) is above the hard one ({h})"));
+            return Err(LimitError::SoftAboveHard { what: "inode", soft: s, hard: h });
         }
         Ok(m)
     }
@@ -107,11 +133,15 @@ impl Limits {
 
 /// A size: plain bytes, or a number with K, M, G, T (powers of 1024), optionally followed by
 /// "B" or "iB". Zero, negative and overflowing sizes are errors.
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub fn parse_size(s: &str) -> Result<u64, LimitError> {
     let t = s.trim();
-    let bad = || format!("{s:?} is not a size: use bytes or a number with K, M, G or T (powers of 1024), e.g. 20G");
+    let bad = || {
+        LimitError::Value(format!(
+            "{s:?} is not a size: use bytes or a number with K, M, G or T (powers of 1024), e.g. 20G"
+        ))
+    };
     if t.starts_with('-') {
-        return Err(format!("{s:?}: a size cannot be negative"));
+        return Err(LimitError::Value(format!("{s:?}: a size cannot be negative")));
     }
     let upper = t.to_ascii_uppercase();
     let body = upper.strip_suffix("IB").or_else(|| upper.strip_suffix('B')).unwrap_or(&upper);
@@ -128,25 +158,31 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         let digits = frac.len() as u32;
         let frac: u64 = frac.parse().map_err(|_| bad())?;
         let scale = 10u64.checked_pow(digits).ok_or_else(bad)?;
-        let whole = int.checked_mul(1 << shift).ok_or_else(|| format!("{s:?} is too large"))?;
+        let whole = int.checked_mul(1 << shift).ok_or_else(|| LimitError::Value(format!("{s:?} is too large")))?;
         whole + (u128::from(frac) * (1u128 << shift) / u128::from(scale)) as u64
     } else {
-        let n: u64 = num
-            .parse()
-            .map_err(|_| if num.chars().all(|c| c.is_ascii_digit()) { format!("{s:?} is too large") } else { bad() })?;
-        n.checked_mul(1 << shift).ok_or_else(|| format!("{s:?} is too large"))?
+        let n: u64 = num.parse().map_err(|_| {
+            if num.chars().all(|c| c.is_ascii_digit()) {
+                LimitError::Value(format!("{s:?} is too large"))
+            } else {
+                bad()
+            }
+        })?;
+        n.checked_mul(1 << shift).ok_or_else(|| LimitError::Value(format!("{s:?} is too large")))?
     };
     if v == 0 {
-        return Err(format!("{s:?}: a limit of zero is not allowed; `quotafs quota clear` removes a limit"));
+        return Err(LimitError::Value(format!(
+            "{s:?}: a limit of zero is not allowed; `quotafs quota clear` removes a limit"
+        )));
     }
     if v == u64::MAX {
-        return Err(format!("{s:?} is too large"));
+        return Err(LimitError::Value(format!("{s:?} is too large")));
     }
     Ok(v)
 }
 
 /// A count of inodes (plain number, or with K/M for thousands/millions).
-pub fn parse_count(s: &str) -> Result<u64, String> {
+pub fn parse_count(s: &str) -> Result<u64, LimitError> {
     let t = s.trim();
     let (num, mul) = match t.chars().last() {
         Some('k' | 'K') => (&t[..t.len() - 1], 1_000),
@@ -154,20 +190,25 @@ pub fn parse_count(s: &str) -> Result<u64, String> {
         _ => (t, 1),
     };
     if t.starts_with('-') {
-        return Err(format!("{s:?}: a count cannot be negative"));
+        return Err(LimitError::Value(format!("{s:?}: a count cannot be negative")));
     }
-    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a number of inodes"))?;
-    let v = n.checked_mul(mul).filter(|v| *v != u64::MAX).ok_or_else(|| format!("{s:?} is too large"))?;
+    let n: u64 = num.parse().map_err(|_| LimitError::Value(format!("{s:?} is not a number of inodes")))?;
+    let v = n
+        .checked_mul(mul)
+        .filter(|v| *v != u64::MAX)
+        .ok_or_else(|| LimitError::Value(format!("{s:?} is too large")))?;
     if v == 0 {
-        return Err(format!("{s:?}: a limit of zero is not allowed; `quotafs quota clear` removes a limit"));
+        return Err(LimitError::Value(format!(
+            "{s:?}: a limit of zero is not allowed; `quotafs quota clear` removes a limit"
+        )));
     }
     Ok(v)
 }
 
 /// A duration: a number with s, m, h, d or w (e.g. 7d, 12h, 30s); a plain number is seconds.
-pub fn parse_duration(s: &str) -> Result<u64, String> {
+pub fn parse_duration(s: &str) -> Result<u64, LimitError> {
     let t = s.trim();
-    let bad = || format!("{s:?} is not a duration: use e.g. 30s, 15m, 12h, 7d or 2w");
+    let bad = || LimitError::Value(format!("{s:?} is not a duration: use e.g. 30s, 15m, 12h, 7d or 2w"));
     let (num, mul) = match t.chars().last() {
         Some('s') => (&t[..t.len() - 1], 1),
         Some('m') => (&t[..t.len() - 1], 60),
@@ -178,9 +219,9 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
         _ => return Err(bad()),
     };
     let n: u64 = num.parse().map_err(|_| bad())?;
-    let v = n.checked_mul(mul).ok_or_else(|| format!("{s:?} is too long"))?;
+    let v = n.checked_mul(mul).ok_or_else(|| LimitError::Value(format!("{s:?} is too long")))?;
     if v == 0 || v > 10 * 365 * 86_400 {
-        return Err(format!("{s:?}: a grace period is between 1 second and 10 years"));
+        return Err(LimitError::Value(format!("{s:?}: a grace period is between 1 second and 10 years")));
     }
     Ok(v)
 }
@@ -216,8 +257,8 @@ mod tests {
         assert_eq!(parse_size("512k"), Ok(512 << 10));
         assert!(parse_size("0").is_err());
         assert!(parse_size("-5M").is_err());
-        assert!(parse_size("99999999999T").unwrap_err().contains("too large"));
-        assert!(parse_size("18446744073709551616").unwrap_err().contains("too large"));
+        assert!(parse_size("99999999999T").unwrap_err().to_string().contains("too large"));
+        assert!(parse_size("18446744073709551616").unwrap_err().to_string().contains("too large"));
         assert!(parse_size("lots").is_err());
     }
 
@@ -236,7 +277,10 @@ mod tests {
     #[test]
     fn merge_checks_soft_below_hard() {
         let base = Limits { bytes_hard: Some(100), ..Limits::default() };
-        assert!(base.merged(&Limits { bytes_soft: Some(200), ..Limits::default() }).is_err());
+        assert_eq!(
+            base.merged(&Limits { bytes_soft: Some(200), ..Limits::default() }),
+            Err(LimitError::SoftAboveHard { what: "byte", soft: 200, hard: 100 })
+        );
         let m = base.merged(&Limits { bytes_soft: Some(50), ..Limits::default() }).unwrap();
         assert_eq!((m.bytes_soft, m.bytes_hard), (Some(50), Some(100)));
         assert_eq!(Limits::decode(m.encode()), m);

@@ -61,7 +61,7 @@ pub fn conflicts(backings: &[Backing], routes: &Routes) -> Vec<String> {
     let mut out = Vec::new();
     let Some(main) = backings.first() else { return out };
     for (pattern, backing) in &routes.routes {
-        let Some(routed) = backings.get(*backing as usize) else { continue };
+        let Some(routed) = backings.get(backing.as_usize()) else { continue };
         // Directories of backing 0 matching the pattern's components before the last.
         let mut level: Vec<Vec<CString>> = vec![Vec::new()];
         for comp in &pattern.comps[..pattern.comps.len() - 1] {
@@ -203,7 +203,7 @@ mod tests {
         d.mkdirs("main/home/c/Dropbox");
         d.mkdirs("dropbox/home/c/Dropbox");
         let backings = vec![backing(0, &d.0.join("main")), backing(1, &d.0.join("dropbox"))];
-        let routes = Routes { routes: vec![(Pattern::parse("/home/*/Dropbox").unwrap(), 1)] };
+        let routes = Routes { routes: vec![(Pattern::parse("/home/*/Dropbox").unwrap(), BackingIndex(1))] };
         let mut found = conflicts(&backings, &routes);
         found.sort();
         assert_eq!(found.len(), 2, "{found:?}");

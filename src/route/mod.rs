@@ -12,4 +12,4 @@ pub mod dirs;
 mod pattern;
 
 pub use dirs::conflicts;
-pub use pattern::{Comp, Pattern, RouteState, Routes, Step, join};
+pub use pattern::{Comp, Pattern, PatternError, RouteState, Routes, Step, join};

@@ -9,6 +9,8 @@
 
 use std::ffi::{CStr, CString};
 
+use crate::ids::BackingIndex;
+
 /// One component of a pattern.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Comp {
@@ -31,6 +33,21 @@ impl Comp {
     }
 }
 
+/// A route pattern quotafs refuses (bad input): the pattern and why, naming what to write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PatternError {
+    pub pattern: String,
+    pub why: &'static str,
+}
+
+impl std::fmt::Display for PatternError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "route pattern {:?}: {}", self.pattern, self.why)
+    }
+}
+
+impl std::error::Error for PatternError {}
+
 /// A parsed route pattern.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pattern {
@@ -39,8 +56,9 @@ pub struct Pattern {
 }
 
 impl Pattern {
-    pub fn parse(text: &str) -> Result<Pattern, String> {
-        let bad = |why: &str| Err(format!("route pattern {text:?}: {why}"));
+    pub fn parse(text: &str) -> Result<Pattern, PatternError> {
+        let refuse = |why: &'static str| PatternError { pattern: text.to_string(), why };
+        let bad = |why: &'static str| Err(refuse(why));
         if text.trim().is_empty() {
             return bad("empty; write a path from the mount root such as \"/home/*/Dropbox\"");
         }
@@ -56,7 +74,7 @@ impl Pattern {
                 c if c.contains('*') || c.contains('?') || c.contains('[') => {
                     return bad("'*' must be a whole component; other glob characters are not supported");
                 }
-                c => comps.push(Comp::Name(CString::new(c).map_err(|_| format!("route pattern {text:?}: NUL byte"))?)),
+                c => comps.push(Comp::Name(CString::new(c).map_err(|_| refuse("contains a NUL byte"))?)),
             }
         }
         match comps.last() {
@@ -74,10 +92,11 @@ impl Pattern {
     }
 }
 
-/// The routes of a mount: patterns and the backing index each leads to.
+/// The routes of a mount: patterns and the backing each leads to. A route's index here (its
+/// position) is what `RouteState::partial` counts in.
 #[derive(Clone, Debug, Default)]
 pub struct Routes {
-    pub routes: Vec<(Pattern, u8)>,
+    pub routes: Vec<(Pattern, BackingIndex)>,
 }
 
 impl Routes {
@@ -89,7 +108,7 @@ impl Routes {
                 .iter()
                 .map(|(p, dir)| {
                     let dir = dir.canonicalize().unwrap_or_else(|_| dir.clone());
-                    let idx = backings.iter().find(|b| b.path == dir).map_or(0, |b| b.index.0);
+                    let idx = backings.iter().find(|b| b.path == dir).map_or(BackingIndex::MAIN, |b| b.index);
                     (p.clone(), idx)
                 })
                 .collect(),
@@ -118,8 +137,9 @@ pub enum Step {
     /// An ordinary entry of the directory's own backing. `Some` if it is a directory on the way
     /// to a routed one (its state); `None` if no route passes through it.
     Local(Option<RouteState>),
-    /// The routed directory of route `route`, living on backing `backing` at `path`.
-    Routed { route: usize, backing: u8, path: Vec<CString> },
+    /// A routed directory, living on backing `backing` at `path` (the same relative path as
+    /// through the mount).
+    Routed { backing: BackingIndex, path: Vec<CString> },
 }
 
 impl Routes {
@@ -144,7 +164,7 @@ impl Routes {
                 continue;
             }
             if depth + 1 == pattern.comps.len() {
-                return Step::Routed { route: r, backing: *backing, path };
+                return Step::Routed { backing: *backing, path };
             }
             next.push((r, depth + 1));
         }
@@ -152,16 +172,16 @@ impl Routes {
     }
 
     /// Routed directory names that can appear in a directory with state `dir`, with their
-    /// route and backing (their last pattern component is a literal name).
-    pub fn routed_names(&self, dir: &RouteState) -> Vec<(CString, usize, u8)> {
+    /// backing (their last pattern component is a literal name).
+    pub fn routed_names(&self, dir: &RouteState) -> Vec<(CString, BackingIndex)> {
         let mut out = Vec::new();
         for &(r, depth) in &dir.partial {
             let (pattern, backing) = &self.routes[r];
             if depth + 1 == pattern.comps.len()
                 && let Comp::Name(n) = &pattern.comps[depth]
-                && !out.iter().any(|(m, _, _)| m == n)
+                && !out.iter().any(|(m, _)| m == n)
             {
-                out.push((n.clone(), r, *backing));
+                out.push((n.clone(), *backing));
             }
         }
         out
@@ -191,7 +211,13 @@ mod tests {
     use super::*;
 
     fn routes(pats: &[&str]) -> Routes {
-        Routes { routes: pats.iter().enumerate().map(|(i, p)| (Pattern::parse(p).unwrap(), i as u8 + 1)).collect() }
+        Routes {
+            routes: pats
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (Pattern::parse(p).unwrap(), BackingIndex(i as u8 + 1)))
+                .collect(),
+        }
     }
 
     #[test]
@@ -206,7 +232,7 @@ mod tests {
             ("/home/a*/Dropbox", "whole component"),
         ] {
             let e = Pattern::parse(p).unwrap_err();
-            assert!(e.contains(why), "{p}: {e}");
+            assert!(e.why.contains(why), "{p}: {e}");
         }
         assert_eq!(Pattern::parse("/home/*/Dropbox/").unwrap().comps.len(), 3);
     }
@@ -232,10 +258,10 @@ mod tests {
         assert_eq!(a.path, vec![c("home"), c("a")]);
         assert_eq!(
             r.step(&a, &c("Dropbox")),
-            Step::Routed { route: 0, backing: 1, path: vec![c("home"), c("a"), c("Dropbox")] }
+            Step::Routed { backing: BackingIndex(1), path: vec![c("home"), c("a"), c("Dropbox")] }
         );
         assert_eq!(r.step(&a, &c("Mail")), Step::Local(None));
-        assert_eq!(r.routed_names(&a), vec![(c("Dropbox"), 0, 1)]);
+        assert_eq!(r.routed_names(&a), vec![(c("Dropbox"), BackingIndex(1))]);
         assert!(r.routed_names(&home).is_empty());
         let Step::Local(Some(b)) = r.step(&home, &c("b")) else { panic!() };
         assert!(Routes::same_shape(&a, &b));

@@ -33,6 +33,41 @@ const MAX_TCP: usize = 32;
 /// A TCP client that sends nothing for this long is dropped.
 const IDLE: Duration = Duration::from_secs(10);
 
+/// Why rquotad did not start (for `Rpcbind`: what it had registered is unregistered again).
+#[derive(Debug)]
+pub enum RquotaError {
+    /// The port (`proto`: "UDP" or "TCP") cannot be bound: in use, or reserved and not root.
+    Bind { proto: &'static str, port: u16, error: std::io::Error },
+    /// No port is free for both UDP and TCP (with `--port 0`).
+    NoPort,
+    /// rpcbind on 127.0.0.1:111 could not be reached or refused the registration.
+    Rpcbind(String),
+    /// The process could not set itself up (signal handlers, threads, the socket's address).
+    Setup { what: &'static str, error: std::io::Error },
+}
+
+impl std::fmt::Display for RquotaError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RquotaError::Bind { proto, port, error } => write!(f, "cannot bind {proto} port {port}: {error}"),
+            RquotaError::NoPort => f.write_str("no port free for both UDP and TCP; pick one with --port"),
+            RquotaError::Rpcbind(m) => {
+                write!(f, "{m}; start rpcbind, or run with --no-register and tell the clients the port")
+            }
+            RquotaError::Setup { what, error } => write!(f, "{what}: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for RquotaError {}
+
+/// For the CLI, which prints the message (exit status 1).
+impl From<RquotaError> for String {
+    fn from(e: RquotaError) -> String {
+        e.to_string()
+    }
+}
+
 pub struct Options {
     pub state_dir: PathBuf,
     /// 0: any free port.
@@ -88,8 +123,16 @@ impl Service {
         };
         match call(&self.state_dir, &Request::Quota { kind: kind.into(), id: q.id }) {
             Ok(Some(Response::Report { rows })) => rows.first().map_or(Answer::NoQuota, |r| Answer::Quota(figures(r))),
-            Ok(_) | Err(_) => {
+            Ok(None) => {
                 tracing::warn!(state_dir = %self.state_dir.display(), "no quotafs daemon answers; replying Q_NOQUOTA");
+                Answer::NoQuota
+            }
+            Ok(Some(other)) => {
+                tracing::warn!(state_dir = %self.state_dir.display(), reply = ?other, "the daemon did not report; replying Q_NOQUOTA");
+                Answer::NoQuota
+            }
+            Err(e) => {
+                tracing::warn!(state_dir = %self.state_dir.display(), error = %e, "cannot ask the daemon; replying Q_NOQUOTA");
                 Answer::NoQuota
             }
         }
@@ -195,28 +238,28 @@ fn serve_tcp(svc: Arc<Service>, listener: TcpListener, stop: Arc<AtomicBool>) {
 /// Portmap v2 SET (1) or UNSET (2) of `PROGRAM`, version `vers`, `proto` (6 TCP, 17 UDP),
 /// sent to 127.0.0.1:111 from a reserved port (rpcbind accepts registrations only from
 /// loopback and, for these, from privileged ports).
-fn portmap(proc_: u32, vers: u32, proto: u32, port: u16) -> Result<bool, String> {
+fn portmap(proc_: u32, vers: u32, proto: u32, port: u16) -> Result<bool, RquotaError> {
+    let rpcbind = |m: String| RquotaError::Rpcbind(m);
     let sock = (600..1024)
         .find_map(|p| UdpSocket::bind((Ipv4Addr::LOCALHOST, p)).ok())
-        .ok_or("no free reserved port to reach rpcbind from")?;
-    sock.set_read_timeout(Some(Duration::from_secs(2))).map_err(|e| e.to_string())?;
+        .ok_or_else(|| rpcbind("no free reserved port to reach rpcbind from".into()))?;
+    sock.set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(|error| RquotaError::Setup { what: "cannot set a timeout on the rpcbind socket", error })?;
     let xid = std::process::id() ^ (proc_ << 16) ^ (vers << 8) ^ proto;
     let words = [xid, 0, 2, 100_000, 2, proc_, 0, 0, 0, 0, rpc::PROGRAM, vers, proto, u32::from(port)];
     let msg: Vec<u8> = words.iter().flat_map(|w| w.to_be_bytes()).collect();
-    sock.send_to(&msg, (Ipv4Addr::LOCALHOST, 111)).map_err(|e| format!("send to rpcbind: {e}"))?;
+    sock.send_to(&msg, (Ipv4Addr::LOCALHOST, 111)).map_err(|e| rpcbind(format!("send to rpcbind: {e}")))?;
     let mut buf = [0u8; 64];
-    let n = sock
-        .recv(&mut buf)
-        .map_err(|e| format!("no answer from rpcbind on 127.0.0.1:111 ({e}); is rpcbind running?"))?;
+    let n = sock.recv(&mut buf).map_err(|e| rpcbind(format!("no answer from rpcbind on 127.0.0.1:111 ({e})")))?;
     let w: Vec<u32> = buf[..n].chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]])).collect();
     // xid, REPLY, MSG_ACCEPTED, verf flavor, verf len, SUCCESS, result
     match w.as_slice() {
         [x, 1, 0, _, 0, 0, r, ..] if *x == xid => Ok(*r != 0),
-        _ => Err("rpcbind refused the registration".into()),
+        _ => Err(rpcbind("rpcbind refused the registration".into())),
     }
 }
 
-fn register(port: u16, on: bool) -> Result<(), String> {
+fn register(port: u16, on: bool) -> Result<(), RquotaError> {
     // UNSET drops a version's registrations for every protocol: all of them first (a stale
     // registration of an earlier run would make SET answer false), then the SETs.
     for vers in rpc::VERSION_LOW..=rpc::VERSION_HIGH {
@@ -228,7 +271,7 @@ fn register(port: u16, on: bool) -> Result<(), String> {
     for vers in rpc::VERSION_LOW..=rpc::VERSION_HIGH {
         for proto in [17, 6] {
             if !portmap(1, vers, proto, port)? {
-                return Err(format!("rpcbind would not register rquota v{vers} on port {port}"));
+                return Err(RquotaError::Rpcbind(format!("rpcbind would not register rquota v{vers} on port {port}")));
             }
         }
     }
@@ -236,46 +279,57 @@ fn register(port: u16, on: bool) -> Result<(), String> {
 }
 
 /// Binds UDP and TCP on one port (any free one for 0).
-fn bind(port: u16) -> Result<(UdpSocket, TcpListener), String> {
+fn bind(port: u16) -> Result<(UdpSocket, TcpListener), RquotaError> {
     for _ in 0..20 {
-        let udp =
-            UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)).map_err(|e| format!("cannot bind UDP port {port}: {e}"))?;
-        let p = udp.local_addr().map_err(|e| e.to_string())?.port();
+        let udp = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)).map_err(|error| RquotaError::Bind {
+            proto: "UDP",
+            port,
+            error,
+        })?;
+        let p = local_port(&udp)?;
         match TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, p))) {
             Ok(tcp) => return Ok((udp, tcp)),
-            Err(e) if port != 0 => return Err(format!("cannot bind TCP port {port}: {e}")),
+            Err(error) if port != 0 => return Err(RquotaError::Bind { proto: "TCP", port, error }),
             Err(_) => continue, // that free UDP port is taken for TCP: try another
         }
     }
-    Err("no port free for both UDP and TCP".into())
+    Err(RquotaError::NoPort)
+}
+
+fn local_port(udp: &UdpSocket) -> Result<u16, RquotaError> {
+    udp.local_addr().map(|a| a.port()).map_err(|error| RquotaError::Setup { what: "cannot read the bound port", error })
 }
 
 /// Serves until SIGTERM or SIGINT. Prints the port it listens on (for scripts and tests).
-pub fn run(opts: Options) -> Result<(), String> {
+pub fn run(opts: Options) -> Result<(), RquotaError> {
     let (udp, tcp) = bind(opts.port)?;
-    let port = udp.local_addr().map_err(|e| e.to_string())?.port();
-    if opts.register {
-        register(port, true)?;
+    let port = local_port(&udp)?;
+    if opts.register
+        && let Err(e) = register(port, true)
+    {
+        let _ = register(port, false);
+        return Err(e);
     }
     let stop = Arc::new(AtomicBool::new(false));
     let svc = Arc::new(Service { state_dir: opts.state_dir, trusted: opts.trusted });
     let term = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, Arc::clone(&term)).map_err(|e| format!("cannot handle signals: {e}"))?;
+        signal_hook::flag::register(sig, Arc::clone(&term))
+            .map_err(|error| RquotaError::Setup { what: "cannot handle signals", error })?;
     }
     {
         let (svc, stop) = (Arc::clone(&svc), Arc::clone(&stop));
         std::thread::Builder::new()
             .name("rquota-udp".into())
             .spawn(move || serve_udp(svc, udp, stop))
-            .map_err(|e| e.to_string())?;
+            .map_err(|error| RquotaError::Setup { what: "cannot start the UDP thread", error })?;
     }
     {
         let (svc, stop) = (Arc::clone(&svc), Arc::clone(&stop));
         std::thread::Builder::new()
             .name("rquota-tcp-accept".into())
             .spawn(move || serve_tcp(svc, tcp, stop))
-            .map_err(|e| e.to_string())?;
+            .map_err(|error| RquotaError::Setup { what: "cannot start the TCP thread", error })?;
     }
     tracing::info!(port, "rquotad serving");
     let mut out = std::io::stdout();
@@ -289,4 +343,18 @@ pub fn run(opts: Options) -> Result<(), String> {
         let _ = register(port, false);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_rpcbind_failure_names_the_way_to_serve_without_it() {
+        let e = RquotaError::Rpcbind("rpcbind refused the registration".into());
+        assert_eq!(
+            e.to_string(),
+            "rpcbind refused the registration; start rpcbind, or run with --no-register and tell the clients the port"
+        );
+    }
 }

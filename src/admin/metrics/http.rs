@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use super::{DEADLINE, MAX_REQUEST, MetricsConfig, QUEUE, Source, TEXTFILE_INTERVAL, WORKERS};
+use crate::admin::AdminError;
 
 /// Who may read the metrics over HTTP.
 #[derive(Clone, Debug)]
@@ -23,23 +24,42 @@ struct Access {
     remote: bool,
 }
 
+/// Why a client may not read the metrics (the body of the 403 answer).
+#[derive(Debug, PartialEq, Eq)]
+enum Denied {
+    /// No local socket is connected from the client's address, and remote clients are off.
+    Remote,
+    /// A local user who is neither root nor in `metrics_allow_uids`.
+    Uid(u32),
+}
+
+impl std::fmt::Display for Denied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Denied::Remote => f.write_str("no local socket is connected from there"),
+            Denied::Uid(uid) => write!(
+                f,
+                "uid {uid} may not read the metrics (they show every user's usage); root may, and the uids in \
+                 metrics_allow_uids"
+            ),
+        }
+    }
+}
+
 impl Access {
     /// Whether the client at `peer`, connected to our `ours`, may read the metrics: the
     /// owner of its socket if it is local (any local user can reach a loopback port), else
     /// only if remote clients are allowed.
-    fn allows(&self, peer: SocketAddr, ours: SocketAddr) -> Result<(), String> {
+    fn allows(&self, peer: SocketAddr, ours: SocketAddr) -> Result<(), Denied> {
         let owners = local_socket_owners(peer, ours);
         if owners.is_empty() {
             return match self.remote {
                 true => Ok(()),
-                false => Err("no local socket is connected from there".into()),
+                false => Err(Denied::Remote),
             };
         }
         match owners.iter().find(|&&u| u != 0 && !self.uids.contains(&u)) {
-            Some(uid) => Err(format!(
-                "uid {uid} may not read the metrics (they show every user's usage); root may, and the uids in \
-                 metrics_allow_uids"
-            )),
+            Some(uid) => Err(Denied::Uid(*uid)),
             None => Ok(()),
         }
     }
@@ -92,10 +112,9 @@ fn local_socket_owners(peer: SocketAddr, ours: SocketAddr) -> Vec<u32> {
 }
 
 /// Starts what `cfg` asks for. The listener is bound here (a taken port fails the start).
-pub fn start(cfg: &MetricsConfig, source: Arc<Source>, stop: Arc<AtomicBool>) -> Result<(), String> {
+pub fn start(cfg: &MetricsConfig, source: Arc<Source>, stop: Arc<AtomicBool>) -> Result<(), AdminError> {
     if let Some(addr) = cfg.listen {
-        let listener = TcpListener::bind(addr)
-            .map_err(|e| format!("cannot listen for metrics on {addr}: {e}; pick a free port with --metrics-listen"))?;
+        let listener = TcpListener::bind(addr).map_err(|error| AdminError::Listen { addr, error })?;
         let (tx, rx) = std::sync::mpsc::sync_channel::<(TcpStream, Instant)>(QUEUE);
         let rx = Arc::new(Mutex::new(rx));
         let access = Arc::new(Access { uids: cfg.allow_uids.clone(), remote: !addr.ip().is_loopback() });
@@ -104,12 +123,12 @@ pub fn start(cfg: &MetricsConfig, source: Arc<Source>, stop: Arc<AtomicBool>) ->
             std::thread::Builder::new()
                 .name(format!("metrics-{n}"))
                 .spawn(move || handler(&rx, &source, &access))
-                .map_err(|e| format!("cannot start a metrics thread: {e}"))?;
+                .map_err(AdminError::thread("metrics"))?;
         }
         std::thread::Builder::new()
             .name("metrics-accept".into())
             .spawn(move || accept(&listener, &tx))
-            .map_err(|e| format!("cannot start the metrics thread: {e}"))?;
+            .map_err(AdminError::thread("metrics accept"))?;
         tracing::info!(%addr, "metrics served over HTTP at /metrics");
     }
     if let Some(path) = cfg.textfile.clone() {
@@ -128,7 +147,7 @@ pub fn start(cfg: &MetricsConfig, source: Arc<Source>, stop: Arc<AtomicBool>) ->
                     }
                 }
             })
-            .map_err(|e| format!("cannot start the metrics textfile thread: {e}"))?;
+            .map_err(AdminError::thread("metrics textfile"))?;
     }
     Ok(())
 }
@@ -137,7 +156,7 @@ pub fn start(cfg: &MetricsConfig, source: Arc<Source>, stop: Arc<AtomicBool>) ->
 /// node_exporter never reads half a file. The temporary file is created anew (`O_EXCL`,
 /// `O_NOFOLLOW`: a link planted in a directory others may write is never followed), mode 0644
 /// whatever the umask: who may read the figures is decided by the directory.
-pub fn write_textfile(path: &Path, text: &str) -> Result<(), String> {
+pub fn write_textfile(path: &Path, text: &str) -> Result<(), AdminError> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
@@ -157,7 +176,7 @@ pub fn write_textfile(path: &Path, text: &str) -> Result<(), String> {
         drop(f);
         std::fs::rename(&tmp, path)
     };
-    write().map_err(|e| format!("cannot write metrics textfile {}: {e}", path.display()))
+    write().map_err(AdminError::io(format!("cannot write metrics textfile {}", path.display())))
 }
 
 fn accept(listener: &TcpListener, tx: &SyncSender<(TcpStream, Instant)>) {
@@ -315,6 +334,6 @@ mod tests {
         let mapped = "sl local remote\n 0: 0000000000000000FFFF00000100007F:D431 0000000000000000FFFF00000100007F:1F90 01 0:0 0:0 0 5 0 5\n";
         assert_eq!(owners_in(mapped, peer, ours), [5], "v4-mapped is the same client");
         let access = Access { uids: vec![107], remote: false };
-        assert!(access.allows("10.0.0.1:1".parse().unwrap(), ours).is_err(), "loopback listener: no remote");
+        assert_eq!(access.allows("10.0.0.1:1".parse().unwrap(), ours), Err(Denied::Remote), "loopback listener");
     }
 }
