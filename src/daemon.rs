@@ -36,8 +36,10 @@ fn spawn_checkpointer(
             while !stop.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(200));
                 if last.elapsed() >= interval || ledger.wants_checkpoint() {
-                    if let Err(e) = checkpoints.run(&ledger, ops.beside()) {
-                        tracing::error!(error = %e, "checkpoint failed");
+                    match checkpoints.run(&ledger, ops.beside()) {
+                        Ok(_) => {}
+                        Err(e @ crate::ledger::LedgerError::Deferred(_)) => tracing::warn!(error = %e, "checkpoint"),
+                        Err(e) => tracing::error!(error = %e, "checkpoint failed"),
                     }
                     last = Instant::now();
                 }

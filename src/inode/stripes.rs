@@ -1,5 +1,9 @@
-//! Stripe locks and tag stamps: one lock and one counter per stripe of inode numbers (an
-//! inode's stripe is its ext4 inode number modulo `STRIPES`, whatever its backing).
+//! Stripe locks and tag stamps: one lock and one counter per stripe of inodes. Each backing
+//! has stripes of its own (an inode's stripe is its backing's set, then a hash of its ext4
+//! number), so an operation stuck in one backing (a frozen or dead Dropbox disk) can hold up
+//! only operations on that backing: with one set for all, the 1 in 1,024 inodes of the main
+//! tree that shared a stripe with a stuck Dropbox operation stalled (a few hundred creates were
+//! enough to meet one; `tests/routed_frozen.rs`).
 //!
 //! * The lock serialises every change to the inodes of a stripe: a usage-changing operation
 //!   holds the stripes of the inodes it changes from its log record to its settle, and so does
@@ -11,61 +15,106 @@
 //!   last write to any inode of that stripe, however the reader and the writer interleaved, and
 //!   without either holding the stripe lock.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, MutexGuard};
 
+use crate::ids::BackingIndex;
+
 const STRIPES: usize = 1024;
 
+/// One backing's stripes.
 #[derive(Debug)]
-pub struct Stripes {
+struct Set {
     locks: Box<[Mutex<()>]>,
     stamps: Box<[AtomicU64]>,
 }
 
-impl Default for Stripes {
-    fn default() -> Stripes {
-        Stripes {
+impl Set {
+    fn new() -> Set {
+        Set {
             locks: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             stamps: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 }
 
+#[derive(Debug)]
+pub struct Stripes {
+    /// By backing index; a backing's set is made when first used.
+    sets: Box<[OnceLock<Set>]>,
+}
+
+impl Default for Stripes {
+    fn default() -> Stripes {
+        Stripes { sets: (0..=u8::MAX).map(|_| OnceLock::new()).collect() }
+    }
+}
+
+/// The stripe of ext4 number `ino` within its backing's set: Fibonacci hashing, so that
+/// consecutive numbers land far apart.
 fn stripe(ino: u64) -> usize {
-    (ino as usize) % STRIPES
+    (ino.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - STRIPES.trailing_zeros())) as usize
 }
 
 impl Stripes {
-    /// Serialises changes to inode `ino` (and the others of its stripe).
-    pub fn lock(&self, ino: u64) -> MutexGuard<'_, ()> {
-        self.locks[stripe(ino)].lock()
+    fn set(&self, backing: BackingIndex) -> &Set {
+        self.sets[usize::from(backing.0)].get_or_init(Set::new)
     }
 
-    /// Locks the stripes of several inodes, always in ascending stripe order (so two callers
-    /// can never wait on each other), each stripe once.
-    pub fn lock_many(&self, inos: &[u64]) -> Vec<MutexGuard<'_, ()>> {
-        let mut idx: Vec<usize> = inos.iter().map(|i| stripe(*i)).collect();
+    /// Serialises changes to inode `ino` of `backing` (and the others of its stripe).
+    pub fn lock(&self, backing: BackingIndex, ino: u64) -> MutexGuard<'_, ()> {
+        self.set(backing).locks[stripe(ino)].lock()
+    }
+
+    /// Locks the stripes of several inodes, always in ascending (backing, stripe) order (so
+    /// two callers can never wait on each other), each stripe once.
+    pub fn lock_many(&self, inos: &[(BackingIndex, u64)]) -> Vec<MutexGuard<'_, ()>> {
+        let mut idx: Vec<(BackingIndex, usize)> = inos.iter().map(|&(b, i)| (b, stripe(i))).collect();
         idx.sort_unstable();
         idx.dedup();
-        idx.into_iter().map(|i| self.locks[i].lock()).collect()
+        idx.into_iter().map(|(b, i)| self.set(b).locks[i].lock()).collect()
     }
 
     /// The tag stamp of inode `ino`'s stripe (module docs).
-    pub fn tag_stamp(&self, ino: u64) -> u64 {
-        self.stamps[stripe(ino)].load(Ordering::Acquire)
+    pub fn tag_stamp(&self, backing: BackingIndex, ino: u64) -> u64 {
+        self.set(backing).stamps[stripe(ino)].load(Ordering::Acquire)
     }
 
     /// Call after writing the tag of inode `ino` (module docs).
-    pub fn tag_written(&self, ino: u64) {
-        self.stamps[stripe(ino)].fetch_add(1, Ordering::AcqRel);
+    pub fn tag_written(&self, backing: BackingIndex, ino: u64) {
+        self.set(backing).stamps[stripe(ino)].fetch_add(1, Ordering::AcqRel);
     }
 
     /// Call after tags were written behind the caches' back (a recount tagging what was made
     /// outside the mount): every cached tag is stale.
     pub fn all_tags_written(&self) {
-        for stamp in self.stamps.iter() {
-            stamp.fetch_add(1, Ordering::AcqRel);
+        for set in self.sets.iter().filter_map(OnceLock::get) {
+            for stamp in set.stamps.iter() {
+                stamp.fetch_add(1, Ordering::AcqRel);
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two backings never share a stripe: holding every stripe of one leaves the other's free.
+    #[test]
+    fn a_backing_held_whole_leaves_the_others_free() {
+        let s = Stripes::default();
+        let all: Vec<_> = {
+            let inos: Vec<(BackingIndex, u64)> = (0..20_000u64).map(|i| (BackingIndex(1), i)).collect();
+            s.lock_many(&inos)
+        };
+        assert_eq!(all.len(), STRIPES, "20,000 numbers cover every stripe of backing 1");
+        for ino in 0..20_000u64 {
+            assert!(s.set(BackingIndex(0)).locks[stripe(ino)].try_lock().is_some(), "ino {ino} of backing 0");
+        }
+        let spread: std::collections::BTreeSet<usize> = (2..2050u64).map(stripe).collect();
+        assert!(spread.len() > 900, "2048 consecutive numbers on {} stripes", spread.len());
     }
 }

@@ -25,6 +25,9 @@ pub enum LedgerError {
     Poisoned(String),
     /// A request the store refuses as it stands (a project name already given to another).
     Refused(String),
+    /// A checkpoint put off to its next turn: an operation stayed in flight past the bounded
+    /// wait (a backing that does not answer). Nothing is lost; the epoch just goes on.
+    Deferred(String),
 }
 
 impl LedgerError {
@@ -55,7 +58,8 @@ impl std::fmt::Display for LedgerError {
             | LedgerError::Io(m)
             | LedgerError::Scan(m)
             | LedgerError::Poisoned(m)
-            | LedgerError::Refused(m) => f.write_str(m),
+            | LedgerError::Refused(m)
+            | LedgerError::Deferred(m) => f.write_str(m),
         }
     }
 }

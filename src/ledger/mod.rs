@@ -420,7 +420,7 @@ impl Ledger {
         let keys: Vec<InodeRef> = self.charged.iter().map(|e| *e.key()).collect();
         for key in keys {
             let ch = self.change(beside.quota);
-            let _lock = beside.stripes.lock(key.ino);
+            let _lock = beside.stripes.lock(key.backing, key.ino);
             // The charge the ledger holds now (a write since the keys were listed moved it).
             let Some((remembered, birth)) = self.charged.get(&key).map(|e| *e) else { continue };
             if self.pinned.contains_key(&key) {
@@ -516,8 +516,16 @@ impl Ledger {
         st.log.bytes() > 64 << 20 || st.marks.written() > 100_000
     }
 
+    /// How long a checkpoint waits for the operations in flight to finish before it puts the
+    /// rotation off to its next turn. New operations wait behind it meanwhile (the epoch lock
+    /// prefers writers), so this bounds the pause that one operation stuck in a backing that
+    /// does not answer (a frozen or dead Dropbox disk) imposes on every other one; without the
+    /// bound, the first checkpoint after it stalled the whole mount (`tests/routed_frozen.rs`).
+    const ROTATION_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+
     /// Ends the current epoch: a new log, then (without blocking operations) syncfs of every
     /// backing, the snapshot commit, and the removal of the old log (docs/design.md §9.5).
+    /// `LedgerError::Deferred` if an operation stays in flight past `ROTATION_WAIT`.
     pub fn checkpoint(&self, beside: Beside<'_>) -> Result<u64, LedgerError> {
         let _one = self.checkpoint_lock.lock();
         // A poisoned ledger never commits again: what its table says is not known to be durable.
@@ -526,7 +534,13 @@ impl Ledger {
         }
         let started = Instant::now();
         let snapshot = {
-            let mut st = self.state.write();
+            let Some(mut st) = self.state.try_write_for(Self::ROTATION_WAIT) else {
+                return Err(LedgerError::Deferred(format!(
+                    "checkpoint put off: an operation has been in flight for over {} ms (a backing that does not \
+                     answer?); the epoch goes on and the next interval tries again",
+                    Self::ROTATION_WAIT.as_millis()
+                )));
+            };
             let epoch = st.epoch + 1;
             let log = LogWriter::create(&self.state_dir, epoch, Arc::clone(&self.poison))
                 .map_err(|e| LedgerError::Io(format!("cannot create the activity log of epoch {epoch}: {e}")))?;

@@ -123,7 +123,7 @@ impl<'a> Pins<'a> {
                 && sys::stat_fd(fd).is_ok_and(|st| st.st_nlink == 0)
         };
         {
-            let _lock = self.st.nodes.stripes().lock(key.ino);
+            let _lock = self.st.nodes.stripes().lock(key.backing, key.ino);
             if !released() {
                 self.st.opens.count_open(key);
                 return;
@@ -131,7 +131,7 @@ impl<'a> Pins<'a> {
         }
         // A usage change: the epoch lock is taken before the stripe lock, and the state
         // looked at again under both.
-        let op = self.begin(&[key.ino]);
+        let op = self.begin(&[(key.backing, key.ino)]);
         let released = released();
         self.st.opens.count_open(key);
         if released {
@@ -168,7 +168,7 @@ impl<'a> Pins<'a> {
     /// open or unlink of it interleaves.
     pub(super) fn closed(&self, key: InodeRef) {
         {
-            let _lock = self.st.nodes.stripes().lock(key.ino);
+            let _lock = self.st.nodes.stripes().lock(key.backing, key.ino);
             let Some(last) = self.st.opens.is_last(key) else { return };
             if !(last && self.be.ledger.is_pinned(key)) {
                 self.st.opens.count_close(key);
@@ -177,7 +177,7 @@ impl<'a> Pins<'a> {
         }
         // A usage change: the epoch lock is taken before the stripe lock, and the state
         // looked at again under both.
-        let mut op = self.begin(&[key.ino]);
+        let mut op = self.begin(&[(key.backing, key.ino)]);
         if self.st.opens.count_close(key) != Some(true) {
             return;
         }

@@ -75,18 +75,19 @@ type Entries<'a> = (Op<'a>, Vec<Option<libc::stat>>);
 impl<'a> Ops<'a> {
     /// Begins a usage-changing operation on the inodes `inos`: the epoch lock (shared), then
     /// their stripe locks.
-    pub(super) fn begin(&self, inos: &[u64]) -> Op<'a> {
+    pub(super) fn begin(&self, inos: &[(BackingIndex, u64)]) -> Op<'a> {
         let ch = self.be.ledger.change(&self.be.quota);
         let stripes = self.st.nodes.stripes();
         let locks = match inos {
-            [ino] => vec![stripes.lock(*ino)],
+            [(b, ino)] => vec![stripes.lock(*b, *ino)],
             _ => stripes.lock_many(inos),
         };
         Op { ops: *self, records: Vec::new(), settles: Vec::new(), reservations: Vec::new(), _locks: locks, ch }
     }
 
-    /// `begin` on directories `dirs` and the entries `names` currently name, returning the
-    /// entries' stats; retries if an entry changed while the locks were taken.
+    /// `begin` on directories `dirs` and the entries `names` currently name (the name at each
+    /// position is in the directory at the same position), returning the entries' stats;
+    /// retries if an entry changed while the locks were taken.
     pub(super) fn begin_entries(
         &self,
         dirs: &[&Inode],
@@ -104,8 +105,9 @@ impl<'a> Ops<'a> {
         };
         loop {
             let seen = stat_all()?;
-            let mut inos: Vec<u64> = dirs.iter().map(|d| d.ino).collect();
-            inos.extend(seen.iter().flatten().map(|st| st.st_ino));
+            // Each name lives in the directory of the same position, on its backing.
+            let mut inos: Vec<(BackingIndex, u64)> = dirs.iter().map(|d| (d.backing, d.ino)).collect();
+            inos.extend(dirs.iter().zip(&seen).filter_map(|(d, st)| st.map(|st| (d.backing, st.st_ino))));
             let op = self.begin(&inos);
             let now = stat_all()?;
             let same = seen.iter().zip(&now).all(|(a, b)| a.map(|s| s.st_ino) == b.map(|s| s.st_ino));
@@ -322,7 +324,7 @@ impl<'a> Op<'a> {
         tag::write_fd(fd, tag)?;
         // Tagged before it is counted: a tag that needs an xattr block is charged too.
         let st = sys::stat_fd(fd)?;
-        self.ops.st.nodes.stripes().tag_written(st.st_ino);
+        self.ops.st.nodes.stripes().tag_written(backing, st.st_ino);
         let handle = sys::fd_to_handle(fd)?;
         let key = InodeRef { backing, ino: st.st_ino, generation: handle.ext4_generation().unwrap_or(0) };
         self.ch.born(key);

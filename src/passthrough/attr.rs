@@ -117,7 +117,7 @@ impl<'a> Attrs<'a> {
         };
         // Owner and size changes move usage; mode and times do not.
         let r = if a.uid.is_some() || a.gid.is_some() || a.size.is_some() {
-            let mut acct = self.begin(&[inode.ino]);
+            let mut acct = self.begin(&[(inode.backing, inode.ino)]);
             let t = acct.track(&inode, pfd.as_fd())?;
             let owner = Subject::User(t.st.st_uid);
             let project = Subject::Project(t.tag.project);
@@ -238,7 +238,7 @@ impl<'a> Attrs<'a> {
         op: impl FnOnce() -> Result<(), Errno>,
     ) -> Result<(), Errno> {
         let inode = self.inode(id)?;
-        let mut acct = self.begin(&[inode.ino]);
+        let mut acct = self.begin(&[(inode.backing, inode.ino)]);
         let t = acct.track(&inode, fd.as_fd())?;
         // An xattr may take a block: refused once the owner or project is over a limit.
         if allocates {

@@ -157,7 +157,7 @@ impl<'a> Files<'a> {
     ) -> Result<T, Errno> {
         let file = self.st.opens.handles.get(fh)?;
         let inode = Arc::clone(&file.inode);
-        let mut acct = self.begin(&[inode.ino]);
+        let mut acct = self.begin(&[(inode.backing, inode.ino)]);
         let t = acct.track(&inode, file.fd.as_fd())?;
         let len = match alloc {
             Some((offset, len, partial)) => acct.reserve_range(ctx, &t, file.fd.as_fd(), offset, len, partial)?,

@@ -74,7 +74,7 @@ impl<'a> Names<'a> {
             });
         }
         let backing = self.backing(dir.backing)?;
-        let mut acct = self.begin(&[dir.ino]);
+        let mut acct = self.begin(&[(dir.backing, dir.ino)]);
         let pt = acct.track(&dir, dirfd.as_fd())?;
         let project = project.unwrap_or(pt.tag.project);
         // The new inode belongs to the caller and to the directory's project.
@@ -214,7 +214,7 @@ impl<'a> Names<'a> {
         if inode.backing != dir.backing || matches!(self.be.router.place(&dir, &name), Place::Routed(_)) {
             return Err(Errno(libc::EXDEV));
         }
-        let mut acct = self.begin(&[inode.ino, dir.ino]);
+        let mut acct = self.begin(&[(inode.backing, inode.ino), (dir.backing, dir.ino)]);
         let itag = self.tag_of(&inode, fd.as_fd())?;
         let pt = acct.track(&dir, dirfd.as_fd())?;
         if itag.project != pt.tag.project {

@@ -139,7 +139,7 @@ impl<'a> Ops<'a> {
     /// cache was filled, else read through `fd` (any descriptor of it). A stale cached project
     /// would log wrong "before" values, which recovery then replays (design Appendix A).
     pub fn tag_of(&self, inode: &Inode, fd: BorrowedFd<'_>) -> Result<Tag, Errno> {
-        let stamp = self.st.nodes.stripes().tag_stamp(inode.ino);
+        let stamp = self.st.nodes.stripes().tag_stamp(inode.backing, inode.ino);
         if let Some((t, s)) = *inode.tag.lock()
             && s == stamp
         {

@@ -75,7 +75,7 @@ impl<'a> Projects<'a> {
         let st = sys::stat_fd(fd)?;
         let handle = sys::fd_to_handle(fd)?;
         let key = InodeRef { backing: b.index, ino: st.st_ino, generation: handle.ext4_generation().unwrap_or(0) };
-        let mut acct = self.begin(&[parent, st.st_ino]);
+        let mut acct = self.begin(&[(b.index, parent), (b.index, st.st_ino)]);
         // Listed, then removed before the locks were taken: the descriptor still reaches the
         // inode, but the removal has charged it off (or it is an unlinked open file, charged
         // until its last close). Moving it would take its charge off a second time.
@@ -92,7 +92,7 @@ impl<'a> Projects<'a> {
         let t = acct.track_known(key, old, st)?;
         acct.run(|acct| {
             let written = tag::write_fd(fd, Tag { project, birth: old.birth });
-            self.st.nodes.stripes().tag_written(key.ino);
+            self.st.nodes.stripes().tag_written(key.backing, key.ino);
             written?;
             let after = sys::stat_fd(fd).map(|st| Charge::of(&st, project)).unwrap_or(Charge { project, ..t.before });
             acct.moved(&t, after);

@@ -150,7 +150,7 @@ impl<'a> Names<'a> {
     fn move_project(&self, acct: &Op<'_>, t: &Tracked, dir: BorrowedFd<'_>, name: &CStr, project: u32) {
         let result = entry_fd(dir, name).and_then(|fd| {
             let written = tag::write_fd(fd.as_fd(), tag::Tag { project, birth: t.tag.birth });
-            self.st.nodes.stripes().tag_written(t.key.ino);
+            self.st.nodes.stripes().tag_written(t.key.backing, t.key.ino);
             written?;
             sys::stat_fd(fd.as_fd())
         });
