@@ -24,6 +24,7 @@ mod namespace;
 mod project;
 pub mod router;
 mod routing;
+mod statfs;
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
@@ -42,7 +43,6 @@ use crate::inode::handles::{HandleTable, OpenFile, OpenLimits};
 use crate::inode::{self, Inode, InodeTable, ROOT_ID, Stripes};
 use crate::ledger::{Beside, Ledger};
 use crate::passthrough::router::Router;
-use crate::quota::Subject;
 use crate::quota::enforce::Enforcer;
 use dashmap::DashMap;
 
@@ -226,44 +226,6 @@ impl Passthrough {
         }
         let (_, fd) = self.resolve(id)?;
         Ok(to_attr(&sys::stat_fd(fd.as_fd())?, id))
-    }
-
-    /// `statfs` as tenants should see it: inside a project with a byte limit, that project's
-    /// limit as the size, its usage as used, and the lower of its room and the backing's room
-    /// as available; elsewhere, for a caller with a user limit, that; otherwise the backing's
-    /// own figures. (Soft limits count when there is no hard one.)
-    pub fn statfs(&self, ctx: &Ctx, id: u64) -> Result<FsStats, Errno> {
-        let backing = self.backing(inode::backing_of(id))?;
-        let s = sys::statfs_fd(backing.root_fd())?;
-        let raw = FsStats {
-            blocks: s.f_blocks,
-            bfree: s.f_bfree,
-            bavail: s.f_bavail,
-            files: s.f_files,
-            ffree: s.f_ffree,
-            bsize: s.f_bsize as u32,
-            namelen: s.f_namelen as u32,
-            frsize: s.f_frsize as u32,
-        };
-        let project = match self.resolve(id) {
-            Ok((inode, fd)) => self.tag_of(&inode, fd.as_fd()).map(|t| t.project).unwrap_or(0),
-            Err(_) => 0,
-        };
-        let e = &self.quota;
-        let limited = |s: Subject| e.effective(s).filter(|l| l.bytes_hard.or(l.bytes_soft).is_some()).map(|l| (s, l));
-        let Some((subject, l)) = limited(Subject::Project(project)).or_else(|| limited(Subject::User(ctx.uid))) else {
-            return Ok(raw);
-        };
-        let used = self.ledger.table().get(subject);
-        let unit = u64::from(raw.frsize.max(1));
-        let limit = l.bytes_hard.or(l.bytes_soft).unwrap_or(u64::MAX);
-        let blocks = limit / unit;
-        let bfree = blocks.saturating_sub(used.bytes.div_ceil(unit));
-        let (files, ffree) = match l.inodes_hard.or(l.inodes_soft) {
-            Some(n) => (n, n.saturating_sub(used.inodes).min(raw.ffree)),
-            None => (raw.files, raw.ffree),
-        };
-        Ok(FsStats { blocks, bfree: bfree.min(raw.bfree), bavail: bfree.min(raw.bavail), files, ffree, ..raw })
     }
 }
 
