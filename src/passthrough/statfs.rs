@@ -5,15 +5,20 @@
 //! kind (hard, else soft): size and free blocks from a byte limit, files and free files from an
 //! inode limit (so `df -i` follows an inode limit whether or not a byte limit is set):
 //! 1. the node's project (its tag; project 0 too, which a default project limit binds);
-//! 2. the caller.
+//! 2. when root asks about a user's home (a directory directly beneath the mount root owned by
+//!    a uid other than root: what `quotafs nfs exports --users` exports): that owner. An NFS
+//!    server or an operator asks as root; only the home directory itself answers so, not what
+//!    lies beneath it, and any other caller gets its own figures (a tenant does not learn
+//!    another's quota by `df` of their home);
+//! 3. the caller.
 //!
 //! A figure no subject limits is the backing's. Free blocks and free files are never more than
 //! the backing has. Usage is the live ledger's, limits the enforcer's: a change shows at once.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 
 use super::{Ctx, FsStats, Passthrough};
-use crate::backing::{Errno, sys};
+use crate::backing::{Backing, BackingIndex, Errno, sys};
 use crate::inode;
 use crate::quota::Subject;
 
@@ -31,9 +36,14 @@ impl Passthrough {
             namelen: s.f_namelen as u32,
             frsize: s.f_frsize as u32,
         };
-        let mut subjects = Vec::with_capacity(2);
+        let mut subjects = Vec::with_capacity(3);
         if let Ok((inode, fd)) = self.resolve(id) {
             subjects.push(Subject::Project(self.tag_of(&inode, fd.as_fd()).map(|t| t.project).unwrap_or(0)));
+            if ctx.uid == 0
+                && let Some(owner) = home_owner(backing, fd.as_fd())
+            {
+                subjects.push(Subject::User(owner));
+            }
         }
         subjects.push(Subject::User(ctx.uid));
         Ok(self.bound_figures(raw, &subjects))
@@ -59,4 +69,18 @@ impl Passthrough {
         }
         out
     }
+}
+
+/// The owner of directory `fd` if it is a user's home: a directory directly beneath the mount
+/// root (the main backing's root) owned by a uid other than root.
+fn home_owner(backing: &Backing, fd: BorrowedFd<'_>) -> Option<u32> {
+    if backing.index != BackingIndex(0) {
+        return None;
+    }
+    let st = sys::stat_fd(fd).ok()?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFDIR || st.st_uid == 0 || st.st_ino == backing.root_ino {
+        return None;
+    }
+    let parent = sys::stat_fd(sys::open_dotdot(fd, libc::O_PATH).ok()?.as_fd()).ok()?;
+    (parent.st_dev == backing.dev && parent.st_ino == backing.root_ino).then_some(st.st_uid)
 }
