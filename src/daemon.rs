@@ -9,10 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use fuser::{MountOption, Session, SessionACL};
-
 use crate::admin::metrics::Checkpoints;
-use crate::backing::{creds, cstring, sys};
+use crate::backing::{creds, sys};
 use crate::config::MountConfig;
 use crate::fuse::{FrontOptions, FuseFront};
 use crate::inode::Stripes;
@@ -217,6 +215,10 @@ fn check_owner(b: &crate::backing::Backing, state_dir: &str, id: Option<&str>) -
 /// Mounts and serves until the file system is unmounted (outside `umount`, or SIGINT/SIGTERM,
 /// which lazily unmount it). Returns Ok on a clean end.
 pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
+    // `--transport uring` on a kernel that will not offer it: refused before anything is done.
+    if cfg.transport == crate::config::Transport::Uring {
+        crate::fuse::uring_offered().map_err(|e| RunError::Refused(format!("--transport uring: {e}")))?;
+    }
     // Which ledger each backing belongs to is settled before anything is created: a refused
     // start writes nothing. Each backing stays locked (flock) for the daemon's lifetime.
     // An existing state dir is locked first (another daemon on it is named as such); a new
@@ -336,6 +338,8 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
         }),
         Arc::clone(&stop),
     )?;
+    // Which transport the session uses, once INIT is answered (for `status`).
+    let transport: Arc<std::sync::OnceLock<&'static str>> = Arc::default();
     crate::admin::serve::start(
         &cfg.state_dir,
         crate::admin::server::Server {
@@ -346,13 +350,14 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
             pools: Arc::clone(&pools),
             projects: Default::default(),
             checkpoints: Arc::clone(&checkpoints),
+            transport: Arc::clone(&transport),
         },
     )?;
     reporter.serving();
     let mut watchers = Vec::new();
     // Set once the session exists: outside writes to a watched backing invalidate the
     // kernel's cached pages of its nodes.
-    let notifier: Arc<std::sync::OnceLock<fuser::Notifier>> = Arc::default();
+    let notifier: Arc<std::sync::OnceLock<crate::fuse::Notifier>> = Arc::default();
     if cfg.watch_routes {
         for b in backings.iter().skip(1) {
             let (held, notifier, index) = (Arc::clone(&ops), Arc::clone(&notifier), b.index);
@@ -374,22 +379,19 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
     }
     let front = FuseFront::new(
         Arc::clone(&ops),
-        FrontOptions { entry_ttl: cfg.entry_ttl, attr_ttl: cfg.attr_ttl, max_write: cfg.max_write, acl: cfg.acl },
+        FrontOptions {
+            entry_ttl: cfg.entry_ttl,
+            attr_ttl: cfg.attr_ttl,
+            max_write: cfg.max_write,
+            acl: cfg.acl,
+            submounts: false,
+            transport: cfg.transport,
+        },
         pools,
         Arc::clone(&notifier),
     )?;
 
-    let mut fuse_cfg = fuser::Config::default();
-    fuse_cfg.mount_options = vec![
-        MountOption::FSName(cfg.backing.display().to_string()),
-        MountOption::Subtype("quotafs".into()),
-        MountOption::DefaultPermissions,
-    ];
-    fuse_cfg.acl = SessionACL::All;
-    fuse_cfg.n_threads = Some(cfg.threads);
-    fuse_cfg.clone_fd = true;
-
-    let mut session = Session::new(front, &cfg.mountpoint, &fuse_cfg)
+    let session = crate::fuse::Session::mount(&cfg.mountpoint, &cfg.backing.display().to_string(), transport)
         .map_err(|e| format!("cannot mount on {}: {e}", cfg.mountpoint.display()))?;
     let _ = notifier.set(session.notifier());
     if let Err(e) = crate::fuse::set_read_ahead(&cfg.mountpoint, cfg.max_write / 1024) {
@@ -402,8 +404,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
         "mounted"
     );
 
-    let mp = cstring(&cfg.mountpoint)?;
-    let mut unmounter = session.unmount_callable();
+    let unmounter = session.unmounter();
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let handle = signals.handle();
@@ -419,10 +420,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
                 // A busy mount is detached lazily: open files keep working until closed, and
                 // the session ends after that.
                 if let Err(e) = unmounter.unmount() {
-                    tracing::info!(error = %e, "mount busy; detaching it lazily");
-                    if let Err(e) = sys::umount_detach(&mp) {
-                        tracing::error!(error = %e, "unmount failed");
-                    }
+                    tracing::error!(error = %e, "unmount failed");
                 }
             }
         })
@@ -450,7 +448,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
         })
         .map_err(|e| format!("cannot start the readiness thread: {e}"))?;
 
-    let result = session.run();
+    let result = session.run(front, cfg.threads);
     sd_notify("STOPPING=1");
     handle.close();
     let _ = watcher.join();
@@ -467,7 +465,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
     match result {
         Ok(()) => {}
         // After an unmount the kernel tears the connection down; worker threads blocked in a
-        // read may see ECONNABORTED instead of ENODEV (fuser only treats ENODEV as the end).
+        // read may see ECONNABORTED instead of ENODEV.
         Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => {
             if requested.load(Ordering::SeqCst) {
                 tracing::info!("connection closed after unmount");

@@ -29,3 +29,4 @@ pub mod rquota;
 pub mod scan;
 pub mod tag;
 pub mod watch;
+pub mod wire;

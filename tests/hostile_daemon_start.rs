@@ -48,7 +48,7 @@ fn start(s: &Scratch, state: &Path, mnt: &Path, (out, err, level): Sinks) -> Dae
         .expect("spawn quotafs");
     let mut d = Daemon { child: Some(child), mnt: mnt.to_path_buf() };
     let deadline = Instant::now() + Duration::from_secs(20);
-    while mounted_at(mnt).as_deref() != Some("fuse") {
+    while mounted_at(mnt).as_deref() != Some("fuse.quotafs") {
         if let Some(status) = d.child.as_mut().unwrap().try_wait().unwrap() {
             panic!("quotafs exited before mounting: {status}");
         }

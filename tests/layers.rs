@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 /// Lowest first; the same table as docs/design.md §1.
 const LAYERS: &[&[&str]] = &[
-    &["ids", "failpoint", "logging"],
+    &["ids", "failpoint", "logging", "wire"],
     &["backing"],
     &["tag", "route", "quota"],
     &["inode", "scan", "config"],

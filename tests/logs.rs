@@ -23,7 +23,7 @@ fn logs_are_plain_or_json_and_a_bad_filter_is_refused() {
         let out = run(Command::new(BIN).env("QUOTAFS_LOG", bad).arg("--state-dir").arg(&f.state).arg("status"));
         assert_eq!(out.status.code(), Some(2), "QUOTAFS_LOG={bad}: {out:?}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("QUOTAFS_LOG") && err.contains("info,fuser=error"), "{err}");
+        assert!(err.contains("QUOTAFS_LOG") && err.contains("info,redb=warn"), "{err}");
     }
 
     // --log-format json: every line of the daemon's log is one JSON object with a level.

@@ -16,7 +16,7 @@ fn receive(sock: &UnixDatagram, mnt: &std::path::Path) -> (String, bool) {
     let mut buf = [0u8; 4096];
     let n = sock.recv(&mut buf).expect("a notification within the timeout");
     let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-    let serving = mounted_at(mnt).as_deref() == Some("fuse")
+    let serving = mounted_at(mnt).as_deref() == Some("fuse.quotafs")
         && std::process::Command::new("setpriv")
             .args(["--reuid=1000", "--regid=1000", "--clear-groups", "stat", "-f"])
             .arg(mnt)

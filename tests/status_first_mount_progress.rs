@@ -38,7 +38,7 @@ fn status_shows_the_first_mount_count_growing() {
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut counts: Vec<u64> = Vec::new();
     let mut plain_seen = false;
-    while mounted_at(&f.mnt).as_deref() != Some("fuse") {
+    while mounted_at(&f.mnt).as_deref() != Some("fuse.quotafs") {
         std::thread::sleep(Duration::from_millis(200));
         assert!(Instant::now() < deadline, "quotafs did not mount in time:\n{}", f.log_text());
         let out = status(&f);

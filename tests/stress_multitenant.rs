@@ -261,7 +261,7 @@ fn daemon_alive(f: &Fixture) -> Result<(), String> {
     if state == "T" || state == "t" {
         return Err("the daemon is stopped".into());
     }
-    if mounted_at(&f.mnt).as_deref() != Some("fuse") {
+    if mounted_at(&f.mnt).as_deref() != Some("fuse.quotafs") {
         return Err("the mount is gone".into());
     }
     std::fs::read_dir(&f.mnt).map(|_| ()).map_err(|e| format!("the mount does not answer: {e}"))

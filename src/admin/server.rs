@@ -96,6 +96,8 @@ pub struct Server {
     pub projects: ProjectCache,
     /// Checkpoint counts and durations (the metrics).
     pub checkpoints: Arc<super::metrics::Checkpoints>,
+    /// How FUSE requests travel ("uring", "classic"), once the kernel's INIT is answered.
+    pub transport: Arc<std::sync::OnceLock<&'static str>>,
 }
 
 /// Each project's name and the uid owning its top directory, as `show` needs them: built by
@@ -187,6 +189,7 @@ impl Server {
                 status["backings"] = self.pools.status_json();
                 status["mountpoint"] = serde_json::json!(self.mountpoint.display().to_string());
                 status["pid"] = serde_json::json!(std::process::id());
+                status["transport"] = serde_json::json!(self.transport.get().copied().unwrap_or("starting"));
                 Response::Status { status }
             }
             Request::Check { repair } => {

@@ -100,7 +100,7 @@ pub fn run(args: &DemoArgs) -> Result<(), CliError> {
         .arg("--state-dir")
         .arg(dir.join("state"))
         .arg(demo.mnt())
-        .env("QUOTAFS_LOG", std::env::var("QUOTAFS_LOG").unwrap_or_else(|_| "warn,fuser=error".into()))
+        .env("QUOTAFS_LOG", std::env::var("QUOTAFS_LOG").unwrap_or_else(|_| "warn".into()))
         .stdin(Stdio::null())
         .spawn()
         .map_err(|e| CliError::failed(format!("cannot start quotafs mount: {e}")))?;

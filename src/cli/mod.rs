@@ -59,7 +59,7 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// Log lines as text (colours only on a terminal) or one JSON object per line. The filter
-    /// is QUOTAFS_LOG (e.g. `debug`, `info,fuser=error`).
+    /// is QUOTAFS_LOG (e.g. `debug`, `info,redb=warn`).
     #[arg(long, global = true, value_enum, default_value_t = crate::logging::LogFormat::Text)]
     pub log_format: crate::logging::LogFormat,
     #[command(subcommand)]
@@ -310,6 +310,10 @@ pub struct MountArgs {
     /// Largest write request in bytes [default: 1048576].
     #[arg(long, value_name = "BYTES")]
     pub max_write: Option<u32>,
+    /// How FUSE requests travel: auto (io_uring where the kernel offers it, else /dev/fuse),
+    /// uring (refuse to start without it) or classic (/dev/fuse) [default: auto].
+    #[arg(long, value_name = "KIND", env = "QUOTAFS_TRANSPORT")]
+    pub transport: Option<String>,
     /// Seconds between ledger checkpoints [default: 30].
     #[arg(long, value_name = "SECS")]
     pub checkpoint_interval: Option<f64>,

@@ -17,6 +17,7 @@ pub fn run(cli: &Cli, args: &MountArgs) -> Result<(), CliError> {
         opens_per_uid: args.opens_per_uid,
         acl: args.no_acl.then_some(false),
         max_write: args.max_write,
+        transport: args.transport.clone(),
         checkpoint_interval: args.checkpoint_interval,
         exempt_uids: (!args.exempt_uid.is_empty()).then(|| args.exempt_uid.clone()),
         shared_pool: args.shared_pool.then_some(true),

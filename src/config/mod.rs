@@ -75,6 +75,9 @@ pub struct FileConfig {
     pub acl: Option<bool>,
     /// Largest write request in bytes. Default: 1 MiB.
     pub max_write: Option<u32>,
+    /// How FUSE requests travel: `auto` (io_uring where the kernel offers it), `uring`
+    /// (refuse to start without it) or `classic` (/dev/fuse reads). Default: auto.
+    pub transport: Option<String>,
     /// Seconds between ledger checkpoints (snapshot + new activity log). Default: 30.
     pub checkpoint_interval: Option<f64>,
     /// Uids never refused for quota (root always is); their usage is still counted.
@@ -150,6 +153,7 @@ pub struct MountConfig {
     pub opens_per_uid: usize,
     pub acl: bool,
     pub max_write: u32,
+    pub transport: Transport,
     pub checkpoint_interval: Duration,
     pub exempt_uids: Vec<u32>,
     /// Validated routes: pattern and the ext4 directory its subtrees live on.
@@ -159,6 +163,36 @@ pub struct MountConfig {
     pub route_threads: usize,
     pub metrics: MetricsConfig,
     pub notify: Option<NotifyConfig>,
+}
+
+/// How FUSE requests travel between the kernel and the daemon.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// io_uring where the kernel offers it, else /dev/fuse reads.
+    Auto,
+    /// io_uring, or refuse to start.
+    Uring,
+    /// /dev/fuse reads and writes.
+    Classic,
+}
+
+impl Transport {
+    pub fn parse(s: &str) -> Result<Transport, ConfigError> {
+        match s {
+            "auto" => Ok(Transport::Auto),
+            "uring" | "io_uring" => Ok(Transport::Uring),
+            "classic" => Ok(Transport::Classic),
+            _ => Err(ConfigError(format!("transport must be auto, uring or classic, got {s:?}"))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Auto => "auto",
+            Transport::Uring => "uring",
+            Transport::Classic => "classic",
+        }
+    }
 }
 
 fn default_threads() -> usize {
@@ -424,6 +458,10 @@ pub fn validate_mount(file: FileConfig, flags: FileConfig) -> Result<MountConfig
         },
         acl: flags.acl.or(file.acl).unwrap_or(true),
         max_write,
+        transport: match flags.transport.or(file.transport) {
+            Some(t) => Transport::parse(&t)?,
+            None => Transport::Auto,
+        },
         checkpoint_interval: {
             let secs = flags.checkpoint_interval.or(file.checkpoint_interval).unwrap_or(30.0);
             if !(0.1..=86_400.0).contains(&secs) {

@@ -1,19 +1,20 @@
 //! The front's state and the helpers its request handlers share: the options, the pools each
 //! backing's requests run on (`dispatch`, which asks the router), the invalidation thread, and
-//! the conversions between fuser's types and the layer below's.
+//! the conversions between the wire's types and the layer below's.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
-
-use fuser::{FopenFlags, Generation, INodeNo, ReplyEntry, ReplyWrite, Request, TimeOrNow};
+use std::time::Duration;
 
 use super::pool;
+use super::reply::Reply;
+use super::session::Notifier;
 use crate::backing::Errno;
 use crate::backing::creds::Caller;
 use crate::backing::sys::TimeSpec;
 use crate::passthrough::{Entry, Passthrough};
+use crate::wire::{Header, abi};
 
 /// Kernel-facing settings.
 #[derive(Clone, Debug)]
@@ -22,6 +23,11 @@ pub struct FrontOptions {
     pub attr_ttl: Duration,
     pub max_write: u32,
     pub acl: bool,
+    /// Ask for FUSE_SUBMOUNTS at INIT (directories flagged as submount roots become file
+    /// systems of their own).
+    pub submounts: bool,
+    /// Ask for FUSE over io_uring at INIT (`Transport`).
+    pub transport: crate::config::Transport,
 }
 
 #[derive(Clone)]
@@ -37,12 +43,12 @@ pub struct FuseFront {
 /// Drops the kernel's cached data, attributes and directory listings of every node it holds
 /// on backing `index`, after something changed that backing behind the mount's back (the
 /// page cache is kept across opens only because every change goes through the mount).
-pub fn invalidate_backing(notifier: &fuser::Notifier, ops: &Passthrough, index: crate::ids::BackingIndex) {
+pub fn invalidate_backing(notifier: &Notifier, ops: &Passthrough, index: crate::ids::BackingIndex) {
     let nodes = ops.held_nodes(index);
     let mut failed = 0usize;
     for node in &nodes {
         // offset 0, len 0: the whole file; ENOENT if the kernel has forgotten it meanwhile.
-        match notifier.inval_inode(INodeNo(*node), 0, 0) {
+        match notifier.inval_inode(*node, 0, 0) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
             Err(_) => failed += 1,
@@ -73,30 +79,17 @@ pub fn set_read_ahead(mountpoint: &Path, kb: u32) -> Result<(), String> {
     std::fs::write(&path, kb.to_string()).map_err(|e| format!("{path}: {e}"))
 }
 
-pub(super) fn errno(e: Errno) -> fuser::Errno {
-    fuser::Errno::from_i32(e.0)
+pub(super) fn caller(h: &Header) -> Caller {
+    Caller { uid: h.uid, gid: h.gid, pid: h.pid }
 }
 
-pub(super) fn caller(req: &Request) -> Caller {
-    Caller { uid: req.uid(), gid: req.gid(), pid: req.pid() }
-}
-
-pub(super) fn time_spec(t: Option<TimeOrNow>) -> Option<TimeSpec> {
-    t.map(|t| match t {
-        TimeOrNow::Now => TimeSpec::Now,
-        TimeOrNow::SpecificTime(st) => match st.duration_since(UNIX_EPOCH) {
-            Ok(d) => TimeSpec::At { secs: d.as_secs() as i64, nanos: d.subsec_nanos() },
-            Err(e) => {
-                let d = e.duration();
-                let (mut secs, mut nanos) = (-(d.as_secs() as i64), d.subsec_nanos());
-                if nanos > 0 {
-                    secs -= 1;
-                    nanos = 1_000_000_000 - nanos;
-                }
-                TimeSpec::At { secs, nanos }
-            }
-        },
-    })
+/// A SETATTR time: unset, the current time, or the given one.
+pub(super) fn time_spec(set: bool, now: bool, (secs, nanos): (i64, u32)) -> Option<TimeSpec> {
+    match (set, now) {
+        (false, _) => None,
+        (true, true) => Some(TimeSpec::Now),
+        (true, false) => Some(TimeSpec::At { secs, nanos }),
+    }
 }
 
 impl FuseFront {
@@ -105,7 +98,7 @@ impl FuseFront {
         ops: Arc<Passthrough>,
         opts: FrontOptions,
         pools: Arc<pool::Pools>,
-        notifier: Arc<std::sync::OnceLock<fuser::Notifier>>,
+        notifier: Arc<std::sync::OnceLock<Notifier>>,
     ) -> Result<FuseFront, String> {
         let (invalidate, ranges) = std::sync::mpsc::channel::<(u64, i64, i64)>();
         // Never a FUSE worker: invalidating waits for write-back of the pages, which workers serve.
@@ -121,7 +114,7 @@ impl FuseFront {
                     }
                     for (node, (start, end)) in spans {
                         if let Some(n) = notifier.get()
-                            && let Err(e) = n.inval_inode(INodeNo(node), start, end - start)
+                            && let Err(e) = n.inval_inode(node, start, end - start)
                             && e.raw_os_error() != Some(libc::ENOENT)
                         {
                             tracing::warn!(node, error = %e, "cannot drop refused pages from the page cache");
@@ -143,12 +136,12 @@ impl FuseFront {
         len: usize,
         cached: bool,
         r: Result<usize, Errno>,
-        reply: ReplyWrite,
+        reply: Reply,
     ) {
         match r {
             Ok(n) => reply.written(n as u32),
             Err(e) => {
-                reply.error(errno(e));
+                reply.error(e.0);
                 if cached {
                     let _ = self.invalidate.send((ino, offset as i64, len as i64));
                 }
@@ -159,6 +152,12 @@ impl FuseFront {
     /// The backing whose pool serves requests for node `node`, as the router answers.
     pub(super) fn serving_backing(&self, node: u64) -> usize {
         self.ops.router().serving_backing(node).0 as usize
+    }
+
+    /// Whether requests for `node` run on the thread that received them (backing 0, or every
+    /// backing with a shared pool).
+    pub(super) fn serves_inline(&self, node: u64) -> bool {
+        !self.pools.offloads(self.serving_backing(node))
     }
 
     /// Runs a request's work for node `node`: on this thread for backing 0, on its backing's
@@ -173,12 +172,10 @@ impl FuseFront {
         }
     }
 
-    pub(super) fn reply_entry(&self, reply: ReplyEntry, r: Result<Entry, Errno>) {
+    pub(super) fn reply_entry(&self, reply: Reply, r: Result<Entry, Errno>) {
         match r {
-            Ok(e) => {
-                reply.entry_with_ttls(&self.opts.attr_ttl, &self.opts.entry_ttl, &e.attr, Generation(e.generation))
-            }
-            Err(e) => reply.error(errno(e)),
+            Ok(e) => reply.entry(self.opts.attr_ttl, self.opts.entry_ttl, &e.attr, e.generation),
+            Err(e) => reply.error(e.0),
         }
     }
 
@@ -186,5 +183,5 @@ impl FuseFront {
     /// kept across opens (every change to a file goes through this mount, and the kernel
     /// updates or drops the cached pages it changes); nothing is buffered in the daemon, so
     /// close() needs no FLUSH round trip.
-    pub(super) const FOPEN: FopenFlags = FopenFlags::FOPEN_KEEP_CACHE.union(FopenFlags::FOPEN_NOFLUSH);
+    pub(super) const FOPEN: u32 = abi::fopen::KEEP_CACHE | abi::fopen::NOFLUSH;
 }

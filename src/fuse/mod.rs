@@ -1,493 +1,272 @@
-//! The FUSE front: decodes kernel requests (via fuser), calls the layer below, and turns its
-//! `Result` into a reply. This is the only place an errno becomes a reply; nothing here looks
-//! at a message string.
+//! The FUSE front: takes the kernel's decoded requests (`crate::wire`), calls the layer
+//! below, and turns its `Result` into a reply. This is the only place an errno becomes a
+//! reply; nothing here looks at a message string.
 //!
-//! `mod.rs` holds the request handlers (`impl Filesystem`); `front` the front's state and the
-//! helpers they share (dispatch to a backing's pool, replies, conversions); `pool` the
-//! per-backing worker pools; `init` the INIT negotiation.
+//! `mod.rs` holds the request handlers (`FuseFront::handle`); `front` the front's state and
+//! the helpers they share (dispatch to a backing's pool, replies, conversions); `pool` the
+//! per-backing worker pools; `init` the INIT negotiation; `session` the threads that read
+//! /dev/fuse; `channel` one descriptor of the connection; `reply` a request's answer;
+//! `kernel` the device and mount system calls.
 
+mod channel;
 mod front;
 mod init;
+mod kernel;
 pub mod pool;
+mod reply;
+mod session;
+mod uring;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::time::{Duration, SystemTime};
-
-use fuser::{
-    AccessFlags, CopyFileRangeFlags, FileHandle, Filesystem, Generation, INodeNo, IoctlFlags, KernelConfig, LockOwner,
-    OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
-    ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
-};
+use std::time::Duration;
 
 use crate::backing::Errno;
 use crate::passthrough::attr::{SetAttr, XattrReply};
+use crate::wire::{Header, Op, abi};
 
 pub use front::{FrontOptions, FuseFront, invalidate_backing, set_read_ahead};
-use front::{caller, errno, time_spec};
+use front::{caller, time_spec};
+pub use reply::{DirBuf, Reply};
+pub use session::{Notifier, Session, Unmounter};
+pub use uring::kernel_offers as uring_offered;
 
-impl Filesystem for FuseFront {
-    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        init::negotiate(config, &self.opts);
-        // With FUSE_DONT_MASK the kernel leaves the umask to us: each create runs with the
-        // caller's umask on its thread, and ext4 applies it unless the parent directory has
-        // a default ACL.
-        self.ops.set_apply_umask(config.capabilities().contains(fuser::InitFlags::FUSE_DONT_MASK));
-        Ok(())
+fn os(name: &[u8]) -> Box<OsStr> {
+    OsStr::from_bytes(name).into()
+}
+
+impl FuseFront {
+    /// FORGET and each pair of BATCH_FORGET (no reply).
+    pub(super) fn forget(&self, node: u64, nlookup: u64) {
+        self.ops.forget(node, nlookup);
     }
 
-    fn destroy(&mut self) {
-        tracing::info!("session ended");
-    }
-
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let name = name.to_owned();
-        self.dispatch(parent.0, move |me| {
-            let name: &OsStr = &name;
-            match me.ops.lookup(parent.0, name) {
-                // Negative entries are cached too: a create after a failed lookup is the common
-                // small-file pattern, and every name change goes through this mount.
-                Err(Errno(libc::ENOENT)) => {
-                    let attr = crate::passthrough::dir::dot_attr(0);
-                    reply.entry_with_ttls(&Duration::ZERO, &me.opts.entry_ttl, &attr, Generation(0));
-                }
-                r => me.reply_entry(reply, r),
-            }
-        });
-    }
-
-    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.ops.forget(ino.0, nlookup);
-    }
-
-    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        self.dispatch(ino.0, move |me| match me.ops.getattr(ino.0, fh.map(|f| f.0)) {
-            Ok(attr) => reply.attr(&me.opts.attr_ttl, &attr),
-            Err(e) => reply.error(errno(e)),
-        });
-    }
-
-    fn setattr(
-        &self,
-        req: &Request,
-        ino: INodeNo,
-        mode: Option<u32>,
-        uid: Option<u32>,
-        gid: Option<u32>,
-        size: Option<u64>,
-        atime: Option<TimeOrNow>,
-        mtime: Option<TimeOrNow>,
-        _ctime: Option<SystemTime>,
-        fh: Option<FileHandle>,
-        _crtime: Option<SystemTime>,
-        _chgtime: Option<SystemTime>,
-        _bkuptime: Option<SystemTime>,
-        _flags: Option<fuser::BsdFileFlags>,
-        reply: ReplyAttr,
-    ) {
-        let c = caller(req);
-        self.dispatch(ino.0, move |me| {
-            let a =
-                SetAttr { mode, uid, gid, size, atime: time_spec(atime), mtime: time_spec(mtime), fh: fh.map(|f| f.0) };
-            match me.ops.setattr(&c, ino.0, &a) {
-                Ok(attr) => reply.attr(&me.opts.attr_ttl, &attr),
-                Err(e) => reply.error(errno(e)),
-            }
-        });
-    }
-
-    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        self.dispatch(ino.0, move |me| match me.ops.readlink(ino.0) {
-            Ok(t) => reply.data(&t),
-            Err(e) => reply.error(errno(e)),
-        });
-    }
-
-    fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, rdev: u32, reply: ReplyEntry) {
-        let c = caller(req);
-        let name = name.to_owned();
-        self.dispatch(parent.0, move |me| {
-            let name: &OsStr = &name;
-            me.reply_entry(reply, me.ops.mknod(&c, parent.0, name, mode, umask, rdev));
-        });
-    }
-
-    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
-        let c = caller(req);
-        let name = name.to_owned();
-        self.dispatch(parent.0, move |me| {
-            let name: &OsStr = &name;
-            me.reply_entry(reply, me.ops.mkdir(&c, parent.0, name, mode, umask));
-        });
-    }
-
-    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let c = caller(req);
-        let name = name.to_owned();
-        self.dispatch(parent.0, move |me| {
-            let name: &OsStr = &name;
-            match me.ops.unlink(&c, parent.0, name) {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno(e)),
-            }
-        });
-    }
-
-    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let c = caller(req);
-        let name = name.to_owned();
-        self.dispatch(parent.0, move |me| {
-            let name: &OsStr = &name;
-            match me.ops.rmdir(&c, parent.0, name) {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno(e)),
-            }
-        });
-    }
-
-    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
-        let c = caller(req);
-        let link_name = link_name.to_owned();
-        let target = target.to_owned();
-        self.dispatch(parent.0, move |me| {
-            let link_name: &OsStr = &link_name;
-            let target: &Path = &target;
-            me.reply_entry(reply, me.ops.symlink(&c, parent.0, link_name, target));
-        });
-    }
-
-    fn rename(
-        &self,
-        req: &Request,
-        parent: INodeNo,
-        name: &OsStr,
-        newparent: INodeNo,
-        newname: &OsStr,
-        flags: RenameFlags,
-        reply: ReplyEmpty,
-    ) {
-        let c = caller(req);
-        let name = name.to_owned();
-        let newname = newname.to_owned();
-        self.dispatch(parent.0, move |me| {
-            let name: &OsStr = &name;
-            let newname: &OsStr = &newname;
-            match me.ops.rename(&c, parent.0, name, newparent.0, newname, flags.bits()) {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno(e)),
-            }
-        });
-    }
-
-    fn link(&self, req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
-        let c = caller(req);
-        let newname = newname.to_owned();
-        self.dispatch(newparent.0, move |me| {
-            let newname: &OsStr = &newname;
-            me.reply_entry(reply, me.ops.link(&c, ino.0, newparent.0, newname));
-        });
-    }
-
-    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let c = caller(req);
-        self.dispatch(ino.0, move |me| match me.ops.open(&c, ino.0, flags.0) {
-            Ok(opened) => reply.opened(FileHandle(opened.fh), Self::FOPEN),
-            Err(e) => reply.error(errno(e)),
-        });
-    }
-
-    fn read(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        fh: FileHandle,
-        offset: u64,
-        size: u32,
-        _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
-        reply: ReplyData,
-    ) {
-        self.dispatch(ino.0, move |me| {
-            let mut reply = Some(reply);
-            let r = me.ops.read(fh.0, offset, size, |data| {
-                if let Some(r) = reply.take() {
-                    r.data(data);
-                }
-            });
-            if let (Err(e), Some(r)) = (r, reply.take()) {
-                r.error(errno(e));
-            }
-        });
-    }
-
-    fn write(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        fh: FileHandle,
-        offset: u64,
-        data: &[u8],
-        write_flags: WriteFlags,
-        _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
-        reply: ReplyWrite,
-    ) {
-        // The request's uid is not used: a write is performed and charged as the handle's
-        // opener (write-back of a shared mapping arrives as uid 0).
-        let cached = write_flags.contains(WriteFlags::FUSE_WRITE_CACHE);
-        if !self.pools.offloads(self.serving_backing(ino.0)) {
-            self.pools.inline(0, || {
-                let r = self.ops.write(fh.0, offset, data, cached);
-                self.reply_write(ino.0, offset, data.len(), cached, r, reply);
-            });
-            return;
-        }
-        let data = data.to_vec();
-        self.dispatch(ino.0, move |me| {
-            let r = me.ops.write(fh.0, offset, &data, cached);
-            me.reply_write(ino.0, offset, data.len(), cached, r, reply);
-        });
-    }
-
-    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
-        reply.ok();
-    }
-
-    fn release(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        fh: FileHandle,
-        _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
-        _flush: bool,
-        reply: ReplyEmpty,
-    ) {
-        self.dispatch(ino.0, move |me| {
-            me.ops.release(fh.0);
-            reply.ok();
-        });
-    }
-
-    fn fsync(&self, _req: &Request, ino: INodeNo, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
-        self.dispatch(ino.0, move |me| match me.ops.fsync(fh.0, datasync) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        });
-    }
-
-    /// ENOSYS once: the kernel then stops sending OPENDIR/RELEASEDIR and caches readdir
-    /// results (FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR); `readdir` is stateless.
-    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        reply.error(fuser::Errno::ENOSYS);
-    }
-
-    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        self.dispatch(ino.0, move |me| {
-            let r = me.ops.readdir(ino.0, offset as i64, false, |e| {
-                reply.add(INodeNo(e.ino), e.next_offset as u64, e.kind, OsStr::from_bytes(e.name.as_bytes()))
-            });
-            match r {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno(e)),
-            }
-        });
-    }
-
-    fn readdirplus(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
-        self.dispatch(ino.0, move |me| {
-            let ttl = me.opts.entry_ttl;
-            let r = me.ops.readdir(ino.0, offset as i64, true, |e| {
-                let name = OsStr::from_bytes(e.name.as_bytes());
-                match &e.entry {
-                    Some(entry) => reply.add(
-                        INodeNo(e.ino),
-                        e.next_offset as u64,
-                        name,
-                        &ttl,
-                        &entry.attr,
-                        Generation(entry.generation),
-                    ),
-                    None => {
-                        let attr = crate::passthrough::dir::dot_attr(e.ino);
-                        reply.add(INodeNo(e.ino), e.next_offset as u64, name, &Duration::ZERO, &attr, Generation(0))
+    /// Serves one request (not INIT, FORGET or INTERRUPT, which the session answers).
+    pub(super) fn handle(&self, h: &Header, op: Op<'_>, reply: Reply) {
+        let node = h.nodeid;
+        let c = caller(h);
+        match op {
+            Op::Lookup { name } => {
+                let name = os(name);
+                self.dispatch(node, move |me| match me.ops.lookup(node, &name) {
+                    // Negative entries are cached too: a create after a failed lookup is the
+                    // common small-file pattern, and every name change goes through this mount.
+                    Err(Errno(libc::ENOENT)) => {
+                        reply.negative_entry(me.opts.entry_ttl, &crate::passthrough::dir::dot_attr(0))
                     }
+                    r => me.reply_entry(reply, r),
+                });
+            }
+            Op::GetAttr { fh } => self.dispatch(node, move |me| match me.ops.getattr(node, fh) {
+                Ok(attr) => reply.attr(me.opts.attr_ttl, &attr),
+                Err(e) => reply.error(e.0),
+            }),
+            Op::SetAttr(s) => {
+                let valid = s.valid;
+                let has = |bit: u32| valid & bit != 0;
+                let a = SetAttr {
+                    mode: has(abi::fattr::MODE).then_some(s.mode),
+                    uid: has(abi::fattr::UID).then_some(s.uid),
+                    gid: has(abi::fattr::GID).then_some(s.gid),
+                    size: has(abi::fattr::SIZE).then_some(s.size),
+                    atime: time_spec(has(abi::fattr::ATIME), has(abi::fattr::ATIME_NOW), s.atime),
+                    mtime: time_spec(has(abi::fattr::MTIME), has(abi::fattr::MTIME_NOW), s.mtime),
+                    fh: has(abi::fattr::FH).then_some(s.fh),
+                };
+                self.dispatch(node, move |me| match me.ops.setattr(&c, node, &a) {
+                    Ok(attr) => reply.attr(me.opts.attr_ttl, &attr),
+                    Err(e) => reply.error(e.0),
+                });
+            }
+            Op::ReadLink => self.dispatch(node, move |me| match me.ops.readlink(node) {
+                Ok(t) => reply.data(&t),
+                Err(e) => reply.error(e.0),
+            }),
+            Op::MkNod { mode, rdev, umask, name } => {
+                let name = os(name);
+                self.dispatch(node, move |me| me.reply_entry(reply, me.ops.mknod(&c, node, &name, mode, umask, rdev)));
+            }
+            Op::MkDir { mode, umask, name } => {
+                let name = os(name);
+                self.dispatch(node, move |me| me.reply_entry(reply, me.ops.mkdir(&c, node, &name, mode, umask)));
+            }
+            Op::Unlink { name } => {
+                let name = os(name);
+                self.dispatch(node, move |me| me.reply_unit(reply, me.ops.unlink(&c, node, &name)));
+            }
+            Op::RmDir { name } => {
+                let name = os(name);
+                self.dispatch(node, move |me| me.reply_unit(reply, me.ops.rmdir(&c, node, &name)));
+            }
+            Op::Symlink { name, target } => {
+                let (name, target) = (os(name), os(target));
+                self.dispatch(node, move |me| {
+                    me.reply_entry(reply, me.ops.symlink(&c, node, &name, Path::new(&*target)))
+                });
+            }
+            Op::Rename { newdir, flags, name, newname } => {
+                let (name, newname) = (os(name), os(newname));
+                self.dispatch(node, move |me| {
+                    me.reply_unit(reply, me.ops.rename(&c, node, &name, newdir, &newname, flags))
+                });
+            }
+            Op::Link { oldnode, newname } => {
+                // Served with the new parent's backing, like every name operation.
+                let newname = os(newname);
+                self.dispatch(node, move |me| me.reply_entry(reply, me.ops.link(&c, oldnode, node, &newname)));
+            }
+            Op::Open { flags } => self.dispatch(node, move |me| match me.ops.open(&c, node, flags as i32) {
+                Ok(opened) => reply.opened(opened.fh, Self::FOPEN),
+                Err(e) => reply.error(e.0),
+            }),
+            Op::Read { fh, offset, size } => self.dispatch(node, move |me| {
+                let mut reply = Some(reply);
+                let r = me.ops.read(fh, offset, size, |data| {
+                    if let Some(r) = reply.take() {
+                        r.data(data);
+                    }
+                });
+                if let (Err(e), Some(r)) = (r, reply.take()) {
+                    r.error(e.0);
                 }
-            });
-            match r {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno(e)),
+            }),
+            Op::Write { fh, offset, write_flags, data } => {
+                // The request's uid is not used: a write is performed and charged as the
+                // handle's opener (write-back of a shared mapping arrives as uid 0).
+                let cached = write_flags & abi::WRITE_CACHE != 0;
+                if self.serves_inline(node) {
+                    self.pools.inline(0, || {
+                        let r = self.ops.write(fh, offset, data, cached);
+                        self.reply_write(node, offset, data.len(), cached, r, reply);
+                    });
+                    return;
+                }
+                let data = data.to_vec();
+                self.dispatch(node, move |me| {
+                    let r = me.ops.write(fh, offset, &data, cached);
+                    me.reply_write(node, offset, data.len(), cached, r, reply);
+                });
             }
-        });
+            // Nothing is buffered in the daemon (FOPEN_NOFLUSH makes this rare).
+            Op::Flush { .. } => reply.ok(),
+            Op::Release { fh } => self.dispatch(node, move |me| {
+                me.ops.release(fh);
+                reply.ok();
+            }),
+            Op::Fsync { fh, datasync } => {
+                self.dispatch(node, move |me| me.reply_unit(reply, me.ops.fsync(fh, datasync)))
+            }
+            // ENOSYS once: the kernel then stops sending OPENDIR/RELEASEDIR and caches readdir
+            // results; `readdir` is stateless.
+            Op::OpenDir => reply.error(libc::ENOSYS),
+            Op::ReleaseDir => reply.ok(),
+            Op::ReadDir { offset, size, plus: false, .. } => self.dispatch(node, move |me| {
+                let mut buf = DirBuf::new(size);
+                let r = me.ops.readdir(node, offset as i64, false, |e| {
+                    buf.add(e.ino, e.next_offset as u64, e.kind.dirent_type(), e.name.as_bytes())
+                });
+                match r {
+                    Ok(()) => buf.send(reply),
+                    Err(e) => reply.error(e.0),
+                }
+            }),
+            Op::ReadDir { offset, size, plus: true, .. } => self.dispatch(node, move |me| {
+                let ttl = me.opts.entry_ttl;
+                let mut buf = DirBuf::new(size);
+                let r = me.ops.readdir(node, offset as i64, true, |e| {
+                    let name = e.name.as_bytes();
+                    match &e.entry {
+                        Some(entry) => buf.add_plus(e.next_offset as u64, name, entry.generation, ttl, &entry.attr),
+                        None => {
+                            let attr = crate::passthrough::dir::dot_attr(e.ino);
+                            buf.add_plus(e.next_offset as u64, name, 0, Duration::ZERO, &attr)
+                        }
+                    }
+                });
+                match r {
+                    Ok(()) => buf.send(reply),
+                    Err(e) => reply.error(e.0),
+                }
+            }),
+            Op::FsyncDir { datasync } => {
+                self.dispatch(node, move |me| me.reply_unit(reply, me.ops.fsyncdir(node, datasync)))
+            }
+            Op::StatFs => self.dispatch(node, move |me| match me.ops.statfs(&c, node) {
+                Ok(s) => reply.statfs(s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize),
+                Err(e) => reply.error(e.0),
+            }),
+            Op::SetXattr { flags, name, value } => {
+                let (name, value) = (os(name), value.to_vec());
+                self.dispatch(node, move |me| {
+                    me.reply_unit(reply, me.ops.setxattr(&c, node, &name, &value, flags as i32))
+                });
+            }
+            Op::GetXattr { size, name } => {
+                let name = os(name);
+                self.dispatch(node, move |me| me.reply_xattr(reply, me.ops.getxattr(node, &name, size)));
+            }
+            Op::ListXattr { size } => {
+                self.dispatch(node, move |me| me.reply_xattr(reply, me.ops.listxattr(node, size)))
+            }
+            Op::RemoveXattr { name } => {
+                let name = os(name);
+                self.dispatch(node, move |me| me.reply_unit(reply, me.ops.removexattr(&c, node, &name)));
+            }
+            Op::Access { mask } => {
+                self.dispatch(node, move |me| me.reply_unit(reply, me.ops.access(&c, node, mask as i32)))
+            }
+            Op::Create { flags, mode, umask, name } => {
+                let name = os(name);
+                self.dispatch(node, move |me| match me.ops.create(&c, node, &name, mode, umask, flags as i32) {
+                    Ok((entry, opened)) => {
+                        reply.created(me.opts.entry_ttl, &entry.attr, entry.generation, opened.fh, Self::FOPEN)
+                    }
+                    Err(e) => reply.error(e.0),
+                });
+            }
+            // As the handle's opener, like write.
+            Op::Fallocate { fh, offset, length, mode } => {
+                self.dispatch(node, move |me| me.reply_unit(reply, me.ops.fallocate(fh, offset, length, mode as i32)))
+            }
+            Op::Lseek { fh, offset, whence } => {
+                self.dispatch(node, move |me| match me.ops.lseek(fh, offset, whence as i32) {
+                    Ok(off) => reply.offset(off),
+                    Err(e) => reply.error(e.0),
+                })
+            }
+            // As the destination handle's opener, on the pool of the destination's backing (the
+            // one written), like every other request of that node.
+            Op::CopyFileRange { fh_in, off_in, node_out, fh_out, off_out, len, flags } => {
+                self.dispatch(node_out, move |me| {
+                    match me.ops.copy_file_range(fh_in, off_in, fh_out, off_out, len, flags as u32) {
+                        Ok(n) => reply.written(n as u32),
+                        Err(e) => reply.error(e.0),
+                    }
+                })
+            }
+            // No ioctl is passed to the backing: FS_IOC_FSSETXATTR would let a tenant change its
+            // own project id, and others reach into the backing file system's internals.
+            Op::Ioctl => reply.error(libc::ENOTTY),
+            Op::Destroy => reply.ok(),
+            Op::Init(_) | Op::Forget { .. } | Op::BatchForget { .. } | Op::Interrupt { .. } | Op::Unknown => {
+                reply.error(libc::ENOSYS)
+            }
+        }
     }
 
-    fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
-        self.dispatch(ino.0, move |me| match me.ops.fsyncdir(ino.0, datasync) {
+    fn reply_unit(&self, reply: Reply, r: Result<(), Errno>) {
+        match r {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        });
+            Err(e) => reply.error(e.0),
+        }
     }
 
-    fn statfs(&self, req: &Request, ino: INodeNo, reply: ReplyStatfs) {
-        let c = caller(req);
-        self.dispatch(ino.0, move |me| match me.ops.statfs(&c, ino.0) {
-            Ok(s) => reply.statfs(s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize),
-            Err(e) => reply.error(errno(e)),
-        });
-    }
-
-    fn setxattr(
-        &self,
-        req: &Request,
-        ino: INodeNo,
-        name: &OsStr,
-        value: &[u8],
-        flags: i32,
-        _position: u32,
-        reply: ReplyEmpty,
-    ) {
-        let c = caller(req);
-        let name = name.to_owned();
-        let value = value.to_vec();
-        self.dispatch(ino.0, move |me| {
-            let name: &OsStr = &name;
-            let value: &[u8] = &value;
-            match me.ops.setxattr(&c, ino.0, name, value, flags) {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno(e)),
-            }
-        });
-    }
-
-    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        let name = name.to_owned();
-        self.dispatch(ino.0, move |me| {
-            let name: &OsStr = &name;
-            match me.ops.getxattr(ino.0, name, size) {
-                Ok(XattrReply::Size(n)) => reply.size(n),
-                Ok(XattrReply::Data(d)) => reply.data(&d),
-                Err(e) => reply.error(errno(e)),
-            }
-        });
-    }
-
-    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        self.dispatch(ino.0, move |me| match me.ops.listxattr(ino.0, size) {
-            Ok(XattrReply::Size(n)) => reply.size(n),
+    fn reply_xattr(&self, reply: Reply, r: Result<XattrReply, Errno>) {
+        match r {
+            Ok(XattrReply::Size(n)) => reply.xattr_size(n),
             Ok(XattrReply::Data(d)) => reply.data(&d),
-            Err(e) => reply.error(errno(e)),
-        });
-    }
-
-    fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let c = caller(req);
-        let name = name.to_owned();
-        self.dispatch(ino.0, move |me| {
-            let name: &OsStr = &name;
-            match me.ops.removexattr(&c, ino.0, name) {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno(e)),
-            }
-        });
-    }
-
-    fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        let c = caller(req);
-        self.dispatch(ino.0, move |me| match me.ops.access(&c, ino.0, mask.bits()) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        });
-    }
-
-    fn create(
-        &self,
-        req: &Request,
-        parent: INodeNo,
-        name: &OsStr,
-        mode: u32,
-        umask: u32,
-        flags: i32,
-        reply: ReplyCreate,
-    ) {
-        let c = caller(req);
-        let name = name.to_owned();
-        self.dispatch(parent.0, move |me| {
-            let name: &OsStr = &name;
-            match me.ops.create(&c, parent.0, name, mode, umask, flags) {
-                Ok((entry, opened)) => reply.created(
-                    &me.opts.entry_ttl,
-                    &entry.attr,
-                    Generation(entry.generation),
-                    FileHandle(opened.fh),
-                    Self::FOPEN,
-                ),
-                Err(e) => reply.error(errno(e)),
-            }
-        });
-    }
-
-    fn fallocate(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        fh: FileHandle,
-        offset: u64,
-        length: u64,
-        mode: i32,
-        reply: ReplyEmpty,
-    ) {
-        // As the handle's opener, like write.
-        self.dispatch(ino.0, move |me| match me.ops.fallocate(fh.0, offset, length, mode) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        });
-    }
-
-    fn lseek(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: i64, whence: i32, reply: ReplyLseek) {
-        self.dispatch(ino.0, move |me| match me.ops.lseek(fh.0, offset, whence) {
-            Ok(off) => reply.offset(off),
-            Err(e) => reply.error(errno(e)),
-        });
-    }
-
-    fn copy_file_range(
-        &self,
-        _req: &Request,
-        _ino_in: INodeNo,
-        fh_in: FileHandle,
-        offset_in: u64,
-        ino_out: INodeNo,
-        fh_out: FileHandle,
-        offset_out: u64,
-        len: u64,
-        flags: CopyFileRangeFlags,
-        reply: ReplyWrite,
-    ) {
-        // As the destination handle's opener, on the pool of the destination's backing (the
-        // one written), like every other request of that node.
-        let flags = flags.bits() as u32;
-        self.dispatch(ino_out.0, move |me| {
-            match me.ops.copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len, flags) {
-                Ok(n) => reply.written(n as u32),
-                Err(e) => reply.error(errno(e)),
-            }
-        });
-    }
-
-    /// No ioctl is passed to the backing: FS_IOC_FSSETXATTR would let a tenant change its own
-    /// project id, and others reach into the backing file system's internals.
-    fn ioctl(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _flags: IoctlFlags,
-        _cmd: u32,
-        _in_data: &[u8],
-        _out_size: u32,
-        reply: ReplyIoctl,
-    ) {
-        reply.error(fuser::Errno::ENOTTY);
+            Err(e) => reply.error(e.0),
+        }
     }
 }

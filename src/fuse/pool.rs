@@ -1,11 +1,11 @@
 //! Per-backing worker pools (load isolation, docs/design.md §14).
 //!
-//! fuser's worker threads read requests from /dev/fuse. The front asks the router
+//! The session's threads read requests from /dev/fuse. The front asks the router
 //! (`passthrough::router::Router::serving_backing`) which backing serves a request's node. A request for a
 //! node of backing 0 is served on that thread; a request for a node of a routed backing is
 //! queued to that backing's own pool and the reader goes back to /dev/fuse at once, so a
 //! saturated or slow Dropbox disk occupies only its own threads. Replies are sent from whichever thread served
-//! the request (fuser replies are `Send`).
+//! the request (a `Reply` is `Send`).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -48,7 +48,7 @@ struct Pool {
 }
 
 /// The pools of one mount: index = backing index. Backing 0 (and every backing, with
-/// `shared`) has no pool of its own: its requests run on fuser's threads.
+/// `shared`) has no pool of its own: its requests run on the session's threads.
 pub struct Pools {
     pools: Vec<Option<Arc<Pool>>>,
     counters: Vec<Arc<Counters>>,

@@ -1,16 +1,16 @@
 //! The pieces of accounting `accounting::Op` is built from (docs/design.md §9): how much a
-//! range allocates, the extent-tree block charged ahead, the tag cache, and the pin protocol
-//! of opens and last closes of unlinked files.
+//! range allocates, the extent-tree block charged ahead, and the pin protocol of opens and
+//! last closes of unlinked files (`Pins`).
 
 use std::os::fd::BorrowedFd;
 
-use super::Passthrough;
 use super::accounting::Op;
+use super::ops::Pins;
 use crate::backing::{Errno, sys};
 use crate::ids::InodeRef;
 use crate::inode::Inode;
 use crate::quota::Charge;
-use crate::tag::{self, Tag};
+use crate::tag::Tag;
 
 /// The block size assumed when a file system does not say (ext4's default).
 const BLOCK: u64 = 4096;
@@ -101,22 +101,7 @@ pub(super) fn untagged(key: InodeRef) -> Tag {
     Tag { project: 0, birth: 0 }
 }
 
-impl Passthrough {
-    /// The tag of `inode`, from its cache while no tag in its stripe was written since the
-    /// cache was filled, else read through `fd` (any descriptor of it). A stale cached project
-    /// would log wrong "before" values, which recovery then replays (design Appendix A).
-    pub(super) fn tag_of(&self, inode: &Inode, fd: BorrowedFd<'_>) -> Result<Tag, Errno> {
-        let stamp = self.inodes.stripes().tag_stamp(inode.ino);
-        if let Some((t, s)) = *inode.tag.lock()
-            && s == stamp
-        {
-            return Ok(t);
-        }
-        let t = tag::read_fd(fd)?.unwrap_or_else(|| untagged(inode.key()));
-        *inode.tag.lock() = Some((t, stamp));
-        Ok(t)
-    }
-
+impl<'a> Pins<'a> {
     /// Counts an open of `inode` (called once per open, before the reply; `fd` is any
     /// descriptor of the inode, `O_PATH` will do: it is only stat'ed and its tag read). Under
     /// the inode's stripe lock, like every other step of the pin protocol:
@@ -132,12 +117,15 @@ impl Passthrough {
     pub(super) fn opened(&self, inode: &Inode, fd: BorrowedFd<'_>) {
         let key = inode.key();
         crate::failpoint::OPEN_COUNTING.hit();
-        let released =
-            || !self.is_open(key) && !self.ledger.is_pinned(key) && sys::stat_fd(fd).is_ok_and(|st| st.st_nlink == 0);
+        let released = || {
+            !self.st.opens.is_open(key)
+                && !self.be.ledger.is_pinned(key)
+                && sys::stat_fd(fd).is_ok_and(|st| st.st_nlink == 0)
+        };
         {
-            let _lock = self.inodes.stripes().lock(key.ino);
+            let _lock = self.st.nodes.stripes().lock(key.ino);
             if !released() {
-                *self.open_count.entry(key).or_insert(0) += 1;
+                self.st.opens.count_open(key);
                 return;
             }
         }
@@ -145,7 +133,7 @@ impl Passthrough {
         // looked at again under both.
         let op = self.begin(&[key.ino]);
         let released = released();
-        *self.open_count.entry(key).or_insert(0) += 1;
+        self.st.opens.count_open(key);
         if released {
             self.repin(op, inode, fd);
         }
@@ -155,7 +143,7 @@ impl Passthrough {
     /// holds it (see `opened`). Logged like a change: the `Touch` says it was uncharged before
     /// (charged since this epoch), so a crash, which frees it, takes nothing back that the
     /// snapshot did not charge.
-    fn repin(&self, mut op: Op<'_>, inode: &Inode, fd: BorrowedFd<'_>) {
+    fn repin(&self, mut op: Op<'a>, inode: &Inode, fd: BorrowedFd<'_>) {
         let key = inode.key();
         let (tag, st) = match self.tag_of(inode, fd).and_then(|t| sys::stat_fd(fd).map(|st| (t, st))) {
             Ok(v) => v,
@@ -175,39 +163,22 @@ impl Passthrough {
         );
     }
 
-    /// One open of `key` fewer (its stripe lock held); returns whether it was the last.
-    fn count_close(&self, key: InodeRef) -> Option<bool> {
-        let last = match self.open_count.get(&key) {
-            Some(n) => *n <= 1,
-            None => return None,
-        };
-        if last {
-            self.open_count.remove(&key);
-        } else if let Some(mut n) = self.open_count.get_mut(&key) {
-            *n -= 1;
-        }
-        Some(last)
-    }
-
     /// Called at release. The last close of a pinned inode (unlinked while open, or reopened
     /// after its unlink) takes its charge off, logged first; under its stripe lock, so that no
     /// open or unlink of it interleaves.
     pub(super) fn closed(&self, key: InodeRef) {
         {
-            let _lock = self.inodes.stripes().lock(key.ino);
-            let last = match self.open_count.get(&key) {
-                Some(n) => *n <= 1,
-                None => return,
-            };
-            if !(last && self.ledger.is_pinned(key)) {
-                self.count_close(key);
+            let _lock = self.st.nodes.stripes().lock(key.ino);
+            let Some(last) = self.st.opens.is_last(key) else { return };
+            if !(last && self.be.ledger.is_pinned(key)) {
+                self.st.opens.count_close(key);
                 return;
             }
         }
         // A usage change: the epoch lock is taken before the stripe lock, and the state
         // looked at again under both.
         let mut op = self.begin(&[key.ino]);
-        if self.count_close(key) != Some(true) {
+        if self.st.opens.count_close(key) != Some(true) {
             return;
         }
         if let Some((before, since)) = op.unpin(key) {
@@ -230,17 +201,12 @@ impl Passthrough {
         if let Ok(b) = self.backing(key.backing)
             && let Ok(id) = crate::inode::node_id(b, key.ino)
         {
-            self.inodes.drop_fd(id, key.generation);
+            self.st.nodes.drop_fd(id, key.generation);
         }
     }
+}
 
-    /// True if inode `key` has an open file handle. Exact under the inode's stripe lock.
-    pub(super) fn is_open(&self, key: InodeRef) -> bool {
-        self.open_count.get(&key).is_some_and(|n| *n > 0)
-    }
-
-    /// An `O_PATH` descriptor of `name` in `dir`, for tagging a just-created inode.
-    pub(super) fn entry_fd(dir: BorrowedFd<'_>, name: &std::ffi::CStr) -> Result<std::os::fd::OwnedFd, Errno> {
-        sys::open_entry(dir, name)
-    }
+/// An `O_PATH` descriptor of `name` in `dir`, for tagging a just-created inode.
+pub(super) fn entry_fd(dir: BorrowedFd<'_>, name: &std::ffi::CStr) -> Result<std::os::fd::OwnedFd, Errno> {
+    sys::open_entry(dir, name)
 }

@@ -1,7 +1,7 @@
 //! One seam for accounting: `Op`, the guard every usage-changing operation goes through
 //! (docs/design.md §9.7).
 //!
-//! An operation is begun (`Passthrough::begin`: the epoch `Change`, then the stripe locks of
+//! An operation is begun (`Ops::begin`: the epoch `Change`, then the stripe locks of
 //! the inodes it touches, in ascending order), reads what it will change (`track`: the tag and
 //! the stat that are the inode's charge *before*), checks the limits (`reserve*`), and ends in
 //! one of two consuming calls:
@@ -23,8 +23,9 @@ use std::os::fd::BorrowedFd;
 
 use parking_lot::MutexGuard;
 
+use super::Ctx;
 use super::account::{block_size, index_block_ahead, new_blocks, span, untagged};
-use super::{Ctx, Passthrough};
+use super::ops::Ops;
 use crate::backing::{Errno, Handle, sys};
 use crate::ids::{BackingIndex, InodeRef};
 use crate::inode::Inode;
@@ -59,7 +60,7 @@ fn is_dir(st: &libc::stat) -> bool {
 /// the epoch lock.
 #[must_use = "an Op changes nothing until `run`; dropped, it only gives back its locks and reservations"]
 pub(super) struct Op<'a> {
-    pt: &'a Passthrough,
+    ops: Ops<'a>,
     records: Vec<Record>,
     /// Tracked inodes to settle after the call, each with a descriptor to stat it through.
     settles: Vec<(Tracked, BorrowedFd<'a>)>,
@@ -71,23 +72,23 @@ pub(super) struct Op<'a> {
 /// Stripe locks held, and the stats of the entries they cover (None: no such entry).
 type Entries<'a> = (Op<'a>, Vec<Option<libc::stat>>);
 
-impl Passthrough {
+impl<'a> Ops<'a> {
     /// Begins a usage-changing operation on the inodes `inos`: the epoch lock (shared), then
     /// their stripe locks.
-    pub(super) fn begin(&self, inos: &[u64]) -> Op<'_> {
-        let ch = self.ledger.change(&self.quota);
-        let stripes = self.inodes.stripes();
+    pub(super) fn begin(&self, inos: &[u64]) -> Op<'a> {
+        let ch = self.be.ledger.change(&self.be.quota);
+        let stripes = self.st.nodes.stripes();
         let locks = match inos {
             [ino] => vec![stripes.lock(*ino)],
             _ => stripes.lock_many(inos),
         };
-        Op { pt: self, records: Vec::new(), settles: Vec::new(), reservations: Vec::new(), _locks: locks, ch }
+        Op { ops: *self, records: Vec::new(), settles: Vec::new(), reservations: Vec::new(), _locks: locks, ch }
     }
 
     /// `begin` on directories `dirs` and the entries `names` currently name, returning the
     /// entries' stats; retries if an entry changed while the locks were taken.
-    pub(super) fn begin_entries<'a>(
-        &'a self,
+    pub(super) fn begin_entries(
+        &self,
         dirs: &[&Inode],
         names: &[(BorrowedFd<'_>, &CStr)],
     ) -> Result<Entries<'a>, Errno> {
@@ -126,9 +127,9 @@ impl<'a> Op<'a> {
     /// unlink, an `O_PATH` descriptor): the removal charged it off, and a deleted inode has
     /// nothing left to change. An unlinked *open* file stays charged until its last close.
     pub fn track(&mut self, inode: &Inode, fd: BorrowedFd<'a>) -> Result<Tracked, Errno> {
-        let tag = self.pt.tag_of(inode, fd)?;
+        let tag = self.ops.tag_of(inode, fd)?;
         let st = sys::stat_fd(fd)?;
-        if st.st_nlink == 0 && !self.pt.is_open(inode.key()) {
+        if st.st_nlink == 0 && !self.ops.st.opens.is_open(inode.key()) {
             return Err(Errno(libc::ENOENT));
         }
         let t = self.track_known(inode.key(), tag, st)?;
@@ -184,7 +185,7 @@ impl<'a> Op<'a> {
         inodes: u64,
         partial: bool,
     ) -> Result<Reservation<'a>, Errno> {
-        self.pt.quota.reserve(self.pt.ledger.table(), ctx.uid, subjects, want, inodes, partial)
+        self.ops.be.quota.reserve(self.ops.be.ledger.table(), ctx.uid, subjects, want, inodes, partial)
     }
 
     /// Reserves an allocation of `want` bytes and `inodes` inodes for `subjects` until the
@@ -204,7 +205,7 @@ impl<'a> Op<'a> {
     /// an owner over quota). Root and exempt callers are never refused.
     pub fn reserve_dir_growth(&mut self, ctx: &Ctx, dir: &Tracked) -> Result<(), Errno> {
         let subjects = [Subject::User(dir.st.st_uid), Subject::Project(dir.tag.project)];
-        let r = self.pt.quota.reserve_bytes(self.pt.ledger.table(), ctx.uid, &subjects, block_size(&dir.st))?;
+        let r = self.ops.be.quota.reserve_bytes(self.ops.be.ledger.table(), ctx.uid, &subjects, block_size(&dir.st))?;
         self.reservations.push(r);
         Ok(())
     }
@@ -321,7 +322,7 @@ impl<'a> Op<'a> {
         tag::write_fd(fd, tag)?;
         // Tagged before it is counted: a tag that needs an xattr block is charged too.
         let st = sys::stat_fd(fd)?;
-        self.pt.inodes.stripes().tag_written(st.st_ino);
+        self.ops.st.nodes.stripes().tag_written(st.st_ino);
         let handle = sys::fd_to_handle(fd)?;
         let key = InodeRef { backing, ino: st.st_ino, generation: handle.ext4_generation().unwrap_or(0) };
         self.ch.born(key);
@@ -336,16 +337,16 @@ impl<'a> Op<'a> {
         if !(is_dir(&v.st) || v.st.st_nlink <= 1) {
             return;
         }
-        if self.pt.backing(v.key.backing).is_err() {
+        if self.ops.backing(v.key.backing).is_err() {
             return;
         }
-        if self.pt.is_open(v.key) {
+        if self.ops.st.opens.is_open(v.key) {
             self.ch.pin(v.key, v.before, v.tag.birth);
         } else {
             self.ch.apply(v.key.backing, Some(v.before), None);
             self.ch.remember(v.key, None, v.tag.birth);
             if !is_dir(&v.st) {
-                self.pt.let_go(v.key);
+                self.ops.pins().let_go(v.key);
             }
         }
     }

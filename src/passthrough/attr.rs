@@ -8,9 +8,10 @@ use std::ffi::OsStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
-use fuser::FileAttr;
+use crate::wire::FileAttr;
 
-use super::{Ctx, Passthrough};
+use super::ops::Attrs;
+use super::{Ctx, to_attr};
 use crate::backing::creds::as_caller;
 use crate::backing::sys::TimeSpec;
 use crate::backing::{Errno, sys, xattr_name};
@@ -52,15 +53,27 @@ fn sized(data: Vec<u8>, size: u32) -> Result<XattrReply, Errno> {
     }
 }
 
-impl Passthrough {
+impl<'a> Attrs<'a> {
+    pub fn getattr(&self, id: u64, fh: Option<u64>) -> Result<FileAttr, Errno> {
+        if let Some(fh) = fh
+            && let Ok(file) = self.st.opens.handles.get(fh)
+            && file.node == id
+        {
+            // The open file's own inode, even if its node id now names a newer file.
+            return Ok(to_attr(&sys::stat_fd(file.fd.as_fd())?, id));
+        }
+        let (_, fd) = self.resolve(id)?;
+        Ok(to_attr(&sys::stat_fd(fd.as_fd())?, id))
+    }
+
     /// Applies a SETATTR with the caller's credentials, in the order chown, chmod, truncate,
     /// times (a chown may clear setuid bits that a chmod in the same request then sets).
     pub fn setattr(&self, ctx: &Ctx, id: u64, a: &SetAttr) -> Result<FileAttr, Errno> {
         // Through an open file: the inode it was opened on (see `OpenFile::inode`).
-        let (inode, pfd) = match a.fh.and_then(|fh| self.files.get(fh).ok()).filter(|f| f.node == id) {
+        let (inode, pfd) = match a.fh.and_then(|fh| self.st.opens.handles.get(fh).ok()).filter(|f| f.node == id) {
             Some(file) => {
                 let inode = std::sync::Arc::clone(&file.inode);
-                let fd = self.inodes.path_fd(&inode, self.backing(inode.backing)?)?;
+                let fd = self.st.nodes.path_fd(&inode, self.backing(inode.backing)?)?;
                 (inode, fd)
             }
             None => self.resolve(id)?,
@@ -94,7 +107,8 @@ impl Passthrough {
             as_caller(ctx, || sys::chmod_fd(pfd, mode & 0o7777))?;
         }
         if let Some(size) = a.size {
-            let open = a.fh.and_then(|fh| self.files.get(fh).ok()).filter(|f| f.writable && f.node == inode.id);
+            let open =
+                a.fh.and_then(|fh| self.st.opens.handles.get(fh).ok()).filter(|f| f.writable && f.node == inode.id);
             match open {
                 Some(file) => as_caller(ctx, || sys::truncate_fd(file.fd.as_fd(), size))?,
                 None => {

@@ -9,9 +9,10 @@ use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::time::UNIX_EPOCH;
 
-use fuser::{FileAttr, FileType, INodeNo};
+use crate::wire::{FileAttr, FileType};
 
-use super::{Entry, Passthrough};
+use super::Entry;
+use super::ops::Dirs;
 use crate::backing::sys::DirEntry;
 use crate::backing::{Errno, sys};
 use crate::inode::{self, ROOT_ID};
@@ -53,13 +54,12 @@ fn dt_kind(dt: u8) -> FileType {
 /// needs the inode number and type.
 pub fn dot_attr(ino: u64) -> FileAttr {
     FileAttr {
-        ino: INodeNo(ino),
+        ino,
         size: 0,
         blocks: 0,
         atime: UNIX_EPOCH,
         mtime: UNIX_EPOCH,
         ctime: UNIX_EPOCH,
-        crtime: UNIX_EPOCH,
         kind: FileType::Directory,
         perm: 0,
         nlink: 0,
@@ -71,7 +71,7 @@ pub fn dot_attr(ino: u64) -> FileAttr {
     }
 }
 
-impl Passthrough {
+impl<'a> Dirs<'a> {
     /// fsync of a directory, by handle (directories have no open state: see `readdir`).
     pub fn fsyncdir(&self, id: u64, datasync: bool) -> Result<(), Errno> {
         let fd = self.open_dir(id)?;
@@ -107,7 +107,7 @@ impl Passthrough {
         // Routed directories that live in this one on other backings: listed after ext4's
         // entries, with cookies of their own at the top of the offset range; a same-named
         // entry of this backing is shadowed.
-        let routed = self.router.listing(&dir);
+        let routed = self.be.router.listing(&dir);
         if offset == i64::MAX {
             return self.emit_routed(id, &routed, 0, plus, emit); // ext4's end-of-directory mark
         }
@@ -139,7 +139,7 @@ impl Passthrough {
                 };
                 // A plus entry's node id is the one just registered (an alias if the plain id
                 // still names an older inode): `d_ino` must agree with it.
-                let node = entry.as_ref().map_or(node, |e| e.attr.ino.0);
+                let node = entry.as_ref().map_or(node, |e| e.attr.ino);
                 if self.emit_one(DirEntryOut { ino: node, next_offset, kind: dt_kind(kind), name, entry }, &mut emit) {
                     return Ok(());
                 }
@@ -178,7 +178,7 @@ impl Passthrough {
         if !plus {
             return Ok(Some(None));
         }
-        match self.lookup(id, OsStr::from_bytes(name.as_bytes())) {
+        match self.names().lookup(id, OsStr::from_bytes(name.as_bytes())) {
             Ok(e) => Ok(Some(Some(e))),
             Err(Errno(libc::ENOENT)) => Ok(None),
             Err(e) => Err(e),
@@ -191,7 +191,7 @@ impl Passthrough {
             return false;
         }
         if let Some(e) = out.entry {
-            self.forget(e.attr.ino.0, 1);
+            self.forget(e.attr.ino, 1);
         }
         true
     }

@@ -19,7 +19,8 @@
 use std::os::fd::AsFd;
 use std::sync::Arc;
 
-use super::{Ctx, Passthrough};
+use super::Ctx;
+use super::ops::Files;
 use crate::backing::creds::as_caller;
 use crate::backing::{Errno, sys};
 use crate::inode::Inode;
@@ -57,7 +58,7 @@ fn write_flags(flags: i32) -> i32 {
     rwf
 }
 
-impl Passthrough {
+impl<'a> Files<'a> {
     /// The inode's shared data descriptor for reading (`writable` false; a read-write one
     /// serves too) or for reading and writing, opened by handle if no open holds one.
     fn data_fd(&self, inode: &Inode, writable: bool, flags: i32, uid: u32) -> Result<Arc<DataFd>, Errno> {
@@ -69,7 +70,9 @@ impl Passthrough {
         let backing = self.backing(inode.backing)?;
         let access = if writable { libc::O_RDWR } else { libc::O_RDONLY };
         let open = |extra: i32| {
-            self.limits
+            self.st
+                .opens
+                .limits
                 .open_data(uid, || backing.open_handle(&inode.handle, extra | libc::O_NOFOLLOW | libc::O_CLOEXEC))
         };
         match open(access) {
@@ -87,7 +90,7 @@ impl Passthrough {
     /// Registers an open of `inode` by `ctx` with open flags `flags`: counted against the
     /// opener's share (EMFILE past it), holding the inode's shared data descriptor.
     pub(super) fn register_open(&self, ctx: &Ctx, inode: Arc<Inode>, flags: i32) -> Result<Opened, Errno> {
-        let share = self.limits.take_share(ctx.uid)?;
+        let share = self.st.opens.limits.take_share(ctx.uid)?;
         self.register_open_in(ctx, inode, flags, share)
     }
 
@@ -102,9 +105,9 @@ impl Passthrough {
     ) -> Result<Opened, Errno> {
         let writable = is_writable(flags);
         let fd = self.data_fd(&inode, writable, flags, ctx.uid)?;
-        self.opened(&inode, fd.as_fd());
+        self.pins().opened(&inode, fd.as_fd());
         let file = OpenFile::new(inode, fd, writable, write_flags(flags), *ctx, share);
-        let (fh, file) = self.files.insert(file);
+        let (fh, file) = self.st.opens.handles.insert(file);
         Ok(Opened { fh, file })
     }
 
@@ -123,7 +126,7 @@ impl Passthrough {
         thread_local! {
             static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        let file = self.files.get(fh)?;
+        let file = self.st.opens.handles.get(fh)?;
         BUF.with_borrow_mut(|buf| {
             let size = size as usize;
             if buf.len() < size {
@@ -152,7 +155,7 @@ impl Passthrough {
         alloc: Option<(u64, u64, bool)>,
         op: impl FnOnce(&OpenFile, u64) -> Result<T, Errno>,
     ) -> Result<T, Errno> {
-        let file = self.files.get(fh)?;
+        let file = self.st.opens.handles.get(fh)?;
         let inode = Arc::clone(&file.inode);
         let mut acct = self.begin(&[inode.ino]);
         let t = acct.track(&inode, file.fd.as_fd())?;
@@ -170,7 +173,7 @@ impl Passthrough {
     /// mapping's dirty pages) is all or nothing: the kernel drops a short count silently, but
     /// reports an error to the next msync/fsync.
     pub fn write(&self, fh: u64, offset: u64, data: &[u8], cached: bool) -> Result<usize, Errno> {
-        let file = self.files.get(fh)?;
+        let file = self.st.opens.handles.get(fh)?;
         let ctx = &file.opener;
         self.changing(ctx, fh, Some((offset, data.len() as u64, !cached)), |file, len| {
             let data = &data[..len as usize];
@@ -191,19 +194,19 @@ impl Passthrough {
     }
 
     pub fn fsync(&self, fh: u64, datasync: bool) -> Result<(), Errno> {
-        let file = self.files.get(fh)?;
+        let file = self.st.opens.handles.get(fh)?;
         sys::fsync(file.fd.as_fd(), datasync)
     }
 
     pub fn release(&self, fh: u64) {
-        if let Some(file) = self.files.remove(fh) {
-            self.closed(file.inode.key());
+        if let Some(file) = self.st.opens.handles.remove(fh) {
+            self.pins().closed(file.inode.key());
         }
     }
 
     /// fallocate as the handle's opener.
     pub fn fallocate(&self, fh: u64, offset: u64, len: u64, mode: i32) -> Result<(), Errno> {
-        let file = self.files.get(fh)?;
+        let file = self.st.opens.handles.get(fh)?;
         let ctx = &file.opener;
         // Punching a hole or collapsing a range frees space; everything else may allocate.
         let frees = mode & (libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_COLLAPSE_RANGE) != 0;
@@ -213,7 +216,7 @@ impl Passthrough {
 
     /// SEEK_DATA / SEEK_HOLE (the kernel answers the other whences itself).
     pub fn lseek(&self, fh: u64, offset: i64, whence: i32) -> Result<i64, Errno> {
-        let file = self.files.get(fh)?;
+        let file = self.st.opens.handles.get(fh)?;
         sys::lseek(file.fd.as_fd(), offset, whence)
     }
 
@@ -227,8 +230,8 @@ impl Passthrough {
         len: u64,
         flags: u32,
     ) -> Result<usize, Errno> {
-        let src = self.files.get(fh_in)?;
-        let ctx = &self.files.get(fh_out)?.opener;
+        let src = self.st.opens.handles.get(fh_in)?;
+        let ctx = &self.st.opens.handles.get(fh_out)?.opener;
         self.changing(ctx, fh_out, Some((off_out, len, true)), |dst, len| {
             let len = usize::try_from(len).unwrap_or(usize::MAX);
             as_caller(ctx, || sys::copy_file_range(src.fd.as_fd(), off_in, dst.fd.as_fd(), off_out, len, flags))

@@ -18,10 +18,12 @@ use std::ffi::{CStr, CString, OsStr};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
+use super::account::entry_fd;
 use super::accounting::Op;
 use super::file::Opened;
+use super::ops::Names;
 use super::routing::Parents;
-use super::{Ctx, Entry, Passthrough};
+use super::{Ctx, Entry};
 use crate::backing::creds::{as_caller, set_thread_umask};
 use crate::backing::{BackingIndex, Errno, entry_name, sys};
 use crate::inode::Inode;
@@ -33,9 +35,9 @@ fn is_dir(st: &libc::stat) -> bool {
     st.st_mode & libc::S_IFMT == libc::S_IFDIR
 }
 
-impl Passthrough {
+impl<'a> Names<'a> {
     fn apply_umask(&self, umask: u32) -> Result<(), Errno> {
-        if self.apply_umask.load(std::sync::atomic::Ordering::Relaxed) { set_thread_umask(umask) } else { Ok(()) }
+        if self.st.init.apply_umask() { set_thread_umask(umask) } else { Ok(()) }
     }
 
     /// The common frame of every creation: parent tracked and marked dirty, `make` run as the
@@ -65,9 +67,9 @@ impl Passthrough {
     ) -> Result<(Entry, Option<OwnedFd>), Errno> {
         let (dir, dirfd) = self.resolve_dir(parent)?;
         self.refuse_private(&dir, name, libc::EPERM)?;
-        let place = self.router.place(&dir, name);
+        let place = self.be.router.place(&dir, name);
         if let Place::Routed(r) = &place {
-            return self.on_routed_parent(r, Parents::Make, |kparent| {
+            return self.routed().on_routed_parent(r, Parents::Make, |kparent| {
                 self.create_in_project(ctx, kparent, name, new_bytes, project, make)
             });
         }
@@ -94,7 +96,7 @@ impl Passthrough {
             })
         });
         if let Ok((e, _)) = &result {
-            self.mark_child(&place, e);
+            self.routed().mark_child(&place, e);
         }
         result
     }
@@ -108,7 +110,7 @@ impl Passthrough {
         name: &CStr,
         project: u32,
     ) -> Result<(Entry, Option<OwnedFd>), Errno> {
-        let fd = Self::entry_fd(dirfd, name).inspect_err(|_| {
+        let fd = entry_fd(dirfd, name).inspect_err(|_| {
             // Made, but not reachable to tag and charge (a descriptor could not be had): take
             // it back, as any refused creation leaves nothing. The kernel holds the directory
             // for this creation and we its stripe: the name is still the one just made.
@@ -188,15 +190,15 @@ impl Passthrough {
         let name = entry_name(name)?;
         self.apply_umask(umask)?;
         let open_flags = super::file::backing_open_flags(flags) | libc::O_CREAT;
-        let share = self.limits.take_share(ctx.uid)?;
+        let share = self.st.opens.limits.take_share(ctx.uid)?;
         let (entry, fd) = self.create_with(ctx, parent, &name, 0, |dirfd| {
             sys::openat_beneath(dirfd, &name, open_flags, mode & 0o7777).map(Some)
         })?;
         // The descriptor that made the file is dropped: the open shares the inode's data one.
         drop(fd.ok_or(Errno(libc::EIO))?);
-        let inode = self.inode(entry.attr.ino.0)?;
+        let inode = self.inode(entry.attr.ino)?;
         let opened =
-            self.register_open_in(ctx, inode, flags, share).inspect_err(|_| self.forget(entry.attr.ino.0, 1))?;
+            self.files().register_open_in(ctx, inode, flags, share).inspect_err(|_| self.forget(entry.attr.ino, 1))?;
         Ok((entry, opened))
     }
 
@@ -209,7 +211,7 @@ impl Passthrough {
         let (dir, dirfd) = self.resolve_dir(newparent)?;
         let name = entry_name(newname)?;
         self.refuse_private(&dir, &name, libc::EPERM)?;
-        if inode.backing != dir.backing || matches!(self.router.place(&dir, &name), Place::Routed(_)) {
+        if inode.backing != dir.backing || matches!(self.be.router.place(&dir, &name), Place::Routed(_)) {
             return Err(Errno(libc::EXDEV));
         }
         let mut acct = self.begin(&[inode.ino, dir.ino]);
@@ -242,12 +244,12 @@ impl Passthrough {
         let (dir, dirfd) = self.resolve_dir(parent)?;
         let cname = entry_name(name)?;
         self.refuse_private(&dir, &cname, libc::ENOENT)?;
-        match self.router.place(&dir, &cname) {
+        match self.be.router.place(&dir, &cname) {
             Place::Routed(r) => {
-                self.on_routed_parent(&r, Parents::Existing, |kparent| self.remove(ctx, kparent, name, flags))
+                self.routed().on_routed_parent(&r, Parents::Existing, |kparent| self.remove(ctx, kparent, name, flags))
             }
             Place::OnPath(Some(state)) if flags == libc::AT_REMOVEDIR => {
-                self.rmdir_on_path(ctx, &dir, dirfd.as_fd(), cname, &state)
+                self.routed().rmdir_on_path(ctx, &dir, dirfd.as_fd(), cname, &state)
             }
             _ => self.remove_here(ctx, &dir, dirfd.as_fd(), cname, flags),
         }

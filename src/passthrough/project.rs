@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Condvar, Mutex};
 
-use super::Passthrough;
+use super::ops::Projects;
 use crate::backing::{Backing, Errno, Handle, sys};
 use crate::ids::InodeRef;
 use crate::inode;
@@ -45,11 +45,7 @@ impl From<LedgerError> for AssignError {
     }
 }
 
-impl Passthrough {
-    pub fn backings(&self) -> &[Backing] {
-        &self.backings
-    }
-
+impl<'a> Projects<'a> {
     /// The inode of directory node `node`, for the project roots table.
     pub fn root_key(&self, node: u64) -> Option<InodeRef> {
         let b = self.backing(inode::backing_of(node)).ok()?;
@@ -61,7 +57,7 @@ impl Passthrough {
 
     /// The owner uid of the directory `root` names, if it still exists.
     pub fn owner_of(&self, root: InodeRef) -> Option<u32> {
-        let b = self.backings.get(root.backing.as_usize())?;
+        let b = self.be.backings.get(root.backing.as_usize())?;
         let fd = b.open_handle(&Handle::ext4(root.ino as u32, root.generation), libc::O_PATH).ok()?;
         sys::stat_fd(fd.as_fd()).ok().map(|st| st.st_uid)
     }
@@ -96,7 +92,7 @@ impl Passthrough {
         let t = acct.track_known(key, old, st)?;
         acct.run(|acct| {
             let written = tag::write_fd(fd, Tag { project, birth: old.birth });
-            self.inodes.stripes().tag_written(key.ino);
+            self.st.nodes.stripes().tag_written(key.ino);
             written?;
             let after = sys::stat_fd(fd).map(|st| Charge::of(&st, project)).unwrap_or(Charge { project, ..t.before });
             acct.moved(&t, after);
@@ -140,10 +136,10 @@ impl Passthrough {
         }
         if let Some(name) = name {
             // A name another project has is refused by the store (`LedgerError::Refused`).
-            self.ledger.set_project_name(project, Some(name))?;
+            self.be.ledger.set_project_name(project, Some(name))?;
         }
         if let Some(root) = self.root_key(node) {
-            self.ledger.store().move_project_root(project, root)?;
+            self.be.ledger.store().move_project_root(project, root)?;
         }
         let mut changed = 0;
         let progress = crate::scan::Progress::start(crate::scan::ASSIGN_TASK);
@@ -164,9 +160,9 @@ impl Passthrough {
         let root = sys::fd_to_handle(fd.as_fd()).map_err(|e| format!("handle of the directory (node {node}): {e}"))?;
         let mut trees = vec![(b, root)];
         if let Ok(dir) = self.inode(node)
-            && let Some(state) = self.router.state(&dir)
+            && let Some(state) = self.be.router.state(&dir)
         {
-            for (k, fd) in self.router.counterparts(&state) {
+            for (k, fd) in self.be.router.counterparts(&state) {
                 let kb = self.backing(k).map_err(|e| e.to_string())?;
                 let h = sys::fd_to_handle(fd.as_fd()).map_err(|e| format!("handle of a routed directory: {e}"))?;
                 trees.push((kb, h));

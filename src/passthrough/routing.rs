@@ -8,8 +8,9 @@ use std::ffi::{CString, OsStr};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 
+use super::ops::Routed;
 use super::router::{AfterRename, Place, RoutedDir};
-use super::{Ctx, Entry, Passthrough};
+use super::{Ctx, Entry};
 use crate::backing::creds::Caller;
 use crate::backing::{BackingIndex, Errno, sys};
 use crate::inode::Inode;
@@ -24,37 +25,28 @@ pub(super) enum Parents {
     Make,
 }
 
-impl Passthrough {
-    pub fn routes(&self) -> &crate::route::Routes {
-        self.router.routes()
-    }
-
-    /// The router: where operations on names run, and which backing serves a node.
-    pub fn router(&self) -> &crate::passthrough::router::Router {
-        &self.router
-    }
-
+impl<'a> Routed<'a> {
     /// Records where a directory `entry`, found or made at `place`, stands against the routes.
     pub(super) fn mark_child(&self, place: &Place, entry: &Entry) {
         if matches!(place, Place::OnPath(_))
-            && entry.attr.kind == fuser::FileType::Directory
-            && let Ok(child) = self.inode(entry.attr.ino.0)
+            && entry.attr.kind == crate::wire::FileType::Directory
+            && let Ok(child) = self.inode(entry.attr.ino)
         {
-            self.router.mark(place, &child);
+            self.be.router.mark(place, &child);
         }
     }
 
     /// LOOKUP of a routed directory: on its backing, or ENOENT.
     pub(super) fn lookup_routed(&self, r: &RoutedDir) -> Result<Entry, Errno> {
         let (last, _) = r.split()?;
-        let (backing, parent) = self.router.lookup_parent(r)?;
-        self.lookup_at(backing, parent.as_fd(), last)
+        let (backing, parent) = self.be.router.lookup_parent(r)?;
+        self.names().lookup_at(backing, parent.as_fd(), last)
     }
 
     /// LOOKUP(dir, "..") for a routed directory: backing 0's directory at the same path, not
     /// the hidden one. None when `dir` is not routed.
     pub(super) fn lookup_routed_dotdot(&self, dir: &Inode, dirfd: BorrowedFd<'_>) -> Result<Option<Entry>, Errno> {
-        let Some(fd) = self.router.dotdot(dir, dirfd)? else { return Ok(None) };
+        let Some(fd) = self.be.router.dotdot(dir, dirfd)? else { return Ok(None) };
         let st = sys::stat_fd(fd.as_fd())?;
         let handle = sys::fd_to_handle(fd.as_fd())?;
         self.register(self.backing(BackingIndex(0))?, &st, handle).map(Some)
@@ -90,8 +82,8 @@ impl Passthrough {
         for i in 0..path.len().saturating_sub(1) {
             let name = &path[i];
             let (_, curfd) = self.resolve_dir(cur).inspect_err(|_| self.forget(cur, 1))?;
-            let next = match self.lookup_at(r.backing, curfd.as_fd(), name) {
-                Ok(e) => Ok(e.attr.ino.0),
+            let next = match self.names().lookup_at(r.backing, curfd.as_fd(), name) {
+                Ok(e) => Ok(e.attr.ino),
                 Err(Errno(libc::ENOENT)) => self.make_hidden(cur, &path[..=i]),
                 Err(e) => Err(e),
             };
@@ -104,17 +96,17 @@ impl Passthrough {
     /// Creates the hidden counterpart of backing 0's directory `path` in `parent` (a node of
     /// the routed backing), charged like any new inode.
     fn make_hidden(&self, parent: u64, path: &[CString]) -> Result<u64, Errno> {
-        let like = self.router.hidden_template(path)?;
+        let like = self.be.router.hidden_template(path)?;
         let name = path.last().ok_or(Errno(libc::EINVAL))?.clone();
         let root = Caller::ROOT;
-        let (e, _) = self.create_in_project(&root, parent, &name, 4096, Some(like.project), |dirfd| {
+        let (e, _) = self.names().create_in_project(&root, parent, &name, 4096, Some(like.project), |dirfd| {
             sys::mkdir_at(dirfd, &name, 0o700)?;
             let fd = sys::open_entry(dirfd, &name)?;
             sys::chown_fd(fd.as_fd(), Some(like.uid), Some(like.gid))?;
             sys::chmod_fd(fd.as_fd(), like.mode)?;
             Ok(None)
         })?;
-        Ok(e.attr.ino.0)
+        Ok(e.attr.ino)
     }
 
     /// The node of the existing parent of routed directory `r` on its backing (one reference
@@ -126,10 +118,10 @@ impl Passthrough {
 
     /// The node of an existing directory `path` on backing `index` (one reference held).
     fn node_of_dir(&self, index: BackingIndex, path: &[CString]) -> Result<u64, Errno> {
-        let (b, fd) = self.router.dir_on(index, path)?;
+        let (b, fd) = self.be.router.dir_on(index, path)?;
         let st = sys::stat_fd(fd.as_fd())?;
         let handle = sys::fd_to_handle(fd.as_fd())?;
-        Ok(self.register(b, &st, handle)?.attr.ino.0)
+        Ok(self.register(b, &st, handle)?.attr.ino)
     }
 
     /// RMDIR of a directory on a route's path (`state`: its state): refused while a hidden
@@ -142,10 +134,10 @@ impl Passthrough {
         name: CString,
         state: &RouteState,
     ) -> Result<(), Errno> {
-        if self.router.counterparts_hold_entries(state)? {
+        if self.be.router.counterparts_hold_entries(state)? {
             return Err(Errno(libc::ENOTEMPTY));
         }
-        self.remove_here(ctx, dir, dirfd, name, libc::AT_REMOVEDIR)?;
+        self.names().remove_here(ctx, dir, dirfd, name, libc::AT_REMOVEDIR)?;
         self.remove_hidden(state);
         Ok(())
     }
@@ -154,10 +146,10 @@ impl Passthrough {
     /// its state before). Best effort: a leftover is an empty, charged directory nobody sees.
     fn remove_hidden(&self, state: &RouteState) {
         let Some((last, parents)) = state.path.split_last() else { return };
-        for (backing, _) in self.router.counterparts(state) {
+        for (backing, _) in self.be.router.counterparts(state) {
             let Ok(parent) = self.node_of_dir(backing, parents) else { continue };
             let root = Caller::ROOT;
-            if let Err(e) = self.rmdir(&root, parent, OsStr::from_bytes(last.as_bytes())) {
+            if let Err(e) = self.names().rmdir(&root, parent, OsStr::from_bytes(last.as_bytes())) {
                 let path = self.backing(backing).map(|b| b.path.display().to_string()).unwrap_or_default();
                 tracing::warn!(backing = %path, error = %e, "cannot remove a hidden routed directory");
             }
@@ -184,7 +176,7 @@ impl Passthrough {
                 return Err(e);
             }
         };
-        let r = self.rename(ctx, sp, name, dp, newname, flags);
+        let r = self.names().rename(ctx, sp, name, dp, newname, flags);
         self.forget(sp, 1);
         self.forget(dp, 1);
         r
@@ -198,7 +190,7 @@ impl Passthrough {
             tracing::error!(error = %e, "a directory moved but its routed part did not; `quotafs check` reports it");
         }
         if after.reset_marks {
-            self.inodes.reset_routes();
+            self.st.nodes.reset_routes();
         }
     }
 
@@ -208,7 +200,7 @@ impl Passthrough {
         let (Some((old, old_parents)), Some((new, _))) = (from.path.split_last(), to.path.split_last()) else {
             return Ok(());
         };
-        for (backing, _) in self.router.counterparts(from) {
+        for (backing, _) in self.be.router.counterparts(from) {
             let src_parent = self.node_of_dir(backing, old_parents)?;
             let dst_parent = match self.hidden_parent(&RoutedDir { backing, path: to.path.clone() }) {
                 Ok(p) => p,
@@ -218,7 +210,7 @@ impl Passthrough {
                 }
             };
             let root = Caller::ROOT;
-            let r = self.rename(
+            let r = self.names().rename(
                 &root,
                 src_parent,
                 OsStr::from_bytes(old.as_bytes()),

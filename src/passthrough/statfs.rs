@@ -17,12 +17,13 @@
 
 use std::os::fd::{AsFd, BorrowedFd};
 
-use super::{Ctx, FsStats, Passthrough};
+use super::ops::Attrs;
+use super::{Ctx, FsStats};
 use crate::backing::{Backing, BackingIndex, Errno, sys};
 use crate::inode;
 use crate::quota::Subject;
 
-impl Passthrough {
+impl<'a> Attrs<'a> {
     pub fn statfs(&self, ctx: &Ctx, id: u64) -> Result<FsStats, Errno> {
         let backing = self.backing(inode::backing_of(id))?;
         let s = sys::statfs_fd(backing.root_fd())?;
@@ -51,11 +52,11 @@ impl Passthrough {
 
     /// `raw` with each figure pair replaced by the first subject's of `subjects` that limits it.
     fn bound_figures(&self, raw: FsStats, subjects: &[Subject]) -> FsStats {
-        let limits: Vec<_> = subjects.iter().filter_map(|&s| self.quota.effective(s).map(|l| (s, l))).collect();
+        let limits: Vec<_> = subjects.iter().filter_map(|&s| self.be.quota.effective(s).map(|l| (s, l))).collect();
         let mut out = raw;
         if let Some((s, limit)) = limits.iter().find_map(|(s, l)| l.bytes_hard.or(l.bytes_soft).map(|b| (*s, b))) {
             let unit = u64::from(raw.frsize.max(1));
-            let used = self.ledger.table().get(s).bytes.div_ceil(unit);
+            let used = self.be.ledger.table().get(s).bytes.div_ceil(unit);
             let blocks = limit / unit;
             let free = blocks.saturating_sub(used);
             out.blocks = blocks;
@@ -63,7 +64,7 @@ impl Passthrough {
             out.bavail = free.min(raw.bavail);
         }
         if let Some((s, limit)) = limits.iter().find_map(|(s, l)| l.inodes_hard.or(l.inodes_soft).map(|n| (*s, n))) {
-            let used = self.ledger.table().get(s).inodes;
+            let used = self.be.ledger.table().get(s).inodes;
             out.files = limit;
             out.ffree = limit.saturating_sub(used).min(raw.ffree);
         }

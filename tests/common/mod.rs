@@ -243,7 +243,7 @@ impl Fixture {
     pub fn start_with_env(&mut self, args: &[&str], env: &[(&str, &str)]) {
         self.spawn(args, env);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while mounted_at(&self.mnt).as_deref() != Some("fuse") {
+        while mounted_at(&self.mnt).as_deref() != Some("fuse.quotafs") {
             if let Some(status) = self.daemon.as_mut().unwrap().try_wait().unwrap() {
                 panic!("quotafs exited before mounting ({status}):\n{}", self.log_text());
             }
@@ -299,7 +299,7 @@ impl Fixture {
             .args(&self.route_args)
             .args(args)
             .arg(&self.mnt)
-            .env("QUOTAFS_LOG", std::env::var("QUOTAFS_TEST_LOG").unwrap_or_else(|_| "info,fuser=error".into()))
+            .env("QUOTAFS_LOG", std::env::var("QUOTAFS_TEST_LOG").unwrap_or_else(|_| "info".into()))
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())

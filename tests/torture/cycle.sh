@@ -15,7 +15,7 @@ Q=/tools/quotafs
 S=/data/state
 [ -d /state/state ] && S=/state/state
 export TORTURE_STATE=$S
-export QUOTAFS_LOG=warn,fuser=error
+export QUOTAFS_LOG=warn
 # torture --daemon-env
 . /tools/daemon.env
 start=$(cut -d' ' -f1 /proc/uptime)

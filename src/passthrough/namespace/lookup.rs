@@ -6,20 +6,15 @@ use std::ffi::{CStr, OsStr};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 
-use super::super::{Entry, Passthrough};
+use super::super::Entry;
+use super::super::ops::Names;
 use super::is_dir;
 use crate::backing::{Backing, BackingIndex, Errno, entry_name, sys};
-use crate::inode::{self, Inode, ROOT_ID};
+use crate::inode::{self, ROOT_ID};
 use crate::passthrough::router::Place;
 use crate::tag;
 
-impl Passthrough {
-    /// Refuses `name` in directory `dir` with `errno` if it is the daemon's own entry (the
-    /// ledger's journal directory at a backing root): it does not exist for the mount.
-    pub(in crate::passthrough) fn refuse_private(&self, dir: &Inode, name: &CStr, errno: i32) -> Result<(), Errno> {
-        if self.backing(dir.backing)?.is_private(dir.ino, name) { Err(Errno(errno)) } else { Ok(()) }
-    }
-
+impl<'a> Names<'a> {
     /// Looks `name` up in directory `parent`: one lookup reference on success.
     /// `.` and `..` are answered too (NFS export asks for them).
     pub fn lookup(&self, parent: u64, name: &OsStr) -> Result<Entry, Errno> {
@@ -39,7 +34,7 @@ impl Passthrough {
         let name = match name.as_bytes() {
             b".." if parent == ROOT_ID => c".".to_owned(),
             b".." => {
-                if let Some(e) = self.lookup_routed_dotdot(&dir, dirfd.as_fd())? {
+                if let Some(e) = self.routed().lookup_routed_dotdot(&dir, dirfd.as_fd())? {
                     return Ok(e);
                 }
                 c"..".to_owned()
@@ -47,12 +42,12 @@ impl Passthrough {
             _ => entry_name(name)?,
         };
         self.refuse_private(&dir, &name, libc::ENOENT)?;
-        let place = self.router.place(&dir, &name);
+        let place = self.be.router.place(&dir, &name);
         if let Place::Routed(r) = &place {
-            return self.lookup_routed(r);
+            return self.routed().lookup_routed(r);
         }
         let e = self.lookup_at(dir.backing, dirfd.as_fd(), &name)?;
-        self.mark_child(&place, &e);
+        self.routed().mark_child(&place, &e);
         Ok(e)
     }
 
@@ -94,7 +89,7 @@ impl Passthrough {
     /// The ledger's journal directory and everything in it are not beneath the root in this
     /// sense: they are never served.
     fn beneath_root(&self, backing: &Backing, fd: BorrowedFd<'_>, st: &libc::stat) -> Result<bool, Errno> {
-        let journal = self.ledger.journal_dir_ino(backing.index);
+        let journal = self.be.ledger.journal_dir_ino(backing.index);
         if st.st_ino == backing.root_ino {
             return Ok(true);
         }

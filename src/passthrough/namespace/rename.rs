@@ -4,8 +4,10 @@
 use std::ffi::{CStr, OsStr};
 use std::os::fd::{AsFd, BorrowedFd};
 
+use super::super::Ctx;
+use super::super::account::entry_fd;
 use super::super::accounting::{Op, Tracked};
-use super::super::{Ctx, Passthrough};
+use super::super::ops::Names;
 use super::is_dir;
 use crate::backing::creds::as_caller;
 use crate::backing::{BackingIndex, Errno, entry_name, sys};
@@ -14,7 +16,7 @@ use crate::passthrough::router::RenameRoute;
 use crate::quota::{Charge, Subject};
 use crate::tag;
 
-impl Passthrough {
+impl<'a> Names<'a> {
     /// `renameat2` with RENAME_NOREPLACE and RENAME_EXCHANGE; RENAME_WHITEOUT is refused.
     /// Node ids follow inodes, not names, so the table needs no update. A file moved into a
     /// directory of another project takes its usage there; a directory, or a file with more
@@ -41,13 +43,15 @@ impl Passthrough {
         let cnewname = entry_name(newname)?;
         self.refuse_private(&from, &cname, libc::ENOENT)?;
         self.refuse_private(&to, &cnewname, libc::EPERM)?;
-        let after = match self.router.rename(&from, fromfd.as_fd(), &cname, &to, &cnewname, exchange)? {
-            RenameRoute::Routed { from, to } => return self.rename_routed(ctx, &from, name, &to, newname, flags),
+        let after = match self.be.router.rename(&from, fromfd.as_fd(), &cname, &to, &cnewname, exchange)? {
+            RenameRoute::Routed { from, to } => {
+                return self.routed().rename_routed(ctx, &from, name, &to, newname, flags);
+            }
             RenameRoute::Here(after) => after,
         };
         let r = self.rename_here(ctx, &from, fromfd.as_fd(), &cname, &to, tofd.as_fd(), &cnewname, flags);
         if r.is_ok() {
-            self.after_rename(&after);
+            self.routed().after_rename(&after);
         }
         r
     }
@@ -144,9 +148,9 @@ impl Passthrough {
 
     /// Re-tags a renamed file (now `name` in `dir`) with `project` and moves its usage there.
     fn move_project(&self, acct: &Op<'_>, t: &Tracked, dir: BorrowedFd<'_>, name: &CStr, project: u32) {
-        let result = Self::entry_fd(dir, name).and_then(|fd| {
+        let result = entry_fd(dir, name).and_then(|fd| {
             let written = tag::write_fd(fd.as_fd(), tag::Tag { project, birth: t.tag.birth });
-            self.inodes.stripes().tag_written(t.key.ino);
+            self.st.nodes.stripes().tag_written(t.key.ino);
             written?;
             sys::stat_fd(fd.as_fd())
         });

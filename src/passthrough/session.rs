@@ -1,0 +1,148 @@
+//! What a serving process holds that is not on disk: the nodes the kernel was handed, the open
+//! files it was handed, and the settings negotiated at INIT (`ServingState`). The operations
+//! borrow it (`ops::Ops`); nothing here is written to the backing or the ledger.
+//!
+//! Each part says, for a new process taking over a live mount (issue #19), whether it can be
+//! rebuilt and from what. docs/design.md §1 has the same answers as a table.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use dashmap::DashMap;
+
+use crate::ids::InodeRef;
+use crate::inode::handles::{HandleTable, OpenFile, OpenLimits};
+use crate::inode::{InodeTable, Stripes};
+
+/// The state one serving process holds for the kernel it talks to.
+#[derive(Debug)]
+pub struct ServingState {
+    /// Node id → inode (handle, generation, type), lookup counts, and caches: `O_PATH`
+    /// descriptors, tags, route marks; with the stripe locks and tag stamps (`inode`).
+    ///
+    /// Rebuildable: a plain node id names its inode by itself (backing index and ext4 inode
+    /// number; `LOOKUP(id, ".")` reopens one the table does not hold, as NFS export does), and
+    /// every cache refills on demand. Not rebuildable: alias node ids (they live only in this
+    /// table; a new process answers them ESTALE) and the lookup counts (the kernel's FORGETs
+    /// for nodes a new process never handed out must be tolerated, as `forget` does for an
+    /// unknown id). The stripe locks and tag stamps start afresh with no cached tag.
+    pub nodes: InodeTable,
+    /// Open files and what they hold (`OpenFiles`).
+    pub opens: OpenFiles,
+    /// The settings negotiated at FUSE INIT (`InitSettings`).
+    pub init: InitSettings,
+}
+
+impl ServingState {
+    /// Empty state: no node but the root (inserted by the caller), no open file. `fd_cache`
+    /// bounds the `O_PATH` cache; `stripes` are shared with what changes inodes outside a
+    /// request (the ledger's reconcile, the routed recount).
+    pub fn new(fd_cache: usize, stripes: Arc<Stripes>, limits: Arc<OpenLimits>) -> ServingState {
+        ServingState {
+            nodes: InodeTable::new(fd_cache, stripes),
+            opens: OpenFiles { handles: HandleTable::new(), counts: DashMap::new(), limits },
+            init: InitSettings { apply_umask: AtomicBool::new(false) },
+        }
+    }
+}
+
+/// The open files of this process: FUSE file handle → open file, the number of open handles
+/// per inode, and the descriptor budget they count against.
+///
+/// Not rebuildable today. An `fh` is a counter value that says nothing of the file, its
+/// opener's credentials or flags, so a new process cannot serve a handle it did not issue
+/// (EBADF). The data descriptors die with the process: an inode unlinked while open, which
+/// only those descriptors kept alive, is freed by ext4 then, and recovery settles its charge as
+/// after kill -9 (docs/design.md §9.4). The open counts and the per-uid
+/// shares follow from the handles, so they come back with them.
+#[derive(Debug)]
+pub struct OpenFiles {
+    /// fh → open file, from a successful open or create reply until its release.
+    pub handles: HandleTable<OpenFile>,
+    /// Open handles per inode, exact under the inode's stripe lock (an unlinked inode stays
+    /// charged until its last close: `passthrough/account.rs`).
+    counts: DashMap<InodeRef, u32>,
+    /// The descriptor budget: per-uid shares and the daemon's data descriptors.
+    pub limits: Arc<OpenLimits>,
+}
+
+impl OpenFiles {
+    /// True if inode `key` has an open file handle. Exact under the inode's stripe lock.
+    pub fn is_open(&self, key: InodeRef) -> bool {
+        self.counts.get(&key).is_some_and(|n| *n > 0)
+    }
+
+    /// Whether closing one handle of `key` would be its last (None: not open).
+    pub fn is_last(&self, key: InodeRef) -> Option<bool> {
+        self.counts.get(&key).map(|n| *n <= 1)
+    }
+
+    /// One open of `key` more (its stripe lock held).
+    pub fn count_open(&self, key: InodeRef) {
+        *self.counts.entry(key).or_insert(0) += 1;
+    }
+
+    /// One open of `key` fewer (its stripe lock held); returns whether it was the last (None:
+    /// it was not open).
+    pub fn count_close(&self, key: InodeRef) -> Option<bool> {
+        let last = self.is_last(key)?;
+        if last {
+            self.counts.remove(&key);
+        } else if let Some(mut n) = self.counts.get_mut(&key) {
+            *n -= 1;
+        }
+        Some(last)
+    }
+}
+
+/// What the kernel and this process agreed at FUSE INIT and this layer must honour.
+///
+/// Not rebuildable from the kernel: it sends INIT once per connection, so a new process must
+/// be handed these (by its predecessor or the process holding the connection) or negotiate
+/// them the same way again. Today: lost with the process.
+#[derive(Debug)]
+pub struct InitSettings {
+    /// Apply the request's umask when creating (set when FUSE_DONT_MASK is negotiated: the
+    /// kernel then leaves the umask to the file system).
+    apply_umask: AtomicBool,
+}
+
+impl InitSettings {
+    pub fn set_apply_umask(&self, on: bool) {
+        self.apply_umask.store(on, Ordering::Relaxed);
+    }
+
+    pub fn apply_umask(&self) -> bool {
+        self.apply_umask.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::BackingIndex;
+
+    #[test]
+    fn open_counts_say_which_close_is_the_last() {
+        let s = ServingState::new(16, Arc::default(), OpenLimits::new(4, 16));
+        let key = InodeRef { backing: BackingIndex(0), ino: 12, generation: 7 };
+        assert!(!s.opens.is_open(key));
+        assert_eq!(s.opens.count_close(key), None, "a close of an inode never opened counts nothing");
+        s.opens.count_open(key);
+        s.opens.count_open(key);
+        assert_eq!(s.opens.is_last(key), Some(false));
+        assert_eq!(s.opens.count_close(key), Some(false));
+        assert!(s.opens.is_open(key));
+        assert_eq!(s.opens.count_close(key), Some(true));
+        assert!(!s.opens.is_open(key));
+        assert_eq!(s.opens.is_last(key), None, "the last close forgets the inode");
+    }
+
+    #[test]
+    fn init_settings_start_with_the_kernel_masking() {
+        let s = ServingState::new(16, Arc::default(), OpenLimits::new(4, 16));
+        assert!(!s.init.apply_umask(), "until INIT negotiates FUSE_DONT_MASK");
+        s.init.set_apply_umask(true);
+        assert!(s.init.apply_umask());
+    }
+}
