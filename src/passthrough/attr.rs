@@ -11,11 +11,11 @@ use std::os::unix::ffi::OsStrExt;
 use crate::wire::FileAttr;
 
 use super::ops::Attrs;
-use super::{Ctx, FsStats, to_attr};
+use super::{Ctx, to_attr};
 use crate::backing::creds::as_caller;
 use crate::backing::sys::TimeSpec;
 use crate::backing::{Errno, sys, xattr_name};
-use crate::inode::{self, Inode};
+use crate::inode::Inode;
 use crate::quota::Subject;
 
 /// The changes one SETATTR asks for.
@@ -64,43 +64,6 @@ impl<'a> Attrs<'a> {
         }
         let (_, fd) = self.resolve(id)?;
         Ok(to_attr(&sys::stat_fd(fd.as_fd())?, id))
-    }
-    /// `statfs` as tenants should see it: inside a project with a byte limit, that project's
-    /// limit as the size, its usage as used, and the lower of its room and the backing's room
-    /// as available; elsewhere, for a caller with a user limit, that; otherwise the backing's
-    /// own figures. (Soft limits count when there is no hard one.)
-    pub fn statfs(&self, ctx: &Ctx, id: u64) -> Result<FsStats, Errno> {
-        let backing = self.backing(inode::backing_of(id))?;
-        let s = sys::statfs_fd(backing.root_fd())?;
-        let raw = FsStats {
-            blocks: s.f_blocks,
-            bfree: s.f_bfree,
-            bavail: s.f_bavail,
-            files: s.f_files,
-            ffree: s.f_ffree,
-            bsize: s.f_bsize as u32,
-            namelen: s.f_namelen as u32,
-            frsize: s.f_frsize as u32,
-        };
-        let project = match self.resolve(id) {
-            Ok((inode, fd)) => self.tag_of(&inode, fd.as_fd()).map(|t| t.project).unwrap_or(0),
-            Err(_) => 0,
-        };
-        let e = &self.be.quota;
-        let limited = |s: Subject| e.effective(s).filter(|l| l.bytes_hard.or(l.bytes_soft).is_some()).map(|l| (s, l));
-        let Some((subject, l)) = limited(Subject::Project(project)).or_else(|| limited(Subject::User(ctx.uid))) else {
-            return Ok(raw);
-        };
-        let used = self.be.ledger.table().get(subject);
-        let unit = u64::from(raw.frsize.max(1));
-        let limit = l.bytes_hard.or(l.bytes_soft).unwrap_or(u64::MAX);
-        let blocks = limit / unit;
-        let bfree = blocks.saturating_sub(used.bytes.div_ceil(unit));
-        let (files, ffree) = match l.inodes_hard.or(l.inodes_soft) {
-            Some(n) => (n, n.saturating_sub(used.inodes).min(raw.ffree)),
-            None => (raw.files, raw.ffree),
-        };
-        Ok(FsStats { blocks, bfree: bfree.min(raw.bfree), bavail: bfree.min(raw.bavail), files, ffree, ..raw })
     }
 
     /// Applies a SETATTR with the caller's credentials, in the order chown, chmod, truncate,

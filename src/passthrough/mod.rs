@@ -11,9 +11,10 @@
 //!   files with their counts and descriptor budget, INIT settings), each part documented with
 //!   whether a new process could rebuild it;
 //! * `ops::Ops`: the two borrowed for one operation, handing out one type per concern:
-//!   `namespace` (names: lookup, create, link, rename, ...), `attr` (attributes, statfs and
-//!   xattrs), `file` (open files and their data), `dir` (directory listings), `account` (block
-//!   arithmetic, opens and closes of unlinked files), `project` (project assignment), `routing`
+//!   `namespace` (names: lookup, create, link, rename, ...), `attr` (attributes and xattrs),
+//!   `statfs` (what `df` shows), `file` (open files and their data), `dir` (directory
+//!   listings), `account` (block arithmetic, opens and closes of unlinked files), `project`
+//!   (project assignment), `routing`
 //!   (what the router's answers mean for nodes and accounting: hidden parents, moved and
 //!   removed counterparts); `accounting` is the guard they all change usage through.
 //!
@@ -38,6 +39,7 @@ mod project;
 pub mod router;
 mod routing;
 pub mod session;
+mod statfs;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

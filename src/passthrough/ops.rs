@@ -56,7 +56,7 @@ concern!(
     names
 );
 concern!(
-    /// Attributes, statfs and extended attributes (`attr.rs`).
+    /// Attributes, statfs and extended attributes (`attr.rs`, `statfs.rs`).
     Attrs,
     attrs
 );
