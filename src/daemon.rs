@@ -410,7 +410,6 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
             attr_ttl: cfg.attr_ttl,
             max_write: cfg.max_write,
             acl: cfg.acl,
-            submounts: false,
             transport: cfg.transport,
         },
         pools,

@@ -23,9 +23,6 @@ pub struct FrontOptions {
     pub attr_ttl: Duration,
     pub max_write: u32,
     pub acl: bool,
-    /// Ask for FUSE_SUBMOUNTS at INIT (directories flagged as submount roots become file
-    /// systems of their own).
-    pub submounts: bool,
     /// Ask for FUSE over io_uring at INIT (`Transport`).
     pub transport: crate::config::Transport,
 }

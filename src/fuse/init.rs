@@ -52,10 +52,6 @@ fn wanted(opts: &FrontOptions) -> Vec<(&'static str, u64)> {
         // Requests over io_uring ring entries once every queue has one (`uring`).
         want.push(("io_uring", init::OVER_IO_URING));
     }
-    if opts.submounts {
-        // Directories flagged `ATTR_SUBMOUNT` become file systems of their own (docs/design.md §12).
-        want.push(("submounts", init::SUBMOUNTS));
-    }
     want
 }
 
