@@ -416,6 +416,11 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
         Arc::clone(&notifier),
     )?;
 
+    // SIGINT/SIGTERM are caught from before the mount exists: one arriving between the mount
+    // and the signal thread waits for that thread, which unmounts (before, the default action
+    // killed the daemon and left a dead mount; `sd_notify` caught it now and then).
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let session = crate::fuse::Session::mount(&cfg.mountpoint, &cfg.backing.display().to_string(), transport)
         .map_err(|e| format!("cannot mount on {}: {e}", cfg.mountpoint.display()))?;
     let _ = notifier.set(session.notifier());
@@ -430,8 +435,6 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
     );
 
     let unmounter = session.unmounter();
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
-        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let handle = signals.handle();
     let requested = Arc::new(AtomicBool::new(false));
     let requested_by_signal = Arc::clone(&requested);
