@@ -4,7 +4,7 @@ use std::fs::{DirBuilder, OpenOptions};
 use std::io::Write;
 use std::os::fd::AsFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -240,6 +240,33 @@ fn check_owner(b: &crate::backing::Backing, state_dir: &str, id: Option<&str>) -
 
 /// Mounts and serves until the file system is unmounted (outside `umount`, or SIGINT/SIGTERM,
 /// which lazily unmount it). Returns Ok on a clean end.
+pub use crate::config::{SUPERVISED_FDS, SUPERVISED_INIT, SUPERVISED_MOUNTPOINT};
+
+/// Whether this process serves a connection a supervisor holds.
+pub fn supervised() -> bool {
+    std::env::var_os(SUPERVISED_FDS).is_some()
+}
+
+/// The session: a connection handed over by a supervisor, or a new one mounted here.
+fn session(
+    cfg: &MountConfig,
+    transport: Arc<std::sync::OnceLock<&'static str>>,
+) -> Result<crate::fuse::Session, String> {
+    let Some(fds) = std::env::var_os(SUPERVISED_FDS) else {
+        return crate::fuse::Session::mount(&cfg.mountpoint, &cfg.backing.display().to_string(), transport)
+            .map_err(|e| format!("cannot mount on {}: {e}", cfg.mountpoint.display()));
+    };
+    let fds: Vec<i32> = fds
+        .to_string_lossy()
+        .split(',')
+        .map(|n| n.parse::<i32>().map_err(|_| format!("{SUPERVISED_FDS}={fds:?} is not a list of descriptors")))
+        .collect::<Result<_, _>>()?;
+    let init = std::env::var_os(SUPERVISED_INIT).map(PathBuf::from).unwrap_or_else(|| cfg.state_dir.join("fuse-init"));
+    let devs = crate::fuse::inherited(&fds).map_err(|e| format!("the supervisor's FUSE descriptors: {e}"))?;
+    crate::fuse::Session::adopt(devs, &cfg.mountpoint, init, transport)
+        .map_err(|e| format!("cannot take over the FUSE connection: {e}"))
+}
+
 pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
     // `--transport uring` on a kernel that will not offer it: refused before anything is done.
     if cfg.transport == crate::config::Transport::Uring {
@@ -410,7 +437,8 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
             attr_ttl: cfg.attr_ttl,
             max_write: cfg.max_write,
             acl: cfg.acl,
-            transport: cfg.transport,
+            // A supervised connection is served over /dev/fuse (docs/design.md §18).
+            transport: if supervised() { crate::config::Transport::Classic } else { cfg.transport },
         },
         pools,
         Arc::clone(&notifier),
@@ -421,8 +449,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
     // killed the daemon and left a dead mount; `sd_notify` caught it now and then).
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    let session = crate::fuse::Session::mount(&cfg.mountpoint, &cfg.backing.display().to_string(), transport)
-        .map_err(|e| format!("cannot mount on {}: {e}", cfg.mountpoint.display()))?;
+    let session = session(cfg, transport)?;
     let _ = notifier.set(session.notifier());
     if let Err(e) = crate::fuse::set_read_ahead(&cfg.mountpoint, cfg.max_write / 1024) {
         tracing::warn!(error = %e, "cannot widen the mount's readahead; sequential reads use the kernel's default");

@@ -27,6 +27,7 @@ pub mod quota;
 pub mod route;
 pub mod rquota;
 pub mod scan;
+pub mod supervise;
 pub mod tag;
 pub mod watch;
 pub mod wire;

@@ -18,6 +18,7 @@ const LAYERS: &[&[&str]] = &[
     &["fuse", "watch"],
     &["admin"],
     &["daemon", "rquota"],
+    &["supervise"],
     &["cli"],
 ];
 

@@ -321,6 +321,10 @@ pub struct MountArgs {
     /// uring (refuse to start without it) or classic (/dev/fuse) [default: auto].
     #[arg(long, value_name = "KIND", env = "QUOTAFS_TRANSPORT")]
     pub transport: Option<String>,
+    /// Serve through a supervisor that keeps the mount when the serving process dies and
+    /// starts another (over /dev/fuse).
+    #[arg(long)]
+    pub supervise: bool,
     /// Seconds between ledger checkpoints [default: 30].
     #[arg(long, value_name = "SECS")]
     pub checkpoint_interval: Option<f64>,

@@ -18,6 +18,7 @@ pub fn run(cli: &Cli, args: &MountArgs) -> Result<(), CliError> {
         acl: args.no_acl.then_some(false),
         max_write: args.max_write,
         transport: args.transport.clone(),
+        supervise: args.supervise.then_some(true),
         checkpoint_interval: args.checkpoint_interval,
         exempt_uids: (!args.exempt_uid.is_empty()).then(|| args.exempt_uid.clone()),
         shared_pool: args.shared_pool.then_some(true),
@@ -33,7 +34,8 @@ pub fn run(cli: &Cli, args: &MountArgs) -> Result<(), CliError> {
         ..FileConfig::default()
     };
     let cfg = validate_mount(file, flags)?;
-    crate::daemon::run(&cfg).map_err(|e| match e {
+    let run = if cfg.supervise && !crate::daemon::supervised() { crate::supervise::run } else { crate::daemon::run };
+    run(&cfg).map_err(|e| match e {
         crate::daemon::RunError::Refused(m) => CliError::usage(m),
         crate::daemon::RunError::Failed(m) => CliError::failed(m),
     })

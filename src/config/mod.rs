@@ -90,6 +90,9 @@ pub struct FileConfig {
     /// How FUSE requests travel: `auto` (io_uring where the kernel offers it), `uring`
     /// (refuse to start without it) or `classic` (/dev/fuse reads). Default: auto.
     pub transport: Option<String>,
+    /// Serve through a supervisor that holds the FUSE connection and starts a new serving
+    /// process when one dies (docs/design.md §18). Default: false.
+    pub supervise: Option<bool>,
     /// Seconds between ledger checkpoints (snapshot + new activity log). Default: 30.
     pub checkpoint_interval: Option<f64>,
     /// Uids never refused for quota (root always is); their usage is still counted.
@@ -166,6 +169,7 @@ pub struct MountConfig {
     pub acl: bool,
     pub max_write: u32,
     pub transport: Transport,
+    pub supervise: bool,
     pub checkpoint_interval: Duration,
     pub exempt_uids: Vec<u32>,
     /// Validated routes: pattern and the ext4 directory its subtrees live on.
@@ -250,6 +254,14 @@ fn resolve_lenient(path: &Path) -> Result<PathBuf, ConfigError> {
 fn within(inner: &Path, outer: &Path) -> bool {
     inner.starts_with(outer)
 }
+
+/// The environment through which a supervisor hands its connection to the serving process it
+/// starts (docs/design.md §18): the descriptors (comma-separated numbers), the file of the INIT
+/// agreement, and the mount point it validated and mounted (which the serving process must not
+/// stat: nothing answers there until it does).
+pub const SUPERVISED_FDS: &str = "QUOTAFS_SUPERVISED_FDS";
+pub const SUPERVISED_INIT: &str = "QUOTAFS_SUPERVISED_INIT";
+pub const SUPERVISED_MOUNTPOINT: &str = "QUOTAFS_SUPERVISED_MOUNTPOINT";
 
 fn existing_dir(what: &str, path: &Path, hint: &str) -> Result<PathBuf, ConfigError> {
     match std::fs::metadata(path) {
@@ -387,8 +399,13 @@ pub fn validate_mount(file: FileConfig, flags: FileConfig) -> Result<MountConfig
     let state_dir = flags.state_dir.or(file.state_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
 
     let backing = ext4_dir("backing", &backing, "create it (on an ext4 file system) or fix --backing")?;
-    let mountpoint = existing_dir("mountpoint", &mountpoint, "create it with mkdir")?;
-    if let Some((fstype, source)) = mount_at(&mountpoint)
+    let handed_over = std::env::var_os(SUPERVISED_FDS).zip(std::env::var_os(SUPERVISED_MOUNTPOINT));
+    let mountpoint = match &handed_over {
+        Some((_, mp)) => PathBuf::from(mp),
+        None => existing_dir("mountpoint", &mountpoint, "create it with mkdir")?,
+    };
+    if handed_over.is_none()
+        && let Some((fstype, source)) = mount_at(&mountpoint)
         && fstype.starts_with("fuse")
     {
         return Err(ConfigError(format!(
@@ -474,6 +491,7 @@ pub fn validate_mount(file: FileConfig, flags: FileConfig) -> Result<MountConfig
             Some(t) => Transport::parse(&t)?,
             None => Transport::Auto,
         },
+        supervise: flags.supervise.or(file.supervise).unwrap_or(false),
         checkpoint_interval: {
             let secs = flags.checkpoint_interval.or(file.checkpoint_interval).unwrap_or(30.0);
             if !(0.1..=86_400.0).contains(&secs) {

@@ -21,6 +21,38 @@ pub fn open_device() -> io::Result<File> {
     })
 }
 
+/// A /dev/fuse descriptor a supervisor left open across exec (its number given in the
+/// environment): checked to be open and to be the FUSE device (char 10:229) before it is owned.
+pub fn inherited(fd: i32) -> io::Result<File> {
+    let not_fuse = || io::Error::new(io::ErrorKind::InvalidInput, format!("descriptor {fd} is not /dev/fuse"));
+    if fd < 3 {
+        return Err(not_fuse());
+    }
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat writes a `stat` into the valid out-pointer; a closed fd is EBADF.
+    if unsafe { libc::fstat(fd, st.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fstat succeeded, so it filled `st`.
+    let st = unsafe { st.assume_init() };
+    if st.st_mode & libc::S_IFMT != libc::S_IFCHR || st.st_rdev != libc::makedev(10, 229) {
+        return Err(not_fuse());
+    }
+    use std::os::fd::FromRawFd;
+    // SAFETY: `fd` is open (fstat above), is the FUSE device, and nothing else in this process
+    // owns it: it was inherited for this purpose and is taken once, here.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// Leaves `dev` open across exec (for the serving process a supervisor starts).
+pub fn keep_across_exec(dev: &File) -> io::Result<()> {
+    // SAFETY: F_SETFD on a descriptor we own, with a plain integer argument.
+    if unsafe { libc::fcntl(dev.as_raw_fd(), libc::F_SETFD, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// `FUSE_DEV_IOC_CLONE` (`_IOR(229, 0, uint32_t)`).
 const FUSE_DEV_IOC_CLONE: libc::c_ulong = 0x8004_e500;
 

@@ -29,8 +29,36 @@ use crate::wire::{Header, Op, abi};
 pub use front::{FrontOptions, FuseFront, invalidate_backing, set_read_ahead};
 use front::{caller, time_spec};
 pub use reply::{DirBuf, Reply};
-pub use session::{Notifier, Session, Unmounter};
+pub use session::{Notifier, Session, Unmounter, refuse_all};
 pub use uring::kernel_offers as uring_offered;
+
+/// A supervisor's side of a connection (docs/design.md §18): opens /dev/fuse and mounts it on
+/// `mountpoint`, then makes `readers - 1` clones; the first descriptor is the connection's.
+pub fn open_connection(mountpoint: &Path, fsname: &str, readers: usize) -> std::io::Result<Vec<std::fs::File>> {
+    let dev = kernel::open_device()?;
+    kernel::mount(&dev, mountpoint, fsname, "quotafs")?;
+    let mut devs = Vec::with_capacity(readers.max(1));
+    for _ in 1..readers.max(1) {
+        devs.push(kernel::clone_device(std::os::fd::AsFd::as_fd(&dev))?);
+    }
+    devs.insert(0, dev);
+    Ok(devs)
+}
+
+/// Leaves the supervisor's descriptors open across the exec of a serving process.
+pub fn keep_across_exec(devs: &[std::fs::File]) -> std::io::Result<()> {
+    devs.iter().try_for_each(kernel::keep_across_exec)
+}
+
+/// The descriptors a supervisor handed to this process (`QUOTAFS_SUPERVISED_FDS`).
+pub fn inherited(fds: &[i32]) -> std::io::Result<Vec<std::fs::File>> {
+    fds.iter().map(|&fd| kernel::inherited(fd)).collect()
+}
+
+/// Unmounts `mountpoint` lazily (a supervisor's last word when its connection cannot go on).
+pub fn detach(mountpoint: &Path) -> std::io::Result<()> {
+    kernel::unmount(mountpoint, true)
+}
 
 fn os(name: &[u8]) -> Box<OsStr> {
     OsStr::from_bytes(name).into()

@@ -22,6 +22,16 @@ pub struct Session {
     mountpoint: PathBuf,
     /// The transport in use once INIT is answered: "uring" or "classic".
     transport: Arc<OnceLock<&'static str>>,
+    /// Set for a connection handed over by a supervisor (docs/design.md §18).
+    adopted: Option<Adopted>,
+}
+
+/// A connection made and held by a supervisor: the descriptors to read (the supervisor keeps
+/// them open, so requests a dead process had read stay queued to them), and where the INIT
+/// agreement is kept for the next process.
+struct Adopted {
+    readers: Vec<Arc<Channel>>,
+    init_file: PathBuf,
 }
 
 /// Sends notifications on a connection (any of its descriptors takes them).
@@ -59,7 +69,31 @@ impl Session {
     pub fn mount(mountpoint: &Path, fsname: &str, transport: Arc<OnceLock<&'static str>>) -> io::Result<Session> {
         let dev = kernel::open_device()?;
         kernel::mount(&dev, mountpoint, fsname, "quotafs")?;
-        Ok(Session { ch: Arc::new(Channel::new(dev)), mountpoint: mountpoint.to_path_buf(), transport })
+        Ok(Session { ch: Arc::new(Channel::new(dev)), mountpoint: mountpoint.to_path_buf(), transport, adopted: None })
+    }
+
+    /// Takes over a connection a supervisor mounted on `mountpoint`: `devs` are its
+    /// descriptors, one per reader thread (the first also takes notifications); `init_file`
+    /// holds the INIT agreement once a first process has made it. A process that finds it
+    /// there does not wait for an INIT (the kernel sends none again) and asks the kernel to
+    /// send again every request it had sent and not seen answered (FUSE_NOTIFY_RESEND).
+    pub fn adopt(
+        devs: Vec<std::fs::File>,
+        mountpoint: &Path,
+        init_file: PathBuf,
+        transport: Arc<OnceLock<&'static str>>,
+    ) -> io::Result<Session> {
+        let readers: Vec<Arc<Channel>> = devs.into_iter().map(|d| Arc::new(Channel::new(d))).collect();
+        let ch = readers
+            .first()
+            .cloned()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no FUSE descriptor handed over"))?;
+        Ok(Session {
+            ch,
+            mountpoint: mountpoint.to_path_buf(),
+            transport,
+            adopted: Some(Adopted { readers, init_file }),
+        })
     }
 
     pub fn notifier(&self) -> Notifier {
@@ -77,7 +111,25 @@ impl Session {
     /// requests sent before every queue has an entry).
     pub fn run(self, front: FuseFront, threads: usize) -> io::Result<()> {
         let bufsize = front.opts.max_write as usize + 2 * abi::MIN_READ_BUFFER;
-        let negotiated = self.handshake(&front, bufsize)?;
+        let negotiated = match &self.adopted {
+            None => self.handshake(&front, bufsize)?,
+            Some(a) => match std::fs::read_to_string(&a.init_file).ok().and_then(|t| InitOut::parse(&t)) {
+                Some(agreed) => {
+                    // What the dead process had read and not answered is queued again.
+                    if let Err(e) = self.ch.send(&[&encode::notify_resend()]) {
+                        tracing::warn!(error = %e, "cannot ask the kernel to resend pending requests");
+                    }
+                    front.ops.set_adopted();
+                    tracing::info!("took over a FUSE connection; pending requests resent");
+                    agreed
+                }
+                None => {
+                    let agreed = self.handshake(&front, bufsize)?;
+                    save_init(&a.init_file, &agreed)?;
+                    agreed
+                }
+            },
+        };
         front.ops.set_apply_umask(negotiated.flags & abi::init::DONT_MASK != 0);
         let mut workers = Vec::new();
         let over_uring = negotiated.flags & abi::init::OVER_IO_URING != 0;
@@ -113,9 +165,16 @@ impl Session {
             let _ = self.transport.set("classic");
             threads
         };
-        for i in 1..classic_threads.max(1) {
-            let ch = match kernel::clone_device(self.ch.as_ref().as_fd_ref()) {
-                Ok(dev) => Arc::new(Channel::new(dev)),
+        let handed: Vec<Arc<Channel>> = self.adopted.as_ref().map(|a| a.readers.clone()).unwrap_or_default();
+        for i in 1..classic_threads.max(1).max(handed.len()) {
+            let cloned = match handed.get(i) {
+                // A supervisor's descriptor: it outlives this process.
+                Some(ch) => Ok(Arc::clone(ch)),
+                None if !handed.is_empty() => break,
+                None => kernel::clone_device(self.ch.as_ref().as_fd_ref()).map(|dev| Arc::new(Channel::new(dev))),
+            };
+            let ch = match cloned {
+                Ok(ch) => ch,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot clone the FUSE descriptor; threads share one");
                     Arc::clone(&self.ch)
@@ -137,7 +196,10 @@ impl Session {
             }
         }
         // A connection that ended without an unmount (aborted) leaves a dead mount behind.
-        let _ = kernel::unmount(&self.mountpoint, true);
+        // (A supervisor's connection ends only by an unmount: the supervisor holds it.)
+        if self.adopted.is_none() {
+            let _ = kernel::unmount(&self.mountpoint, true);
+        }
         result
     }
 
@@ -217,5 +279,38 @@ pub(super) fn dispatch(front: &FuseFront, h: &crate::wire::Header, op: Op<'_>, r
         Op::Interrupt { .. } => reply().error(libc::ENOSYS),
         Op::Init(_) => reply().error(libc::EIO),
         op => front.handle(h, op, reply()),
+    }
+}
+
+/// Keeps the INIT agreement for the next process (written whole, then renamed into place).
+fn save_init(path: &Path, agreed: &InitOut) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, agreed.to_text())?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Answers every request of the connection EIO until it is unmounted: what a supervisor does
+/// once its serving processes keep dying (docs/design.md §18), so that callers get an error
+/// instead of waiting. Requests a dead process had read are asked for again first.
+pub fn refuse_all(dev: std::fs::File) -> io::Result<()> {
+    let ch = Arc::new(Channel::new(dev));
+    let _ = ch.send(&[&encode::notify_resend()]);
+    let mut buf = vec![0u8; (16 << 20) + 2 * abi::MIN_READ_BUFFER];
+    loop {
+        let n = match ch.receive(&mut buf) {
+            Ok(n) => n,
+            Err(ReadEnd::Closed(_)) => return Ok(()),
+            Err(ReadEnd::Failed(e)) => return Err(e),
+        };
+        match decode(&buf[..n]) {
+            Ok((_, op)) if op.is_forget() => {}
+            Ok((h, Op::Interrupt { .. })) => Reply::new(h.unique, Arc::clone(&ch)).error(libc::ENOSYS),
+            Ok((h, _)) => Reply::new(h.unique, Arc::clone(&ch)).error(libc::EIO),
+            Err(_) if n >= 16 => {
+                let unique = u64::from_ne_bytes(buf[8..16].try_into().unwrap_or_default());
+                Reply::new(unique, Arc::clone(&ch)).error(libc::EIO);
+            }
+            Err(_) => {}
+        }
     }
 }

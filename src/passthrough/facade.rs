@@ -68,6 +68,11 @@ impl Passthrough {
         self.state.init.set_apply_umask(on);
     }
 
+    /// This process took the connection over from another (docs/design.md §18).
+    pub fn set_adopted(&self) {
+        self.state.init.set_adopted();
+    }
+
     /// Nodes the kernel currently holds.
     pub fn cached_inodes(&self) -> usize {
         self.state.nodes.len()

@@ -91,8 +91,17 @@ impl<'a> Ops<'a> {
         self.be.backing(index)
     }
 
+    /// The inode of node `id`. After a takeover the kernel names nodes an earlier process
+    /// handed out: a plain id the table does not hold is resolved from the id itself (as an
+    /// NFS handle is, `Names::lookup_node`), and then held with one reference.
     pub fn inode(&self, id: u64) -> Result<Arc<Inode>, Errno> {
-        self.st.nodes.get(id)
+        match self.st.nodes.get(id) {
+            Err(Errno(libc::ESTALE)) if self.st.init.adopted() => {
+                self.names().lookup_node(id)?;
+                self.st.nodes.get(id)
+            }
+            r => r,
+        }
     }
 
     /// The inode and an `O_PATH` fd of it.

@@ -41,7 +41,7 @@ impl ServingState {
         ServingState {
             nodes: InodeTable::new(fd_cache, stripes),
             opens: OpenFiles { handles: HandleTable::new(), counts: DashMap::new(), limits },
-            init: InitSettings { apply_umask: AtomicBool::new(false) },
+            init: InitSettings { apply_umask: AtomicBool::new(false), adopted: AtomicBool::new(false) },
         }
     }
 }
@@ -105,9 +105,20 @@ pub struct InitSettings {
     /// Apply the request's umask when creating (set when FUSE_DONT_MASK is negotiated: the
     /// kernel then leaves the umask to the file system).
     apply_umask: AtomicBool,
+    /// This process took the connection over from another (docs/design.md §18): the kernel may
+    /// name nodes the table never held, which are then resolved from their ids.
+    adopted: AtomicBool,
 }
 
 impl InitSettings {
+    pub fn set_adopted(&self) {
+        self.adopted.store(true, Ordering::Relaxed);
+    }
+
+    pub fn adopted(&self) -> bool {
+        self.adopted.load(Ordering::Relaxed)
+    }
+
     pub fn set_apply_umask(&self, on: bool) {
         self.apply_umask.store(on, Ordering::Relaxed);
     }

@@ -193,6 +193,40 @@ pub struct InitOut {
     pub max_pages: u16,
 }
 
+impl InitOut {
+    /// One line of its fields, for a process taking over the connection (`parse`).
+    pub fn to_text(&self) -> String {
+        format!(
+            "fuse-init-v1 {} {} {} {} {} {} {} {}\n",
+            self.major,
+            self.minor,
+            self.max_readahead,
+            self.flags,
+            self.max_background,
+            self.congestion_threshold,
+            self.max_write,
+            self.max_pages
+        )
+    }
+
+    /// The agreement `to_text` wrote; `None` for anything else.
+    pub fn parse(text: &str) -> Option<InitOut> {
+        let mut f = text.strip_prefix("fuse-init-v1 ")?.split_whitespace();
+        let mut n = || f.next()?.parse::<u64>().ok();
+        let i = InitOut {
+            major: u32::try_from(n()?).ok()?,
+            minor: u32::try_from(n()?).ok()?,
+            max_readahead: u32::try_from(n()?).ok()?,
+            flags: n()?,
+            max_background: u16::try_from(n()?).ok()?,
+            congestion_threshold: u16::try_from(n()?).ok()?,
+            max_write: u32::try_from(n()?).ok()?,
+            max_pages: u16::try_from(n()?).ok()?,
+        };
+        Some(i)
+    }
+}
+
 impl Out {
     pub fn init(&mut self, i: &InitOut) -> &mut Self {
         self.u32(i.major).u32(i.minor).u32(i.max_readahead).u32(i.flags as u32);

@@ -55,7 +55,7 @@ impl<'a> Names<'a> {
     /// generation of 0 skips ext4's check; the kernel compares our generation with the one in
     /// the NFS handle and answers ESTALE itself on a mismatch). A deleted inode is ESTALE; an
     /// inode outside the backing root is ESTALE too, never served.
-    fn lookup_node(&self, id: u64) -> Result<Entry, Errno> {
+    pub(in crate::passthrough) fn lookup_node(&self, id: u64) -> Result<Entry, Errno> {
         let stale = Errno(libc::ESTALE);
         let backing = self.backing(inode::backing_of(id))?;
         if inode::is_alias(id) {
