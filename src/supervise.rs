@@ -121,9 +121,11 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
                 "the serving process keeps dying; answering every request EIO until the mount is unmounted \
                  (see the log above for why it died; fix that, then umount and mount again)"
             );
+            // Every descriptor stays open: one released would end the requests queued to it
+            // with ECONNABORTED; the resend moves them to where `refuse_all` reads.
             let mut devs = devs;
             let first = devs.remove(0);
-            drop(devs);
+            let _kept = devs;
             return match crate::fuse::refuse_all(first) {
                 Ok(()) => Err(RunError::Failed(
                     "the serving process kept dying; the mount answered EIO until unmounted".into(),
