@@ -4,7 +4,8 @@
 //! mount never answers ENOTCONN, a shell whose cwd is inside it keeps working there, new work
 //! succeeds, and `check` is exact after every round. A serving process that dies 5 times within
 //! a minute leaves the mount answering EIO (logged why) instead of restarting forever; SIGTERM
-//! to the supervisor still ends everything cleanly.
+//! to the supervisor still ends everything cleanly. Supervised mounts serve over /dev/fuse, so the
+//! tests ask for it whatever transport the rest of the suite runs on.
 
 mod common;
 
@@ -39,7 +40,7 @@ fn kill9(pid: u32) {
 
 #[test]
 fn kill9_of_the_serving_process_keeps_the_mount() {
-    let mut f = Fixture::with_args("supervise", &["--supervise"]);
+    let mut f = Fixture::with_args("supervise", &["--supervise", "--transport", "classic"]);
     let home = f.home("alice", 1001, 1001);
     let supervisor = f.daemon_pid();
     // A shell with its cwd inside the mount, working on across every kill.
@@ -90,7 +91,7 @@ fn kill9_of_the_serving_process_keeps_the_mount() {
 
 #[test]
 fn a_crash_loop_ends_in_eio_not_in_endless_restarts() {
-    let mut f = Fixture::with_args("supervise-loop", &["--supervise"]);
+    let mut f = Fixture::with_args("supervise-loop", &["--supervise", "--transport", "classic"]);
     let mut pid = next_pid(&f, None);
     // Five deaths in a few seconds (the limit is 5 in 60 s).
     for death in 1..=5 {
