@@ -171,7 +171,9 @@ impl Session {
                 // A supervisor's descriptor: it outlives this process.
                 Some(ch) => Ok(Arc::clone(ch)),
                 None if !handed.is_empty() => break,
-                None => kernel::clone_device(self.ch.as_ref().as_fd_ref()).map(|dev| Arc::new(Channel::new(dev))),
+                None => {
+                    kernel::clone_device(std::os::fd::AsFd::as_fd(&*self.ch)).map(|dev| Arc::new(Channel::new(dev)))
+                }
             };
             let ch = match cloned {
                 Ok(ch) => ch,
@@ -228,12 +230,6 @@ impl Session {
                 }
             }
         }
-    }
-}
-
-impl Channel {
-    fn as_fd_ref(&self) -> std::os::fd::BorrowedFd<'_> {
-        std::os::fd::AsFd::as_fd(self)
     }
 }
 

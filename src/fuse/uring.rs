@@ -92,7 +92,9 @@ struct Ring {
     uring: IoUring<squeue::Entry128, cqueue::Entry>,
     /// Serializes writes to the submission queue (the ring thread and pool threads push).
     sq: Mutex<()>,
-    /// Entries by index (the SQE's user data); `None` while the kernel or a pool thread has it.
+    /// Entries by index (the SQE's user data). An entry waiting in the kernel stays here, where
+    /// its completion finds it; `None` while its request is served (inline or on a pool), until
+    /// the commit puts it back.
     slots: Mutex<Vec<Option<EntryBuf>>>,
     /// Entries registered with the kernel and waiting for a request.
     armed: AtomicUsize,
@@ -136,9 +138,10 @@ impl Ring {
     fn register(&self) -> io::Result<()> {
         let buf = EntryBuf::new(self.payload);
         let iov = buf.iov.as_ptr() as u64;
+        // The buffers stay in the table, where the completion of this command finds them.
         let index = {
             let mut slots = self.slots.lock();
-            slots.push(None);
+            slots.push(Some(buf));
             slots.len() - 1
         };
         let sqe = opcode::UringCmd80::new(types::Fd(self.dev), CMD_REGISTER)
@@ -147,13 +150,8 @@ impl Ring {
             .build()
             .user_data(index as u64);
         let sqe = with_len(sqe, 2);
-        // The buffers stay in the table from now on: the kernel owns them until it
-        // completes the command.
-        self.slots.lock()[index] = Some(buf);
         self.armed.fetch_add(1, Ordering::SeqCst);
-        self.push(sqe, false)?;
-        // The slot is "out" (the kernel has it): the CQE puts it back in play.
-        Ok(())
+        self.push(sqe, false)
     }
 }
 
