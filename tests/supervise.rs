@@ -24,8 +24,11 @@ fn serving_pid(f: &Fixture) -> Option<u32> {
 fn next_pid(f: &Fixture, old: Option<u32>) -> u32 {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
+        // Serving means past INIT (the agreement kept for the next process), not only a
+        // control socket that answers: a process killed before its first INIT is a failed start.
         if let Some(p) = serving_pid(f)
             && Some(p) != old
+            && f.state.join("fuse-init").exists()
         {
             return p;
         }
