@@ -91,6 +91,11 @@ pub fn spawn(
                             tracing::info!(backing = %path, subjects = changed.len(), "charged writes made directly to the backing");
                         }
                         Ok(_) => {}
+                        // Not counted: the next turn tries again.
+                        Err(e @ crate::check::rebase::RebaseError::Deferred(_)) => {
+                            tracing::warn!(backing = %path, error = %e, "recount after outside writes");
+                            dirty = Some((now, now));
+                        }
                         Err(e) => tracing::warn!(backing = %path, error = %e, "recount after outside writes failed"),
                     }
                     changed();

@@ -18,6 +18,9 @@ pub enum RebaseError {
     /// would be wrong, so none is applied. A later recount (the next outside write, or the next
     /// mount) tries again.
     Unreadable { errors: u64, path: std::path::PathBuf },
+    /// No quiet moment came within the bounded wait (an operation stuck in a backing that
+    /// does not answer): nothing was counted; the caller tries again later.
+    Deferred(crate::ledger::LedgerError),
 }
 
 impl std::fmt::Display for RebaseError {
@@ -28,6 +31,7 @@ impl std::fmt::Display for RebaseError {
             RebaseError::Unreadable { errors, path } => {
                 write!(f, "{errors} entries of {} could not be read; not recounted", path.display())
             }
+            RebaseError::Deferred(e) => e.fmt(f),
         }
     }
 }
@@ -51,7 +55,7 @@ pub fn rebase_backing(
     threads: usize,
 ) -> Result<Vec<Subject>, RebaseError> {
     let b = ledger.backings().get(index.as_usize()).ok_or(RebaseError::NoBacking(index))?;
-    ledger.paused(|paused| {
+    let recount = ledger.paused_within(Ledger::ROTATION_WAIT, "the recount of a watched backing", |paused| {
         let mut r = scan::scan(std::slice::from_ref(b), Mode::Tag, threads)?;
         // Pinned files on it are charged until their last close, which takes them off.
         let pinned: Vec<_> = ledger.pinned_charges().into_iter().filter(|(k, _)| *k == index).collect();
@@ -66,5 +70,6 @@ pub fn rebase_backing(
             beside.quota.settled(ledger.table(), &[*s]);
         }
         Ok(changed)
-    })
+    });
+    recount.map_err(RebaseError::Deferred)?
 }

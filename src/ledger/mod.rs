@@ -474,9 +474,33 @@ impl Ledger {
     /// Runs `f` with every usage-changing operation held off (a consistent moment for a
     /// full rescan); `f` gets the proof that it runs so, which the table operations that
     /// need such a moment (`rebase_routed`) ask for.
+    ///
+    /// Waits for the pause without a bound: only for a ledger that serves nothing yet (the
+    /// start's recounts). A serving daemon uses `paused_within`.
     pub fn paused<T>(&self, f: impl FnOnce(&Paused<'_>) -> T) -> T {
         let st = self.state.write();
         f(&Paused { _state: st })
+    }
+
+    /// `paused`, for a serving daemon: waits at most `wait` for the operations in flight to
+    /// finish, else `LedgerError::Deferred` and `f` does not run. New operations wait behind
+    /// the pause while it is awaited (the epoch lock prefers writers), so the bound is also
+    /// the longest stall that one operation stuck in a backing that does not answer (a
+    /// frozen Dropbox) imposes, through a check or a recount, on every other tenant.
+    pub fn paused_within<T>(
+        &self,
+        wait: std::time::Duration,
+        what: &str,
+        f: impl FnOnce(&Paused<'_>) -> T,
+    ) -> Result<T, LedgerError> {
+        let Some(st) = self.state.try_write_for(wait) else {
+            return Err(LedgerError::Deferred(format!(
+                "{what} put off: an operation has been in flight for over {} ms (a backing that does not \
+                 answer? `quotafs status` shows each backing's requests in progress); try again",
+                wait.as_millis()
+            )));
+        };
+        Ok(f(&Paused { _state: st }))
     }
 
     /// Replaces the ledger's share of routed backing `index` with `usage` (a recount of it,
@@ -521,7 +545,7 @@ impl Ledger {
     /// prefers writers), so this bounds the pause that one operation stuck in a backing that
     /// does not answer (a frozen or dead Dropbox disk) imposes on every other one; without the
     /// bound, the first checkpoint after it stalled the whole mount (`tests/routed_frozen.rs`).
-    const ROTATION_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+    pub const ROTATION_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
 
     /// Ends the current epoch: a new log, then (without blocking operations) syncfs of every
     /// backing, the snapshot commit, and the removal of the old log (docs/design.md §9.5).

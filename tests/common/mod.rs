@@ -365,12 +365,12 @@ impl Fixture {
         self.sh_ok(0, 0, script)
     }
 
-    /// A home directory owned by uid:gid, mode 0755.
     /// Runs `quotafs --state-dir STATE ARGS...` (a command that must succeed); its stdout.
     pub fn quotafs(&self, args: &[&str]) -> String {
         run_ok(Command::new(BIN).arg("--state-dir").arg(&self.state).args(args))
     }
 
+    /// A home directory owned by uid:gid, mode 0755.
     pub fn home(&self, name: &str, uid: u32, gid: u32) -> PathBuf {
         let p = self.m(name);
         std::fs::create_dir_all(&p).unwrap();
