@@ -2,7 +2,9 @@
 //! guest running quotafs under a multi-tenant workload, and every flush-prefix (plus points
 //! between flushes) of 2 cycles' recorded write logs replayed onto the image from before the
 //! cycle; and 6 power cuts with the state dir on a disk of its own. Zero drift between the
-//! ledger and a full rescan is required everywhere.
+//! ledger and a full rescan is required everywhere. The guest serves on the suite's transport:
+//! with `QUOTAFS_TRANSPORT=uring` (.ci/run's second pass) it boots a 6.18 kernel and quotafs
+//! runs over FUSE io_uring there.
 //! `QUOTAFS_TORTURE_CYCLES` / `QUOTAFS_TORTURE_RECORD` change the sizes; the long run that
 //! issue #8 asks for is `tests/torture/torture --cycles 200 --record-cycles 20`.
 
@@ -14,9 +16,13 @@ use std::process::Command;
 fn torture(cycles: &str, record: &str, args: &[&str]) -> serde_json::Value {
     // One report file per run: the tests of this file run side by side.
     let json = std::env::temp_dir().join(format!("quotafs-torture-{}{}.json", std::process::id(), args.concat()));
+    let transport = if std::env::var("QUOTAFS_TRANSPORT").as_deref() == Ok("uring") { "uring" } else { "classic" };
     let mut cmd = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/torture/torture"));
     cmd.args(["--cycles", cycles, "--record-cycles", record, "--files", "1000", "--quotafs", common::BIN])
         .args(args)
+        // The suite's transport (.ci/run's second pass: io_uring): the guest boots a kernel that
+        // has it and its quotafs serves over it; every cycle reports which it used.
+        .args(["--transport", transport])
         .arg("--json")
         .arg(&json)
         .args(["--seed", &common::seed().to_string()]);
@@ -30,6 +36,7 @@ fn torture(cycles: &str, record: &str, args: &[&str]) -> serde_json::Value {
     assert_eq!(summary["cycles"].as_u64().unwrap().to_string(), cycles, "{summary}");
     assert_eq!(summary["logs_replayed"].as_u64().unwrap().to_string(), record, "{summary}");
     assert_eq!(summary["drift"].as_array().unwrap().len(), 0, "{summary}");
+    assert_eq!(summary["transport"], transport, "{summary}");
     // Every cycle after the first recovered from a crash and checked its ledger.
     for c in report["cycles"].as_array().unwrap().iter().skip(1) {
         assert_eq!(c["check"]["rc"], "0", "{c}");

@@ -18,6 +18,8 @@ export TORTURE_STATE=$S
 export QUOTAFS_LOG=warn
 # torture --daemon-env
 . /tools/daemon.env
+# FUSE over io_uring is off until this switch is on (torture --transport uring).
+[ "${QUOTAFS_TRANSPORT:-}" = uring ] && echo Y > /sys/module/fuse/parameters/enable_uring
 start=$(cut -d' ' -f1 /proc/uptime)
 if [ -d /data2/back ]; then
   $Q mount --backing /data/back --state-dir $S --checkpoint-interval "${T_ckpt:-2}" \
@@ -42,7 +44,8 @@ touched=$(sed -n 's/^last_recovery.touched_inodes: //p' /tmp/status.txt)
 listed=$(sed -n 's/^last_recovery.listed_dirs: //p' /tmp/status.txt)
 torn=$(sed -n 's/^last_recovery.torn_bytes: //p' /tmp/status.txt)
 scan=$(sed -n 's/^last_recovery.initial_scan: //p' /tmp/status.txt)
-say "recovery cycle=$T_cycle millis=$ms records=$recs touched=$touched listed_dirs=$listed torn_bytes=$torn initial_scan=$scan"
+transport=$($Q --state-dir $S status --json 2>/dev/null | sed -n 's/.*"transport": *"\([a-z]*\)".*/\1/p')
+say "recovery cycle=$T_cycle transport=${transport:-unknown} millis=$ms records=$recs touched=$touched listed_dirs=$listed torn_bytes=$torn initial_scan=$scan"
 $Q --state-dir $S check > /tmp/check.txt 2>&1
 rc=$?
 inodes=$(sed -n 's/^scanned \([0-9]*\) inodes.*/\1/p' /tmp/check.txt)
