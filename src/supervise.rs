@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::config::MountConfig;
-use crate::daemon::{RunError, SUPERVISED_FDS, SUPERVISED_INIT, SUPERVISED_MOUNTPOINT};
+use crate::daemon::{RunError, SUPERVISED_FDS, SUPERVISED_INIT, SUPERVISED_MOUNTPOINT, SUPERVISED_OPENS};
 
 /// Deaths within `CRASH_WINDOW` after which the supervisor stops restarting.
 pub const CRASH_LIMIT: usize = 5;
@@ -56,6 +56,11 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
     let devs = crate::fuse::open_connection(&cfg.mountpoint, &cfg.backing.display().to_string(), cfg.threads)
         .map_err(|e| RunError::Failed(format!("cannot mount on {}: {e}", cfg.mountpoint.display())))?;
     crate::fuse::keep_across_exec(&devs).map_err(|e| RunError::Failed(format!("FUSE descriptors: {e}")))?;
+    // The open-file table: one per connection, kept here so that it outlives every serving
+    // process (docs/design.md §18).
+    let opens = crate::inode::open_table::create()
+        .map_err(|e| RunError::Failed(format!("cannot create the open-file table (a memfd): {e}")))?;
+    let opens_fd = std::os::fd::AsRawFd::as_raw_fd(&opens).to_string();
     let fds = devs.iter().map(|d| std::os::fd::AsRawFd::as_raw_fd(d).to_string()).collect::<Vec<_>>().join(",");
     tracing::info!(mountpoint = %cfg.mountpoint.display(), readers = devs.len(), "supervising the mount");
 
@@ -90,6 +95,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
             .env(SUPERVISED_FDS, &fds)
             .env(SUPERVISED_INIT, &init_file)
             .env(SUPERVISED_MOUNTPOINT, &cfg.mountpoint)
+            .env(SUPERVISED_OPENS, &opens_fd)
             .spawn()
             .map_err(|e| RunError::Failed(format!("cannot start the serving process {}: {e}", exe.display())))?;
         child_pid.store(child.id() as i32, Ordering::SeqCst);

@@ -262,6 +262,8 @@ fn within(inner: &Path, outer: &Path) -> bool {
 pub const SUPERVISED_FDS: &str = "QUOTAFS_SUPERVISED_FDS";
 pub const SUPERVISED_INIT: &str = "QUOTAFS_SUPERVISED_INIT";
 pub const SUPERVISED_MOUNTPOINT: &str = "QUOTAFS_SUPERVISED_MOUNTPOINT";
+/// The descriptor of the supervisor's open-file table (`inode::open_table`).
+pub const SUPERVISED_OPENS: &str = "QUOTAFS_SUPERVISED_OPENS";
 
 fn existing_dir(what: &str, path: &Path, hint: &str) -> Result<PathBuf, ConfigError> {
     match std::fs::metadata(path) {
