@@ -12,8 +12,8 @@
 //!
 //! * SIGTERM/SIGINT to the supervisor go to the serving process, which unmounts (as without a
 //!   supervisor); its clean exit ends the supervisor. An unmount ends both the same way.
-//! * A serving process that dies is replaced; one that dies `CRASH_LIMIT` times within
-//!   `CRASH_WINDOW` leaves the supervisor answering every request EIO (logged why) until the
+//! * A serving process that dies is replaced; one that dies `restart_limit` times within its
+//!   window (default 5 in 60 s) leaves the supervisor answering every request EIO (logged why) until the
 //!   mount is unmounted, instead of restarting forever.
 //! * A serving process that exits before it ever answered INIT (a refused start: bad config, a
 //!   damaged ledger) ends the supervisor with its exit status, the mount removed.
@@ -30,10 +30,6 @@ use std::time::{Duration, Instant};
 
 use crate::config::MountConfig;
 use crate::daemon::{RunError, SUPERVISED_FDS, SUPERVISED_INIT, SUPERVISED_MOUNTPOINT, SUPERVISED_OPENS};
-
-/// Deaths within `CRASH_WINDOW` after which the supervisor stops restarting.
-pub const CRASH_LIMIT: usize = 5;
-pub const CRASH_WINDOW: Duration = Duration::from_secs(60);
 
 pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
     if cfg.transport == crate::config::Transport::Uring {
@@ -116,13 +112,14 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
         }
         let now = Instant::now();
         deaths.push_back(now);
-        while deaths.front().is_some_and(|t| now.duration_since(*t) > CRASH_WINDOW) {
+        let limit = cfg.restart_limit;
+        while deaths.front().is_some_and(|t| now.duration_since(*t) > limit.window) {
             deaths.pop_front();
         }
-        if deaths.len() >= CRASH_LIMIT {
+        if deaths.len() >= limit.deaths {
             tracing::error!(
                 deaths = deaths.len(),
-                window_secs = CRASH_WINDOW.as_secs(),
+                window_secs = limit.window.as_secs(),
                 last = %status,
                 "the serving process keeps dying; answering every request EIO until the mount is unmounted \
                  (see the log above for why it died; fix that, then umount and mount again)"
