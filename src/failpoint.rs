@@ -79,3 +79,32 @@ pub static SNAPSHOT_COMMIT: Fault = Fault::new("QUOTAFS_FAILPOINT_SNAPSHOT_COMMI
 /// A record written to a backing's journal directory (`ledger/journal.rs`): failing it makes
 /// the ledger log that record with an fdatasync instead.
 pub static JOURNAL_RECORD: Fault = Fault::new("QUOTAFS_FAILPOINT_JOURNAL_RECORD_FILE");
+
+/// Holds a thread at a point while a trigger file exists: with `QUOTAFS_FAILPOINT_<NAME>_FILE`
+/// set to a path, every pass through point `<NAME>` waits (up to a minute) until that file is
+/// gone, so a test can act (kill the process) while a request is there. Unset (always, in
+/// production), a point costs one load of an initialised `OnceLock`.
+pub struct Hold {
+    var: &'static str,
+    path: OnceLock<Option<std::path::PathBuf>>,
+}
+
+impl Hold {
+    pub const fn new(var: &'static str) -> Hold {
+        Hold { var, path: OnceLock::new() }
+    }
+
+    pub fn hold(&self) {
+        let path = self.path.get_or_init(|| std::env::var_os(self.var).map(Into::into));
+        let Some(path) = path else { return };
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while path.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// In a name operation (mknod, mkdir, symlink, link, create, unlink, rmdir, rename), after the
+/// backing call and before the reply: a process killed there made the change and never
+/// answered, and the kernel resends the request to the next one (docs/design.md §18).
+pub static NAME_REPLY: Hold = Hold::new("QUOTAFS_FAILPOINT_NAME_REPLY_FILE");
