@@ -538,6 +538,8 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
                 tracing::warn!("FUSE connection aborted (e.g. through /sys/fs/fuse/connections/*/abort)");
             }
         }
+        // A refused INIT (a kernel too old for what was asked): exit status 2, like a bad flag.
+        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => return Err(RunError::Refused(e.to_string())),
         Err(e) => return Err(RunError::Failed(format!("FUSE session failed: {e}"))),
     }
     crate::admin::serve::remove(&cfg.state_dir);

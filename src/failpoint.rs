@@ -82,7 +82,8 @@ pub static JOURNAL_RECORD: Fault = Fault::new("QUOTAFS_FAILPOINT_JOURNAL_RECORD_
 
 /// Holds a thread at a point while a trigger file exists: with `QUOTAFS_FAILPOINT_<NAME>_FILE`
 /// set to a path, every pass through point `<NAME>` waits (up to a minute) until that file is
-/// gone, so a test can act (kill the process) while a request is there. Unset (always, in
+/// gone, so a test can act (kill the process) while a request is there; it writes
+/// `<path>.held` when it starts holding. Unset (always, in
 /// production), a point costs one load of an initialised `OnceLock`.
 pub struct Hold {
     var: &'static str,
@@ -97,6 +98,13 @@ impl Hold {
     pub fn hold(&self) {
         let path = self.path.get_or_init(|| std::env::var_os(self.var).map(Into::into));
         let Some(path) = path else { return };
+        if !path.exists() {
+            return;
+        }
+        // Says where it holds, for the test to act on.
+        let mut held = path.clone().into_os_string();
+        held.push(".held");
+        let _ = std::fs::write(&held, b"");
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while path.exists() && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
@@ -104,6 +112,8 @@ impl Hold {
     }
 }
 
+/// In the FUSE handshake, after the INIT was read and before it is answered.
+pub static INIT_REPLY: Hold = Hold::new("QUOTAFS_FAILPOINT_INIT_REPLY_FILE");
 /// In a name operation (mknod, mkdir, symlink, link, create, unlink, rmdir, rename), after the
 /// backing call and before the reply: a process killed there made the change and never
 /// answered, and the kernel resends the request to the next one (docs/design.md §18).

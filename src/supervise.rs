@@ -16,7 +16,9 @@
 //!   window (default 5 in 60 s) leaves the supervisor answering every request EIO (logged why) until the
 //!   mount is unmounted, instead of restarting forever.
 //! * A serving process that exits before it ever answered INIT (a refused start: bad config, a
-//!   damaged ledger) ends the supervisor with its exit status, the mount removed.
+//!   damaged ledger, a kernel without FUSE_HAS_RESEND) ends the supervisor with its exit
+//!   status, the mount removed. One killed by a signal before it answered INIT is replaced; the
+//!   next one asks the kernel to resend the INIT and answers it.
 //!
 //! Not recovered by the next process: open file handles (EBADF to their holders), the data of
 //! files unlinked while open, and requests that had taken effect but were not answered (a
@@ -101,8 +103,10 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
             tracing::info!("the serving process ended cleanly; exiting");
             return Ok(());
         }
-        if !init_file.exists() {
-            // It never served: a refused start. Nothing to keep the mount for.
+        if !init_file.exists() && std::os::unix::process::ExitStatusExt::signal(&status).is_none() {
+            // It ended before it ever served: a refused start (bad config, a damaged ledger).
+            // Nothing to keep the mount for. (One killed by a signal before it answered INIT is
+            // a death like any other: the next process answers the INIT, resent.)
             let _ = crate::fuse::detach(&cfg.mountpoint);
             return Err(exit_error(status, "the serving process did not start"));
         }
