@@ -13,16 +13,17 @@
 //! * SIGTERM/SIGINT to the supervisor go to the serving process, which unmounts (as without a
 //!   supervisor); its clean exit ends the supervisor. An unmount ends both the same way.
 //! * A serving process that dies is replaced; one that dies `restart_limit` times within its
-//!   window (default 5 in 60 s) leaves the supervisor answering every request EIO (logged why) until the
-//!   mount is unmounted, instead of restarting forever.
+//!   window (default 5 in 60 s) leaves the supervisor answering every request EIO (logged
+//!   why) until the mount is unmounted, instead of restarting forever.
 //! * A serving process that exits before it ever answered INIT (a refused start: bad config, a
 //!   damaged ledger, a kernel without FUSE_HAS_RESEND) ends the supervisor with its exit
 //!   status, the mount removed. One killed by a signal before it answered INIT is replaced; the
 //!   next one asks the kernel to resend the INIT and answers it.
+//! * The supervisor also holds the open-file table (a memfd, `inode::open_table`), so that
+//!   files opened before a death are reopened by the next process on their next use.
 //!
-//! Not recovered by the next process: open file handles (EBADF to their holders), the data of
-//! files unlinked while open, and requests that had taken effect but were not answered (a
-//! resent create may meet EEXIST); design §18 says how each is to be closed.
+//! Not recovered by the next process: the data of files unlinked while open (ESTALE to their
+//! holders; recovery settles their charge); docs/design.md §18 says why and what would.
 
 use std::collections::VecDeque;
 use std::process::{Command, ExitStatus};
