@@ -72,6 +72,9 @@ impl Fault {
     }
 }
 
+/// The kernel's INIT: while the trigger file exists, read as if it did not offer
+/// FUSE_HAS_RESEND (an older kernel), whatever it offered.
+pub static INIT_NO_RESEND: Fault = Fault::new("QUOTAFS_FAILPOINT_INIT_NO_RESEND_FILE");
 /// The activity log's fdatasync (after its write).
 pub static LOG_SYNC: Fault = Fault::new("QUOTAFS_FAILPOINT_LOG_SYNC_FILE");
 /// The snapshot commit to the store at the end of a checkpoint.

@@ -224,7 +224,8 @@ impl Session {
                 continue;
             };
             crate::failpoint::INIT_REPLY.hold();
-            if self.adopted.is_some() && kernel.flags & abi::init::HAS_RESEND == 0 {
+            let resend = kernel.flags & abi::init::HAS_RESEND != 0 && crate::failpoint::INIT_NO_RESEND.check().is_ok();
+            if self.adopted.is_some() && !resend {
                 // Without it, requests a dead serving process had read are lost: their callers
                 // would wait forever. Refused before anything is served.
                 Reply::new(h.unique, Arc::clone(&self.ch)).error(libc::EPROTO);
