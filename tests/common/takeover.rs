@@ -1,5 +1,7 @@
 //! Helpers of the `--supervise` tests (tests/supervise*.rs): the serving process's pid, the
 //! next one after a kill, a kill -9. Included by `#[path]` beside `mod common`.
+// Each test file uses some of these.
+#![allow(dead_code)]
 
 use std::process::Command;
 use std::time::{Duration, Instant};
