@@ -14,10 +14,11 @@ use takeover::{kill9, next_pid, serving_pid};
 
 #[test]
 fn a_kill9_before_the_first_init_is_answered_restarts() {
-    let hold = std::env::temp_dir().join(format!("quotafs-init-reply-{}", std::process::id()));
-    let held = hold.with_extension("held");
     let args = ["--supervise", "--transport", "classic"];
     let mut f = Fixture::with_args("supervise-first-init", &args);
+    // In the fixture's directory, which goes with it.
+    let hold = f.scratch.dir.join("init-reply");
+    let held = hold.with_extension("held");
     next_pid(&f, None);
     f.signal("TERM");
     assert!(f.wait_exit().success(), "{}", f.log_text());

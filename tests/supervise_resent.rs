@@ -18,13 +18,13 @@ use takeover::{kill9, next_pid};
 
 #[test]
 fn resent_name_operations_that_took_effect_succeed() {
-    let hold = std::env::temp_dir().join(format!("quotafs-name-reply-{}", std::process::id()));
-    let _ = std::fs::remove_file(&hold);
     let args = ["--supervise", "--transport", "classic", "--restart-limit", "100/60s"];
     let mut f = Fixture::with_args("supervise-resent", &args);
     next_pid(&f, None);
     f.signal("TERM");
     assert!(f.wait_exit().success(), "{}", f.log_text());
+    // In the fixture's directory, which goes with it (the marker `<hold>.held` too).
+    let hold = f.scratch.dir.join("name-reply");
     f.start_with_env(&args, &[("QUOTAFS_FAILPOINT_NAME_REPLY_FILE", hold.to_str().unwrap())]);
     let home = f.home("alice", 1001, 1001);
     f.sh_ok(1001, 1001, &format!("cd {} && echo a > f && echo b > gone && mkdir rmd && echo c > from", home.display()));
