@@ -240,7 +240,7 @@ fn check_owner(b: &crate::backing::Backing, state_dir: &str, id: Option<&str>) -
 
 /// Mounts and serves until the file system is unmounted (outside `umount`, or SIGINT/SIGTERM,
 /// which lazily unmount it). Returns Ok on a clean end.
-pub use crate::config::{SUPERVISED_FDS, SUPERVISED_INIT, SUPERVISED_MOUNTPOINT};
+pub use crate::config::{SUPERVISED_FDS, SUPERVISED_INIT, SUPERVISED_MOUNTPOINT, SUPERVISED_OPENS};
 
 /// Whether this process serves a connection a supervisor holds.
 pub fn supervised() -> bool {
@@ -450,6 +450,16 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let session = session(cfg, transport)?;
+    if let Some(fd) = std::env::var_os(SUPERVISED_OPENS) {
+        let table = fd
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+            .ok_or(crate::backing::Errno(libc::EBADF))
+            .and_then(sys::inherited_regular)
+            .and_then(crate::inode::open_table::OpenTable::adopt)
+            .map_err(|e| format!("the supervisor's open-file table ({SUPERVISED_OPENS}={fd:?}): {e}"))?;
+        ops.keep_opens_in(table.0, table.1);
+    }
     let _ = notifier.set(session.notifier());
     if let Err(e) = crate::fuse::set_read_ahead(&cfg.mountpoint, cfg.max_write / 1024) {
         tracing::warn!(error = %e, "cannot widen the mount's readahead; sequential reads use the kernel's default");
@@ -528,6 +538,8 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
                 tracing::warn!("FUSE connection aborted (e.g. through /sys/fs/fuse/connections/*/abort)");
             }
         }
+        // A refused INIT (a kernel too old for what was asked): exit status 2, like a bad flag.
+        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => return Err(RunError::Refused(e.to_string())),
         Err(e) => return Err(RunError::Failed(format!("FUSE session failed: {e}"))),
     }
     crate::admin::serve::remove(&cfg.state_dir);

@@ -72,6 +72,9 @@ impl Fault {
     }
 }
 
+/// The kernel's INIT: while the trigger file exists, read as if it did not offer
+/// FUSE_HAS_RESEND (an older kernel), whatever it offered.
+pub static INIT_NO_RESEND: Fault = Fault::new("QUOTAFS_FAILPOINT_INIT_NO_RESEND_FILE");
 /// The activity log's fdatasync (after its write).
 pub static LOG_SYNC: Fault = Fault::new("QUOTAFS_FAILPOINT_LOG_SYNC_FILE");
 /// The snapshot commit to the store at the end of a checkpoint.
@@ -79,3 +82,42 @@ pub static SNAPSHOT_COMMIT: Fault = Fault::new("QUOTAFS_FAILPOINT_SNAPSHOT_COMMI
 /// A record written to a backing's journal directory (`ledger/journal.rs`): failing it makes
 /// the ledger log that record with an fdatasync instead.
 pub static JOURNAL_RECORD: Fault = Fault::new("QUOTAFS_FAILPOINT_JOURNAL_RECORD_FILE");
+
+/// Holds a thread at a point while a trigger file exists: with `QUOTAFS_FAILPOINT_<NAME>_FILE`
+/// set to a path, every pass through point `<NAME>` waits (up to a minute) until that file is
+/// gone, so a test can act (kill the process) while a request is there; it writes
+/// `<path>.held` when it starts holding. Unset (always, in
+/// production), a point costs one load of an initialised `OnceLock`.
+pub struct Hold {
+    var: &'static str,
+    path: OnceLock<Option<std::path::PathBuf>>,
+}
+
+impl Hold {
+    pub const fn new(var: &'static str) -> Hold {
+        Hold { var, path: OnceLock::new() }
+    }
+
+    pub fn hold(&self) {
+        let path = self.path.get_or_init(|| std::env::var_os(self.var).map(Into::into));
+        let Some(path) = path else { return };
+        if !path.exists() {
+            return;
+        }
+        // Says where it holds, for the test to act on.
+        let mut held = path.clone().into_os_string();
+        held.push(".held");
+        let _ = std::fs::write(&held, b"");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while path.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// In the FUSE handshake, after the INIT was read and before it is answered.
+pub static INIT_REPLY: Hold = Hold::new("QUOTAFS_FAILPOINT_INIT_REPLY_FILE");
+/// In a name operation (mknod, mkdir, symlink, link, create, unlink, rmdir, rename), after the
+/// backing call and before the reply: a process killed there made the change and never
+/// answered, and the kernel resends the request to the next one (docs/design.md §18).
+pub static NAME_REPLY: Hold = Hold::new("QUOTAFS_FAILPOINT_NAME_REPLY_FILE");

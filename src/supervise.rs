@@ -12,15 +12,18 @@
 //!
 //! * SIGTERM/SIGINT to the supervisor go to the serving process, which unmounts (as without a
 //!   supervisor); its clean exit ends the supervisor. An unmount ends both the same way.
-//! * A serving process that dies is replaced; one that dies `CRASH_LIMIT` times within
-//!   `CRASH_WINDOW` leaves the supervisor answering every request EIO (logged why) until the
-//!   mount is unmounted, instead of restarting forever.
+//! * A serving process that dies is replaced; one that dies `restart_limit` times within its
+//!   window (default 5 in 60 s) leaves the supervisor answering every request EIO (logged
+//!   why) until the mount is unmounted, instead of restarting forever.
 //! * A serving process that exits before it ever answered INIT (a refused start: bad config, a
-//!   damaged ledger) ends the supervisor with its exit status, the mount removed.
+//!   damaged ledger, a kernel without FUSE_HAS_RESEND) ends the supervisor with its exit
+//!   status, the mount removed. One killed by a signal before it answered INIT is replaced; the
+//!   next one asks the kernel to resend the INIT and answers it.
+//! * The supervisor also holds the open-file table (a memfd, `inode::open_table`), so that
+//!   files opened before a death are reopened by the next process on their next use.
 //!
-//! Not recovered by the next process: open file handles (EBADF to their holders), the data of
-//! files unlinked while open, and requests that had taken effect but were not answered (a
-//! resent create may meet EEXIST); design §18 says how each is to be closed.
+//! Not recovered by the next process: the data of files unlinked while open (ESTALE to their
+//! holders; recovery settles their charge); docs/design.md §18 says why and what would.
 
 use std::collections::VecDeque;
 use std::process::{Command, ExitStatus};
@@ -29,11 +32,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::config::MountConfig;
-use crate::daemon::{RunError, SUPERVISED_FDS, SUPERVISED_INIT, SUPERVISED_MOUNTPOINT};
-
-/// Deaths within `CRASH_WINDOW` after which the supervisor stops restarting.
-pub const CRASH_LIMIT: usize = 5;
-pub const CRASH_WINDOW: Duration = Duration::from_secs(60);
+use crate::daemon::{RunError, SUPERVISED_FDS, SUPERVISED_INIT, SUPERVISED_MOUNTPOINT, SUPERVISED_OPENS};
 
 pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
     if cfg.transport == crate::config::Transport::Uring {
@@ -56,6 +55,11 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
     let devs = crate::fuse::open_connection(&cfg.mountpoint, &cfg.backing.display().to_string(), cfg.threads)
         .map_err(|e| RunError::Failed(format!("cannot mount on {}: {e}", cfg.mountpoint.display())))?;
     crate::fuse::keep_across_exec(&devs).map_err(|e| RunError::Failed(format!("FUSE descriptors: {e}")))?;
+    // The open-file table: one per connection, kept here so that it outlives every serving
+    // process (docs/design.md §18).
+    let opens = crate::inode::open_table::create()
+        .map_err(|e| RunError::Failed(format!("cannot create the open-file table (a memfd): {e}")))?;
+    let opens_fd = std::os::fd::AsRawFd::as_raw_fd(&opens).to_string();
     let fds = devs.iter().map(|d| std::os::fd::AsRawFd::as_raw_fd(d).to_string()).collect::<Vec<_>>().join(",");
     tracing::info!(mountpoint = %cfg.mountpoint.display(), readers = devs.len(), "supervising the mount");
 
@@ -90,6 +94,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
             .env(SUPERVISED_FDS, &fds)
             .env(SUPERVISED_INIT, &init_file)
             .env(SUPERVISED_MOUNTPOINT, &cfg.mountpoint)
+            .env(SUPERVISED_OPENS, &opens_fd)
             .spawn()
             .map_err(|e| RunError::Failed(format!("cannot start the serving process {}: {e}", exe.display())))?;
         child_pid.store(child.id() as i32, Ordering::SeqCst);
@@ -99,8 +104,10 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
             tracing::info!("the serving process ended cleanly; exiting");
             return Ok(());
         }
-        if !init_file.exists() {
-            // It never served: a refused start. Nothing to keep the mount for.
+        if !init_file.exists() && std::os::unix::process::ExitStatusExt::signal(&status).is_none() {
+            // It ended before it ever served: a refused start (bad config, a damaged ledger).
+            // Nothing to keep the mount for. (One killed by a signal before it answered INIT is
+            // a death like any other: the next process answers the INIT, resent.)
             let _ = crate::fuse::detach(&cfg.mountpoint);
             return Err(exit_error(status, "the serving process did not start"));
         }
@@ -110,13 +117,14 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
         }
         let now = Instant::now();
         deaths.push_back(now);
-        while deaths.front().is_some_and(|t| now.duration_since(*t) > CRASH_WINDOW) {
+        let limit = cfg.restart_limit;
+        while deaths.front().is_some_and(|t| now.duration_since(*t) > limit.window) {
             deaths.pop_front();
         }
-        if deaths.len() >= CRASH_LIMIT {
+        if deaths.len() >= limit.deaths {
             tracing::error!(
                 deaths = deaths.len(),
-                window_secs = CRASH_WINDOW.as_secs(),
+                window_secs = limit.window.as_secs(),
                 last = %status,
                 "the serving process keeps dying; answering every request EIO until the mount is unmounted \
                  (see the log above for why it died; fix that, then umount and mount again)"

@@ -648,3 +648,30 @@ pub fn kill_group(pgid: u32, sig: libc::c_int) -> SysResult<()> {
     // or -1, which would signal our own group or every process: refused above).
     cvt(unsafe { libc::kill(-pgid, sig) }).map(|_| ())
 }
+
+/// A new memfd named `name`, without `MFD_CLOEXEC` (it is made to be inherited across exec).
+pub fn memfd_inheritable(name: &std::ffi::CStr) -> SysResult<OwnedFd> {
+    // SAFETY: `name` is a valid NUL-terminated string; the call returns a new descriptor or -1.
+    owned(unsafe { libc::memfd_create(name.as_ptr(), 0) })
+}
+
+/// Takes ownership of descriptor `fd`, inherited from the parent process, once it is known to
+/// be an open regular file (a memfd is one); EBADF otherwise. Marked close-on-exec.
+pub fn inherited_regular(fd: i32) -> SysResult<OwnedFd> {
+    if fd < 3 {
+        return Err(Errno(libc::EBADF));
+    }
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat writes a `stat` into the valid out-pointer; a closed fd is EBADF.
+    cvt(unsafe { libc::fstat(fd, st.as_mut_ptr()) })?;
+    // SAFETY: fstat succeeded, so it filled `st`.
+    let st = unsafe { st.assume_init() };
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(Errno(libc::EBADF));
+    }
+    // SAFETY: F_SETFD on an open descriptor with a plain integer argument.
+    cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) })?;
+    // SAFETY: the descriptor is open (fstat succeeded), and the parent handed it to this
+    // process alone to own: nothing else in this process refers to it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}

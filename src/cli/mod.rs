@@ -325,6 +325,10 @@ pub struct MountArgs {
     /// starts another (over /dev/fuse).
     #[arg(long)]
     pub supervise: bool,
+    /// With --supervise: stop restarting after DEATHS deaths of the serving process within
+    /// SECS seconds (the mount then answers EIO until unmounted) [default: 5/60s].
+    #[arg(long, value_name = "DEATHS/SECSs")]
+    pub restart_limit: Option<String>,
     /// Seconds between ledger checkpoints [default: 30].
     #[arg(long, value_name = "SECS")]
     pub checkpoint_interval: Option<f64>,

@@ -19,6 +19,7 @@ pub fn run(cli: &Cli, args: &MountArgs) -> Result<(), CliError> {
         max_write: args.max_write,
         transport: args.transport.clone(),
         supervise: args.supervise.then_some(true),
+        restart_limit: args.restart_limit.clone(),
         checkpoint_interval: args.checkpoint_interval,
         exempt_uids: (!args.exempt_uid.is_empty()).then(|| args.exempt_uid.clone()),
         shared_pool: args.shared_pool.then_some(true),

@@ -93,6 +93,10 @@ pub struct FileConfig {
     /// Serve through a supervisor that holds the FUSE connection and starts a new serving
     /// process when one dies (docs/design.md §18). Default: false.
     pub supervise: Option<bool>,
+    /// Under `supervise`: the crash-loop bound, `"DEATHS/SECSs"`: a serving process that dies
+    /// DEATHS times within SECS seconds is not started again, and the mount answers EIO until
+    /// unmounted. Default: "5/60s".
+    pub restart_limit: Option<String>,
     /// Seconds between ledger checkpoints (snapshot + new activity log). Default: 30.
     pub checkpoint_interval: Option<f64>,
     /// Uids never refused for quota (root always is); their usage is still counted.
@@ -170,6 +174,7 @@ pub struct MountConfig {
     pub max_write: u32,
     pub transport: Transport,
     pub supervise: bool,
+    pub restart_limit: RestartLimit,
     pub checkpoint_interval: Duration,
     pub exempt_uids: Vec<u32>,
     /// Validated routes: pattern and the ext4 directory its subtrees live on.
@@ -179,6 +184,37 @@ pub struct MountConfig {
     pub route_threads: usize,
     pub metrics: MetricsConfig,
     pub notify: Option<NotifyConfig>,
+}
+
+/// The crash-loop bound of a supervised mount: `deaths` deaths of the serving process within
+/// `window` end the restarts (docs/design.md §18). Written `"DEATHS/SECSs"`, e.g. `"5/60s"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RestartLimit {
+    pub deaths: usize,
+    pub window: Duration,
+}
+
+impl Default for RestartLimit {
+    fn default() -> RestartLimit {
+        RestartLimit { deaths: 5, window: Duration::from_secs(60) }
+    }
+}
+
+impl RestartLimit {
+    pub fn parse(text: &str) -> Result<RestartLimit, ConfigError> {
+        let bad = || {
+            ConfigError(format!(
+                "restart_limit {text:?} is not DEATHS/SECSs with 1-1000 deaths in 1-86400 seconds (e.g. \"5/60s\")"
+            ))
+        };
+        let (deaths, secs) = text.trim().split_once('/').ok_or_else(bad)?;
+        let deaths: usize = deaths.trim().parse().map_err(|_| bad())?;
+        let secs: u64 = secs.trim().strip_suffix('s').unwrap_or(secs.trim()).parse().map_err(|_| bad())?;
+        if !(1..=1000).contains(&deaths) || !(1..=86_400).contains(&secs) {
+            return Err(bad());
+        }
+        Ok(RestartLimit { deaths, window: Duration::from_secs(secs) })
+    }
 }
 
 /// How FUSE requests travel between the kernel and the daemon.
@@ -262,6 +298,8 @@ fn within(inner: &Path, outer: &Path) -> bool {
 pub const SUPERVISED_FDS: &str = "QUOTAFS_SUPERVISED_FDS";
 pub const SUPERVISED_INIT: &str = "QUOTAFS_SUPERVISED_INIT";
 pub const SUPERVISED_MOUNTPOINT: &str = "QUOTAFS_SUPERVISED_MOUNTPOINT";
+/// The descriptor of the supervisor's open-file table (`inode::open_table`).
+pub const SUPERVISED_OPENS: &str = "QUOTAFS_SUPERVISED_OPENS";
 
 fn existing_dir(what: &str, path: &Path, hint: &str) -> Result<PathBuf, ConfigError> {
     match std::fs::metadata(path) {
@@ -492,6 +530,10 @@ pub fn validate_mount(file: FileConfig, flags: FileConfig) -> Result<MountConfig
             None => Transport::Auto,
         },
         supervise: flags.supervise.or(file.supervise).unwrap_or(false),
+        restart_limit: match flags.restart_limit.or(file.restart_limit) {
+            Some(t) => RestartLimit::parse(&t)?,
+            None => RestartLimit::default(),
+        },
         checkpoint_interval: {
             let secs = flags.checkpoint_interval.or(file.checkpoint_interval).unwrap_or(30.0);
             if !(0.1..=86_400.0).contains(&secs) {
@@ -520,6 +562,19 @@ pub fn validate_mount(file: FileConfig, flags: FileConfig) -> Result<MountConfig
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn restart_limit_reads_deaths_per_window() {
+        assert_eq!(RestartLimit::parse("5/60s").unwrap(), RestartLimit::default());
+        assert_eq!(
+            RestartLimit::parse(" 30 / 10s ").unwrap(),
+            RestartLimit { deaths: 30, window: Duration::from_secs(10) }
+        );
+        for bad in ["", "5", "0/60s", "5/0s", "5/60m", "x/60s", "5/-1s"] {
+            let e = RestartLimit::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("DEATHS/SECSs"), "{bad:?}: {e}");
+        }
+    }
 
     #[test]
     fn unknown_key_names_the_key_and_line() {

@@ -14,6 +14,7 @@ mod init;
 mod kernel;
 pub mod pool;
 mod reply;
+mod resend;
 mod session;
 mod uring;
 
@@ -29,6 +30,7 @@ use crate::wire::{Header, Op, abi};
 pub use front::{FrontOptions, FuseFront, invalidate_backing, set_read_ahead};
 use front::{caller, time_spec};
 pub use reply::{DirBuf, Reply};
+use resend::Made;
 pub use session::{Notifier, Session, Unmounter, refuse_all};
 pub use uring::kernel_offers as uring_offered;
 
@@ -74,6 +76,7 @@ impl FuseFront {
     pub(super) fn handle(&self, h: &Header, op: Op<'_>, reply: Reply) {
         let node = h.nodeid;
         let c = caller(h);
+        let resent = h.unique & resend::UNIQUE_RESEND != 0;
         match op {
             Op::Lookup { name } => {
                 let name = os(name);
@@ -113,36 +116,51 @@ impl FuseFront {
             }),
             Op::MkNod { mode, rdev, umask, name } => {
                 let name = os(name);
-                self.dispatch(node, move |me| me.reply_entry(reply, me.ops.mknod(&c, node, &name, mode, umask, rdev)));
+                self.dispatch(node, move |me| {
+                    let r = me.ops.mknod(&c, node, &name, mode, umask, rdev);
+                    me.reply_entry(reply, me.resent_entry(resent, &c, node, &name, Made::Kind(mode), r))
+                });
             }
             Op::MkDir { mode, umask, name } => {
                 let name = os(name);
-                self.dispatch(node, move |me| me.reply_entry(reply, me.ops.mkdir(&c, node, &name, mode, umask)));
+                self.dispatch(node, move |me| {
+                    let r = me.ops.mkdir(&c, node, &name, mode, umask);
+                    me.reply_entry(reply, me.resent_entry(resent, &c, node, &name, Made::Kind(libc::S_IFDIR), r))
+                });
             }
             Op::Unlink { name } => {
                 let name = os(name);
-                self.dispatch(node, move |me| me.reply_unit(reply, me.ops.unlink(&c, node, &name)));
+                self.dispatch(node, move |me| {
+                    me.reply_unit(reply, me.resent_removal(resent, me.ops.unlink(&c, node, &name)))
+                });
             }
             Op::RmDir { name } => {
                 let name = os(name);
-                self.dispatch(node, move |me| me.reply_unit(reply, me.ops.rmdir(&c, node, &name)));
+                self.dispatch(node, move |me| {
+                    me.reply_unit(reply, me.resent_removal(resent, me.ops.rmdir(&c, node, &name)))
+                });
             }
             Op::Symlink { name, target } => {
                 let (name, target) = (os(name), os(target));
                 self.dispatch(node, move |me| {
-                    me.reply_entry(reply, me.ops.symlink(&c, node, &name, Path::new(&*target)))
+                    let r = me.ops.symlink(&c, node, &name, Path::new(&*target));
+                    me.reply_entry(reply, me.resent_entry(resent, &c, node, &name, Made::Kind(libc::S_IFLNK), r))
                 });
             }
             Op::Rename { newdir, flags, name, newname } => {
                 let (name, newname) = (os(name), os(newname));
                 self.dispatch(node, move |me| {
-                    me.reply_unit(reply, me.ops.rename(&c, node, &name, newdir, &newname, flags))
+                    let r = me.ops.rename(&c, node, &name, newdir, &newname, flags);
+                    me.reply_unit(reply, me.resent_rename(resent, newdir, &newname, r))
                 });
             }
             Op::Link { oldnode, newname } => {
                 // Served with the new parent's backing, like every name operation.
                 let newname = os(newname);
-                self.dispatch(node, move |me| me.reply_entry(reply, me.ops.link(&c, oldnode, node, &newname)));
+                self.dispatch(node, move |me| {
+                    let r = me.ops.link(&c, oldnode, node, &newname);
+                    me.reply_entry(reply, me.resent_entry(resent, &c, node, &newname, Made::LinkTo(oldnode), r))
+                });
             }
             Op::Open { flags } => self.dispatch(node, move |me| match me.ops.open(&c, node, flags as i32) {
                 Ok(opened) => reply.opened(opened.fh, Self::FOPEN),
@@ -246,11 +264,14 @@ impl FuseFront {
             }
             Op::Create { flags, mode, umask, name } => {
                 let name = os(name);
-                self.dispatch(node, move |me| match me.ops.create(&c, node, &name, mode, umask, flags as i32) {
-                    Ok((entry, opened)) => {
-                        reply.created(me.opts.entry_ttl, &entry.attr, entry.generation, opened.fh, Self::FOPEN)
+                self.dispatch(node, move |me| {
+                    let r = me.ops.create(&c, node, &name, mode, umask, flags as i32);
+                    match me.resent_create(resent, &c, node, &name, flags as i32, r) {
+                        Ok((entry, opened)) => {
+                            reply.created(me.opts.entry_ttl, &entry.attr, entry.generation, opened.fh, Self::FOPEN)
+                        }
+                        Err(e) => reply.error(e.0),
                     }
-                    Err(e) => reply.error(e.0),
                 });
             }
             // As the handle's opener, like write.

@@ -124,6 +124,12 @@ impl Session {
                     agreed
                 }
                 None => {
+                    // A process before this one may have read the INIT and died before it
+                    // answered (it is then on a kept descriptor's processing list): queued
+                    // again, it reaches this handshake like a first INIT.
+                    if let Err(e) = self.ch.send(&[&encode::notify_resend()]) {
+                        tracing::warn!(error = %e, "cannot ask the kernel to resend a pending INIT");
+                    }
                     let agreed = self.handshake(&front, bufsize)?;
                     save_init(&a.init_file, &agreed)?;
                     agreed
@@ -217,6 +223,18 @@ impl Session {
                 Reply::new(h.unique, Arc::clone(&self.ch)).error(libc::EIO);
                 continue;
             };
+            crate::failpoint::INIT_REPLY.hold();
+            let resend = kernel.flags & abi::init::HAS_RESEND != 0 && crate::failpoint::INIT_NO_RESEND.check().is_ok();
+            if self.adopted.is_some() && !resend {
+                // Without it, requests a dead serving process had read are lost: their callers
+                // would wait forever. Refused before anything is served.
+                Reply::new(h.unique, Arc::clone(&self.ch)).error(libc::EPROTO);
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "--supervise needs FUSE_HAS_RESEND (Linux 6.9 or later) and this kernel did not offer it at \
+                     INIT; mount without --supervise, or on a newer kernel",
+                ));
+            }
             match init::negotiate(&kernel, &front.opts) {
                 Ok(out) => {
                     let mut o = Out::new();

@@ -182,7 +182,9 @@ impl OpenLimits {
     }
 }
 
-/// fh → open object. Handles are never reused within one daemon run.
+/// fh → open object. A handle this table numbers itself (`insert`) is never reused within one
+/// daemon run; those start at `open_table::FIRST_UNRECORDED`, above every fh the open-file
+/// table issues (`insert_at`).
 #[derive(Debug)]
 pub struct HandleTable<T> {
     map: DashMap<u64, Arc<T>>,
@@ -191,7 +193,7 @@ pub struct HandleTable<T> {
 
 impl<T> HandleTable<T> {
     pub fn new() -> Self {
-        HandleTable { map: DashMap::new(), next: AtomicU64::new(1) }
+        HandleTable { map: DashMap::new(), next: AtomicU64::new(super::open_table::FIRST_UNRECORDED) }
     }
 
     pub fn insert(&self, value: T) -> (u64, Arc<T>) {
@@ -199,6 +201,13 @@ impl<T> HandleTable<T> {
         let value = Arc::new(value);
         self.map.insert(fh, Arc::clone(&value));
         (fh, value)
+    }
+
+    /// Inserts `value` as `fh`, a handle numbered elsewhere (the open-file table's slot).
+    pub fn insert_at(&self, fh: u64, value: T) -> Arc<T> {
+        let value = Arc::new(value);
+        self.map.insert(fh, Arc::clone(&value));
+        value
     }
 
     pub fn get(&self, fh: u64) -> Result<Arc<T>, Errno> {

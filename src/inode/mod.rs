@@ -49,6 +49,7 @@ use dashmap::DashMap;
 use parking_lot::Mutex;
 
 pub mod handles;
+pub mod open_table;
 pub mod stripes;
 
 pub use stripes::Stripes;

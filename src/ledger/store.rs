@@ -86,7 +86,19 @@ impl Store {
                 .open(&path)
                 .map_err(|e| err(&path, "cannot create", e))?;
         }
-        let db = Database::create(&path).map_err(|e| err(&path, "cannot open", e))?;
+        // The store is locked (flock) by whoever has it open. A quotafs command that reads it
+        // while no daemon runs (`status`, `report`) holds it for a moment; under a supervisor
+        // that moment can fall on the start of the next serving process, which then waits
+        // for it rather than die.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        let db = loop {
+            match Database::create(&path) {
+                Err(redb::DatabaseError::DatabaseAlreadyOpen) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                r => break r.map_err(|e| err(&path, "cannot open", e))?,
+            }
+        };
         Ok(Store { db, path })
     }
 

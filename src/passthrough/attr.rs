@@ -56,7 +56,7 @@ fn sized(data: Vec<u8>, size: u32) -> Result<XattrReply, Errno> {
 impl<'a> Attrs<'a> {
     pub fn getattr(&self, id: u64, fh: Option<u64>) -> Result<FileAttr, Errno> {
         if let Some(fh) = fh
-            && let Ok(file) = self.st.opens.handles.get(fh)
+            && let Ok(file) = self.files().file(fh)
             && file.node == id
         {
             // The open file's own inode, even if its node id now names a newer file.
@@ -70,7 +70,7 @@ impl<'a> Attrs<'a> {
     /// times (a chown may clear setuid bits that a chmod in the same request then sets).
     pub fn setattr(&self, ctx: &Ctx, id: u64, a: &SetAttr) -> Result<FileAttr, Errno> {
         // Through an open file: the inode it was opened on (see `OpenFile::inode`).
-        let (inode, pfd) = match a.fh.and_then(|fh| self.st.opens.handles.get(fh).ok()).filter(|f| f.node == id) {
+        let (inode, pfd) = match a.fh.and_then(|fh| self.files().file(fh).ok()).filter(|f| f.node == id) {
             Some(file) => {
                 let inode = std::sync::Arc::clone(&file.inode);
                 let fd = self.st.nodes.path_fd(&inode, self.backing(inode.backing)?)?;
@@ -107,8 +107,7 @@ impl<'a> Attrs<'a> {
             as_caller(ctx, || sys::chmod_fd(pfd, mode & 0o7777))?;
         }
         if let Some(size) = a.size {
-            let open =
-                a.fh.and_then(|fh| self.st.opens.handles.get(fh).ok()).filter(|f| f.writable && f.node == inode.id);
+            let open = a.fh.and_then(|fh| self.files().file(fh).ok()).filter(|f| f.writable && f.node == inode.id);
             match open {
                 Some(file) => as_caller(ctx, || sys::truncate_fd(file.fd.as_fd(), size))?,
                 None => {

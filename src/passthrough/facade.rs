@@ -20,6 +20,7 @@ use crate::backing::{Backing, BackingIndex, Errno, sys};
 use crate::ids::InodeRef;
 use crate::inode::Stripes;
 use crate::inode::handles::OpenLimits;
+use crate::inode::open_table::{OpenRecord, OpenTable};
 use crate::ledger::{Beside, Ledger};
 use crate::quota::enforce::Enforcer;
 
@@ -71,6 +72,17 @@ impl Passthrough {
     /// This process took the connection over from another (docs/design.md §18).
     pub fn set_adopted(&self) {
         self.state.init.set_adopted();
+    }
+
+    /// Records every open in `table` from now on (a supervised mount, docs/design.md §18), and
+    /// serves the handles `inherited` from an earlier process by reopening each on first use.
+    pub fn keep_opens_in(&self, table: OpenTable, inherited: Vec<(u64, OpenRecord)>) {
+        let opens = &self.state.opens;
+        if !inherited.is_empty() {
+            tracing::info!(handles = inherited.len(), "open files of an earlier process, reopened on first use");
+        }
+        opens.inherited.lock().extend(inherited);
+        let _ = opens.table.set(table);
     }
 
     /// Nodes the kernel currently holds.

@@ -25,6 +25,7 @@ use crate::backing::creds::as_caller;
 use crate::backing::{Errno, sys};
 use crate::inode::Inode;
 use crate::inode::handles::{DataFd, OpenFile, Share};
+use crate::inode::open_table::OpenRecord;
 
 /// A successful open: the FUSE file handle and the open file.
 #[derive(Debug)]
@@ -103,12 +104,61 @@ impl<'a> Files<'a> {
         flags: i32,
         share: Share,
     ) -> Result<Opened, Errno> {
+        let record = OpenRecord { node: inode.id, key: inode.key(), flags, opener: *ctx };
+        let file = self.open_file(ctx, inode, flags, share)?;
+        // Recorded before the reply: a handle the kernel holds is always in the table.
+        let recorded = self.st.opens.table.get().and_then(|t| t.record(&record));
+        let (fh, file) = match recorded {
+            Some(fh) => (fh, self.st.opens.handles.insert_at(fh, file)),
+            None => self.st.opens.handles.insert(file),
+        };
+        Ok(Opened { fh, file })
+    }
+
+    /// The open file of `inode` for `ctx` with `flags`: its shared data descriptor, counted as
+    /// an open by the pin protocol.
+    fn open_file(&self, ctx: &Ctx, inode: Arc<Inode>, flags: i32, share: Share) -> Result<OpenFile, Errno> {
         let writable = is_writable(flags);
         let fd = self.data_fd(&inode, writable, flags, ctx.uid)?;
         self.pins().opened(&inode, fd.as_fd());
-        let file = OpenFile::new(inode, fd, writable, write_flags(flags), *ctx, share);
-        let (fh, file) = self.st.opens.handles.insert(file);
-        Ok(Opened { fh, file })
+        Ok(OpenFile::new(inode, fd, writable, write_flags(flags), *ctx, share))
+    }
+
+    /// The open file of handle `fh`: this process's, or one an earlier process issued
+    /// (recorded in the supervisor's open-file table), reopened now on its first use.
+    /// EBADF for a handle neither issued; ESTALE for a recorded file that is gone (unlinked,
+    /// its descriptors died with the earlier process) or whose inode number names another file
+    /// now.
+    pub(super) fn file(&self, fh: u64) -> Result<Arc<OpenFile>, Errno> {
+        match self.st.opens.handles.get(fh) {
+            Err(Errno(libc::EBADF)) if self.st.init.adopted() => self.reopen(fh),
+            r => r,
+        }
+    }
+
+    fn reopen(&self, fh: u64) -> Result<Arc<OpenFile>, Errno> {
+        let _one = self.st.opens.reopening.lock();
+        if let Ok(file) = self.st.opens.handles.get(fh) {
+            return Ok(file);
+        }
+        let Some(rec) = self.st.opens.inherited.lock().get(&fh).copied() else {
+            return Err(Errno(libc::EBADF));
+        };
+        // By the node id, which resolves by ext4 number beneath the backing root (never by
+        // path), and only to the inode recorded: same backing, number and generation.
+        let inode = match self.inode(rec.node) {
+            Ok(inode) if inode.key() == rec.key && !inode.is_dir() => inode,
+            Ok(_) | Err(Errno(libc::ESTALE | libc::ENOENT)) => {
+                tracing::info!(fh, ino = rec.key.ino, "an inherited open file is gone; its holder gets ESTALE");
+                return Err(Errno(libc::ESTALE));
+            }
+            Err(e) => return Err(e),
+        };
+        let share = self.st.opens.limits.take_share(rec.opener.uid)?;
+        let file = self.open_file(&rec.opener, inode, rec.flags, share)?;
+        self.st.opens.inherited.lock().remove(&fh);
+        tracing::debug!(fh, ino = rec.key.ino, "reopened an open file an earlier process issued");
+        Ok(self.st.opens.handles.insert_at(fh, file))
     }
 
     pub fn open(&self, ctx: &Ctx, id: u64, flags: i32) -> Result<Opened, Errno> {
@@ -126,7 +176,7 @@ impl<'a> Files<'a> {
         thread_local! {
             static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        let file = self.st.opens.handles.get(fh)?;
+        let file = self.file(fh)?;
         BUF.with_borrow_mut(|buf| {
             let size = size as usize;
             if buf.len() < size {
@@ -155,7 +205,7 @@ impl<'a> Files<'a> {
         alloc: Option<(u64, u64, bool)>,
         op: impl FnOnce(&OpenFile, u64) -> Result<T, Errno>,
     ) -> Result<T, Errno> {
-        let file = self.st.opens.handles.get(fh)?;
+        let file = self.file(fh)?;
         let inode = Arc::clone(&file.inode);
         let mut acct = self.begin(&[(inode.backing, inode.ino)]);
         let t = acct.track(&inode, file.fd.as_fd())?;
@@ -173,7 +223,7 @@ impl<'a> Files<'a> {
     /// mapping's dirty pages) is all or nothing: the kernel drops a short count silently, but
     /// reports an error to the next msync/fsync.
     pub fn write(&self, fh: u64, offset: u64, data: &[u8], cached: bool) -> Result<usize, Errno> {
-        let file = self.st.opens.handles.get(fh)?;
+        let file = self.file(fh)?;
         let ctx = &file.opener;
         self.changing(ctx, fh, Some((offset, data.len() as u64, !cached)), |file, len| {
             let data = &data[..len as usize];
@@ -194,7 +244,7 @@ impl<'a> Files<'a> {
     }
 
     pub fn fsync(&self, fh: u64, datasync: bool) -> Result<(), Errno> {
-        let file = self.st.opens.handles.get(fh)?;
+        let file = self.file(fh)?;
         sys::fsync(file.fd.as_fd(), datasync)
     }
 
@@ -202,11 +252,16 @@ impl<'a> Files<'a> {
         if let Some(file) = self.st.opens.handles.remove(fh) {
             self.pins().closed(file.inode.key());
         }
+        // An inherited handle released unused was never counted by this process.
+        self.st.opens.inherited.lock().remove(&fh);
+        if let Some(table) = self.st.opens.table.get() {
+            table.clear(fh);
+        }
     }
 
     /// fallocate as the handle's opener.
     pub fn fallocate(&self, fh: u64, offset: u64, len: u64, mode: i32) -> Result<(), Errno> {
-        let file = self.st.opens.handles.get(fh)?;
+        let file = self.file(fh)?;
         let ctx = &file.opener;
         // Punching a hole or collapsing a range frees space; everything else may allocate.
         let frees = mode & (libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_COLLAPSE_RANGE) != 0;
@@ -216,7 +271,7 @@ impl<'a> Files<'a> {
 
     /// SEEK_DATA / SEEK_HOLE (the kernel answers the other whences itself).
     pub fn lseek(&self, fh: u64, offset: i64, whence: i32) -> Result<i64, Errno> {
-        let file = self.st.opens.handles.get(fh)?;
+        let file = self.file(fh)?;
         sys::lseek(file.fd.as_fd(), offset, whence)
     }
 
@@ -230,8 +285,8 @@ impl<'a> Files<'a> {
         len: u64,
         flags: u32,
     ) -> Result<usize, Errno> {
-        let src = self.st.opens.handles.get(fh_in)?;
-        let ctx = &self.st.opens.handles.get(fh_out)?.opener;
+        let src = self.file(fh_in)?;
+        let ctx = &self.file(fh_out)?.opener;
         self.changing(ctx, fh_out, Some((off_out, len, true)), |dst, len| {
             let len = usize::try_from(len).unwrap_or(usize::MAX);
             as_caller(ctx, || sys::copy_file_range(src.fd.as_fd(), off_in, dst.fd.as_fd(), off_out, len, flags))

@@ -5,13 +5,16 @@
 //! Each part says, for a new process taking over a live mount (issue #19), whether it can be
 //! rebuilt and from what. docs/design.md §1 has the same answers as a table.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use dashmap::DashMap;
+use parking_lot::Mutex;
 
 use crate::ids::InodeRef;
 use crate::inode::handles::{HandleTable, OpenFile, OpenLimits};
+use crate::inode::open_table::{OpenRecord, OpenTable};
 use crate::inode::{InodeTable, Stripes};
 
 /// The state one serving process holds for the kernel it talks to.
@@ -40,7 +43,14 @@ impl ServingState {
     pub fn new(fd_cache: usize, stripes: Arc<Stripes>, limits: Arc<OpenLimits>) -> ServingState {
         ServingState {
             nodes: InodeTable::new(fd_cache, stripes),
-            opens: OpenFiles { handles: HandleTable::new(), counts: DashMap::new(), limits },
+            opens: OpenFiles {
+                handles: HandleTable::new(),
+                counts: DashMap::new(),
+                limits,
+                table: OnceLock::new(),
+                inherited: Mutex::new(HashMap::new()),
+                reopening: Mutex::new(()),
+            },
             init: InitSettings { apply_umask: AtomicBool::new(false), adopted: AtomicBool::new(false) },
         }
     }
@@ -49,12 +59,16 @@ impl ServingState {
 /// The open files of this process: FUSE file handle → open file, the number of open handles
 /// per inode, and the descriptor budget they count against.
 ///
-/// Not rebuildable today. An `fh` is a counter value that says nothing of the file, its
-/// opener's credentials or flags, so a new process cannot serve a handle it did not issue
-/// (EBADF). The data descriptors die with the process: an inode unlinked while open, which
-/// only those descriptors kept alive, is freed by ext4 then, and recovery settles its charge as
-/// after kill -9 (docs/design.md §9.4). The open counts and the per-uid
-/// shares follow from the handles, so they come back with them.
+/// Rebuildable under a supervisor (docs/design.md §18): every open is recorded in the
+/// supervisor's open-file table (`table`) under its fh, with the node, the inode's number and
+/// generation, the open's flags and the opener's credentials. A new process takes the records
+/// over as `inherited` and reopens each by handle on its first use (`Files::file`), through the
+/// same path as an open, so the open counts, pins and shares come back with the handles that
+/// are used again, and never more descriptors at once than are used. Not rebuildable: the
+/// data descriptors die with the process, so an inode unlinked while open, which only those
+/// kept alive, is freed by ext4 then; its record's reopen answers ESTALE, and recovery settles
+/// its charge as after kill -9 (docs/design.md §9.4). Without a supervisor there is no table
+/// and an fh is a counter value.
 #[derive(Debug)]
 pub struct OpenFiles {
     /// fh → open file, from a successful open or create reply until its release.
@@ -64,6 +78,12 @@ pub struct OpenFiles {
     counts: DashMap<InodeRef, u32>,
     /// The descriptor budget: per-uid shares and the daemon's data descriptors.
     pub limits: Arc<OpenLimits>,
+    /// The supervisor's open-file table, set before serving when there is one.
+    pub table: OnceLock<OpenTable>,
+    /// Handles an earlier process issued and this one has not reopened yet: fh → record.
+    pub inherited: Mutex<HashMap<u64, OpenRecord>>,
+    /// Held while an inherited handle is reopened, so that two requests on it reopen it once.
+    pub reopening: Mutex<()>,
 }
 
 impl OpenFiles {

@@ -1,0 +1,35 @@
+//! Helpers of the `--supervise` tests (tests/supervise*.rs): the serving process's pid, the
+//! next one after a kill, a kill -9. Included by `#[path]` beside `mod common`.
+// Each test file uses some of these.
+#![allow(dead_code)]
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use super::common::{self, Fixture};
+
+/// The pid `status --json` reports: the process serving requests now.
+pub fn serving_pid(f: &Fixture) -> Option<u32> {
+    let out = Command::new(common::BIN).arg("--state-dir").arg(&f.state).args(["status", "--json"]).output().ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    v["pid"].as_u64().map(|p| p as u32)
+}
+
+/// The pid of a serving process other than `old`, once one answers past INIT (within 30 s).
+pub fn next_pid(f: &Fixture, old: Option<u32>) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(p) = serving_pid(f)
+            && Some(p) != old
+            && f.state.join("fuse-init").exists()
+        {
+            return p;
+        }
+        assert!(Instant::now() < deadline, "no serving process took over:\n{}", f.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn kill9(pid: u32) {
+    assert!(Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap().success());
+}
