@@ -9,6 +9,7 @@
 //! `kernel` the device and mount system calls.
 
 mod channel;
+pub mod export;
 mod front;
 mod init;
 mod kernel;
@@ -24,7 +25,9 @@ use std::time::Duration;
 
 use crate::backing::Errno;
 use crate::passthrough::attr::{SetAttr, XattrReply};
+use crate::inode::ROOT_ID;
 use crate::wire::{Header, Op, abi};
+use export::Touched;
 
 pub use front::{FrontOptions, FuseFront, invalidate_backing, set_read_ahead};
 use front::{caller, time_spec};
@@ -67,17 +70,18 @@ fn os(name: &[u8]) -> Box<OsStr> {
 impl FuseFront {
     /// FORGET and each pair of BATCH_FORGET (no reply).
     pub(super) fn forget(&self, node: u64, nlookup: u64) {
-        self.ops.forget(node, nlookup);
+        self.forget_node(node, nlookup);
     }
 
     /// Serves one request (not INIT, FORGET or INTERRUPT, which the session answers).
     pub(super) fn handle(&self, h: &Header, op: Op<'_>, reply: Reply) {
-        let node = h.nodeid;
+        // The daemon's node ids from here on (`export::View`).
+        let node = self.view.inward(h.nodeid);
         let c = caller(h);
         match op {
             Op::Lookup { name } => {
                 let name = os(name);
-                self.dispatch(node, move |me| match me.ops.lookup(node, &name) {
+                self.dispatch(node, move |me| match me.lookup(node, &name) {
                     // Negative entries are cached too: a create after a failed lookup is the
                     // common small-file pattern, and every name change goes through this mount.
                     Err(Errno(libc::ENOENT)) => {
@@ -87,7 +91,7 @@ impl FuseFront {
                 });
             }
             Op::GetAttr { fh } => self.dispatch(node, move |me| match me.ops.getattr(node, fh) {
-                Ok(attr) => reply.attr(me.opts.attr_ttl, &attr),
+                Ok(attr) => reply.attr(me.opts.attr_ttl, &me.outward(&attr, false)),
                 Err(e) => reply.error(e.0),
             }),
             Op::SetAttr(s) => {
@@ -103,7 +107,13 @@ impl FuseFront {
                     fh: has(abi::fattr::FH).then_some(s.fh),
                 };
                 self.dispatch(node, move |me| match me.ops.setattr(&c, node, &a) {
-                    Ok(attr) => reply.attr(me.opts.attr_ttl, &attr),
+                    Ok(attr) => {
+                        me.touched(&[match a.size {
+                            Some(_) => Touched::Data { node, offset: 0, len: 0 },
+                            None => Touched::Attr(node),
+                        }]);
+                        reply.attr(me.opts.attr_ttl, &me.outward(&attr, false))
+                    }
                     Err(e) => reply.error(e.0),
                 });
             }
@@ -113,36 +123,72 @@ impl FuseFront {
             }),
             Op::MkNod { mode, rdev, umask, name } => {
                 let name = os(name);
-                self.dispatch(node, move |me| me.reply_entry(reply, me.ops.mknod(&c, node, &name, mode, umask, rdev)));
+                self.dispatch(node, move |me| {
+                    let r = me.ops.mknod(&c, node, &name, mode, umask, rdev);
+                    me.touched_entry(r.is_ok(), node, &name);
+                    me.reply_entry(reply, r)
+                });
             }
             Op::MkDir { mode, umask, name } => {
                 let name = os(name);
-                self.dispatch(node, move |me| me.reply_entry(reply, me.ops.mkdir(&c, node, &name, mode, umask)));
+                self.dispatch(node, move |me| {
+                    let r = me.ops.mkdir(&c, node, &name, mode, umask);
+                    me.touched_entry(r.is_ok(), node, &name);
+                    me.reply_entry(reply, r)
+                });
             }
             Op::Unlink { name } => {
                 let name = os(name);
-                self.dispatch(node, move |me| me.reply_unit(reply, me.ops.unlink(&c, node, &name)));
+                self.dispatch(node, move |me| {
+                    let r = me.ops.unlink(&c, node, &name);
+                    me.touched_entry(r.is_ok(), node, &name);
+                    me.reply_unit(reply, r)
+                });
             }
             Op::RmDir { name } => {
                 let name = os(name);
-                self.dispatch(node, move |me| me.reply_unit(reply, me.ops.rmdir(&c, node, &name)));
+                self.dispatch(node, move |me| {
+                    let r = me.ops.rmdir(&c, node, &name);
+                    me.touched_entry(r.is_ok(), node, &name);
+                    me.reply_unit(reply, r)
+                });
             }
             Op::Symlink { name, target } => {
                 let (name, target) = (os(name), os(target));
                 self.dispatch(node, move |me| {
-                    me.reply_entry(reply, me.ops.symlink(&c, node, &name, Path::new(&*target)))
+                    let r = me.ops.symlink(&c, node, &name, Path::new(&*target));
+                    me.touched_entry(r.is_ok(), node, &name);
+                    me.reply_entry(reply, r)
                 });
             }
             Op::Rename { newdir, flags, name, newname } => {
                 let (name, newname) = (os(name), os(newname));
+                let newdir = self.view.inward(newdir);
                 self.dispatch(node, move |me| {
-                    me.reply_unit(reply, me.ops.rename(&c, node, &name, newdir, &newname, flags))
+                    let r = me.ops.rename(&c, node, &name, newdir, &newname, flags);
+                    if r.is_ok() {
+                        me.touched(&[
+                            Touched::Entry { parent: node, name: name.as_bytes().into() },
+                            Touched::Entry { parent: newdir, name: newname.as_bytes().into() },
+                        ]);
+                    }
+                    me.reply_unit(reply, r)
                 });
             }
             Op::Link { oldnode, newname } => {
                 // Served with the new parent's backing, like every name operation.
                 let newname = os(newname);
-                self.dispatch(node, move |me| me.reply_entry(reply, me.ops.link(&c, oldnode, node, &newname)));
+                let oldnode = self.view.inward(oldnode);
+                self.dispatch(node, move |me| {
+                    let r = me.ops.link(&c, oldnode, node, &newname);
+                    if r.is_ok() {
+                        me.touched(&[
+                            Touched::Entry { parent: node, name: newname.as_bytes().into() },
+                            Touched::Attr(oldnode),
+                        ]);
+                    }
+                    me.reply_entry(reply, r)
+                });
             }
             Op::Open { flags } => self.dispatch(node, move |me| match me.ops.open(&c, node, flags as i32) {
                 Ok(opened) => reply.opened(opened.fh, Self::FOPEN),
@@ -166,6 +212,7 @@ impl FuseFront {
                 if self.serves_inline(node) {
                     self.pools.inline(0, || {
                         let r = self.ops.write(fh, offset, data, cached);
+                        self.touched_data(&r, node, offset, data.len());
                         self.reply_write(node, offset, data.len(), cached, r, reply);
                     });
                     return;
@@ -173,6 +220,7 @@ impl FuseFront {
                 let data = data.to_vec();
                 self.dispatch(node, move |me| {
                     let r = me.ops.write(fh, offset, &data, cached);
+                    me.touched_data(&r, node, offset, data.len());
                     me.reply_write(node, offset, data.len(), cached, r, reply);
                 });
             }
@@ -192,7 +240,8 @@ impl FuseFront {
             Op::ReadDir { offset, size, plus: false, .. } => self.dispatch(node, move |me| {
                 let mut buf = DirBuf::new(size);
                 let r = me.ops.readdir(node, offset as i64, false, |e| {
-                    buf.add(e.ino, e.next_offset as u64, e.kind.dirent_type(), e.name.as_bytes())
+                    let ino = me.dirent_ino(node, e);
+                    buf.add(ino, e.next_offset as u64, e.kind.dirent_type(), e.name.as_bytes())
                 });
                 match r {
                     Ok(()) => buf.send(reply),
@@ -205,9 +254,11 @@ impl FuseFront {
                 let r = me.ops.readdir(node, offset as i64, true, |e| {
                     let name = e.name.as_bytes();
                     match &e.entry {
-                        Some(entry) => buf.add_plus(e.next_offset as u64, name, entry.generation, ttl, &entry.attr),
+                        Some(entry) => {
+                            buf.add_plus(e.next_offset as u64, name, entry.generation, ttl, &me.outward(&entry.attr, true))
+                        }
                         None => {
-                            let attr = crate::passthrough::dir::dot_attr(e.ino);
+                            let attr = crate::passthrough::dir::dot_attr(me.dirent_ino(node, e));
                             buf.add_plus(e.next_offset as u64, name, 0, Duration::ZERO, &attr)
                         }
                     }
@@ -227,7 +278,11 @@ impl FuseFront {
             Op::SetXattr { flags, name, value } => {
                 let (name, value) = (os(name), value.to_vec());
                 self.dispatch(node, move |me| {
-                    me.reply_unit(reply, me.ops.setxattr(&c, node, &name, &value, flags as i32))
+                    let r = me.ops.setxattr(&c, node, &name, &value, flags as i32);
+                    if r.is_ok() {
+                        me.touched(&[Touched::Attr(node)]);
+                    }
+                    me.reply_unit(reply, r)
                 });
             }
             Op::GetXattr { size, name } => {
@@ -239,7 +294,13 @@ impl FuseFront {
             }
             Op::RemoveXattr { name } => {
                 let name = os(name);
-                self.dispatch(node, move |me| me.reply_unit(reply, me.ops.removexattr(&c, node, &name)));
+                self.dispatch(node, move |me| {
+                    let r = me.ops.removexattr(&c, node, &name);
+                    if r.is_ok() {
+                        me.touched(&[Touched::Attr(node)]);
+                    }
+                    me.reply_unit(reply, r)
+                });
             }
             Op::Access { mask } => {
                 self.dispatch(node, move |me| me.reply_unit(reply, me.ops.access(&c, node, mask as i32)))
@@ -248,14 +309,22 @@ impl FuseFront {
                 let name = os(name);
                 self.dispatch(node, move |me| match me.ops.create(&c, node, &name, mode, umask, flags as i32) {
                     Ok((entry, opened)) => {
-                        reply.created(me.opts.entry_ttl, &entry.attr, entry.generation, opened.fh, Self::FOPEN)
+                        me.touched(&[Touched::Entry { parent: node, name: name.as_bytes().into() }]);
+                        let attr = me.outward(&entry.attr, true);
+                        reply.created(me.opts.entry_ttl, &attr, entry.generation, opened.fh, Self::FOPEN)
                     }
                     Err(e) => reply.error(e.0),
                 });
             }
             // As the handle's opener, like write.
             Op::Fallocate { fh, offset, length, mode } => {
-                self.dispatch(node, move |me| me.reply_unit(reply, me.ops.fallocate(fh, offset, length, mode as i32)))
+                self.dispatch(node, move |me| {
+                    let r = me.ops.fallocate(fh, offset, length, mode as i32);
+                    if r.is_ok() {
+                        me.touched(&[Touched::Data { node, offset: offset as i64, len: length as i64 }]);
+                    }
+                    me.reply_unit(reply, r)
+                })
             }
             Op::Lseek { fh, offset, whence } => {
                 self.dispatch(node, move |me| match me.ops.lseek(fh, offset, whence as i32) {
@@ -266,9 +335,13 @@ impl FuseFront {
             // As the destination handle's opener, on the pool of the destination's backing (the
             // one written), like every other request of that node.
             Op::CopyFileRange { fh_in, off_in, node_out, fh_out, off_out, len, flags } => {
+                let node_out = self.view.inward(node_out);
                 self.dispatch(node_out, move |me| {
                     match me.ops.copy_file_range(fh_in, off_in, fh_out, off_out, len, flags as u32) {
-                        Ok(n) => reply.written(n as u32),
+                        Ok(n) => {
+                            me.touched(&[Touched::Data { node: node_out, offset: off_out as i64, len: n as i64 }]);
+                            reply.written(n as u32)
+                        }
                         Err(e) => reply.error(e.0),
                     }
                 })
@@ -281,6 +354,26 @@ impl FuseFront {
                 reply.error(libc::ENOSYS)
             }
         }
+    }
+
+    /// A name operation on `name` in `parent` that succeeded touched that entry.
+    fn touched_entry(&self, ok: bool, parent: u64, name: &OsStr) {
+        if ok {
+            self.touched(&[Touched::Entry { parent, name: name.as_bytes().into() }]);
+        }
+    }
+
+    /// A write of `len` bytes at `offset` of `node` that succeeded touched that range.
+    fn touched_data(&self, r: &Result<usize, Errno>, node: u64, offset: u64, len: usize) {
+        if r.is_ok() {
+            self.touched(&[Touched::Data { node, offset: offset as i64, len: len as i64 }]);
+        }
+    }
+
+    /// The inode number of a directory entry as this connection's kernel sees it: `..` of an
+    /// export's top is the top itself.
+    fn dirent_ino(&self, dir: u64, e: &crate::passthrough::dir::DirEntryOut) -> u64 {
+        if dir == self.view.root && e.name.as_bytes() == b".." { ROOT_ID } else { self.view.outward(e.ino) }
     }
 
     fn reply_unit(&self, reply: Reply, r: Result<(), Errno>) {

@@ -1,0 +1,288 @@
+//! Export connections (docs/design.md §12.3): more FUSE connections of the same daemon, each
+//! rooted at one exported tree (a project's top directory or a user's home), so that an NFS
+//! server sees each tree as a file system of its own and answers FSSTAT with its quota.
+//!
+//! A connection's `View` maps its kernel's node ids to the daemon's: node 1 (`FUSE_ROOT_ID`)
+//! is the tree's top, every other id is the daemon's self-describing id (backing and inode
+//! number), the same on every connection and across restarts, so an NFS handle names the same
+//! file whichever process serves it. Nothing outside the tree is handed to an export's kernel:
+//! `..` of the top is the top, and a node id the kernel names without a lookup (an NFS handle,
+//! `LOOKUP(node, ".")`) is served only if it lies in the tree.
+//!
+//! The `Fabric` keeps the connections' caches coherent: each connection's kernel caches pages,
+//! attributes and entries, and sees only the changes made through itself. A change through one
+//! connection drops the others' cached copies of what it touched, before the change's reply:
+//! on the main connection always (the kernel answers ENOENT for what it does not hold), on an
+//! export connection only for nodes its kernel holds (looked up through it, or its top).
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::{Arc, Mutex, OnceLock, RwLock, mpsc};
+use std::time::Duration;
+
+use super::FuseFront;
+use super::session::Notifier;
+use crate::backing::Errno;
+use crate::inode::ROOT_ID;
+use crate::passthrough::Entry;
+use crate::wire::FileAttr;
+
+/// Which files an export connection may serve when its kernel names them by number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// A project's tree: every inode in it carries the project (a file cannot change project
+    /// by a rename or a link: EXDEV).
+    Project(u32),
+    /// A user's home: directories by their place (walked up to the top); other files only if
+    /// the home's owner owns them (a non-directory has no way up).
+    Home(u32),
+}
+
+/// What one connection shows of the mount.
+#[derive(Clone, Debug)]
+pub struct View {
+    /// The connection's index in the `Fabric`: 0 is the main mount.
+    pub conn: usize,
+    /// The daemon's node id of the connection's root (`ROOT_ID` for the main mount).
+    pub root: u64,
+    /// `None` for the main mount.
+    pub scope: Option<Scope>,
+}
+
+impl View {
+    pub fn main() -> View {
+        View { conn: 0, root: ROOT_ID, scope: None }
+    }
+
+    /// The daemon's node id of the kernel's `node`.
+    pub fn inward(&self, node: u64) -> u64 {
+        if node == ROOT_ID { self.root } else { node }
+    }
+
+    /// The kernel's node id of the daemon's `node`.
+    pub fn outward(&self, node: u64) -> u64 {
+        if node == self.root { ROOT_ID } else { node }
+    }
+}
+
+/// What a change touched, in the daemon's node ids.
+#[derive(Clone, Debug)]
+pub enum Touched {
+    /// Data in `[offset, offset + len)` (len 0: to the end) and the attributes of `node`.
+    Data { node: u64, offset: i64, len: i64 },
+    /// The attributes of `node`.
+    Attr(u64),
+    /// Entry `name` of directory `parent` (and the directory's attributes).
+    Entry { parent: u64, name: Box<[u8]> },
+}
+
+/// One notification to send: connection, then what.
+type Job = (Vec<(usize, Touched)>, Option<mpsc::SyncSender<()>>);
+
+/// The connections of one daemon (see the module docs).
+pub struct Fabric {
+    /// Each connection's notifier, set once it is mounted; index 0 is the main mount.
+    notifiers: Vec<OnceLock<Notifier>>,
+    /// Each connection's root node (the daemon's id).
+    roots: Vec<u64>,
+    /// Node -> (export connection, lookups its kernel holds). The main connection is not
+    /// tracked.
+    held: RwLock<HashMap<u64, Vec<(usize, u64)>>>,
+    jobs: Mutex<mpsc::Sender<Job>>,
+}
+
+/// How long a change's reply waits for the other connections' caches to be dropped. Dropping
+/// pages waits for reads of them in flight on that connection; a reader waiting on a pool this
+/// request holds must not stall both for good.
+const WAIT: Duration = Duration::from_secs(2);
+
+impl Fabric {
+    /// A fabric of the main connection and export connections with roots `roots` (the daemon's
+    /// node ids, in connection order from 1). Starts the thread that sends notifications.
+    pub fn new(roots: &[u64]) -> Result<Arc<Fabric>, String> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let mut all = vec![ROOT_ID];
+        all.extend_from_slice(roots);
+        let fabric = Arc::new(Fabric {
+            notifiers: all.iter().map(|_| OnceLock::new()).collect(),
+            roots: all,
+            held: RwLock::default(),
+            jobs: Mutex::new(tx),
+        });
+        let weak = Arc::downgrade(&fabric);
+        // Never a FUSE worker: dropping pages waits on reads in flight on that connection.
+        std::thread::Builder::new()
+            .name("coherence".into())
+            .spawn(move || {
+                while let Ok((sends, done)) = rx.recv() {
+                    let Some(f) = weak.upgrade() else { return };
+                    for (conn, t) in &sends {
+                        f.send(*conn, t);
+                    }
+                    if let Some(d) = done {
+                        let _ = d.send(());
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start the coherence thread: {e}"))?;
+        Ok(fabric)
+    }
+
+    /// Connection `conn` is mounted and takes notifications through `n`.
+    pub fn set_notifier(&self, conn: usize, n: Notifier) {
+        if let Some(slot) = self.notifiers.get(conn) {
+            let _ = slot.set(n);
+        }
+    }
+
+    fn send(&self, conn: usize, t: &Touched) {
+        let Some(n) = self.notifiers.get(conn).and_then(OnceLock::get) else { return };
+        let kernel = |node: u64| if node == self.roots[conn] { ROOT_ID } else { node };
+        let r = match t {
+            Touched::Data { node, offset, len } => n.inval_inode(kernel(*node), *offset, *len),
+            Touched::Attr(node) => n.inval_inode(kernel(*node), -1, 0),
+            Touched::Entry { parent, name } => n.inval_entry(kernel(*parent), name),
+        };
+        match r {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => tracing::debug!(conn, error = %e, "cannot drop another connection's cached copy"),
+        }
+    }
+
+    /// Whether export connection `conn`'s kernel may hold `node`.
+    fn holds(&self, conn: usize, node: u64) -> bool {
+        node == self.roots[conn]
+            || self.held.read().map(|h| h.get(&node).is_some_and(|v| v.iter().any(|(c, _)| *c == conn))).unwrap_or(true)
+    }
+
+    /// Export connection `conn`'s kernel got one more lookup of `node`.
+    fn handed(&self, conn: usize, node: u64) {
+        if conn == 0 || node == self.roots[conn] {
+            return;
+        }
+        if let Ok(mut h) = self.held.write() {
+            let v = h.entry(node).or_default();
+            match v.iter_mut().find(|(c, _)| *c == conn) {
+                Some((_, n)) => *n += 1,
+                None => v.push((conn, 1)),
+            }
+        }
+    }
+
+    /// Export connection `conn`'s kernel forgot `n` lookups of `node`.
+    fn forgot(&self, conn: usize, node: u64, n: u64) {
+        if conn == 0 {
+            return;
+        }
+        if let Ok(mut h) = self.held.write()
+            && let Some(v) = h.get_mut(&node)
+        {
+            v.retain_mut(|(c, count)| {
+                if *c == conn {
+                    *count = count.saturating_sub(n);
+                }
+                *c != conn || *count > 0
+            });
+            if v.is_empty() {
+                h.remove(&node);
+            }
+        }
+    }
+
+    /// Drops the other connections' cached copies of what a change through `from` touched,
+    /// and returns once that is done (or after `WAIT`).
+    pub fn changed(&self, from: usize, touched: &[Touched]) {
+        let mut sends = Vec::new();
+        for conn in 0..self.roots.len() {
+            if conn == from {
+                continue;
+            }
+            for t in touched {
+                let node = match t {
+                    Touched::Data { node, .. } | Touched::Attr(node) => *node,
+                    Touched::Entry { parent, .. } => *parent,
+                };
+                if conn == 0 || self.holds(conn, node) {
+                    sends.push((conn, t.clone()));
+                }
+            }
+        }
+        if sends.is_empty() {
+            return;
+        }
+        let (tx, rx) = mpsc::sync_channel(1);
+        let queued = self.jobs.lock().map(|j| j.send((sends, Some(tx))).is_ok()).unwrap_or(false);
+        if queued && rx.recv_timeout(WAIT).is_err() {
+            tracing::warn!(conn = from, "other connections' caches not dropped in time; they may serve stale data briefly");
+        }
+    }
+
+    /// Drops connection `conn`'s own cached pages of `node` (a refused write-back), without
+    /// waiting.
+    pub fn drop_own(&self, conn: usize, node: u64, offset: i64, len: i64) {
+        if let Ok(j) = self.jobs.lock() {
+            let _ = j.send((vec![(conn, Touched::Data { node, offset, len })], None));
+        }
+    }
+}
+
+impl FuseFront {
+    /// LOOKUP as this connection's view allows: on an export connection `..` of the top is the
+    /// top, and a node named by number (`.`) must lie in the tree.
+    pub(super) fn lookup(&self, node: u64, name: &OsStr) -> Result<Entry, Errno> {
+        let Some(scope) = self.view.scope else { return self.ops.lookup(node, name) };
+        match name.as_bytes() {
+            b".." if node == self.view.root => self.ops.lookup(node, OsStr::new(".")),
+            b"." => {
+                let e = self.ops.lookup(node, name)?;
+                if self.admits(scope, e.attr.ino)? {
+                    Ok(e)
+                } else {
+                    self.ops.forget(e.attr.ino, 1);
+                    tracing::warn!(node, export = self.view.root, "refusing a handle for a node outside the export's tree");
+                    Err(Errno(libc::ESTALE))
+                }
+            }
+            _ => self.ops.lookup(node, name),
+        }
+    }
+
+    fn admits(&self, scope: Scope, node: u64) -> Result<bool, Errno> {
+        if node == self.view.root || self.fabric.as_ref().is_some_and(|f| f.holds(self.view.conn, node)) {
+            return Ok(true);
+        }
+        self.ops.in_tree(node, self.view.root, &|st: &libc::stat, project: u32| match scope {
+            Scope::Project(p) => project == p,
+            Scope::Home(uid) => st.st_uid == uid,
+        })
+    }
+
+    /// `attr` as this connection's kernel names it; an entry reply also counts the lookup.
+    pub(super) fn outward(&self, attr: &FileAttr, entry: bool) -> FileAttr {
+        if entry && let Some(f) = &self.fabric {
+            f.handed(self.view.conn, attr.ino);
+        }
+        let mut a = *attr;
+        a.ino = self.view.outward(a.ino);
+        a
+    }
+
+    /// FORGET of the kernel's `node`.
+    pub(super) fn forget_node(&self, node: u64, n: u64) {
+        let node = self.view.inward(node);
+        self.ops.forget(node, n);
+        if let Some(f) = &self.fabric {
+            f.forgot(self.view.conn, node, n);
+        }
+    }
+
+    /// A change through this connection touched `what`: the other connections drop their
+    /// cached copies before the reply.
+    pub(super) fn touched(&self, what: &[Touched]) {
+        if let Some(f) = &self.fabric {
+            f.changed(self.view.conn, what);
+        }
+    }
+}
