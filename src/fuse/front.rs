@@ -127,6 +127,14 @@ impl FuseFront {
         Ok(FuseFront { ops, opts, pools, invalidate, view: super::export::View::main(), fabric: None })
     }
 
+    /// This front over /dev/fuse reads whatever the main connection uses (export connections:
+    /// a few threads each, no ring per CPU).
+    pub fn over_dev_fuse(&self) -> FuseFront {
+        let mut f = self.clone();
+        f.opts.transport = crate::config::Transport::Classic;
+        f
+    }
+
     /// This front as connection `view.conn` of `fabric` (the main one: `View::main()`).
     pub fn in_fabric(&self, view: super::export::View, fabric: Arc<super::export::Fabric>) -> FuseFront {
         FuseFront { view, fabric: Some(fabric), ..self.clone() }
