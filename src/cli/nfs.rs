@@ -47,12 +47,26 @@ impl Plan {
     }
 }
 
-/// Where the daemon serves, as it reports it.
-fn served_mountpoint(dir: &Path) -> Result<Option<PathBuf>, CliError> {
+/// The export connections a daemon serves: (kind, id) -> mount point (docs/design.md §12.3).
+type Connections = std::collections::BTreeMap<(String, u32), String>;
+
+/// Where the daemon serves, as it reports it, and its export connections.
+fn served_mountpoint(dir: &Path) -> Result<(Option<PathBuf>, Connections), CliError> {
     match call(dir, &Request::Status).map_err(CliError::failed)? {
-        Some(Response::Status { status }) => Ok(status["mountpoint"].as_str().map(PathBuf::from)),
+        Some(Response::Status { status }) => {
+            let connections = status["exports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| {
+                    let key = (e["kind"].as_str()?.to_string(), u32::try_from(e["id"].as_u64()?).ok()?);
+                    Some((key, e["mountpoint"].as_str()?.to_string()))
+                })
+                .collect();
+            Ok((status["mountpoint"].as_str().map(PathBuf::from), connections))
+        }
         Some(Response::Error { message }) => Err(CliError::failed(message)),
-        _ => Ok(None),
+        _ => Ok((None, Connections::new())),
     }
 }
 
@@ -71,7 +85,13 @@ fn join(base: &Path, rel: &str) -> String {
     if rel.is_empty() { base.display().to_string() } else { base.join(rel).display().to_string() }
 }
 
-fn add_projects(plan: &mut Plan, list: &[ProjectRoot], ganesha_root: &Path) {
+/// A tree's Path: its export connection's mount point where the daemon has one (FSSTAT then
+/// answers the tree's quota), else the tree on the mount.
+fn tree_path(connections: &Connections, kind: &str, id: u32, base: &Path, rel: &str) -> String {
+    connections.get(&(kind.to_string(), id)).cloned().unwrap_or_else(|| join(base, rel))
+}
+
+fn add_projects(plan: &mut Plan, list: &[ProjectRoot], ganesha_root: &Path, connections: &Connections) {
     for p in list {
         let what = match &p.name {
             Some(n) => format!("project {} ({n})", p.id),
@@ -94,7 +114,7 @@ fn add_projects(plan: &mut Plan, list: &[ProjectRoot], ganesha_root: &Path) {
         let leaf = exports::project_leaf(p.id, p.name.as_deref());
         plan.add(Export {
             id,
-            path: join(ganesha_root, rel),
+            path: tree_path(connections, "project", p.id, ganesha_root, rel),
             pseudo: format!("{}/{leaf}", exports::PROJECTS_DIR),
             what,
         });
@@ -103,7 +123,12 @@ fn add_projects(plan: &mut Plan, list: &[ProjectRoot], ganesha_root: &Path) {
 
 /// User homes: the top-level directories of the mount owned by a uid other than root. A uid
 /// owning several has as home the one named as the user; otherwise none.
-fn add_users(plan: &mut Plan, local_root: &Path, ganesha_root: &Path) -> Result<(), CliError> {
+fn add_users(
+    plan: &mut Plan,
+    local_root: &Path,
+    ganesha_root: &Path,
+    connections: &Connections,
+) -> Result<(), CliError> {
     let root = std::fs::symlink_metadata(local_root)
         .map_err(|e| CliError::failed(format!("{}: {e}", local_root.display())))?;
     if root.uid() != 0 || root.mode() & 0o002 != 0 || (root.mode() & 0o020 != 0 && root.gid() != 0) {
@@ -149,7 +174,7 @@ fn add_users(plan: &mut Plan, local_root: &Path, ganesha_root: &Path) -> Result<
         let leaf = exports::user_leaf(uid, name.as_deref());
         plan.add(Export {
             id,
-            path: join(ganesha_root, &home),
+            path: tree_path(connections, "user", uid, ganesha_root, &home),
             pseudo: format!("{}/{leaf}", exports::USERS_DIR),
             what: format!("{what}, home {home}"),
         });
@@ -190,7 +215,7 @@ fn render(plan: &Plan, command: &str) -> String {
 
 pub fn run(cli: &Cli, args: &NfsExportsArgs) -> Result<(), CliError> {
     let dir = state_dir(cli)?;
-    let served = served_mountpoint(&dir)?;
+    let (served, connections) = served_mountpoint(&dir)?;
     if served.is_none() && (args.projects || args.users) {
         return Err(CliError::usage(format!(
             "no quotafs daemon is running on state dir {}: project and user exports are found through the \
@@ -213,10 +238,10 @@ pub fn run(cli: &Cli, args: &NfsExportsArgs) -> Result<(), CliError> {
         what: "the mount root".into(),
     });
     if args.projects {
-        add_projects(&mut plan, &projects(&dir)?, &ganesha_root);
+        add_projects(&mut plan, &projects(&dir)?, &ganesha_root, &connections);
     }
     if let (true, Some(local)) = (args.users, &served) {
-        add_users(&mut plan, local, &ganesha_root)?;
+        add_users(&mut plan, local, &ganesha_root, &connections)?;
     }
     let flags: BTreeSet<&str> =
         [(args.projects, " --projects"), (args.users, " --users")].into_iter().filter(|f| f.0).map(|f| f.1).collect();

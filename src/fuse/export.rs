@@ -144,6 +144,7 @@ impl Fabric {
             Touched::Attr(node) => n.inval_inode(kernel(*node), -1, 0),
             Touched::Entry { parent, name } => n.inval_entry(kernel(*parent), name),
         };
+        tracing::trace!(conn, ?t, ok = r.is_ok(), "cache of another connection dropped");
         match r {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
@@ -209,6 +210,7 @@ impl Fabric {
                 }
             }
         }
+        tracing::trace!(from, ?touched, sends = sends.len(), "changed");
         if sends.is_empty() {
             return;
         }

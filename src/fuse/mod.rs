@@ -364,7 +364,7 @@ impl FuseFront {
     }
 
     /// A write of `len` bytes at `offset` of `node` that succeeded touched that range.
-    fn touched_data(&self, r: &Result<usize, Errno>, node: u64, offset: u64, len: usize) {
+    pub(super) fn touched_data(&self, r: &Result<usize, Errno>, node: u64, offset: u64, len: usize) {
         if r.is_ok() {
             self.touched(&[Touched::Data { node, offset: offset as i64, len: len as i64 }]);
         }
