@@ -115,11 +115,7 @@ fn users(cfg: &ExportsConfig, ops: &Passthrough, trees: &mut Vec<ExportTree>, sk
     }
     for (uid, mut dirs) in homes {
         let user = crate::admin::names::user_name(uid);
-        let home = if dirs.len() == 1 {
-            dirs.pop()
-        } else {
-            dirs.into_iter().find(|(n, _)| Some(n) == user.as_ref())
-        };
+        let home = if dirs.len() == 1 { dirs.pop() } else { dirs.into_iter().find(|(n, _)| Some(n) == user.as_ref()) };
         let Some((_, ino)) = home else {
             skipped.push(format!("user {uid}: owns several top-level directories, none named as the user"));
             continue;
@@ -191,9 +187,7 @@ pub fn mount_point(tree: &ExportTree) -> Result<(), String> {
             tree.mountpoint.display()
         ));
     }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o755)
-        .create(&tree.mountpoint)
-        .map_err(|e| format!("cannot make the mount point {} of export {}: {e}", tree.mountpoint.display(), tree.pseudo))
+    std::fs::DirBuilder::new().recursive(true).mode(0o755).create(&tree.mountpoint).map_err(|e| {
+        format!("cannot make the mount point {} of export {}: {e}", tree.mountpoint.display(), tree.pseudo)
+    })
 }

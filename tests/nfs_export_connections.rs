@@ -76,12 +76,18 @@ fn df_over_nfs_shows_the_exports_quota_and_handles_survive_a_restart() {
     );
     let home_pseudo = config
         .lines()
-        .find_map(|l| l.trim().strip_prefix("Pseudo = \"/users/").map(|r| format!("/users/{}", r.trim_end_matches("\";"))))
+        .find_map(|l| {
+            l.trim().strip_prefix("Pseudo = \"/users/").map(|r| format!("/users/{}", r.trim_end_matches("\";")))
+        })
         .unwrap_or_else(|| panic!("no home export:\n{config}"));
     assert!(block(&config, &home_pseudo).contains(&format!("Path = \"{dir}/users/")), "{config}");
 
     let devs = |f: &Fixture| -> Vec<u64> {
-        mounts_under(&exports).iter().map(|m| std::fs::metadata(m).unwrap().dev()).chain([f.mnt.metadata().unwrap().dev()]).collect()
+        mounts_under(&exports)
+            .iter()
+            .map(|m| std::fs::metadata(m).unwrap().dev())
+            .chain([f.mnt.metadata().unwrap().dev()])
+            .collect()
     };
     let before = devs(&f);
 

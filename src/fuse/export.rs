@@ -217,7 +217,10 @@ impl Fabric {
         let (tx, rx) = mpsc::sync_channel(1);
         let queued = self.jobs.lock().map(|j| j.send((sends, Some(tx))).is_ok()).unwrap_or(false);
         if queued && rx.recv_timeout(WAIT).is_err() {
-            tracing::warn!(conn = from, "other connections' caches not dropped in time; they may serve stale data briefly");
+            tracing::warn!(
+                conn = from,
+                "other connections' caches not dropped in time; they may serve stale data briefly"
+            );
         }
     }
 
@@ -243,7 +246,11 @@ impl FuseFront {
                     Ok(e)
                 } else {
                     self.ops.forget(e.attr.ino, 1);
-                    tracing::warn!(node, export = self.view.root, "refusing a handle for a node outside the export's tree");
+                    tracing::warn!(
+                        node,
+                        export = self.view.root,
+                        "refusing a handle for a node outside the export's tree"
+                    );
                     Err(Errno(libc::ESTALE))
                 }
             }

@@ -24,8 +24,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::backing::Errno;
-use crate::passthrough::attr::{SetAttr, XattrReply};
 use crate::inode::ROOT_ID;
+use crate::passthrough::attr::{SetAttr, XattrReply};
 use crate::wire::{Header, Op, abi};
 use export::Touched;
 
@@ -254,9 +254,13 @@ impl FuseFront {
                 let r = me.ops.readdir(node, offset as i64, true, |e| {
                     let name = e.name.as_bytes();
                     match &e.entry {
-                        Some(entry) => {
-                            buf.add_plus(e.next_offset as u64, name, entry.generation, ttl, &me.outward(&entry.attr, true))
-                        }
+                        Some(entry) => buf.add_plus(
+                            e.next_offset as u64,
+                            name,
+                            entry.generation,
+                            ttl,
+                            &me.outward(&entry.attr, true),
+                        ),
                         None => {
                             let attr = crate::passthrough::dir::dot_attr(me.dirent_ino(node, e));
                             buf.add_plus(e.next_offset as u64, name, 0, Duration::ZERO, &attr)
@@ -317,15 +321,13 @@ impl FuseFront {
                 });
             }
             // As the handle's opener, like write.
-            Op::Fallocate { fh, offset, length, mode } => {
-                self.dispatch(node, move |me| {
-                    let r = me.ops.fallocate(fh, offset, length, mode as i32);
-                    if r.is_ok() {
-                        me.touched(&[Touched::Data { node, offset: offset as i64, len: length as i64 }]);
-                    }
-                    me.reply_unit(reply, r)
-                })
-            }
+            Op::Fallocate { fh, offset, length, mode } => self.dispatch(node, move |me| {
+                let r = me.ops.fallocate(fh, offset, length, mode as i32);
+                if r.is_ok() {
+                    me.touched(&[Touched::Data { node, offset: offset as i64, len: length as i64 }]);
+                }
+                me.reply_unit(reply, r)
+            }),
             Op::Lseek { fh, offset, whence } => {
                 self.dispatch(node, move |me| match me.ops.lseek(fh, offset, whence as i32) {
                     Ok(off) => reply.offset(off),
