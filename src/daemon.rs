@@ -434,9 +434,13 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
     if cfg.watch_routes {
         for b in backings.iter().skip(1) {
             let (held, notifier, index) = (Arc::clone(&ops), Arc::clone(&notifier), b.index);
+            let fabric = fabric.clone();
             let changed = Box::new(move || {
                 if let Some(n) = notifier.get() {
                     crate::fuse::invalidate_backing(n, &held, index);
+                }
+                if let Some(f) = &fabric {
+                    f.drop_backing(index);
                 }
             });
             watchers.push(crate::watch::spawn(

@@ -86,6 +86,9 @@ pub struct Fabric {
     notifiers: Vec<OnceLock<Notifier>>,
     /// Each connection's root node (the daemon's id).
     roots: Vec<u64>,
+    /// Root node -> the export connections rooted there (a project's top directory may also
+    /// be a home).
+    rooted: HashMap<u64, Vec<usize>>,
     /// Node -> (export connection, lookups its kernel holds). The main connection is not
     /// tracked.
     held: RwLock<HashMap<u64, Vec<(usize, u64)>>>,
@@ -104,9 +107,14 @@ impl Fabric {
         let (tx, rx) = mpsc::channel::<Job>();
         let mut all = vec![ROOT_ID];
         all.extend_from_slice(roots);
+        let mut rooted: HashMap<u64, Vec<usize>> = HashMap::new();
+        for (i, r) in roots.iter().enumerate() {
+            rooted.entry(*r).or_default().push(i + 1);
+        }
         let fabric = Arc::new(Fabric {
             notifiers: all.iter().map(|_| OnceLock::new()).collect(),
             roots: all,
+            rooted,
             held: RwLock::default(),
             jobs: Mutex::new(tx),
         });
@@ -195,21 +203,21 @@ impl Fabric {
     /// Drops the other connections' cached copies of what a change through `from` touched,
     /// and returns once that is done (or after `WAIT`).
     pub fn changed(&self, from: usize, touched: &[Touched]) {
-        let mut sends = Vec::new();
-        for conn in 0..self.roots.len() {
-            if conn == from {
-                continue;
-            }
-            for t in touched {
-                let node = match t {
-                    Touched::Data { node, .. } | Touched::Attr(node) => *node,
-                    Touched::Entry { parent, .. } => *parent,
-                };
-                if conn == 0 || self.holds(conn, node) {
-                    sends.push((conn, t.clone()));
-                }
-            }
+        let mut sends: Vec<(usize, Touched)> = Vec::new();
+        let Ok(held) = self.held.read() else { return };
+        for t in touched {
+            let node = match t {
+                Touched::Data { node, .. } | Touched::Attr(node) => *node,
+                Touched::Entry { parent, .. } => *parent,
+            };
+            let holders = held.get(&node).into_iter().flatten().map(|(c, _)| *c);
+            let rooted = self.rooted.get(&node).into_iter().flatten().copied();
+            let mut conns: Vec<usize> =
+                std::iter::once(0).chain(holders).chain(rooted).filter(|c| *c != from).collect();
+            conns.dedup();
+            sends.extend(conns.into_iter().map(|c| (c, t.clone())));
         }
+        drop(held);
         tracing::trace!(from, ?touched, sends = sends.len(), "changed");
         if sends.is_empty() {
             return;
@@ -221,6 +229,24 @@ impl Fabric {
                 conn = from,
                 "other connections' caches not dropped in time; they may serve stale data briefly"
             );
+        }
+    }
+
+    /// Drops every export connection's cached copies of the nodes it holds on backing
+    /// `index` (written behind the mount's back: `watch_routes`), without waiting.
+    pub fn drop_backing(&self, index: crate::ids::BackingIndex) {
+        let sends: Vec<(usize, Touched)> = match self.held.read() {
+            Ok(held) => held
+                .iter()
+                .filter(|(node, _)| crate::inode::backing_of(**node) == index)
+                .flat_map(|(node, conns)| {
+                    conns.iter().map(|(c, _)| (*c, Touched::Data { node: *node, offset: 0, len: 0 }))
+                })
+                .collect(),
+            Err(_) => return,
+        };
+        if let Ok(j) = self.jobs.lock() {
+            let _ = j.send((sends, None));
         }
     }
 
@@ -270,12 +296,19 @@ impl FuseFront {
 
     /// `attr` as this connection's kernel names it; an entry reply also counts the lookup.
     pub(super) fn outward(&self, attr: &FileAttr, entry: bool) -> FileAttr {
-        if entry && let Some(f) = &self.fabric {
-            f.handed(self.view.conn, attr.ino);
+        if entry {
+            self.handed(attr.ino);
         }
         let mut a = *attr;
         a.ino = self.view.outward(a.ino);
         a
+    }
+
+    /// This connection's kernel got one more lookup of `node` (the daemon's id).
+    pub(super) fn handed(&self, node: u64) {
+        if let Some(f) = &self.fabric {
+            f.handed(self.view.conn, node);
+        }
     }
 
     /// FORGET of the kernel's `node`.

@@ -254,13 +254,14 @@ impl FuseFront {
                 let r = me.ops.readdir(node, offset as i64, true, |e| {
                     let name = e.name.as_bytes();
                     match &e.entry {
-                        Some(entry) => buf.add_plus(
-                            e.next_offset as u64,
-                            name,
-                            entry.generation,
-                            ttl,
-                            &me.outward(&entry.attr, true),
-                        ),
+                        Some(entry) => {
+                            let attr = me.outward(&entry.attr, false);
+                            let full = buf.add_plus(e.next_offset as u64, name, entry.generation, ttl, &attr);
+                            if !full {
+                                me.handed(entry.attr.ino);
+                            }
+                            full
+                        }
                         None => {
                             let attr = crate::passthrough::dir::dot_attr(me.dirent_ino(node, e));
                             buf.add_plus(e.next_offset as u64, name, 0, Duration::ZERO, &attr)
