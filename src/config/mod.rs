@@ -612,6 +612,21 @@ mod tests {
     }
 
     #[test]
+    fn exports_need_a_dir_and_a_kind_and_stay_outside_the_mount_and_supervise() {
+        let (b, m, st) = (Path::new("/srv/b"), Path::new("/srv/m"), Path::new("/var/lib/q"));
+        let others = [("mountpoint", m), ("backing", b), ("state dir", st)];
+        let dir = || Some(PathBuf::from("/srv/exports"));
+        assert_eq!(validate_exports(None, false, false, false, others).unwrap(), None);
+        assert!(validate_exports(None, true, false, false, others).unwrap_err().0.contains("exports_dir"));
+        assert!(validate_exports(dir(), false, false, false, others).unwrap_err().0.contains("--export-projects"));
+        assert!(validate_exports(dir(), true, false, true, others).unwrap_err().0.contains("--supervise"));
+        let inside = validate_exports(Some(PathBuf::from("/srv/m/x")), true, true, false, others).unwrap_err().0;
+        assert!(inside.contains("mountpoint"), "{inside}");
+        let ok = validate_exports(dir(), true, true, false, others).unwrap().unwrap();
+        assert_eq!(ok, ExportsConfig { dir: PathBuf::from("/srv/exports"), projects: true, users: true });
+    }
+
+    #[test]
     fn mountinfo_escapes_are_decoded() {
         assert_eq!(unescape_mountinfo("/mnt/a\\040b"), "/mnt/a b");
         assert_eq!(unescape_mountinfo("/plain"), "/plain");
