@@ -492,6 +492,9 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
                 if let Some(f) = &fabric {
                     f.set_notifier(i + 1, s.notifier());
                 }
+                if let Err(e) = crate::fuse::set_read_ahead(&tree.mountpoint, cfg.max_write / 1024) {
+                    tracing::debug!(error = %e, export = %tree.pseudo, "cannot widen an export connection's readahead");
+                }
                 export_sessions.push(s);
             }
             Err(e) => {

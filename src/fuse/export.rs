@@ -96,9 +96,11 @@ pub struct Fabric {
 }
 
 /// How long a change's reply waits for the other connections' caches to be dropped. Dropping
-/// pages waits for reads of them in flight on that connection; a reader waiting on a pool this
-/// request holds must not stall both for good.
-const WAIT: Duration = Duration::from_secs(2);
+/// pages waits for the page locks of I/O in flight on that connection: a read served by a pool
+/// this request may hold, or a write to the same pages through that connection, which itself
+/// waits here until its own reply is sent (two connections writing one file at once). Past
+/// the bound the reply goes out and the pages are dropped as soon as that I/O ends.
+const WAIT: Duration = Duration::from_millis(200);
 
 impl Fabric {
     /// A fabric of the main connection and export connections with roots `roots` (the daemon's
