@@ -93,6 +93,29 @@ pub struct Fabric {
     /// tracked.
     held: RwLock<HashMap<u64, Vec<(usize, u64)>>>,
     jobs: Mutex<mpsc::Sender<Job>>,
+    /// (connection, node) -> writes through that connection being served now: their pages
+    /// stay locked in that connection's kernel until their replies.
+    writing: Mutex<HashMap<(usize, u64), u32>>,
+}
+
+/// A write being served (`Fabric::write_served`); its entry goes when this is dropped, after
+/// the reply.
+pub struct Writing<'a> {
+    fabric: &'a Fabric,
+    key: (usize, u64),
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut w) = self.fabric.writing.lock()
+            && let Some(n) = w.get_mut(&self.key)
+        {
+            *n -= 1;
+            if *n == 0 {
+                w.remove(&self.key);
+            }
+        }
+    }
 }
 
 /// How long a change's reply waits for the other connections' caches to be dropped. Dropping
@@ -119,6 +142,7 @@ impl Fabric {
             rooted,
             held: RwLock::default(),
             jobs: Mutex::new(tx),
+            writing: Mutex::default(),
         });
         let weak = Arc::downgrade(&fabric);
         // Never a FUSE worker: dropping pages waits on reads in flight on that connection.
@@ -204,9 +228,34 @@ impl Fabric {
 
     /// Drops the other connections' cached copies of what a change through `from` touched,
     /// and returns once that is done (or after `WAIT`).
+    /// A write of `[offset, offset + len)` of `node` through `from` succeeded: as `changed`,
+    /// except that it does not wait for a connection with a write of that node being served
+    /// (each would wait for the other's page locks); those pages are dropped once that write
+    /// ends. Keep the returned value until the write's reply is sent.
+    pub fn write_served(&self, from: usize, node: u64, offset: i64, len: i64) -> Option<Writing<'_>> {
+        let sends = self.sends(from, &[Touched::Data { node, offset, len }]);
+        if sends.is_empty() {
+            return None;
+        }
+        let key = (from, node);
+        let others_writing = {
+            let Ok(mut w) = self.writing.lock() else { return None };
+            *w.entry(key).or_insert(0) += 1;
+            w.keys().any(|(c, n)| *n == node && *c != from)
+        };
+        self.notify(from, sends, !others_writing);
+        Some(Writing { fabric: self, key })
+    }
+
     pub fn changed(&self, from: usize, touched: &[Touched]) {
+        let sends = self.sends(from, touched);
+        self.notify(from, sends, true);
+    }
+
+    /// The notifications a change through `from` needs: connection and what.
+    fn sends(&self, from: usize, touched: &[Touched]) -> Vec<(usize, Touched)> {
         let mut sends: Vec<(usize, Touched)> = Vec::new();
-        let Ok(held) = self.held.read() else { return };
+        let Ok(held) = self.held.read() else { return sends };
         for t in touched {
             let node = match t {
                 Touched::Data { node, .. } | Touched::Attr(node) => *node,
@@ -220,8 +269,18 @@ impl Fabric {
             sends.extend(conns.into_iter().map(|c| (c, t.clone())));
         }
         drop(held);
-        tracing::trace!(from, ?touched, sends = sends.len(), "changed");
+        sends
+    }
+
+    fn notify(&self, from: usize, sends: Vec<(usize, Touched)>, wait: bool) {
+        tracing::trace!(from, sends = sends.len(), "changed");
         if sends.is_empty() {
+            return;
+        }
+        if !wait {
+            if let Ok(j) = self.jobs.lock() {
+                let _ = j.send((sends, None));
+            }
             return;
         }
         let (tx, rx) = mpsc::sync_channel(1);

@@ -212,7 +212,7 @@ impl FuseFront {
                 if self.serves_inline(node) {
                     self.pools.inline(0, || {
                         let r = self.ops.write(fh, offset, data, cached);
-                        self.touched_data(&r, node, offset, data.len());
+                        let _writing = self.touched_data(&r, node, offset, data.len());
                         self.reply_write(node, offset, data.len(), cached, r, reply);
                     });
                     return;
@@ -220,7 +220,7 @@ impl FuseFront {
                 let data = data.to_vec();
                 self.dispatch(node, move |me| {
                     let r = me.ops.write(fh, offset, &data, cached);
-                    me.touched_data(&r, node, offset, data.len());
+                    let _writing = me.touched_data(&r, node, offset, data.len());
                     me.reply_write(node, offset, data.len(), cached, r, reply);
                 });
             }
@@ -366,10 +366,18 @@ impl FuseFront {
         }
     }
 
-    /// A write of `len` bytes at `offset` of `node` that succeeded touched that range.
-    pub(super) fn touched_data(&self, r: &Result<usize, Errno>, node: u64, offset: u64, len: usize) {
-        if r.is_ok() {
-            self.touched(&[Touched::Data { node, offset: offset as i64, len: len as i64 }]);
+    /// A write of `len` bytes at `offset` of `node` that succeeded touched that range; keep
+    /// the returned value until the reply is sent (`export::Fabric::write_served`).
+    pub(super) fn touched_data(
+        &self,
+        r: &Result<usize, Errno>,
+        node: u64,
+        offset: u64,
+        len: usize,
+    ) -> Option<export::Writing<'_>> {
+        match (&self.fabric, r) {
+            (Some(f), Ok(_)) => f.write_served(self.view.conn, node, offset as i64, len as i64),
+            _ => None,
         }
     }
 

@@ -290,7 +290,7 @@ fn handle_entry(front: &FuseFront, ring: &Arc<Ring>, index: usize, buf: EntryBuf
         let node = front.view.inward(h.nodeid);
         let r = front.ops.write(fh, offset, data, cached);
         let len = data.len();
-        front.touched_data(&r, node, offset, len);
+        let _writing = front.touched_data(&r, node, offset, len);
         front.reply_write(node, offset, len, cached, r, Reply::ring(h.unique, slot(buf)));
         return;
     }
