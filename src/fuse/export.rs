@@ -186,10 +186,11 @@ impl Fabric {
         }
     }
 
-    /// Whether export connection `conn`'s kernel may hold `node`.
+    /// Whether export connection `conn`'s kernel holds `node` (looked up through it: it lies in
+    /// the connection's tree).
     fn holds(&self, conn: usize, node: u64) -> bool {
         node == self.roots[conn]
-            || self.held.read().map(|h| h.get(&node).is_some_and(|v| v.iter().any(|(c, _)| *c == conn))).unwrap_or(true)
+            || self.held.read().is_ok_and(|h| h.get(&node).is_some_and(|v| v.iter().any(|(c, _)| *c == conn)))
     }
 
     /// Export connection `conn`'s kernel got one more lookup of `node`.
@@ -226,8 +227,6 @@ impl Fabric {
         }
     }
 
-    /// Drops the other connections' cached copies of what a change through `from` touched,
-    /// and returns once that is done (or after `WAIT`).
     /// A write of `[offset, offset + len)` of `node` through `from` succeeded: as `changed`,
     /// except that it does not wait for a connection with a write of that node being served
     /// (each would wait for the other's page locks); those pages are dropped once that write
@@ -247,6 +246,8 @@ impl Fabric {
         Some(Writing { fabric: self, key })
     }
 
+    /// Drops the other connections' cached copies of what a change through `from` touched,
+    /// and returns once that is done (or after `WAIT`).
     pub fn changed(&self, from: usize, touched: &[Touched]) {
         let sends = self.sends(from, touched);
         self.notify(from, sends, true);
