@@ -270,6 +270,18 @@ fn session(
 /// Threads reading each export connection (over /dev/fuse).
 const EXPORT_THREADS: usize = 2;
 
+/// Unmounts its mounts when dropped (lazily where busy): the export connections on every way
+/// out of `run`, an early error included.
+struct UnmountOnDrop(Vec<crate::fuse::Unmounter>);
+
+impl Drop for UnmountOnDrop {
+    fn drop(&mut self) {
+        for u in &self.0 {
+            let _ = u.unmount();
+        }
+    }
+}
+
 pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
     // `--transport uring` on a kernel that will not offer it: refused before anything is done.
     if cfg.transport == crate::config::Transport::Uring {
@@ -521,7 +533,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
 
     let unmounter = session.unmounter();
     let export_unmounters: Vec<_> = export_sessions.iter().map(|s| s.unmounter()).collect();
-    let export_unmounters_after: Vec<_> = export_sessions.iter().map(|s| s.unmounter()).collect();
+    let exports_mounted = UnmountOnDrop(export_sessions.iter().map(|s| s.unmounter()).collect());
     let handle = signals.handle();
     let requested = Arc::new(AtomicBool::new(false));
     let requested_by_signal = Arc::clone(&requested);
@@ -590,9 +602,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
 
     let result = session.run(front, cfg.threads);
     // The main mount is gone (signal or umount): the export connections go with it.
-    for u in &export_unmounters_after {
-        let _ = u.unmount();
-    }
+    drop(exports_mounted);
     for t in export_threads {
         let _ = t.join();
     }
