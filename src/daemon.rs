@@ -435,7 +435,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
             projects: Default::default(),
             checkpoints: Arc::clone(&checkpoints),
             transport: Arc::clone(&transport),
-            exports: exports.clone(),
+            exports: serde_json::json!(exports),
         },
     )?;
     reporter.serving();
