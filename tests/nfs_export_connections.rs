@@ -117,9 +117,21 @@ fn df_over_nfs_shows_the_exports_quota_and_handles_survive_a_restart() {
     g.stop();
     assert!(f.unmount().success(), "quotafs did not exit cleanly:\n{}", f.log_text());
     assert_eq!(mounts_under(&f.scratch.dir), Vec::<std::path::PathBuf>::new(), "a connection outlived the daemon");
-    f.start(&args);
-    wait_mounts(&exports, 2, &f);
-    assert_eq!(devs(&f), before, "the connections came back with other device numbers");
+    // Device numbers are the lowest free anonymous ones: the same after a restart unless
+    // another mount (another engineer's test on a shared machine) took one meanwhile; then the
+    // documented precondition does not hold and the restart is done again.
+    let mut attempts = 0;
+    loop {
+        f.start(&args);
+        wait_mounts(&exports, 2, &f);
+        if devs(&f) == before {
+            break;
+        }
+        attempts += 1;
+        assert!(attempts < 5, "the connections keep coming back with other device numbers: {:?}, {before:?}", devs(&f));
+        assert!(f.unmount().success(), "quotafs did not exit cleanly:\n{}", f.log_text());
+        std::thread::sleep(Duration::from_millis(500));
+    }
     g.restart(&ns);
     assert_eq!(site.ok("read 0 5"), "hello", "a held handle went stale across the restart");
     assert_eq!(home.cmd("fstat 1").split(' ').nth(3), Some("300000"), "the home's held handle");
