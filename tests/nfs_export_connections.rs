@@ -105,6 +105,8 @@ fn df_over_nfs_shows_the_exports_quota_and_handles_survive_a_restart() {
     // A limit changed live shows at the next FSSTAT.
     quotafs(&f, &["quota", "set", "--project", "site", "--bytes-hard", "1M", "--inodes-hard", "100"]);
     assert_df(&mut site, &f, ("project", 42), 1 << 20, 100, "project export after a live change");
+    quotafs(&f, &["quota", "set", "--user", "1001", "--bytes-hard", "3M", "--inodes-hard", "60"]);
+    assert_df(&mut home, &f, ("user", 1001), 3 << 20, 60, "home export after a live change");
     // EDQUOT through the export at the project's limit; usage stops at it.
     let over = site.cmd("put /big 3000000");
     assert!(over.starts_with("err"), "3 MB into a 1 MiB project through its export: {over}");
