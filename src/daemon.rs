@@ -267,6 +267,21 @@ fn session(
         .map_err(|e| format!("cannot take over the FUSE connection: {e}"))
 }
 
+/// Threads reading each export connection (over /dev/fuse).
+const EXPORT_THREADS: usize = 2;
+
+/// Unmounts its mounts when dropped (lazily where busy): the export connections on every way
+/// out of `run`, an early error included.
+struct UnmountOnDrop(Vec<crate::fuse::Unmounter>);
+
+impl Drop for UnmountOnDrop {
+    fn drop(&mut self) {
+        for u in &self.0 {
+            let _ = u.unmount();
+        }
+    }
+}
+
 pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
     // `--transport uring` on a kernel that will not offer it: refused before anything is done.
     if cfg.transport == crate::config::Transport::Uring {
@@ -391,6 +406,22 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
         }),
         Arc::clone(&stop),
     )?;
+    // The export connections' trees (docs/design.md §12.3), found before anything is mounted.
+    let exports = match &cfg.exports {
+        Some(e) => {
+            crate::exports::prepare_dir(&e.dir).map_err(RunError::Refused)?;
+            let (trees, skipped) = crate::exports::plan(e, &ops, &ledger);
+            for reason in &skipped {
+                tracing::warn!(%reason, "not exported");
+            }
+            trees
+        }
+        None => Vec::new(),
+    };
+    let fabric = match exports.is_empty() {
+        true => None,
+        false => Some(crate::fuse::export::Fabric::new(&exports.iter().map(|t| t.node).collect::<Vec<_>>())?),
+    };
     // Which transport the session uses, once INIT is answered (for `status`).
     let transport: Arc<std::sync::OnceLock<&'static str>> = Arc::default();
     crate::admin::serve::start(
@@ -404,6 +435,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
             projects: Default::default(),
             checkpoints: Arc::clone(&checkpoints),
             transport: Arc::clone(&transport),
+            exports: serde_json::json!(exports),
         },
     )?;
     reporter.serving();
@@ -414,9 +446,13 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
     if cfg.watch_routes {
         for b in backings.iter().skip(1) {
             let (held, notifier, index) = (Arc::clone(&ops), Arc::clone(&notifier), b.index);
+            let fabric = fabric.clone();
             let changed = Box::new(move || {
                 if let Some(n) = notifier.get() {
                     crate::fuse::invalidate_backing(n, &held, index);
+                }
+                if let Some(f) = &fabric {
+                    f.drop_backing(index);
                 }
             });
             watchers.push(crate::watch::spawn(
@@ -443,6 +479,10 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
         pools,
         Arc::clone(&notifier),
     )?;
+    let front = match &fabric {
+        Some(f) => front.in_fabric(crate::fuse::export::View::main(), Arc::clone(f)),
+        None => front,
+    };
 
     // SIGINT/SIGTERM are caught from before the mount exists: one arriving between the mount
     // and the signal thread waits for that thread, which unmounts (before, the default action
@@ -461,6 +501,36 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
         ops.keep_opens_in(table.0, table.1);
     }
     let _ = notifier.set(session.notifier());
+    // The export connections, after the main mount (its device number stays what it was
+    // without them); a failure unmounts every connection made.
+    let mut export_sessions = Vec::new();
+    for (i, tree) in exports.iter().enumerate() {
+        let made = crate::exports::mount_point(tree).and_then(|()| {
+            crate::fuse::Session::mount(&tree.mountpoint, &format!("quotafs:{}", tree.pseudo), Arc::default())
+                .map_err(|e| format!("cannot mount export {} on {}: {e}", tree.pseudo, tree.mountpoint.display()))
+        });
+        match made {
+            Ok(s) => {
+                if let Some(f) = &fabric {
+                    f.set_notifier(i + 1, s.notifier());
+                }
+                if let Err(e) = crate::fuse::set_read_ahead(&tree.mountpoint, cfg.max_write / 1024) {
+                    tracing::debug!(error = %e, export = %tree.pseudo, "cannot widen an export connection's readahead");
+                }
+                export_sessions.push(s);
+            }
+            Err(e) => {
+                for s in &export_sessions {
+                    let _ = s.unmounter().unmount();
+                }
+                let _ = session.unmounter().unmount();
+                return Err(RunError::Failed(format!("{e}; nothing is left mounted")));
+            }
+        }
+    }
+    if let Some(f) = &fabric {
+        f.set_notifier(0, session.notifier());
+    }
     if let Err(e) = crate::fuse::set_read_ahead(&cfg.mountpoint, cfg.max_write / 1024) {
         tracing::warn!(error = %e, "cannot widen the mount's readahead; sequential reads use the kernel's default");
     }
@@ -472,6 +542,8 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
     );
 
     let unmounter = session.unmounter();
+    let export_unmounters: Vec<_> = export_sessions.iter().map(|s| s.unmounter()).collect();
+    let exports_mounted = UnmountOnDrop(export_sessions.iter().map(|s| s.unmounter()).collect());
     let handle = signals.handle();
     let requested = Arc::new(AtomicBool::new(false));
     let requested_by_signal = Arc::clone(&requested);
@@ -482,6 +554,11 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
                 tracing::info!(signal = sig, "unmounting on signal");
                 sd_notify("STOPPING=1");
                 requested_by_signal.store(true, Ordering::SeqCst);
+                for u in &export_unmounters {
+                    if let Err(e) = u.unmount() {
+                        tracing::error!(error = %e, "unmounting an export connection failed");
+                    }
+                }
                 // A busy mount is detached lazily: open files keep working until closed, and
                 // the session ends after that.
                 if let Err(e) = unmounter.unmount() {
@@ -513,7 +590,32 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
         })
         .map_err(|e| format!("cannot start the readiness thread: {e}"))?;
 
+    let mut export_threads = Vec::new();
+    for ((i, tree), s) in exports.iter().enumerate().zip(export_sessions) {
+        let (Some(f), pseudo) = (&fabric, tree.pseudo.clone()) else { break };
+        let view = crate::fuse::export::View { conn: i + 1, root: tree.node, scope: Some(tree.scope) };
+        let front = front.in_fabric(view, Arc::clone(f)).over_dev_fuse();
+        export_threads.push(
+            std::thread::Builder::new()
+                .name(format!("export-{}", i + 1))
+                .spawn(move || match s.run(front, EXPORT_THREADS) {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => {}
+                    Err(e) => tracing::error!(export = %pseudo, error = %e, "export connection failed"),
+                })
+                .map_err(|e| format!("cannot start an export connection's thread: {e}"))?,
+        );
+    }
+    for tree in &exports {
+        tracing::info!(export = %tree.pseudo, mountpoint = %tree.mountpoint.display(), "export connection mounted");
+    }
+
     let result = session.run(front, cfg.threads);
+    // The main mount is gone (signal or umount): the export connections go with it.
+    drop(exports_mounted);
+    for t in export_threads {
+        let _ = t.join();
+    }
     sd_notify("STOPPING=1");
     handle.close();
     let _ = watcher.join();

@@ -16,6 +16,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod exports;
 pub mod failpoint;
 pub mod fuse;
 pub mod ids;

@@ -17,7 +17,9 @@ const LAYERS: &[&[&str]] = &[
     &["check", "passthrough"],
     &["fuse", "watch"],
     &["admin"],
-    &["daemon", "rquota"],
+    &["rquota"],
+    &["exports"],
+    &["daemon"],
     &["supervise"],
     &["cli"],
 ];

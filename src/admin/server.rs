@@ -101,6 +101,9 @@ pub struct Server {
     pub checkpoints: Arc<super::metrics::Checkpoints>,
     /// How FUSE requests travel ("uring", "classic"), once the kernel's INIT is answered.
     pub transport: Arc<std::sync::OnceLock<&'static str>>,
+    /// The export connections' trees and mount points (docs/design.md §12.3), as `status`
+    /// lists them: a JSON list.
+    pub exports: serde_json::Value,
 }
 
 /// Each project's name and the uid owning its top directory, as `show` needs them: built by
@@ -194,6 +197,7 @@ impl Server {
                 status["mountpoint"] = serde_json::json!(self.mountpoint.display().to_string());
                 status["pid"] = serde_json::json!(std::process::id());
                 status["transport"] = serde_json::json!(self.transport.get().copied().unwrap_or("starting"));
+                status["exports"] = self.exports.clone();
                 Response::Status { status }
             }
             Request::Check { repair } => {

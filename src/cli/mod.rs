@@ -366,6 +366,16 @@ pub struct MountArgs {
     /// Write the metrics to FILE every 15 s, for node_exporter's textfile collector.
     #[arg(long, value_name = "FILE")]
     pub metrics_textfile: Option<PathBuf>,
+    /// Mount export connections (one FUSE file system per exported project or home, for NFS
+    /// exports whose df shows that quota) under DIR, a root-only directory outside the mount.
+    #[arg(long, value_name = "DIR")]
+    pub exports_dir: Option<PathBuf>,
+    /// An export connection for each project with a top directory (needs --exports-dir).
+    #[arg(long)]
+    pub export_projects: bool,
+    /// An export connection for each user home (needs --exports-dir).
+    #[arg(long)]
+    pub export_users: bool,
 }
 
 #[derive(Debug, Args)]

@@ -27,6 +27,9 @@ pub fn run(cli: &Cli, args: &MountArgs) -> Result<(), CliError> {
         route_threads: args.route_threads,
         metrics_listen: args.metrics_listen.clone(),
         metrics_textfile: args.metrics_textfile.clone(),
+        exports_dir: args.exports_dir.clone(),
+        export_projects: args.export_projects.then_some(true),
+        export_users: args.export_users.then_some(true),
         route: if args.route.is_empty() {
             None
         } else {

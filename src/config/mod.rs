@@ -129,6 +129,15 @@ pub struct FileConfig {
     pub notify_interval: Option<f64>,
     /// Seconds a notification command may run before it is killed. Default: 30.
     pub notify_timeout: Option<f64>,
+    /// A root-only directory outside the mount where each export connection is mounted
+    /// (`projects/<name or id>`, `users/<name or uid>`), for NFS exports whose `df` shows the
+    /// binding quota. Default: none (no export connections).
+    pub exports_dir: Option<PathBuf>,
+    /// Mount an export connection for each project with a top directory. Default: false.
+    pub export_projects: Option<bool>,
+    /// Mount an export connection for each user home (top-level directory of a non-root
+    /// owner). Default: false.
+    pub export_users: Option<bool>,
 }
 
 /// One `[[route]]` table: `pattern = "/home/*/Dropbox"`, `backing = "/srv/dropbox"`.
@@ -184,6 +193,16 @@ pub struct MountConfig {
     pub route_threads: usize,
     pub metrics: MetricsConfig,
     pub notify: Option<NotifyConfig>,
+    /// Export connections to mount beside the main one (docs/design.md §12.3).
+    pub exports: Option<ExportsConfig>,
+}
+
+/// Where export connections are mounted, and for which trees.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportsConfig {
+    pub dir: PathBuf,
+    pub projects: bool,
+    pub users: bool,
 }
 
 /// The crash-loop bound of a supervised mount: `deaths` deaths of the serving process within
@@ -503,6 +522,13 @@ pub fn validate_mount(file: FileConfig, flags: FileConfig) -> Result<MountConfig
     if !(4096..=(16 << 20)).contains(&max_write) {
         return Err(ConfigError(format!("max_write must be between 4096 and 16777216 bytes, got {max_write}")));
     }
+    let exports = validate_exports(
+        flags.exports_dir.clone().or(file.exports_dir.clone()),
+        flags.export_projects.or(file.export_projects).unwrap_or(false),
+        flags.export_users.or(file.export_users).unwrap_or(false),
+        flags.supervise.or(file.supervise).unwrap_or(false),
+        [("mountpoint", &*mountpoint), ("backing", &*backing), ("state dir", &*state_dir)],
+    )?;
     let routes = {
         let mut routes = file.route.unwrap_or_default();
         routes.extend(flags.route.unwrap_or_default());
@@ -556,7 +582,59 @@ pub fn validate_mount(file: FileConfig, flags: FileConfig) -> Result<MountConfig
         },
         metrics,
         notify,
+        exports,
     })
+}
+
+/// `exports_dir` with `export_projects` / `export_users`: an absolute directory outside the
+/// mount, the backing and the state dir (ganesha must not find the export connections inside
+/// the main mount's tree), and not with `--supervise`, whose supervisor holds one connection.
+fn validate_exports(
+    dir: Option<PathBuf>,
+    projects: bool,
+    users: bool,
+    supervise: bool,
+    others: [(&str, &Path); 3],
+) -> Result<Option<ExportsConfig>, ConfigError> {
+    let dir = match (dir, projects || users) {
+        (None, false) => return Ok(None),
+        (None, true) => {
+            return Err(ConfigError::from(
+                "export_projects / export_users need exports_dir (--exports-dir DIR): a root-only directory \
+                 outside the mount where the export connections are mounted",
+            ));
+        }
+        (Some(d), false) => {
+            return Err(ConfigError(format!(
+                "exports_dir {} is set but neither export_projects nor export_users: say which trees to \
+                 export (--export-projects, --export-users)",
+                d.display()
+            )));
+        }
+        (Some(d), true) => d,
+    };
+    if supervise {
+        return Err(ConfigError::from(
+            "--supervise does not hold export connections yet (exports_dir): its supervisor keeps one FUSE \
+             connection; run without --supervise to serve NFS exports with their own df",
+        ));
+    }
+    let dir = resolve_lenient(&dir)?;
+    if !dir.is_absolute() || dir.components().any(|c| c == Component::ParentDir) {
+        return Err(ConfigError(format!("exports_dir {} must be an absolute path without `..`", dir.display())));
+    }
+    for (what, other) in others {
+        if within(&dir, other) || within(other, &dir) {
+            return Err(ConfigError(format!(
+                "exports_dir {} and the {what} {} contain one another: put the export connections in a \
+                 directory of their own outside the mount (ganesha would take them for parts of the mount's \
+                 file system), e.g. /srv/quotafs-exports",
+                dir.display(),
+                other.display()
+            )));
+        }
+    }
+    Ok(Some(ExportsConfig { dir, projects, users }))
 }
 
 #[cfg(test)]
@@ -586,6 +664,21 @@ mod tests {
     #[test]
     fn wrong_type_is_an_error() {
         assert!(toml::from_str::<FileConfig>("threads = \"many\"\n").is_err());
+    }
+
+    #[test]
+    fn exports_need_a_dir_and_a_kind_and_stay_outside_the_mount_and_supervise() {
+        let (b, m, st) = (Path::new("/srv/b"), Path::new("/srv/m"), Path::new("/var/lib/q"));
+        let others = [("mountpoint", m), ("backing", b), ("state dir", st)];
+        let dir = || Some(PathBuf::from("/srv/exports"));
+        assert_eq!(validate_exports(None, false, false, false, others).unwrap(), None);
+        assert!(validate_exports(None, true, false, false, others).unwrap_err().0.contains("exports_dir"));
+        assert!(validate_exports(dir(), false, false, false, others).unwrap_err().0.contains("--export-projects"));
+        assert!(validate_exports(dir(), true, false, true, others).unwrap_err().0.contains("--supervise"));
+        let inside = validate_exports(Some(PathBuf::from("/srv/m/x")), true, true, false, others).unwrap_err().0;
+        assert!(inside.contains("mountpoint"), "{inside}");
+        let ok = validate_exports(dir(), true, true, false, others).unwrap().unwrap();
+        assert_eq!(ok, ExportsConfig { dir: PathBuf::from("/srv/exports"), projects: true, users: true });
     }
 
     #[test]

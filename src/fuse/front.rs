@@ -35,6 +35,10 @@ pub struct FuseFront {
     pub(super) pools: Arc<pool::Pools>,
     /// Ranges of cached pages to drop, served by the `invalidate` thread (see `write`).
     pub(super) invalidate: std::sync::mpsc::Sender<(u64, i64, i64)>,
+    /// Which tree this connection shows (`export`): the whole mount, or one exported tree.
+    pub(super) view: super::export::View,
+    /// The daemon's connections, when it has export connections (`export`).
+    pub(super) fabric: Option<Arc<super::export::Fabric>>,
 }
 
 /// Drops the kernel's cached data, attributes and directory listings of every node it holds
@@ -120,7 +124,20 @@ impl FuseFront {
                 }
             })
             .map_err(|e| format!("cannot start the invalidation thread: {e}"))?;
-        Ok(FuseFront { ops, opts, pools, invalidate })
+        Ok(FuseFront { ops, opts, pools, invalidate, view: super::export::View::main(), fabric: None })
+    }
+
+    /// This front over /dev/fuse reads whatever the main connection uses (export connections:
+    /// a few threads each, no ring per CPU).
+    pub fn over_dev_fuse(&self) -> FuseFront {
+        let mut f = self.clone();
+        f.opts.transport = crate::config::Transport::Classic;
+        f
+    }
+
+    /// This front as connection `view.conn` of `fabric` (the main one: `View::main()`).
+    pub fn in_fabric(&self, view: super::export::View, fabric: Arc<super::export::Fabric>) -> FuseFront {
+        FuseFront { view, fabric: Some(fabric), ..self.clone() }
     }
 
     /// Replies to a WRITE. A refused write-back of cached pages (a shared mapping's) also has
@@ -140,7 +157,12 @@ impl FuseFront {
             Err(e) => {
                 reply.error(e.0);
                 if cached {
-                    let _ = self.invalidate.send((ino, offset as i64, len as i64));
+                    match &self.fabric {
+                        Some(f) if self.view.conn != 0 => f.drop_own(self.view.conn, ino, offset as i64, len as i64),
+                        _ => {
+                            let _ = self.invalidate.send((ino, offset as i64, len as i64));
+                        }
+                    }
                 }
             }
         }
@@ -171,7 +193,7 @@ impl FuseFront {
 
     pub(super) fn reply_entry(&self, reply: Reply, r: Result<Entry, Errno>) {
         match r {
-            Ok(e) => reply.entry(self.opts.attr_ttl, self.opts.entry_ttl, &e.attr, e.generation),
+            Ok(e) => reply.entry(self.opts.attr_ttl, self.opts.entry_ttl, &self.outward(&e.attr, true), e.generation),
             Err(e) => reply.error(e.0),
         }
     }

@@ -9,6 +9,7 @@
 //! `kernel` the device and mount system calls.
 
 mod channel;
+pub mod export;
 mod front;
 mod init;
 mod kernel;
@@ -24,8 +25,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::backing::Errno;
+use crate::inode::ROOT_ID;
 use crate::passthrough::attr::{SetAttr, XattrReply};
 use crate::wire::{Header, Op, abi};
+use export::Touched;
 
 pub use front::{FrontOptions, FuseFront, invalidate_backing, set_read_ahead};
 use front::{caller, time_spec};
@@ -69,18 +72,19 @@ fn os(name: &[u8]) -> Box<OsStr> {
 impl FuseFront {
     /// FORGET and each pair of BATCH_FORGET (no reply).
     pub(super) fn forget(&self, node: u64, nlookup: u64) {
-        self.ops.forget(node, nlookup);
+        self.forget_node(node, nlookup);
     }
 
     /// Serves one request (not INIT, FORGET or INTERRUPT, which the session answers).
     pub(super) fn handle(&self, h: &Header, op: Op<'_>, reply: Reply) {
-        let node = h.nodeid;
+        // The daemon's node ids from here on (`export::View`).
+        let node = self.view.inward(h.nodeid);
         let c = caller(h);
         let resent = h.unique & resend::UNIQUE_RESEND != 0;
         match op {
             Op::Lookup { name } => {
                 let name = os(name);
-                self.dispatch(node, move |me| match me.ops.lookup(node, &name) {
+                self.dispatch(node, move |me| match me.lookup(node, &name) {
                     // Negative entries are cached too: a create after a failed lookup is the
                     // common small-file pattern, and every name change goes through this mount.
                     Err(Errno(libc::ENOENT)) => {
@@ -90,7 +94,7 @@ impl FuseFront {
                 });
             }
             Op::GetAttr { fh } => self.dispatch(node, move |me| match me.ops.getattr(node, fh) {
-                Ok(attr) => reply.attr(me.opts.attr_ttl, &attr),
+                Ok(attr) => reply.attr(me.opts.attr_ttl, &me.outward(&attr, false)),
                 Err(e) => reply.error(e.0),
             }),
             Op::SetAttr(s) => {
@@ -106,7 +110,13 @@ impl FuseFront {
                     fh: has(abi::fattr::FH).then_some(s.fh),
                 };
                 self.dispatch(node, move |me| match me.ops.setattr(&c, node, &a) {
-                    Ok(attr) => reply.attr(me.opts.attr_ttl, &attr),
+                    Ok(attr) => {
+                        me.touched(&[match a.size {
+                            Some(_) => Touched::Data { node, offset: 0, len: 0 },
+                            None => Touched::Attr(node),
+                        }]);
+                        reply.attr(me.opts.attr_ttl, &me.outward(&attr, false))
+                    }
                     Err(e) => reply.error(e.0),
                 });
             }
@@ -118,48 +128,74 @@ impl FuseFront {
                 let name = os(name);
                 self.dispatch(node, move |me| {
                     let r = me.ops.mknod(&c, node, &name, mode, umask, rdev);
-                    me.reply_entry(reply, me.resent_entry(resent, &c, node, &name, Made::Kind(mode), r))
+                    let r = me.resent_entry(resent, &c, node, &name, Made::Kind(mode), r);
+                    me.touched_entry(r.is_ok(), node, &name);
+                    me.reply_entry(reply, r)
                 });
             }
             Op::MkDir { mode, umask, name } => {
                 let name = os(name);
                 self.dispatch(node, move |me| {
                     let r = me.ops.mkdir(&c, node, &name, mode, umask);
-                    me.reply_entry(reply, me.resent_entry(resent, &c, node, &name, Made::Kind(libc::S_IFDIR), r))
+                    let r = me.resent_entry(resent, &c, node, &name, Made::Kind(libc::S_IFDIR), r);
+                    me.touched_entry(r.is_ok(), node, &name);
+                    me.reply_entry(reply, r)
                 });
             }
             Op::Unlink { name } => {
                 let name = os(name);
                 self.dispatch(node, move |me| {
-                    me.reply_unit(reply, me.resent_removal(resent, me.ops.unlink(&c, node, &name)))
+                    let r = me.resent_removal(resent, me.ops.unlink(&c, node, &name));
+                    me.touched_entry(r.is_ok(), node, &name);
+                    me.reply_unit(reply, r)
                 });
             }
             Op::RmDir { name } => {
                 let name = os(name);
                 self.dispatch(node, move |me| {
-                    me.reply_unit(reply, me.resent_removal(resent, me.ops.rmdir(&c, node, &name)))
+                    let r = me.resent_removal(resent, me.ops.rmdir(&c, node, &name));
+                    me.touched_entry(r.is_ok(), node, &name);
+                    me.reply_unit(reply, r)
                 });
             }
             Op::Symlink { name, target } => {
                 let (name, target) = (os(name), os(target));
                 self.dispatch(node, move |me| {
                     let r = me.ops.symlink(&c, node, &name, Path::new(&*target));
-                    me.reply_entry(reply, me.resent_entry(resent, &c, node, &name, Made::Kind(libc::S_IFLNK), r))
+                    let r = me.resent_entry(resent, &c, node, &name, Made::Kind(libc::S_IFLNK), r);
+                    me.touched_entry(r.is_ok(), node, &name);
+                    me.reply_entry(reply, r)
                 });
             }
             Op::Rename { newdir, flags, name, newname } => {
                 let (name, newname) = (os(name), os(newname));
+                let newdir = self.view.inward(newdir);
                 self.dispatch(node, move |me| {
                     let r = me.ops.rename(&c, node, &name, newdir, &newname, flags);
-                    me.reply_unit(reply, me.resent_rename(resent, newdir, &newname, r))
+                    let r = me.resent_rename(resent, newdir, &newname, r);
+                    if r.is_ok() {
+                        me.touched(&[
+                            Touched::Entry { parent: node, name: name.as_bytes().into() },
+                            Touched::Entry { parent: newdir, name: newname.as_bytes().into() },
+                        ]);
+                    }
+                    me.reply_unit(reply, r)
                 });
             }
             Op::Link { oldnode, newname } => {
                 // Served with the new parent's backing, like every name operation.
                 let newname = os(newname);
+                let oldnode = self.view.inward(oldnode);
                 self.dispatch(node, move |me| {
                     let r = me.ops.link(&c, oldnode, node, &newname);
-                    me.reply_entry(reply, me.resent_entry(resent, &c, node, &newname, Made::LinkTo(oldnode), r))
+                    let r = me.resent_entry(resent, &c, node, &newname, Made::LinkTo(oldnode), r);
+                    if r.is_ok() {
+                        me.touched(&[
+                            Touched::Entry { parent: node, name: newname.as_bytes().into() },
+                            Touched::Attr(oldnode),
+                        ]);
+                    }
+                    me.reply_entry(reply, r)
                 });
             }
             Op::Open { flags } => self.dispatch(node, move |me| match me.ops.open(&c, node, flags as i32) {
@@ -184,6 +220,7 @@ impl FuseFront {
                 if self.serves_inline(node) {
                     self.pools.inline(0, || {
                         let r = self.ops.write(fh, offset, data, cached);
+                        let _writing = self.touched_data(&r, node, offset, data.len());
                         self.reply_write(node, offset, data.len(), cached, r, reply);
                     });
                     return;
@@ -191,6 +228,7 @@ impl FuseFront {
                 let data = data.to_vec();
                 self.dispatch(node, move |me| {
                     let r = me.ops.write(fh, offset, &data, cached);
+                    let _writing = me.touched_data(&r, node, offset, data.len());
                     me.reply_write(node, offset, data.len(), cached, r, reply);
                 });
             }
@@ -210,7 +248,8 @@ impl FuseFront {
             Op::ReadDir { offset, size, plus: false, .. } => self.dispatch(node, move |me| {
                 let mut buf = DirBuf::new(size);
                 let r = me.ops.readdir(node, offset as i64, false, |e| {
-                    buf.add(e.ino, e.next_offset as u64, e.kind.dirent_type(), e.name.as_bytes())
+                    let ino = me.dirent_ino(node, e);
+                    buf.add(ino, e.next_offset as u64, e.kind.dirent_type(), e.name.as_bytes())
                 });
                 match r {
                     Ok(()) => buf.send(reply),
@@ -223,9 +262,16 @@ impl FuseFront {
                 let r = me.ops.readdir(node, offset as i64, true, |e| {
                     let name = e.name.as_bytes();
                     match &e.entry {
-                        Some(entry) => buf.add_plus(e.next_offset as u64, name, entry.generation, ttl, &entry.attr),
+                        Some(entry) => {
+                            let attr = me.outward(&entry.attr, false);
+                            let full = buf.add_plus(e.next_offset as u64, name, entry.generation, ttl, &attr);
+                            if !full {
+                                me.handed(entry.attr.ino);
+                            }
+                            full
+                        }
                         None => {
-                            let attr = crate::passthrough::dir::dot_attr(e.ino);
+                            let attr = crate::passthrough::dir::dot_attr(me.dirent_ino(node, e));
                             buf.add_plus(e.next_offset as u64, name, 0, Duration::ZERO, &attr)
                         }
                     }
@@ -245,7 +291,11 @@ impl FuseFront {
             Op::SetXattr { flags, name, value } => {
                 let (name, value) = (os(name), value.to_vec());
                 self.dispatch(node, move |me| {
-                    me.reply_unit(reply, me.ops.setxattr(&c, node, &name, &value, flags as i32))
+                    let r = me.ops.setxattr(&c, node, &name, &value, flags as i32);
+                    if r.is_ok() {
+                        me.touched(&[Touched::Attr(node)]);
+                    }
+                    me.reply_unit(reply, r)
                 });
             }
             Op::GetXattr { size, name } => {
@@ -257,7 +307,13 @@ impl FuseFront {
             }
             Op::RemoveXattr { name } => {
                 let name = os(name);
-                self.dispatch(node, move |me| me.reply_unit(reply, me.ops.removexattr(&c, node, &name)));
+                self.dispatch(node, move |me| {
+                    let r = me.ops.removexattr(&c, node, &name);
+                    if r.is_ok() {
+                        me.touched(&[Touched::Attr(node)]);
+                    }
+                    me.reply_unit(reply, r)
+                });
             }
             Op::Access { mask } => {
                 self.dispatch(node, move |me| me.reply_unit(reply, me.ops.access(&c, node, mask as i32)))
@@ -268,16 +324,22 @@ impl FuseFront {
                     let r = me.ops.create(&c, node, &name, mode, umask, flags as i32);
                     match me.resent_create(resent, &c, node, &name, flags as i32, r) {
                         Ok((entry, opened)) => {
-                            reply.created(me.opts.entry_ttl, &entry.attr, entry.generation, opened.fh, Self::FOPEN)
+                            me.touched(&[Touched::Entry { parent: node, name: name.as_bytes().into() }]);
+                            let attr = me.outward(&entry.attr, true);
+                            reply.created(me.opts.entry_ttl, &attr, entry.generation, opened.fh, Self::FOPEN)
                         }
                         Err(e) => reply.error(e.0),
                     }
                 });
             }
             // As the handle's opener, like write.
-            Op::Fallocate { fh, offset, length, mode } => {
-                self.dispatch(node, move |me| me.reply_unit(reply, me.ops.fallocate(fh, offset, length, mode as i32)))
-            }
+            Op::Fallocate { fh, offset, length, mode } => self.dispatch(node, move |me| {
+                let r = me.ops.fallocate(fh, offset, length, mode as i32);
+                if r.is_ok() {
+                    me.touched(&[Touched::Data { node, offset: offset as i64, len: length as i64 }]);
+                }
+                me.reply_unit(reply, r)
+            }),
             Op::Lseek { fh, offset, whence } => {
                 self.dispatch(node, move |me| match me.ops.lseek(fh, offset, whence as i32) {
                     Ok(off) => reply.offset(off),
@@ -287,9 +349,13 @@ impl FuseFront {
             // As the destination handle's opener, on the pool of the destination's backing (the
             // one written), like every other request of that node.
             Op::CopyFileRange { fh_in, off_in, node_out, fh_out, off_out, len, flags } => {
+                let node_out = self.view.inward(node_out);
                 self.dispatch(node_out, move |me| {
                     match me.ops.copy_file_range(fh_in, off_in, fh_out, off_out, len, flags as u32) {
-                        Ok(n) => reply.written(n as u32),
+                        Ok(n) => {
+                            me.touched(&[Touched::Data { node: node_out, offset: off_out as i64, len: n as i64 }]);
+                            reply.written(n as u32)
+                        }
                         Err(e) => reply.error(e.0),
                     }
                 })
@@ -302,6 +368,34 @@ impl FuseFront {
                 reply.error(libc::ENOSYS)
             }
         }
+    }
+
+    /// A name operation on `name` in `parent` that succeeded touched that entry.
+    fn touched_entry(&self, ok: bool, parent: u64, name: &OsStr) {
+        if ok {
+            self.touched(&[Touched::Entry { parent, name: name.as_bytes().into() }]);
+        }
+    }
+
+    /// A write of `len` bytes at `offset` of `node` that succeeded touched that range; keep
+    /// the returned value until the reply is sent (`export::Fabric::write_served`).
+    pub(super) fn touched_data(
+        &self,
+        r: &Result<usize, Errno>,
+        node: u64,
+        offset: u64,
+        len: usize,
+    ) -> Option<export::Writing<'_>> {
+        match (&self.fabric, r) {
+            (Some(f), Ok(_)) => f.write_served(self.view.conn, node, offset as i64, len as i64),
+            _ => None,
+        }
+    }
+
+    /// The inode number of a directory entry as this connection's kernel sees it: `..` of an
+    /// export's top is the top itself.
+    fn dirent_ino(&self, dir: u64, e: &crate::passthrough::dir::DirEntryOut) -> u64 {
+        if dir == self.view.root && e.name.as_bytes() == b".." { ROOT_ID } else { self.view.outward(e.ino) }
     }
 
     fn reply_unit(&self, reply: Reply, r: Result<(), Errno>) {

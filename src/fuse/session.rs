@@ -44,6 +44,12 @@ impl Notifier {
     pub fn inval_inode(&self, node: u64, offset: i64, len: i64) -> io::Result<()> {
         self.0.send(&[&encode::notify_inval_inode(node, offset, len)])
     }
+
+    /// Drops the kernel's cached entry `name` in directory `parent` (negative ones too) and
+    /// the directory's attributes. ENOENT: the kernel holds no such directory or entry.
+    pub fn inval_entry(&self, parent: u64, name: &[u8]) -> io::Result<()> {
+        self.0.send(&[&encode::notify_inval_entry(parent, name)])
+    }
 }
 
 /// Unmounts the session's mount point from another thread.

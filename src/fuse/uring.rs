@@ -287,9 +287,11 @@ fn handle_entry(front: &FuseFront, ring: &Arc<Ring>, index: usize, buf: EntryBuf
         && front.serves_inline(h.nodeid)
     {
         let cached = write_flags & abi::WRITE_CACHE != 0;
+        let node = front.view.inward(h.nodeid);
         let r = front.ops.write(fh, offset, data, cached);
         let len = data.len();
-        front.reply_write(h.nodeid, offset, len, cached, r, Reply::ring(h.unique, slot(buf)));
+        let _writing = front.touched_data(&r, node, offset, len);
+        front.reply_write(node, offset, len, cached, r, Reply::ring(h.unique, slot(buf)));
         return;
     }
     // The request as /dev/fuse would deliver it, without extension headers (none is asked for).

@@ -152,6 +152,13 @@ impl Passthrough {
         self.ops().forget(id, n);
     }
 
+    /// Whether node `id` lies in the tree whose top is directory node `top`: a directory on
+    /// `top`'s backing when walking up by `..` reaches `top`; anything else when `file_in`
+    /// says so, given its stat and project.
+    pub fn in_tree(&self, id: u64, top: u64, file_in: &dyn Fn(&libc::stat, u32) -> bool) -> Result<bool, Errno> {
+        self.ops().names().in_tree(id, top, file_in)
+    }
+
     pub fn mkdir(&self, ctx: &Ctx, parent: u64, name: &OsStr, mode: u32, umask: u32) -> Result<Entry, Errno> {
         self.ops().names().mkdir(ctx, parent, name, mode, umask)
     }

@@ -248,6 +248,15 @@ pub fn notify_inval_inode(node: u64, offset: i64, len: i64) -> Vec<u8> {
     o.finish(0, abi::notify::INVAL_INODE, 0)
 }
 
+/// FUSE_NOTIFY_INVAL_ENTRY: drop the cached entry `name` of directory `parent` (a negative
+/// one too) and the directory's attributes. `fuse_notify_inval_entry_out` (parent, namelen,
+/// flags 0), then the name and its NUL, unpadded: the kernel wants the exact length.
+pub fn notify_inval_entry(parent: u64, name: &[u8]) -> Vec<u8> {
+    let mut o = Out::with_capacity(abi::OUT_HEADER_LEN + 16 + name.len() + 1);
+    o.u64(parent).u32(name.len() as u32).u32(0).bytes(name).bytes(&[0]);
+    o.finish(0, abi::notify::INVAL_ENTRY, 0)
+}
+
 /// FUSE_NOTIFY_RESEND: the kernel queues every request it sent and has no reply to again.
 pub fn notify_resend() -> Vec<u8> {
     Out::with_capacity(abi::OUT_HEADER_LEN).finish(0, abi::notify::RESEND, 0)

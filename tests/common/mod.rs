@@ -58,6 +58,21 @@ impl Drop for Held {
     }
 }
 
+/// The quotafs mount points at or beneath `dir` (from /proc/self/mountinfo, deepest first).
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut out: Vec<PathBuf> = info
+        .lines()
+        .map(|l| l.split(' ').collect::<Vec<_>>())
+        .filter(|f| f.iter().position(|x| *x == "-").and_then(|d| f.get(d + 1)) == Some(&"fuse.quotafs"))
+        .filter_map(|f| f.get(4).map(|m| m.to_string()))
+        .map(|m| PathBuf::from(m.replace("\\040", " ")))
+        .filter(|m| m.starts_with(dir))
+        .collect();
+    out.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+    out
+}
+
 /// Is something mounted exactly at `path`? (Reads /proc/self/mountinfo.)
 pub fn mounted_at(path: &Path) -> Option<String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
@@ -402,6 +417,10 @@ impl Drop for Fixture {
         // killed, it leaves a dead mount behind.
         if mounted_at(&self.mnt).is_some() {
             let _ = run(Command::new("umount").arg("-l").arg(&self.mnt));
+        }
+        // Export connections (`--exports-dir` in the scratch dir) a killed daemon left.
+        for m in mounts_under(&self.scratch.dir) {
+            let _ = run(Command::new("umount").arg("-l").arg(&m));
         }
     }
 }

@@ -117,6 +117,37 @@ impl<'a> Names<'a> {
         Ok(false)
     }
 
+    /// Whether node `id` lies in the tree of directory node `top` (`Passthrough::in_tree`).
+    pub fn in_tree(&self, id: u64, top: u64, file_in: &dyn Fn(&libc::stat, u32) -> bool) -> Result<bool, Errno> {
+        if id == top {
+            return Ok(true);
+        }
+        let (node, fd) = self.resolve(id)?;
+        let st = sys::stat_fd(fd.as_fd())?;
+        if !is_dir(&st) || node.backing != inode::backing_of(top) {
+            let project = self.tag_of(&node, fd.as_fd())?.project;
+            return Ok(file_in(&st, project));
+        }
+        let (_, top_fd) = self.resolve(top)?;
+        let top_st = sys::stat_fd(top_fd.as_fd())?;
+        let mut cur = sys::openat_dotdot(fd.as_fd())?;
+        for _ in 0..4096 {
+            let up = sys::stat_fd(cur.as_fd())?;
+            if up.st_dev != top_st.st_dev {
+                return Ok(false);
+            }
+            if up.st_ino == top_st.st_ino {
+                return Ok(true);
+            }
+            let next = sys::openat_dotdot(cur.as_fd())?;
+            if sys::stat_fd(next.as_fd())?.st_ino == up.st_ino {
+                return Ok(false); // reached the file system's root
+            }
+            cur = next;
+        }
+        Ok(false)
+    }
+
     pub(in crate::passthrough) fn lookup_at(
         &self,
         backing: BackingIndex,
