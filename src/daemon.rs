@@ -447,9 +447,15 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
     // SIGINT/SIGTERM are caught from before the mount exists: one arriving between the mount
     // and the signal thread waits for that thread, which unmounts (before, the default action
     // killed the daemon and left a dead mount; `sd_notify` caught it now and then).
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
-        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    // SIGUSR1 (from the supervisor, `quotafs restart`) hands a supervised connection over.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGUSR1,
+    ])
+    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let session = session(cfg, transport)?;
+    let handover = session.handover();
     let _ = notifier.set(session.notifier());
     if let Err(e) = crate::fuse::set_read_ahead(&cfg.mountpoint, cfg.max_write / 1024) {
         tracing::warn!(error = %e, "cannot widen the mount's readahead; sequential reads use the kernel's default");
@@ -465,10 +471,24 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
     let handle = signals.handle();
     let requested = Arc::new(AtomicBool::new(false));
     let requested_by_signal = Arc::clone(&requested);
+    let handing_over = handover.clone();
     let watcher = std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            if let Some(sig) = signals.forever().next() {
+            for sig in signals.forever() {
+                if sig == signal_hook::consts::SIGUSR1 {
+                    match &handing_over {
+                        Some(h) => {
+                            tracing::info!("handing the connection over to the next serving process");
+                            h.start();
+                            break;
+                        }
+                        None => {
+                            tracing::warn!("SIGUSR1 ignored: only a supervised mount (--supervise) hands over");
+                            continue;
+                        }
+                    }
+                }
                 tracing::info!(signal = sig, "unmounting on signal");
                 sd_notify("STOPPING=1");
                 requested_by_signal.store(true, Ordering::SeqCst);
@@ -477,6 +497,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
                 if let Err(e) = unmounter.unmount() {
                     tracing::error!(error = %e, "unmount failed");
                 }
+                break;
             }
         })
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;
@@ -504,7 +525,10 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
         .map_err(|e| format!("cannot start the readiness thread: {e}"))?;
 
     let result = session.run(front, cfg.threads);
-    sd_notify("STOPPING=1");
+    let handed_over = handover.as_ref().is_some_and(|h| h.asked());
+    if !handed_over {
+        sd_notify("STOPPING=1");
+    }
     handle.close();
     let _ = watcher.join();
     stop.store(true, Ordering::SeqCst);
@@ -531,6 +555,10 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
         Err(e) => return Err(RunError::Failed(format!("FUSE session failed: {e}"))),
     }
     crate::admin::serve::remove(&cfg.state_dir);
-    tracing::info!("unmounted; exiting");
+    if handed_over {
+        tracing::info!("handed over (the mount stays, held by the supervisor); exiting");
+    } else {
+        tracing::info!("unmounted; exiting");
+    }
     Ok(())
 }
