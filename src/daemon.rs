@@ -238,6 +238,27 @@ fn check_owner(b: &crate::backing::Backing, state_dir: &str, id: Option<&str>) -
     ))
 }
 
+/// Opens the ledger. A supervised serving process waits (up to 10 s) for a store another
+/// process has open for a moment: `quotafs status` reads the store itself while no daemon
+/// holds the state dir, as between a serving process's death and the next one's start.
+fn open_ledger(dir: &Path, backings: &Arc<Vec<crate::backing::Backing>>) -> Result<Ledger, LedgerError> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match Ledger::open(dir, Arc::clone(backings)) {
+            Err(LedgerError::Store { what, detail, .. })
+                if supervised()
+                    && what == "cannot open"
+                    && detail.contains("already open")
+                    && Instant::now() < deadline =>
+            {
+                tracing::info!("the store is open in another process (`quotafs status`?); waiting for it");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Mounts and serves until the file system is unmounted (outside `umount`, or SIGINT/SIGTERM,
 /// which lazily unmount it). Returns Ok on a clean end.
 pub use crate::config::{SUPERVISED_FDS, SUPERVISED_INIT, SUPERVISED_MOUNTPOINT};
@@ -334,7 +355,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
     // Recovery (or the first-mount scan) runs to completion before anything is mounted: the
     // mount never serves a request against a ledger that is not exact.
     sd_notify("STATUS=recovering the ledger (the first mount counts the tree)");
-    let ledger = Arc::new(Ledger::open(&cfg.state_dir, Arc::clone(&backings))?);
+    let ledger = Arc::new(open_ledger(&cfg.state_dir, &backings)?);
     // The limits and grace timers in force, as the ledger's store holds them; beside the
     // ledger, with the inode table's stripe locks, for whatever settles a charge.
     let quota = Arc::new(Enforcer::new(

@@ -405,7 +405,13 @@ pub fn check_takeover(cfg: &MountConfig) -> Result<String, String> {
             logs += 1;
         }
     }
-    let epoch = crate::ledger::store::Store::check_readable(dir).map_err(|e| e.to_string())?;
+    let epoch = crate::ledger::store::Store::check_readable(dir).map_err(|e| match e {
+        crate::ledger::LedgerError::Store { path, what, detail } if what == "unknown format" => format!(
+            "ledger store {}: format {detail}: a newer quotafs wrote it; install a quotafs that reads it",
+            path.display()
+        ),
+        e => format!("cannot read the ledger store: {e}"),
+    })?;
     Ok(format!(
         "this quotafs can take over: INIT agreement, {logs} activity log(s) and the store (snapshot epoch {}) read",
         epoch.map_or("none".to_string(), |e| e.to_string())
