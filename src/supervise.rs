@@ -149,6 +149,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
                         continue;
                     }
                     shared.stopping.store(true, Ordering::SeqCst);
+                    crate::daemon::sd_notify("STOPPING=1");
                     let pid = shared.child_pid.load(Ordering::SeqCst);
                     if pid > 0 {
                         let _ = nix::sys::signal::kill(
