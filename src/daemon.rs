@@ -238,6 +238,10 @@ fn check_owner(b: &crate::backing::Backing, state_dir: &str, id: Option<&str>) -
     ))
 }
 
+/// How long a handover waits for files opened through this process to be closed (opens that
+/// arrive meanwhile wait for the next process).
+const HANDOVER_DRAIN: Duration = Duration::from_secs(1);
+
 /// Opens the ledger. A supervised serving process waits (up to 10 s) for a store another
 /// process has open for a moment: `quotafs status` reads the store itself while no daemon
 /// holds the state dir, as between a serving process's death and the next one's start.
@@ -412,6 +416,17 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
         }),
         Arc::clone(&stop),
     )?;
+    // SIGINT/SIGTERM are caught from before the mount exists: one arriving between the mount
+    // and the signal thread waits for that thread, which unmounts (before, the default action
+    // killed the daemon and left a dead mount; `sd_notify` caught it now and then).
+    // SIGUSR1 (from the supervisor, `quotafs restart`) hands a supervised connection over; it
+    // is caught before the control socket answers, which is what the supervisor waits for.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGUSR1,
+    ])
+    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     // Which transport the session uses, once INIT is answered (for `status`).
     let transport: Arc<std::sync::OnceLock<&'static str>> = Arc::default();
     crate::admin::serve::start(
@@ -465,16 +480,6 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
         Arc::clone(&notifier),
     )?;
 
-    // SIGINT/SIGTERM are caught from before the mount exists: one arriving between the mount
-    // and the signal thread waits for that thread, which unmounts (before, the default action
-    // killed the daemon and left a dead mount; `sd_notify` caught it now and then).
-    // SIGUSR1 (from the supervisor, `quotafs restart`) hands a supervised connection over.
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGUSR1,
-    ])
-    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let session = session(cfg, transport)?;
     let handover = session.handover();
     let _ = notifier.set(session.notifier());
@@ -493,6 +498,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
     let requested = Arc::new(AtomicBool::new(false));
     let requested_by_signal = Arc::clone(&requested);
     let handing_over = handover.clone();
+    let open_files = Arc::clone(&ops);
     let watcher = std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
@@ -501,7 +507,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
                     match &handing_over {
                         Some(h) => {
                             tracing::info!("handing the connection over to the next serving process");
-                            h.start();
+                            h.start(|| open_files.open_files(), HANDOVER_DRAIN);
                             break;
                         }
                         None => {

@@ -266,6 +266,17 @@ fn restart(shared: &Shared) -> Result<String, Refusal> {
     if old <= 0 || shared.stopping.load(Ordering::SeqCst) {
         return Err(Refusal("no serving process is running (starting, stopping or crash-looping)".into()));
     }
+    // Only a process that serves hands over (before that, SIGUSR1 may find no handler).
+    let serving = matches!(
+        crate::admin::call(&shared.state_dir, &crate::admin::Request::Status),
+        Ok(Some(crate::admin::Response::Status { status })) if status["pid"].as_u64() == Some(old as u64)
+    );
+    if !serving {
+        return Err(Refusal(format!(
+            "the serving process (pid {old}) is still starting (recovering the ledger); try again once \
+             `quotafs status` answers"
+        )));
+    }
     let check = Command::new(&shared.exe)
         .args(&shared.args)
         .arg("--check-takeover")

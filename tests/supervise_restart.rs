@@ -1,7 +1,7 @@
 //! `quotafs restart` upgrades a `--supervise` mount in place (issue #19): the mount is started
 //! from a binary at some path, that path is then replaced by a new build (rename over it, as a
 //! package manager does: the running processes' binary is now a deleted file), and `quotafs
-//! restart` replaces the serving process with the binary installed at that path, three times,
+//! restart` replaces the serving process with the binary installed at that path, five times,
 //! while a tenant's shell creates, writes, reads, lists and unlinks in a loop and stops at its
 //! first error. The mount never goes away, the tenant sees no error, `check` is exact after
 //! every round and at the end, and SIGTERM to the supervisor still ends everything cleanly.
@@ -78,7 +78,7 @@ fn restart_runs_the_installed_binary_under_a_tenant_workload() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("tenant shell");
-    for round in 0..3 {
+    for round in 0..5 {
         std::thread::sleep(Duration::from_millis(700));
         upgrade(&installed);
         let exe = std::fs::read_link(format!("/proc/{supervisor}/exe")).unwrap();

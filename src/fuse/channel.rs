@@ -20,6 +20,8 @@ pub struct Channel {
 /// Tells the readers of a handed-over connection to stop reading: a flag checked before every
 /// read, and a socket pair that wakes the readers waiting for a request.
 pub struct Stop {
+    /// Handing over has begun: opens are left to the next process (`Handover`).
+    draining: AtomicBool,
     asked: AtomicBool,
     wake: UnixStream,
     waker: UnixStream,
@@ -28,7 +30,7 @@ pub struct Stop {
 impl Stop {
     pub fn new() -> io::Result<Stop> {
         let (wake, waker) = UnixStream::pair()?;
-        Ok(Stop { asked: AtomicBool::new(false), wake, waker })
+        Ok(Stop { draining: AtomicBool::new(false), asked: AtomicBool::new(false), wake, waker })
     }
 
     /// Every reader returns `ReadEnd::Stopped` at its next read (or at once, if waiting).
@@ -39,6 +41,14 @@ impl Stop {
 
     pub fn asked(&self) -> bool {
         self.asked.load(Ordering::SeqCst)
+    }
+
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
     }
 }
 
@@ -61,6 +71,11 @@ impl Channel {
     pub fn stoppable(dev: File, stop: Arc<Stop>) -> io::Result<Channel> {
         super::kernel::set_nonblocking(dev.as_fd(), true)?;
         Ok(Channel { dev, stop: Some(stop) })
+    }
+
+    /// Whether this channel's connection is being handed over (its opens are left unanswered).
+    pub fn draining(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| s.draining())
     }
 
     /// Reads the next request into `buf`; retries the reads the kernel interrupts.

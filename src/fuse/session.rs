@@ -41,7 +41,23 @@ struct Adopted {
 pub struct Handover(Arc<Stop>);
 
 impl Handover {
-    pub fn start(&self) {
+    /// Hands over: first, for up to `limit`, opens and creates are left unanswered (the next
+    /// process gets them by FUSE_NOTIFY_RESEND) while everything else is served, so that files
+    /// opened for a moment are closed before the process goes (`open_files` counts the handles
+    /// it holds); then the readers stop.
+    pub fn start(&self, open_files: impl Fn() -> usize, limit: std::time::Duration) {
+        self.0.drain();
+        let since = std::time::Instant::now();
+        while open_files() > 0 && since.elapsed() < limit {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let left = open_files();
+        if left > 0 {
+            tracing::warn!(
+                open_files = left,
+                "files still open at the handover; the next process does not know their handles (EBADF to their holders)"
+            );
+        }
         self.0.stop();
     }
 
@@ -295,6 +311,10 @@ fn serve(front: &FuseFront, ch: &Arc<Channel>, bufsize: usize) -> io::Result<()>
                 continue;
             }
         };
+        if ch.draining() && matches!(op, Op::Open { .. } | Op::Create { .. }) {
+            // Handing over: left on the supervisor's descriptor, resent to the next process.
+            continue;
+        }
         dispatch(front, &h, op, || Reply::new(h.unique, Arc::clone(ch)));
     }
 }
