@@ -419,7 +419,7 @@ pub fn check_takeover(cfg: &MountConfig) -> Result<String, String> {
     }
     let epoch = crate::ledger::store::Store::check_readable(dir).map_err(|e| match e {
         crate::ledger::LedgerError::Store { path, what, detail } if what == "unknown format" => format!(
-            "ledger store {}: format {detail}: a newer quotafs wrote it; install a quotafs that reads it",
+            "ledger store {}: {detail} (a newer quotafs wrote it; install a quotafs that reads it)",
             path.display()
         ),
         e => format!("cannot read the ledger store: {e}"),

@@ -176,7 +176,8 @@ impl Store {
         };
         let format = meta.get("format").map_err(|e| err(p, "read format", e))?.map(|v| v.value());
         if format != Some(FORMAT) {
-            return Err(err(p, "unknown format", format!("{format:?}, this quotafs reads format {FORMAT}")));
+            let found = format.map_or_else(|| "none".to_string(), |f| f.to_string());
+            return Err(err(p, "unknown format", format!("format {found}; this quotafs reads format {FORMAT}")));
         }
         let table = txn.open_table(USAGE).map_err(|e| err(p, "read usage", e))?;
         let mut usage = BTreeMap::new();
