@@ -307,11 +307,12 @@ fn restart(shared: &Shared) -> Result<String, Refusal> {
     let new = match rx.recv_timeout(HANDOVER_LIMIT) {
         Ok(Ok(pid)) => pid,
         Ok(Err(why)) => return Err(Refusal(why)),
+        // The handover stays pending: a process that still hands over is followed by the new one
+        // (an exit 0 without a pending handover would end the supervisor, and the mount).
         Err(_) => {
-            shared.handover.lock().take();
             return Err(Refusal(format!(
-                "the serving process (pid {old}) did not hand over within {} s; it may still be answering \
-                 what it read (see the log)",
+                "the serving process (pid {old}) has not handed over within {} s; it may still be answering \
+                 what it read, and the new one starts once it has (see the log)",
                 HANDOVER_LIMIT.as_secs()
             )));
         }
