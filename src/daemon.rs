@@ -476,7 +476,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
             // A supervised connection is served over /dev/fuse (docs/design.md §18).
             transport: if supervised() { crate::config::Transport::Classic } else { cfg.transport },
         },
-        pools,
+        Arc::clone(&pools),
         Arc::clone(&notifier),
     )?;
 
@@ -499,6 +499,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
     let requested_by_signal = Arc::clone(&requested);
     let handing_over = handover.clone();
     let open_files = Arc::clone(&ops);
+    let busy = Arc::clone(&pools);
     let watcher = std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
@@ -507,7 +508,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
                     match &handing_over {
                         Some(h) => {
                             tracing::info!("handing the connection over to the next serving process");
-                            h.start(|| open_files.open_files(), HANDOVER_DRAIN);
+                            h.start(|| open_files.open_files(), || busy.idle(), HANDOVER_DRAIN);
                             break;
                         }
                         None => {

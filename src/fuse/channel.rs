@@ -7,7 +7,7 @@ use std::io::{self, IoSlice, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 pub struct Channel {
     dev: File,
@@ -22,6 +22,8 @@ pub struct Channel {
 pub struct Stop {
     /// Handing over has begun: opens are left to the next process (`Handover`).
     draining: AtomicBool,
+    /// Requests read and not yet handed to the front (or to a backing's pool).
+    inflight: AtomicUsize,
     asked: AtomicBool,
     wake: UnixStream,
     waker: UnixStream,
@@ -30,7 +32,13 @@ pub struct Stop {
 impl Stop {
     pub fn new() -> io::Result<Stop> {
         let (wake, waker) = UnixStream::pair()?;
-        Ok(Stop { draining: AtomicBool::new(false), asked: AtomicBool::new(false), wake, waker })
+        Ok(Stop {
+            draining: AtomicBool::new(false),
+            inflight: AtomicUsize::new(0),
+            asked: AtomicBool::new(false),
+            wake,
+            waker,
+        })
     }
 
     /// Every reader returns `ReadEnd::Stopped` at its next read (or at once, if waiting).
@@ -49,6 +57,11 @@ impl Stop {
 
     pub fn draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
+    }
+
+    /// No request is between its read and the end of its dispatch.
+    pub fn quiet(&self) -> bool {
+        self.inflight.load(Ordering::SeqCst) == 0
     }
 }
 
@@ -73,9 +86,21 @@ impl Channel {
         Ok(Channel { dev, stop: Some(stop) })
     }
 
-    /// Whether this channel's connection is being handed over (its opens are left unanswered).
-    pub fn draining(&self) -> bool {
-        self.stop.as_ref().is_some_and(|s| s.draining())
+    /// A request was read: counted until `leave`. Returns whether the connection is being
+    /// handed over (then its opens are left unanswered). Counted before the drain flag is
+    /// read, so a drain that sees no request in flight sees every later one withheld.
+    pub fn enter(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| {
+            s.inflight.fetch_add(1, Ordering::SeqCst);
+            s.draining()
+        })
+    }
+
+    /// The request `enter` counted is answered, withheld, or queued to a pool.
+    pub fn leave(&self) {
+        if let Some(s) = &self.stop {
+            s.inflight.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 
     /// Reads the next request into `buf`; retries the reads the kernel interrupts.

@@ -113,16 +113,17 @@ impl Pools {
         }
     }
 
+    /// No request queued or in progress, in any pool or inline.
+    pub fn idle(&self) -> bool {
+        self.counters.iter().all(|c| c.queued.load(Ordering::SeqCst) == 0 && c.busy.load(Ordering::SeqCst) == 0)
+    }
+
     /// Waits (up to `limit`) until no request is queued or in progress in any pool; once the
     /// readers have stopped, that is every request read answered. False if the limit passed.
     pub fn wait_idle(&self, limit: std::time::Duration) -> bool {
         let deadline = Instant::now() + limit;
         loop {
-            let idle = self
-                .counters
-                .iter()
-                .all(|c| c.queued.load(Ordering::SeqCst) == 0 && c.busy.load(Ordering::SeqCst) == 0);
-            if idle {
+            if self.idle() {
                 return true;
             }
             if Instant::now() >= deadline {

@@ -45,10 +45,13 @@ impl Handover {
     /// process gets them by FUSE_NOTIFY_RESEND) while everything else is served, so that files
     /// opened for a moment are closed before the process goes (`open_files` counts the handles
     /// it holds); then the readers stop.
-    pub fn start(&self, open_files: impl Fn() -> usize, limit: std::time::Duration) {
+    /// `idle`: no request queued or running in a backing's pool. An open in progress when the
+    /// drain begins is waited for too (it would leave a handle behind).
+    pub fn start(&self, open_files: impl Fn() -> usize, idle: impl Fn() -> bool, limit: std::time::Duration) {
         self.0.drain();
         let since = std::time::Instant::now();
-        while open_files() > 0 && since.elapsed() < limit {
+        let settled = || self.0.quiet() && idle() && open_files() == 0;
+        while !settled() && since.elapsed() < limit {
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
         let left = open_files();
@@ -311,11 +314,13 @@ fn serve(front: &FuseFront, ch: &Arc<Channel>, bufsize: usize) -> io::Result<()>
                 continue;
             }
         };
-        if ch.draining() && matches!(op, Op::Open { .. } | Op::Create { .. }) {
+        if ch.enter() && matches!(op, Op::Open { .. } | Op::Create { .. }) {
             // Handing over: left on the supervisor's descriptor, resent to the next process.
+            ch.leave();
             continue;
         }
         dispatch(front, &h, op, || Reply::new(h.unique, Arc::clone(ch)));
+        ch.leave();
     }
 }
 
