@@ -28,7 +28,7 @@ install: $(BIN)
 	$(INSTALL) -D -m 0644 man/quotafs.8 $(DESTDIR)$(MANDIR)/man8/quotafs.8
 	$(INSTALL) -D -m 0644 man/quotafs.toml.5 $(DESTDIR)$(MANDIR)/man5/quotafs.toml.5
 	$(INSTALL) -d -m 0755 $(DESTDIR)$(UNITDIR)
-	sed 's|^ExecStart=/usr/local/bin/quotafs |ExecStart=$(BINDIR)/quotafs |' fixtures/quotafs.service \
+	sed 's|^\(Exec[A-Za-z]*\)=/usr/local/bin/quotafs |\1=$(BINDIR)/quotafs |' fixtures/quotafs.service \
 		> $(DESTDIR)$(UNITDIR)/quotafs.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/quotafs.service
 	$(INSTALL) -D -m 0644 fixtures/quotafs.toml $(DESTDIR)$(DOCDIR)/quotafs.toml.example

@@ -238,6 +238,11 @@ fn check_owner(b: &crate::backing::Backing, state_dir: &str, id: Option<&str>) -
     ))
 }
 
+/// How long a handover waits for the files opened through this process that the open-file
+/// table does not carry over (past its slots) to be closed; opens that arrive meanwhile wait for
+/// the next process. Files in the table need no wait: the next process reopens them.
+const HANDOVER_DRAIN: Duration = Duration::from_secs(1);
+
 /// Mounts and serves until the file system is unmounted (outside `umount`, or SIGINT/SIGTERM,
 /// which lazily unmount it). Returns Ok on a clean end.
 pub use crate::config::{SUPERVISED_FDS, SUPERVISED_INIT, SUPERVISED_MOUNTPOINT, SUPERVISED_OPENS};
@@ -422,6 +427,17 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
         true => None,
         false => Some(crate::fuse::export::Fabric::new(&exports.iter().map(|t| t.node).collect::<Vec<_>>())?),
     };
+    // SIGINT/SIGTERM are caught from before the mount exists: one arriving between the mount
+    // and the signal thread waits for that thread, which unmounts (before, the default action
+    // killed the daemon and left a dead mount; `sd_notify` caught it now and then).
+    // SIGUSR1 (from the supervisor, `quotafs restart`) hands a supervised connection over; it
+    // is caught before the control socket answers, which is what the supervisor waits for.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGUSR1,
+    ])
+    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     // Which transport the session uses, once INIT is answered (for `status`).
     let transport: Arc<std::sync::OnceLock<&'static str>> = Arc::default();
     crate::admin::serve::start(
@@ -476,7 +492,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
             // A supervised connection is served over /dev/fuse (docs/design.md §18).
             transport: if supervised() { crate::config::Transport::Classic } else { cfg.transport },
         },
-        pools,
+        Arc::clone(&pools),
         Arc::clone(&notifier),
     )?;
     let front = match &fabric {
@@ -484,11 +500,6 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
         None => front,
     };
 
-    // SIGINT/SIGTERM are caught from before the mount exists: one arriving between the mount
-    // and the signal thread waits for that thread, which unmounts (before, the default action
-    // killed the daemon and left a dead mount; `sd_notify` caught it now and then).
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
-        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let session = session(cfg, transport)?;
     if let Some(fd) = std::env::var_os(SUPERVISED_OPENS) {
         let table = fd
@@ -500,6 +511,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
             .map_err(|e| format!("the supervisor's open-file table ({SUPERVISED_OPENS}={fd:?}): {e}"))?;
         ops.keep_opens_in(table.0, table.1);
     }
+    let handover = session.handover();
     let _ = notifier.set(session.notifier());
     // The export connections, after the main mount (its device number stays what it was
     // without them); a failure unmounts every connection made.
@@ -547,10 +559,26 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
     let handle = signals.handle();
     let requested = Arc::new(AtomicBool::new(false));
     let requested_by_signal = Arc::clone(&requested);
+    let handing_over = handover.clone();
+    let open_files = Arc::clone(&ops);
+    let busy = Arc::clone(&pools);
     let watcher = std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            if let Some(sig) = signals.forever().next() {
+            for sig in signals.forever() {
+                if sig == signal_hook::consts::SIGUSR1 {
+                    match &handing_over {
+                        Some(h) => {
+                            tracing::info!("handing the connection over to the next serving process");
+                            h.start(|| open_files.open_files_not_carried(), || busy.idle(), HANDOVER_DRAIN);
+                            break;
+                        }
+                        None => {
+                            tracing::warn!("SIGUSR1 ignored: only a supervised mount (--supervise) hands over");
+                            continue;
+                        }
+                    }
+                }
                 tracing::info!(signal = sig, "unmounting on signal");
                 sd_notify("STOPPING=1");
                 requested_by_signal.store(true, Ordering::SeqCst);
@@ -564,6 +592,7 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
                 if let Err(e) = unmounter.unmount() {
                     tracing::error!(error = %e, "unmount failed");
                 }
+                break;
             }
         })
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;
@@ -611,12 +640,15 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
     }
 
     let result = session.run(front, cfg.threads);
-    // The main mount is gone (signal or umount): the export connections go with it.
+    // The main mount is gone (signal, umount, or a handover): the export connections go with it.
     drop(exports_mounted);
     for t in export_threads {
         let _ = t.join();
     }
-    sd_notify("STOPPING=1");
+    let handed_over = handover.as_ref().is_some_and(|h| h.asked());
+    if !handed_over {
+        sd_notify("STOPPING=1");
+    }
     handle.close();
     let _ = watcher.join();
     stop.store(true, Ordering::SeqCst);
@@ -645,6 +677,10 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
         Err(e) => return Err(RunError::Failed(format!("FUSE session failed: {e}"))),
     }
     crate::admin::serve::remove(&cfg.state_dir);
-    tracing::info!("unmounted; exiting");
+    if handed_over {
+        tracing::info!("handed over (the mount stays, held by the supervisor); exiting");
+    } else {
+        tracing::info!("unmounted; exiting");
+    }
     Ok(())
 }

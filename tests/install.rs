@@ -1,5 +1,6 @@
-//! `make install` puts the binary, both man pages, the systemd unit (Type=notify, ExecStart at
-//! the installed binary) and an example config where a distribution would, under PREFIX and
+//! `make install` puts the binary, both man pages, the systemd unit (Type=notify from the
+//! supervisor, a supervised mount at the installed binary, `reload` an upgrade in place through
+//! it) and an example config where a distribution would, under PREFIX and
 //! DESTDIR; `systemd-analyze verify` accepts the installed unit; `make uninstall` takes it all
 //! away again.
 
@@ -59,9 +60,17 @@ fn make_install_puts_everything_where_a_distribution_would() {
     assert!(help.status.success() && String::from_utf8_lossy(&help.stdout).contains("mount"));
 
     let text = std::fs::read_to_string(&unit).unwrap();
-    assert!(text.lines().any(|l| l == "Type=notify"), "{text}");
-    let exec = format!("ExecStart={} --config /etc/quotafs.toml mount", bin.display());
-    assert!(text.lines().any(|l| l == exec), "{exec} in\n{text}");
+    for line in [
+        "Type=notify".to_string(),
+        // READY=1 comes from the supervisor, which is the main process.
+        "NotifyAccess=main".into(),
+        "KillMode=mixed".into(),
+        "Restart=on-failure".into(),
+        format!("ExecStart={} --config /etc/quotafs.toml mount --supervise", bin.display()),
+        format!("ExecReload={} --config /etc/quotafs.toml restart", bin.display()),
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    }
     let verify = Command::new("systemd-analyze")
         .args(["verify", "--man=no"])
         .arg(&unit)
@@ -77,7 +86,11 @@ fn make_install_puts_everything_where_a_distribution_would() {
             .concat(),
     );
     let staged = std::fs::read_to_string(stage.join("usr/lib/systemd/system/quotafs.service")).unwrap();
-    assert!(staged.lines().any(|l| l == "ExecStart=/usr/bin/quotafs --config /etc/quotafs.toml mount"), "{staged}");
+    assert!(
+        staged.lines().any(|l| l == "ExecStart=/usr/bin/quotafs --config /etc/quotafs.toml mount --supervise"),
+        "{staged}"
+    );
+    assert!(staged.lines().any(|l| l == "ExecReload=/usr/bin/quotafs --config /etc/quotafs.toml restart"), "{staged}");
     assert_eq!(mode(&stage.join("usr/bin/quotafs")), 0o755);
 
     make(&[&["uninstall".to_string()][..], &vars].concat());

@@ -33,6 +33,9 @@ pub fn socket_path(state_dir: &Path) -> PathBuf {
 pub enum Request {
     Report,
     Status,
+    /// Replace the serving process (`quotafs restart`): answered by the supervisor of a
+    /// `--supervise` mount on its own socket (`supervise::SOCKET`), not by the daemon.
+    Restart,
     Check {
         repair: bool,
     },

@@ -245,6 +245,9 @@ impl Server {
                 Ok(epoch) => Response::Done { message: format!("checkpoint committed; epoch {epoch} begins") },
                 Err(e) => Response::Error { message: e.to_string() },
             },
+            Request::Restart => Response::Refused {
+                message: "`restart` is for the supervisor of a --supervise mount (supervisor.sock)".into(),
+            },
             Request::Show => Response::Error { message: "`show` is answered on the tenant socket".into() },
             Request::Quota { kind, id } => {
                 let s = match kind.as_str() {

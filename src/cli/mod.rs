@@ -87,6 +87,10 @@ pub enum Command {
     Check(CheckArgs),
     /// Snapshot the ledger now (e.g. before backing up the state dir); needs the daemon.
     Checkpoint,
+    /// Replace the serving process of a `mount --supervise` with the binary now installed at
+    /// the path the mount was started from (an upgrade in place): the new binary checks that
+    /// it reads the state dir first; the mount stays, tenants see a pause.
+    Restart,
     /// Limits: set, get or clear a user's, a project's or the default limits.
     #[command(subcommand)]
     Quota(QuotaCommand),
@@ -322,13 +326,18 @@ pub struct MountArgs {
     #[arg(long, value_name = "KIND", env = "QUOTAFS_TRANSPORT")]
     pub transport: Option<String>,
     /// Serve through a supervisor that keeps the mount when the serving process dies and
-    /// starts another (over /dev/fuse).
+    /// starts another (over /dev/fuse); `quotafs restart` replaces it with an upgraded binary.
     #[arg(long)]
     pub supervise: bool,
     /// With --supervise: stop restarting after DEATHS deaths of the serving process within
     /// SECS seconds (the mount then answers EIO until unmounted) [default: 5/60s].
     #[arg(long, value_name = "DEATHS/SECSs")]
     pub restart_limit: Option<String>,
+    /// Mount nothing: say whether this binary can take over the running mount of this config
+    /// (reads its state dir's formats, changes nothing; exit 0 if it can, 2 and why if not).
+    /// `quotafs restart` runs it first.
+    #[arg(long)]
+    pub check_takeover: bool,
     /// Seconds between ledger checkpoints [default: 30].
     #[arg(long, value_name = "SECS")]
     pub checkpoint_interval: Option<f64>,
@@ -450,6 +459,28 @@ fn checkpoint(cli: &Cli) -> Result<(), CliError> {
     }
 }
 
+fn restart(cli: &Cli) -> Result<(), CliError> {
+    let dir = state_dir(cli)?;
+    let socket = dir.join(crate::supervise::SOCKET);
+    match crate::admin::call_at(&socket, &crate::admin::Request::Restart).map_err(CliError::failed)? {
+        Some(crate::admin::Response::Done { message }) => {
+            println!("{message}");
+            Ok(())
+        }
+        Some(crate::admin::Response::Refused { message }) => {
+            Err(CliError::failed(format!("restart refused: {message}")))
+        }
+        Some(crate::admin::Response::Error { message }) => Err(CliError::failed(message)),
+        None => Err(CliError::usage(format!(
+            "no supervisor answers on {}: `quotafs restart` needs a mount started with --supervise (or \
+             `supervise = true`) on state dir {}",
+            socket.display(),
+            dir.display()
+        ))),
+        Some(other) => Err(CliError::failed(format!("unexpected reply: {other:?}"))),
+    }
+}
+
 pub fn run(cli: Cli) -> Result<(), CliError> {
     match &cli.command {
         Command::Mount(args) => mount::run(&cli, args),
@@ -459,6 +490,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Check(args) => check::run(&cli, args),
         Command::Project(cmd) => project::run(&cli, cmd),
         Command::Checkpoint => checkpoint(&cli),
+        Command::Restart => restart(&cli),
         Command::Quota(cmd) => quota::run(&cli, cmd),
         Command::Rquotad(args) => rquotad::run(&cli, args),
         Command::Nfs(NfsCommand::Exports(args)) => nfs::run(&cli, args),

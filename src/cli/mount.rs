@@ -38,6 +38,11 @@ pub fn run(cli: &Cli, args: &MountArgs) -> Result<(), CliError> {
         ..FileConfig::default()
     };
     let cfg = validate_mount(file, flags)?;
+    if args.check_takeover {
+        let said = crate::supervise::check_takeover(&cfg).map_err(CliError::usage)?;
+        println!("{said}");
+        return Ok(());
+    }
     let run = if cfg.supervise && !crate::daemon::supervised() { crate::supervise::run } else { crate::daemon::run };
     run(&cfg).map_err(|e| match e {
         crate::daemon::RunError::Refused(m) => CliError::usage(m),

@@ -111,3 +111,45 @@ pub fn unmount(mountpoint: &Path, lazy: bool) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Makes reads of `dev` return EAGAIN instead of waiting (the flag belongs to the open file
+/// description: every process holding it sees it).
+pub fn set_nonblocking(dev: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    // SAFETY: F_GETFL/F_SETFL on a descriptor the caller holds open, with integer arguments.
+    let flags = unsafe { libc::fcntl(dev.as_raw_fd(), libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let flags = if on { flags | libc::O_NONBLOCK } else { flags & !libc::O_NONBLOCK };
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(dev.as_raw_fd(), libc::F_SETFL, flags) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Waits until `dev` has a request to read (or its connection is gone: the read says which),
+/// or `stop` becomes readable. Returns false for `stop`.
+pub fn wait_readable(dev: BorrowedFd<'_>, stop: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut fds = [
+        libc::pollfd { fd: dev.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+        libc::pollfd { fd: stop.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+    ];
+    loop {
+        // SAFETY: `fds` is a valid array of two pollfd for the duration of the call.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(e);
+        }
+        if fds[1].revents != 0 {
+            return Ok(false);
+        }
+        if fds[0].revents != 0 {
+            return Ok(true);
+        }
+    }
+}

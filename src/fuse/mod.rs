@@ -34,7 +34,7 @@ pub use front::{FrontOptions, FuseFront, invalidate_backing, set_read_ahead};
 use front::{caller, time_spec};
 pub use reply::{DirBuf, Reply};
 use resend::Made;
-pub use session::{Notifier, Session, Unmounter, refuse_all};
+pub use session::{Handover, Notifier, Session, Unmounter, refuse_all};
 pub use uring::kernel_offers as uring_offered;
 
 /// A supervisor's side of a connection (docs/design.md §18): opens /dev/fuse and mounts it on

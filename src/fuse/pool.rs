@@ -113,6 +113,26 @@ impl Pools {
         }
     }
 
+    /// No request queued or in progress, in any pool or inline.
+    pub fn idle(&self) -> bool {
+        self.counters.iter().all(|c| c.queued.load(Ordering::SeqCst) == 0 && c.busy.load(Ordering::SeqCst) == 0)
+    }
+
+    /// Waits (up to `limit`) until no request is queued or in progress in any pool; once the
+    /// readers have stopped, that is every request read answered. False if the limit passed.
+    pub fn wait_idle(&self, limit: std::time::Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.idle() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+
     /// Whether requests of `backing` are queued to a pool of its own.
     pub fn offloads(&self, backing: usize) -> bool {
         matches!(self.pools.get(backing), Some(Some(_)))
@@ -162,8 +182,9 @@ fn worker(pool: &Pool, c: &Counters) {
                 pool.wake.wait(&mut q);
             }
         };
-        c.queued.fetch_sub(1, Ordering::Relaxed);
-        c.busy.fetch_add(1, Ordering::Relaxed);
+        // Busy before no longer queued: `wait_idle` never sees the job in neither.
+        c.busy.fetch_add(1, Ordering::SeqCst);
+        c.queued.fetch_sub(1, Ordering::SeqCst);
         job();
         c.busy.fetch_sub(1, Ordering::Relaxed);
     }

@@ -10,7 +10,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use super::channel::{Channel, ReadEnd};
+use super::channel::{Channel, ReadEnd, Stop};
 use super::reply::Reply;
 use super::{FuseFront, init, kernel, uring};
 use crate::wire::encode::{InitOut, Out};
@@ -32,6 +32,42 @@ pub struct Session {
 struct Adopted {
     readers: Vec<Arc<Channel>>,
     init_file: PathBuf,
+    stop: Arc<Stop>,
+}
+
+/// Hands a supervised connection over (`quotafs restart`, docs/design.md §18): the readers stop
+/// reading, what they read is answered, and `Session::run` returns without unmounting.
+#[derive(Clone)]
+pub struct Handover(Arc<Stop>);
+
+impl Handover {
+    /// Hands over: first, for up to `limit`, opens and creates are left unanswered (the next
+    /// process gets them by FUSE_NOTIFY_RESEND) while everything else is served, so that files
+    /// opened for a moment are closed before the process goes (`open_files` counts the handles
+    /// it holds); then the readers stop.
+    /// `idle`: no request queued or running in a backing's pool. An open in progress when the
+    /// drain begins is waited for too (it would leave a handle behind).
+    pub fn start(&self, open_files: impl Fn() -> usize, idle: impl Fn() -> bool, limit: std::time::Duration) {
+        self.0.drain();
+        let since = std::time::Instant::now();
+        let settled = || self.0.quiet() && idle() && open_files() == 0;
+        while !settled() && since.elapsed() < limit {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let left = open_files();
+        if left > 0 {
+            tracing::warn!(
+                open_files = left,
+                "files still open at the handover; the next process does not know their handles (EBADF to their holders)"
+            );
+        }
+        self.0.stop();
+    }
+
+    /// Whether a handover was asked for.
+    pub fn asked(&self) -> bool {
+        self.0.asked()
+    }
 }
 
 /// Sends notifications on a connection (any of its descriptors takes them).
@@ -89,7 +125,11 @@ impl Session {
         init_file: PathBuf,
         transport: Arc<OnceLock<&'static str>>,
     ) -> io::Result<Session> {
-        let readers: Vec<Arc<Channel>> = devs.into_iter().map(|d| Arc::new(Channel::new(d))).collect();
+        let stop = Arc::new(Stop::new()?);
+        let readers: Vec<Arc<Channel>> = devs
+            .into_iter()
+            .map(|d| Channel::stoppable(d, Arc::clone(&stop)).map(Arc::new))
+            .collect::<io::Result<_>>()?;
         let ch = readers
             .first()
             .cloned()
@@ -98,8 +138,13 @@ impl Session {
             ch,
             mountpoint: mountpoint.to_path_buf(),
             transport,
-            adopted: Some(Adopted { readers, init_file }),
+            adopted: Some(Adopted { readers, init_file, stop }),
         })
+    }
+
+    /// How to hand this connection over; None for a connection this process mounted itself.
+    pub fn handover(&self) -> Option<Handover> {
+        self.adopted.as_ref().map(|a| Handover(Arc::clone(&a.stop)))
     }
 
     pub fn notifier(&self) -> Notifier {
@@ -209,6 +254,16 @@ impl Session {
                 result = r;
             }
         }
+        if let Some(a) = &self.adopted
+            && a.stop.asked()
+        {
+            // Requests queued to a backing's pool are answered before the process goes; any
+            // left after the wait are resent to the next process by the kernel.
+            if !front.pools.wait_idle(std::time::Duration::from_secs(30)) {
+                tracing::warn!("requests still in progress after 30 s; the next process gets them again");
+            }
+            tracing::info!("stopped reading the FUSE connection and answered what was read; handing it over");
+        }
         // A connection that ended without an unmount (aborted) leaves a dead mount behind.
         // (A supervisor's connection ends only by an unmount: the supervisor holds it.)
         if self.adopted.is_none() {
@@ -223,6 +278,7 @@ impl Session {
         loop {
             let n = self.ch.receive(&mut buf).map_err(|e| match e {
                 ReadEnd::Closed(e) | ReadEnd::Failed(e) => e,
+                ReadEnd::Stopped => io::Error::new(io::ErrorKind::Interrupted, "handed over before INIT"),
             })?;
             let (h, op) = decode(&buf[..n]).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
             let Op::Init(kernel) = op else {
@@ -268,6 +324,7 @@ fn serve(front: &FuseFront, ch: &Arc<Channel>, bufsize: usize) -> io::Result<()>
                 return if e.raw_os_error() == Some(libc::ECONNABORTED) { Err(e) } else { Ok(()) };
             }
             Err(ReadEnd::Failed(e)) => return Err(e),
+            Err(ReadEnd::Stopped) => return Ok(()),
         };
         let (h, op) = match decode(&buf[..n]) {
             Ok(r) => r,
@@ -281,7 +338,13 @@ fn serve(front: &FuseFront, ch: &Arc<Channel>, bufsize: usize) -> io::Result<()>
                 continue;
             }
         };
+        if ch.enter() && matches!(op, Op::Open { .. } | Op::Create { .. }) {
+            // Handing over: left on the supervisor's descriptor, resent to the next process.
+            ch.leave();
+            continue;
+        }
         dispatch(front, &h, op, || Reply::new(h.unique, Arc::clone(ch)));
+        ch.leave();
     }
 }
 
@@ -313,13 +376,15 @@ fn save_init(path: &Path, agreed: &InitOut) -> io::Result<()> {
 /// once its serving processes keep dying (docs/design.md §18), so that callers get an error
 /// instead of waiting. Requests a dead process had read are asked for again first.
 pub fn refuse_all(dev: std::fs::File) -> io::Result<()> {
+    // A serving process may have left the descriptor non-blocking.
+    kernel::set_nonblocking(std::os::fd::AsFd::as_fd(&dev), false)?;
     let ch = Arc::new(Channel::new(dev));
     let _ = ch.send(&[&encode::notify_resend()]);
     let mut buf = vec![0u8; (16 << 20) + 2 * abi::MIN_READ_BUFFER];
     loop {
         let n = match ch.receive(&mut buf) {
             Ok(n) => n,
-            Err(ReadEnd::Closed(_)) => return Ok(()),
+            Err(ReadEnd::Closed(_) | ReadEnd::Stopped) => return Ok(()),
             Err(ReadEnd::Failed(e)) => return Err(e),
         };
         match decode(&buf[..n]) {

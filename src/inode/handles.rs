@@ -226,6 +226,11 @@ impl<T> HandleTable<T> {
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
+
+    /// Handles this table numbered itself (`insert`): none of them is in the open-file table.
+    pub fn unrecorded(&self) -> usize {
+        self.map.iter().filter(|e| *e.key() >= super::open_table::FIRST_UNRECORDED).count()
+    }
 }
 
 impl<T> Default for HandleTable<T> {

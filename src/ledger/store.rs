@@ -22,7 +22,7 @@
 //! durable when the call returns.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -102,6 +102,42 @@ impl Store {
         Ok(Store { db, path })
     }
 
+    /// Whether this quotafs reads the store in `state_dir` as it stands, without changing it
+    /// (`quotafs mount --check-takeover`): a copy is opened (the running daemon holds the
+    /// store's locks, and opening a store may write it) and its snapshot loaded. Returns the
+    /// snapshot's epoch (None: no snapshot yet). A copy taken while a snapshot is being
+    /// written may not open; the copy is retried before that counts as a refusal.
+    pub fn check_readable(state_dir: &Path) -> Result<Option<u64>, LedgerError> {
+        let path = state_dir.join(FILE);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let scratch = std::env::temp_dir().join(format!("quotafs-check-takeover-{}", std::process::id()));
+        let mut last = None;
+        for _ in 0..3 {
+            let _ = std::fs::remove_dir_all(&scratch);
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&scratch)
+                .map_err(|e| err(&scratch, "cannot create a scratch directory", e))?;
+            let tried = std::fs::copy(&path, scratch.join(FILE))
+                .map_err(|e| err(&path, "cannot copy", e))
+                .and_then(|_| Store::open(&scratch))
+                .and_then(|store| store.load());
+            let _ = std::fs::remove_dir_all(&scratch);
+            match tried {
+                Ok(snapshot) => return Ok(snapshot.map(|s| s.epoch)),
+                // A format this quotafs does not know is an answer, not a torn copy.
+                Err(LedgerError::Store { what, detail, .. }) if what == "unknown format" => {
+                    return Err(LedgerError::Store { path: path.clone(), what, detail });
+                }
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        Err(last.unwrap_or_else(|| err(&path, "cannot read", "no attempt made")))
+    }
+
     /// Moves an unreadable store aside (`ledger.redb.corrupt-<unix time>`) so that a repair can
     /// rebuild the ledger; returns where it went. Nothing is deleted.
     pub fn quarantine(state_dir: &Path) -> Result<PathBuf, LedgerError> {
@@ -152,7 +188,8 @@ impl Store {
         };
         let format = meta.get("format").map_err(|e| err(p, "read format", e))?.map(|v| v.value());
         if format != Some(FORMAT) {
-            return Err(err(p, "unknown format", format!("{format:?}, this quotafs reads format {FORMAT}")));
+            let found = format.map_or_else(|| "none".to_string(), |f| f.to_string());
+            return Err(err(p, "unknown format", format!("format {found}; this quotafs reads format {FORMAT}")));
         }
         let table = txn.open_table(USAGE).map_err(|e| err(p, "read usage", e))?;
         let mut usage = BTreeMap::new();

@@ -202,6 +202,25 @@ impl std::fmt::Display for LogError {
     }
 }
 
+/// Whether this quotafs reads the format of the log at `path` (`--check-takeover`): a header
+/// of another version of this log ("QFSALOG" and another digit) is refused; anything else
+/// (a header cut short, damage) is recovery's to judge, as at any start.
+pub fn check_format(path: &Path) -> Result<(), String> {
+    let mut head = [0u8; 8];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .map_err(|e| format!("cannot read activity log {}: {e}", path.display()))?;
+    if n == head.len() && head[..7] == MAGIC[..7] && head != *MAGIC {
+        return Err(format!(
+            "activity log {} is of format {:?}; this quotafs reads {:?}",
+            path.display(),
+            String::from_utf8_lossy(&head),
+            String::from_utf8_lossy(MAGIC)
+        ));
+    }
+    Ok(())
+}
+
 /// Parses a whole log file's bytes (see the module docs for the rules).
 pub fn decode(path: &Path, bytes: &[u8]) -> Result<LogContents, LogError> {
     let h = bytes.get(..HEADER_LEN).ok_or_else(|| LogError::BadHeader { path: path.into() })?;

@@ -105,6 +105,16 @@ impl Passthrough {
         self.state.opens.handles.len()
     }
 
+    /// Open files a handover would lose: those not in the supervisor's open-file table (all of
+    /// them without one). The next process reopens the others on their next use.
+    pub fn open_files_not_carried(&self) -> usize {
+        let opens = &self.state.opens;
+        match opens.table.get() {
+            Some(_) => opens.handles.unrecorded(),
+            None => opens.handles.len(),
+        }
+    }
+
     pub fn ledger(&self) -> &Arc<Ledger> {
         &self.backend.ledger
     }

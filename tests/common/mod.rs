@@ -165,6 +165,8 @@ pub struct Fixture {
     pub routed: Vec<Scratch>,
     pub route_args: Vec<String>,
     pub state: PathBuf,
+    /// The quotafs binary the daemon is started from (`BIN` unless `with_bin`).
+    pub bin: PathBuf,
     daemon: Option<Child>,
     pub log: PathBuf,
     // Declared last: dropped after the daemon is gone.
@@ -178,6 +180,24 @@ impl Fixture {
 
     pub fn with_args(name: &str, args: &[&str]) -> Fixture {
         Self::serving(name, None, args)
+    }
+
+    /// A fixture whose daemon runs the binary at `bin` (a copy or link of `BIN`).
+    pub fn with_bin(name: &str, bin: &Path, args: &[&str]) -> Fixture {
+        let scratch = Scratch::new(name);
+        let mut f = Fixture {
+            routed: Vec::new(),
+            route_args: Vec::new(),
+            served: scratch.backing.clone(),
+            mnt: scratch.dir.join("mnt"),
+            state: scratch.dir.join("state"),
+            log: scratch.dir.join("daemon.log"),
+            bin: bin.to_path_buf(),
+            daemon: None,
+            scratch,
+        };
+        f.start(args);
+        f
     }
 
     /// A fixture whose backing is the directory `sub` inside the image (created 0755), so
@@ -200,6 +220,7 @@ impl Fixture {
             mnt: scratch.dir.join("mnt"),
             state: scratch.dir.join("state"),
             log: scratch.dir.join("daemon.log"),
+            bin: PathBuf::from(BIN),
             daemon: None,
             scratch,
         };
@@ -217,6 +238,7 @@ impl Fixture {
             mnt: scratch.dir.join("mnt"),
             state: scratch.dir.join("state"),
             log: scratch.dir.join("daemon.log"),
+            bin: PathBuf::from(BIN),
             daemon: None,
             scratch,
         };
@@ -305,7 +327,7 @@ impl Fixture {
     fn spawn(&mut self, args: &[&str], env: &[(&str, &str)]) {
         assert!(self.daemon.is_none(), "daemon already running");
         let log = std::fs::OpenOptions::new().append(true).create(true).open(&self.log).unwrap();
-        let child = Command::new(BIN)
+        let child = Command::new(&self.bin)
             .arg("mount")
             .arg("--backing")
             .arg(&self.served)
