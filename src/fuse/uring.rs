@@ -263,51 +263,48 @@ pub(super) fn serve(front: FuseFront, dev: Arc<Channel>, qid: u16, payload: usiz
     }
 }
 
-/// Serves the request in entry `index`. A write of a node served inline reads its data in
-/// place; every other request is copied out of the entry first (header, arguments, names; a
-/// routed write's data), so that the entry can travel with the answer to a pool.
+/// Serves the request in entry `index`, decoding it once. A write of a node served inline
+/// reads its data in place; every other request is decoded from a copy of its header,
+/// arguments and names (a few hundred bytes on the stack and one small allocation; a routed
+/// write's data too), so that the entry can travel with the answer to a pool.
 fn handle_entry(front: &FuseFront, ring: &Arc<Ring>, index: usize, buf: EntryBuf) {
     let commit_id = buf.u64_at(ENT_IN_OUT + 8);
     let size = ((buf.u64_at(ENT_IN_OUT + 16) & 0xffff_ffff) as usize).min(buf.payload.len());
     let slot = |buf: EntryBuf| Slot { ring: Arc::clone(ring), index, buf, commit_id };
-    let (h, op) = match decode::decode_split(
-        &buf.header[..abi::IN_HEADER_LEN],
-        &buf.header[OP_IN..ENT_IN_OUT],
-        &buf.payload[..size],
-    ) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "undecodable FUSE request on the ring");
-            let unique = buf.u64_at(8);
-            Reply::ring(unique, slot(buf)).error(libc::EIO);
-            return;
-        }
+    let fail = |buf: EntryBuf, e: decode::DecodeError| {
+        tracing::error!(error = %e, "undecodable FUSE request on the ring");
+        let unique = buf.u64_at(8);
+        Reply::ring(unique, slot(buf)).error(libc::EIO);
     };
-    if let Op::Write { fh, offset, write_flags, data } = op
-        && front.serves_inline(h.nodeid)
-    {
-        let cached = write_flags & abi::WRITE_CACHE != 0;
-        let r = front.ops.write(fh, offset, data, cached);
-        let len = data.len();
-        front.reply_write(h.nodeid, offset, len, cached, r, Reply::ring(h.unique, slot(buf)));
+    let opcode = u32::from_ne_bytes([buf.header[4], buf.header[5], buf.header[6], buf.header[7]]);
+    if opcode == abi::op::WRITE && front.serves_inline(buf.u64_at(16)) {
+        let (h, op) = match decode::decode_split(
+            &buf.header[..abi::IN_HEADER_LEN],
+            &buf.header[OP_IN..ENT_IN_OUT],
+            &buf.payload[..size],
+        ) {
+            Ok(r) => r,
+            Err(e) => return fail(buf, e),
+        };
+        match op {
+            Op::Write { fh, offset, write_flags, data } => {
+                let cached = write_flags & abi::WRITE_CACHE != 0;
+                let r = front.ops.write(fh, offset, data, cached);
+                let len = data.len();
+                front.reply_write(h.nodeid, offset, len, cached, r, Reply::ring(h.unique, slot(buf)));
+            }
+            // The opcode said WRITE; the decoder cannot say otherwise.
+            _ => Reply::ring(h.unique, slot(buf)).error(libc::EIO),
+        }
         return;
     }
-    // The request as /dev/fuse would deliver it, without extension headers (none is asked for).
-    let ext = usize::from(u16::from_ne_bytes([buf.header[36], buf.header[37]])) * 8;
-    let fixed = decode::fixed_len(h.opcode).min(ENT_IN_OUT - OP_IN);
-    let data = &buf.payload[..size.saturating_sub(ext)];
-    let mut copy = Vec::with_capacity(abi::IN_HEADER_LEN + fixed + data.len());
-    copy.extend_from_slice(&buf.header[..abi::IN_HEADER_LEN]);
-    copy.extend_from_slice(&buf.header[OP_IN..OP_IN + fixed]);
-    copy.extend_from_slice(data);
-    let len = copy.len() as u32;
-    copy[..4].copy_from_slice(&len.to_ne_bytes());
-    copy[36..38].copy_from_slice(&0u16.to_ne_bytes());
-    match decode::decode(&copy) {
+    let mut head = [0u8; abi::IN_HEADER_LEN];
+    head.copy_from_slice(&buf.header[..abi::IN_HEADER_LEN]);
+    let mut args = [0u8; ENT_IN_OUT - OP_IN];
+    args.copy_from_slice(&buf.header[OP_IN..ENT_IN_OUT]);
+    let names = buf.payload[..size].to_vec();
+    match decode::decode_split(&head, &args, &names) {
         Ok((h, op)) => super::session::dispatch(front, &h, op, || Reply::ring(h.unique, slot(buf))),
-        Err(e) => {
-            tracing::error!(error = %e, "undecodable FUSE request on the ring");
-            Reply::ring(h.unique, slot(buf)).error(libc::EIO);
-        }
+        Err(e) => fail(buf, e),
     }
 }
