@@ -140,14 +140,9 @@ impl Session {
             let payload =
                 (negotiated.max_write as usize).max(usize::from(negotiated.max_pages) * 4096).max(abi::MIN_READ_BUFFER);
             for qid in 0..queues {
-                for t in 0..per_queue {
-                    let (front, ch) = (front.clone(), Arc::clone(&self.ch));
-                    workers.push(
-                        std::thread::Builder::new()
-                            .name(format!("fuse-ring-{qid}-{t}"))
-                            .spawn(move || uring::serve(front, ch, qid as u16, payload))
-                            .map_err(|e| io::Error::new(e.kind(), format!("cannot start a FUSE ring thread: {e}")))?,
-                    );
+                let queue = uring::Queue::new(front.clone(), Arc::clone(&self.ch), qid as u16, payload, per_queue);
+                for _ in 0..per_queue {
+                    workers.extend(queue.start()?);
                 }
             }
             tracing::info!(queues, per_queue, payload, "serving FUSE over io_uring");

@@ -23,6 +23,7 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::JoinHandle;
 
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use parking_lot::Mutex;
@@ -39,6 +40,9 @@ const OP_IN: usize = 128;
 const ENT_IN_OUT: usize = 256;
 /// Entries one ring thread may hold (registered with the kernel or out with a pool).
 const MAX_ENTRIES: usize = 64;
+/// Ring threads a CPU queue may grow to (`Queue`); past that, a request issued on a CPU whose
+/// threads are all serving waits in the kernel for the first of them to finish.
+const MAX_THREADS_PER_QUEUE: usize = 16;
 
 /// Whether the kernel will offer FUSE over io_uring at INIT, and if not, why.
 pub fn kernel_offers() -> Result<(), String> {
@@ -207,8 +211,72 @@ impl Slot {
     }
 }
 
-/// Serves queue `qid` on this thread until the connection ends.
-pub(super) fn serve(front: FuseFront, dev: Arc<Channel>, qid: u16, payload: usize) -> io::Result<()> {
+/// One CPU queue's ring threads. The kernel hands a request issued on CPU `qid` to an entry of
+/// that queue that waits for one, and to no other queue: when every entry of the queue holds a
+/// request, the next one waits in the kernel until one of them is answered. So a thread that
+/// takes a request while no other thread of its queue is waiting starts one more (up to
+/// `max`), which registers an entry of its own: a request that blocks (a synced log record, a
+/// slow backing) never leaves its CPU without a thread to take the next request.
+pub(super) struct Queue {
+    front: FuseFront,
+    dev: Arc<Channel>,
+    qid: u16,
+    payload: usize,
+    max: usize,
+    /// The queue's threads, started or starting.
+    threads: AtomicUsize,
+    /// Threads in `io_uring_enter`, waiting for a request.
+    waiting: AtomicUsize,
+}
+
+impl Queue {
+    /// Queue `qid` of the connection `dev`, whose threads may grow to `max` (at least
+    /// `MAX_THREADS_PER_QUEUE`); `payload`: each entry's payload buffer.
+    pub(super) fn new(front: FuseFront, dev: Arc<Channel>, qid: u16, payload: usize, max: usize) -> Arc<Queue> {
+        Arc::new(Queue {
+            front,
+            dev,
+            qid,
+            payload,
+            max: max.max(MAX_THREADS_PER_QUEUE),
+            threads: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
+        })
+    }
+
+    /// Starts one more thread for this queue, unless it has `max` already (`Ok(None)`).
+    pub(super) fn start(self: &Arc<Self>) -> io::Result<Option<JoinHandle<io::Result<()>>>> {
+        let Ok(n) = self.threads.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < self.max).then_some(n + 1))
+        else {
+            return Ok(None);
+        };
+        let queue = Arc::clone(self);
+        match std::thread::Builder::new().name(format!("fuse-ring-{}-{n}", self.qid)).spawn(move || serve(queue)) {
+            Ok(h) => Ok(Some(h)),
+            Err(e) => {
+                self.threads.fetch_sub(1, Ordering::SeqCst);
+                Err(io::Error::new(e.kind(), format!("cannot start a FUSE ring thread: {e}")))
+            }
+        }
+    }
+}
+
+/// Serves the queue on this thread until the connection ends; then waits for the threads it
+/// started.
+fn serve(queue: Arc<Queue>) -> io::Result<()> {
+    let mut started = Vec::new();
+    let mut result = serve_entries(&queue, &mut started);
+    for h in started {
+        let r = h.join().unwrap_or_else(|_| Err(io::Error::other("a FUSE ring thread panicked")));
+        if result.is_ok() {
+            result = r;
+        }
+    }
+    result
+}
+
+fn serve_entries(queue: &Arc<Queue>, started: &mut Vec<JoinHandle<io::Result<()>>>) -> io::Result<()> {
+    let (front, qid) = (&queue.front, queue.qid);
     // The queue's requests are issued on CPU `qid`: served there, they need no wake-up of
     // another CPU (libfuse pins its queue threads the same way). Not fatal if refused.
     let mut cpus = nix::sched::CpuSet::new();
@@ -225,15 +293,18 @@ pub(super) fn serve(front: FuseFront, dev: Arc<Channel>, qid: u16, payload: usiz
         sq: Mutex::new(()),
         slots: Mutex::new(Vec::new()),
         armed: AtomicUsize::new(0),
-        dev: std::os::fd::AsFd::as_fd(&*dev).as_raw_fd(),
-        _channel: Arc::clone(&dev),
+        dev: std::os::fd::AsFd::as_fd(&*queue.dev).as_raw_fd(),
+        _channel: Arc::clone(&queue.dev),
         qid,
-        payload,
+        payload: queue.payload,
         ring_thread: std::thread::current().id(),
     });
     ring.register()?;
     loop {
-        match ring.uring.submitter().submit_and_wait(1) {
+        queue.waiting.fetch_add(1, Ordering::SeqCst);
+        let waited = ring.uring.submitter().submit_and_wait(1);
+        let was_last = queue.waiting.fetch_sub(1, Ordering::SeqCst) == 1;
+        match waited {
             Ok(_) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINTR) || e.raw_os_error() == Some(libc::EBUSY) => {}
             Err(e) => return Err(e),
@@ -241,6 +312,13 @@ pub(super) fn serve(front: FuseFront, dev: Arc<Channel>, qid: u16, payload: usiz
         // SAFETY: only this thread consumes the completion queue.
         let done: Vec<(u64, i32)> =
             unsafe { ring.uring.completion_shared() }.map(|c| (c.user_data(), c.result())).collect();
+        if was_last && done.iter().any(|&(_, res)| res >= 0) {
+            match queue.start() {
+                Ok(Some(h)) => started.push(h),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(qid, error = %e, "cannot add a ring thread to a busy queue"),
+            }
+        }
         for (index, res) in done {
             ring.armed.fetch_sub(1, Ordering::SeqCst);
             if res < 0 {
@@ -253,7 +331,7 @@ pub(super) fn serve(front: FuseFront, dev: Arc<Channel>, qid: u16, payload: usiz
             let Some(buf) = ring.slots.lock().get_mut(index as usize).and_then(Option::take) else {
                 return Err(io::Error::other(format!("ring completion for unknown entry {index}")));
             };
-            handle_entry(&front, &ring, index as usize, buf);
+            handle_entry(front, &ring, index as usize, buf);
         }
         // Keep one entry waiting on this thread while others are out with pools.
         let held = ring.slots.lock().len();
