@@ -8,8 +8,8 @@
 //!
 //! Threads and entries. Every thread serving a queue owns an io_uring of its own and serves
 //! the requests of its entries inline, as a /dev/fuse reader does; a queue has several such
-//! threads, so a request that blocks (a synced log record, a slow backing) holds only its own
-//! thread. A request for a routed node goes to that backing's pool (load isolation): the entry
+//! threads and starts another whenever all of them serve (`Queue`), so a request that blocks
+//! (a synced log record, a slow backing) holds only its own thread. A request for a routed node goes to that backing's pool (load isolation): the entry
 //! travels with the reply, the pool thread commits it on the ring thread's io_uring, and the
 //! ring thread registers another entry meanwhile so that it keeps serving (up to
 //! `MAX_ENTRIES` per thread; past that it waits for one to come back).
