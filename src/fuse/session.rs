@@ -197,14 +197,9 @@ impl Session {
             let payload =
                 (negotiated.max_write as usize).max(usize::from(negotiated.max_pages) * 4096).max(abi::MIN_READ_BUFFER);
             for qid in 0..queues {
-                for t in 0..per_queue {
-                    let (front, ch) = (front.clone(), Arc::clone(&self.ch));
-                    workers.push(
-                        std::thread::Builder::new()
-                            .name(format!("fuse-ring-{qid}-{t}"))
-                            .spawn(move || uring::serve(front, ch, qid as u16, payload))
-                            .map_err(|e| io::Error::new(e.kind(), format!("cannot start a FUSE ring thread: {e}")))?,
-                    );
+                let queue = uring::Queue::new(front.clone(), Arc::clone(&self.ch), qid as u16, payload, per_queue);
+                for _ in 0..per_queue {
+                    workers.extend(queue.start()?);
                 }
             }
             tracing::info!(queues, per_queue, payload, "serving FUSE over io_uring");
@@ -243,11 +238,13 @@ impl Session {
             workers.push(
                 std::thread::Builder::new()
                     .name(format!("fuse-{i}"))
-                    .spawn(move || serve(&front, &ch, bufsize))
+                    .spawn(move || serve(&front, &ch, bufsize, std::time::Duration::ZERO))
                     .map_err(|e| io::Error::new(e.kind(), format!("cannot start a FUSE thread: {e}")))?,
             );
         }
-        let mut result = serve(&front, &self.ch, bufsize);
+        // Over io_uring this thread reads only what still travels on /dev/fuse: mostly FORGETs.
+        let pause = if over_uring { FORGET_PAUSE } else { std::time::Duration::ZERO };
+        let mut result = serve(&front, &self.ch, bufsize, pause);
         for w in workers {
             let r = w.join().unwrap_or_else(|_| Err(io::Error::other("a FUSE thread panicked")));
             if result.is_ok() {
@@ -313,8 +310,15 @@ impl Session {
     }
 }
 
-/// One thread's loop: read, decode, hand to the front; until the connection closes.
-fn serve(front: &FuseFront, ch: &Arc<Channel>, bufsize: usize) -> io::Result<()> {
+/// How long the /dev/fuse reader of an io_uring connection waits after a FORGET before it
+/// reads again. The kernel queues the FORGETs of that time and hands them over in one
+/// BATCH_FORGET: an `rm -rf` then wakes this thread once per batch, not once per file (a
+/// forget only lets go of a node the kernel no longer uses, so its lateness costs nothing).
+const FORGET_PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// One thread's loop: read, decode, hand to the front; until the connection closes. After a
+/// FORGET it waits `forget_pause` before the next read (zero: reads at once).
+fn serve(front: &FuseFront, ch: &Arc<Channel>, bufsize: usize, forget_pause: std::time::Duration) -> io::Result<()> {
     let mut buf = vec![0u8; bufsize];
     loop {
         let n = match ch.receive(&mut buf) {
@@ -338,6 +342,7 @@ fn serve(front: &FuseFront, ch: &Arc<Channel>, bufsize: usize) -> io::Result<()>
                 continue;
             }
         };
+        let forget = op.is_forget();
         if ch.enter() && matches!(op, Op::Open { .. } | Op::Create { .. }) {
             // Handing over: left on the supervisor's descriptor, resent to the next process.
             ch.leave();
@@ -345,6 +350,9 @@ fn serve(front: &FuseFront, ch: &Arc<Channel>, bufsize: usize) -> io::Result<()>
         }
         dispatch(front, &h, op, || Reply::new(h.unique, Arc::clone(ch)));
         ch.leave();
+        if forget && !forget_pause.is_zero() {
+            std::thread::sleep(forget_pause);
+        }
     }
 }
 

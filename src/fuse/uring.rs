@@ -8,8 +8,8 @@
 //!
 //! Threads and entries. Every thread serving a queue owns an io_uring of its own and serves
 //! the requests of its entries inline, as a /dev/fuse reader does; a queue has several such
-//! threads, so a request that blocks (a synced log record, a slow backing) holds only its own
-//! thread. A request for a routed node goes to that backing's pool (load isolation): the entry
+//! threads and starts another whenever all of them serve (`Queue`), so a request that blocks
+//! (a synced log record, a slow backing) holds only its own thread. A request for a routed node goes to that backing's pool (load isolation): the entry
 //! travels with the reply, the pool thread commits it on the ring thread's io_uring, and the
 //! ring thread registers another entry meanwhile so that it keeps serving (up to
 //! `MAX_ENTRIES` per thread; past that it waits for one to come back).
@@ -23,6 +23,7 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::JoinHandle;
 
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use parking_lot::Mutex;
@@ -39,6 +40,9 @@ const OP_IN: usize = 128;
 const ENT_IN_OUT: usize = 256;
 /// Entries one ring thread may hold (registered with the kernel or out with a pool).
 const MAX_ENTRIES: usize = 64;
+/// Ring threads a CPU queue may grow to (`Queue`); past that, a request issued on a CPU whose
+/// threads are all serving waits in the kernel for the first of them to finish.
+const MAX_THREADS_PER_QUEUE: usize = 16;
 
 /// Whether the kernel will offer FUSE over io_uring at INIT, and if not, why.
 pub fn kernel_offers() -> Result<(), String> {
@@ -207,8 +211,72 @@ impl Slot {
     }
 }
 
-/// Serves queue `qid` on this thread until the connection ends.
-pub(super) fn serve(front: FuseFront, dev: Arc<Channel>, qid: u16, payload: usize) -> io::Result<()> {
+/// One CPU queue's ring threads. The kernel hands a request issued on CPU `qid` to an entry of
+/// that queue that waits for one, and to no other queue: when every entry of the queue holds a
+/// request, the next one waits in the kernel until one of them is answered. So a thread that
+/// takes a request while no other thread of its queue is waiting starts one more (up to
+/// `max`), which registers an entry of its own: a request that blocks (a synced log record, a
+/// slow backing) never leaves its CPU without a thread to take the next request.
+pub(super) struct Queue {
+    front: FuseFront,
+    dev: Arc<Channel>,
+    qid: u16,
+    payload: usize,
+    max: usize,
+    /// The queue's threads, started or starting.
+    threads: AtomicUsize,
+    /// Threads in `io_uring_enter`, waiting for a request.
+    waiting: AtomicUsize,
+}
+
+impl Queue {
+    /// Queue `qid` of the connection `dev`, whose threads may grow to `max` (at least
+    /// `MAX_THREADS_PER_QUEUE`); `payload`: each entry's payload buffer.
+    pub(super) fn new(front: FuseFront, dev: Arc<Channel>, qid: u16, payload: usize, max: usize) -> Arc<Queue> {
+        Arc::new(Queue {
+            front,
+            dev,
+            qid,
+            payload,
+            max: max.max(MAX_THREADS_PER_QUEUE),
+            threads: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
+        })
+    }
+
+    /// Starts one more thread for this queue, unless it has `max` already (`Ok(None)`).
+    pub(super) fn start(self: &Arc<Self>) -> io::Result<Option<JoinHandle<io::Result<()>>>> {
+        let Ok(n) = self.threads.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < self.max).then_some(n + 1))
+        else {
+            return Ok(None);
+        };
+        let queue = Arc::clone(self);
+        match std::thread::Builder::new().name(format!("fuse-ring-{}-{n}", self.qid)).spawn(move || serve(queue)) {
+            Ok(h) => Ok(Some(h)),
+            Err(e) => {
+                self.threads.fetch_sub(1, Ordering::SeqCst);
+                Err(io::Error::new(e.kind(), format!("cannot start a FUSE ring thread: {e}")))
+            }
+        }
+    }
+}
+
+/// Serves the queue on this thread until the connection ends; then waits for the threads it
+/// started.
+fn serve(queue: Arc<Queue>) -> io::Result<()> {
+    let mut started = Vec::new();
+    let mut result = serve_entries(&queue, &mut started);
+    for h in started {
+        let r = h.join().unwrap_or_else(|_| Err(io::Error::other("a FUSE ring thread panicked")));
+        if result.is_ok() {
+            result = r;
+        }
+    }
+    result
+}
+
+fn serve_entries(queue: &Arc<Queue>, started: &mut Vec<JoinHandle<io::Result<()>>>) -> io::Result<()> {
+    let (front, qid) = (&queue.front, queue.qid);
     // The queue's requests are issued on CPU `qid`: served there, they need no wake-up of
     // another CPU (libfuse pins its queue threads the same way). Not fatal if refused.
     let mut cpus = nix::sched::CpuSet::new();
@@ -225,15 +293,18 @@ pub(super) fn serve(front: FuseFront, dev: Arc<Channel>, qid: u16, payload: usiz
         sq: Mutex::new(()),
         slots: Mutex::new(Vec::new()),
         armed: AtomicUsize::new(0),
-        dev: std::os::fd::AsFd::as_fd(&*dev).as_raw_fd(),
-        _channel: Arc::clone(&dev),
+        dev: std::os::fd::AsFd::as_fd(&*queue.dev).as_raw_fd(),
+        _channel: Arc::clone(&queue.dev),
         qid,
-        payload,
+        payload: queue.payload,
         ring_thread: std::thread::current().id(),
     });
     ring.register()?;
     loop {
-        match ring.uring.submitter().submit_and_wait(1) {
+        queue.waiting.fetch_add(1, Ordering::SeqCst);
+        let waited = ring.uring.submitter().submit_and_wait(1);
+        let was_last = queue.waiting.fetch_sub(1, Ordering::SeqCst) == 1;
+        match waited {
             Ok(_) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINTR) || e.raw_os_error() == Some(libc::EBUSY) => {}
             Err(e) => return Err(e),
@@ -241,6 +312,13 @@ pub(super) fn serve(front: FuseFront, dev: Arc<Channel>, qid: u16, payload: usiz
         // SAFETY: only this thread consumes the completion queue.
         let done: Vec<(u64, i32)> =
             unsafe { ring.uring.completion_shared() }.map(|c| (c.user_data(), c.result())).collect();
+        if was_last && done.iter().any(|&(_, res)| res >= 0) {
+            match queue.start() {
+                Ok(Some(h)) => started.push(h),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(qid, error = %e, "cannot add a ring thread to a busy queue"),
+            }
+        }
         for (index, res) in done {
             ring.armed.fetch_sub(1, Ordering::SeqCst);
             if res < 0 {
@@ -253,7 +331,7 @@ pub(super) fn serve(front: FuseFront, dev: Arc<Channel>, qid: u16, payload: usiz
             let Some(buf) = ring.slots.lock().get_mut(index as usize).and_then(Option::take) else {
                 return Err(io::Error::other(format!("ring completion for unknown entry {index}")));
             };
-            handle_entry(&front, &ring, index as usize, buf);
+            handle_entry(front, &ring, index as usize, buf);
         }
         // Keep one entry waiting on this thread while others are out with pools.
         let held = ring.slots.lock().len();
@@ -263,53 +341,50 @@ pub(super) fn serve(front: FuseFront, dev: Arc<Channel>, qid: u16, payload: usiz
     }
 }
 
-/// Serves the request in entry `index`. A write of a node served inline reads its data in
-/// place; every other request is copied out of the entry first (header, arguments, names; a
-/// routed write's data), so that the entry can travel with the answer to a pool.
+/// Serves the request in entry `index`, decoding it once. A write of a node served inline
+/// reads its data in place; every other request is decoded from a copy of its header,
+/// arguments and names (a few hundred bytes on the stack and one small allocation; a routed
+/// write's data too), so that the entry can travel with the answer to a pool.
 fn handle_entry(front: &FuseFront, ring: &Arc<Ring>, index: usize, buf: EntryBuf) {
     let commit_id = buf.u64_at(ENT_IN_OUT + 8);
     let size = ((buf.u64_at(ENT_IN_OUT + 16) & 0xffff_ffff) as usize).min(buf.payload.len());
     let slot = |buf: EntryBuf| Slot { ring: Arc::clone(ring), index, buf, commit_id };
-    let (h, op) = match decode::decode_split(
-        &buf.header[..abi::IN_HEADER_LEN],
-        &buf.header[OP_IN..ENT_IN_OUT],
-        &buf.payload[..size],
-    ) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "undecodable FUSE request on the ring");
-            let unique = buf.u64_at(8);
-            Reply::ring(unique, slot(buf)).error(libc::EIO);
-            return;
-        }
+    let fail = |buf: EntryBuf, e: decode::DecodeError| {
+        tracing::error!(error = %e, "undecodable FUSE request on the ring");
+        let unique = buf.u64_at(8);
+        Reply::ring(unique, slot(buf)).error(libc::EIO);
     };
-    if let Op::Write { fh, offset, write_flags, data } = op
-        && front.serves_inline(h.nodeid)
-    {
-        let cached = write_flags & abi::WRITE_CACHE != 0;
-        let node = front.view.inward(h.nodeid);
-        let r = front.ops.write(fh, offset, data, cached);
-        let len = data.len();
-        let _writing = front.touched_data(&r, node, offset, len);
-        front.reply_write(node, offset, len, cached, r, Reply::ring(h.unique, slot(buf)));
+    let opcode = u32::from_ne_bytes([buf.header[4], buf.header[5], buf.header[6], buf.header[7]]);
+    if opcode == abi::op::WRITE && front.serves_inline(buf.u64_at(16)) {
+        let (h, op) = match decode::decode_split(
+            &buf.header[..abi::IN_HEADER_LEN],
+            &buf.header[OP_IN..ENT_IN_OUT],
+            &buf.payload[..size],
+        ) {
+            Ok(r) => r,
+            Err(e) => return fail(buf, e),
+        };
+        match op {
+            Op::Write { fh, offset, write_flags, data } => {
+                let cached = write_flags & abi::WRITE_CACHE != 0;
+                let node = front.view.inward(h.nodeid);
+                let r = front.ops.write(fh, offset, data, cached);
+                let len = data.len();
+                let _writing = front.touched_data(&r, node, offset, len);
+                front.reply_write(node, offset, len, cached, r, Reply::ring(h.unique, slot(buf)));
+            }
+            // The opcode said WRITE; the decoder cannot say otherwise.
+            _ => Reply::ring(h.unique, slot(buf)).error(libc::EIO),
+        }
         return;
     }
-    // The request as /dev/fuse would deliver it, without extension headers (none is asked for).
-    let ext = usize::from(u16::from_ne_bytes([buf.header[36], buf.header[37]])) * 8;
-    let fixed = decode::fixed_len(h.opcode).min(ENT_IN_OUT - OP_IN);
-    let data = &buf.payload[..size.saturating_sub(ext)];
-    let mut copy = Vec::with_capacity(abi::IN_HEADER_LEN + fixed + data.len());
-    copy.extend_from_slice(&buf.header[..abi::IN_HEADER_LEN]);
-    copy.extend_from_slice(&buf.header[OP_IN..OP_IN + fixed]);
-    copy.extend_from_slice(data);
-    let len = copy.len() as u32;
-    copy[..4].copy_from_slice(&len.to_ne_bytes());
-    copy[36..38].copy_from_slice(&0u16.to_ne_bytes());
-    match decode::decode(&copy) {
+    let mut head = [0u8; abi::IN_HEADER_LEN];
+    head.copy_from_slice(&buf.header[..abi::IN_HEADER_LEN]);
+    let mut args = [0u8; ENT_IN_OUT - OP_IN];
+    args.copy_from_slice(&buf.header[OP_IN..ENT_IN_OUT]);
+    let names = buf.payload[..size].to_vec();
+    match decode::decode_split(&head, &args, &names) {
         Ok((h, op)) => super::session::dispatch(front, &h, op, || Reply::ring(h.unique, slot(buf))),
-        Err(e) => {
-            tracing::error!(error = %e, "undecodable FUSE request on the ring");
-            Reply::ring(h.unique, slot(buf)).error(libc::EIO);
-        }
+        Err(e) => fail(buf, e),
     }
 }
