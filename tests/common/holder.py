@@ -8,9 +8,12 @@ Reads one command per line on stdin, answers one line on stdout:
   readnext H          read(2) from the handle's offset, like tail -f -> next TEXT (newlines as |; - if none)
   sync H              fsync (msync for a shared mapping)          -> ok | err ERRNO
   close H             close (unmap)                               -> ok | err ERRNO
+  stat H              fstat of the handle                         -> stat UID SIZE | err ERRNO
+  reopen H H2 KIND    open /proc/self/fd/N of handle H as KIND, keep it as H2 -> ok | err ERRNO
   openmany PREFIX A B open PREFIXa .. PREFIX(b-1) read-only and keep them all
                       -> opened N [ERRNO COUNT ...] (the errors of the others, by errno)
-KINDs: rdonly wronly rdwr append trunc direct mmap_shared mmap_private.
+KINDs: rdonly wronly rdwr append trunc direct mmap_shared mmap_private path (O_PATH: the
+kernel's inode held, no open sent to the file system).
 """
 import ctypes, errno, hashlib, mmap, os, sys
 
@@ -43,6 +46,7 @@ FLAGS = {
     "direct": os.O_RDONLY | os.O_DIRECT,
     "mmap_shared": os.O_RDWR,
     "mmap_private": os.O_RDONLY,
+    "path": os.O_PATH,
 }
 held = {}
 
@@ -81,6 +85,12 @@ def do(cmd):
         held[h] = (fd, kind, m)
         return "ok"
     fd, kind, m = held[h]
+    if op == "stat":
+        st = os.fstat(fd)
+        return "stat %d %d" % (st.st_uid, st.st_size)
+    if op == "reopen":
+        held[cmd[2]] = (os.open("/proc/self/fd/%d" % fd, FLAGS[cmd[3]]), cmd[3], None)
+        return "ok"
     if op == "write":
         off, token = int(cmd[2]), cmd[3].encode()
         if m is not None:
