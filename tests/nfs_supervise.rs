@@ -7,34 +7,15 @@
 //! nfs_supervise`.
 
 mod common;
+#[path = "common/takeover.rs"]
+mod takeover;
 
 use std::os::unix::fs::MetadataExt;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use common::nfs::{Client, Ganesha, Netns};
 use common::{BIN, Fixture, assert_exact};
-
-fn serving_pid(f: &Fixture) -> Option<u32> {
-    let out = Command::new(BIN).arg("--state-dir").arg(&f.state).args(["status", "--json"]).output().ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    v["pid"].as_u64().map(|p| p as u32)
-}
-
-/// The pid of a serving process other than `old`, once one answers (within 30 s).
-fn next_pid(f: &Fixture, old: Option<u32>) -> u32 {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(p) = serving_pid(f)
-            && Some(p) != old
-            && f.state.join("fuse-init").exists()
-        {
-            return p;
-        }
-        assert!(Instant::now() < deadline, "no serving process took over:\n{}", f.log_text());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use takeover::{next_pid, serving_pid};
 
 /// What each client does after a takeover: through the open file it held, by name, and anew.
 fn works_on(f: &Fixture, v3: &mut Client, v4: &mut Client, round: &str) {

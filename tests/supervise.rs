@@ -8,38 +8,14 @@
 //! tests ask for it whatever transport the rest of the suite runs on.
 
 mod common;
+#[path = "common/takeover.rs"]
+mod takeover;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Fixture, assert_exact, mounted_at};
-
-fn serving_pid(f: &Fixture) -> Option<u32> {
-    let out = Command::new(common::BIN).arg("--state-dir").arg(&f.state).args(["status", "--json"]).output().ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    v["pid"].as_u64().map(|p| p as u32)
-}
-
-/// The pid of a serving process other than `old`, once one answers (within 30 s).
-fn next_pid(f: &Fixture, old: Option<u32>) -> u32 {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        // Serving means past INIT (the agreement kept for the next process), not only a
-        // control socket that answers: a process killed before its first INIT is a failed start.
-        if let Some(p) = serving_pid(f)
-            && Some(p) != old
-            && f.state.join("fuse-init").exists()
-        {
-            return p;
-        }
-        assert!(Instant::now() < deadline, "no serving process took over:\n{}", f.log_text());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn kill9(pid: u32) {
-    assert!(Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap().success());
-}
+use takeover::{kill9, next_pid, serving_pid};
 
 #[test]
 fn kill9_of_the_serving_process_keeps_the_mount() {

@@ -6,32 +6,15 @@
 //! tenant's work goes on; with the store put back, the same `restart` goes through.
 
 mod common;
+#[path = "common/takeover.rs"]
+mod takeover;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use common::{BIN, Fixture, assert_exact, mounted_at};
+use takeover::{next_pid, serving_pid};
 
 const META: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
-
-fn serving_pid(f: &Fixture) -> Option<u32> {
-    let out = Command::new(BIN).arg("--state-dir").arg(&f.state).args(["status", "--json"]).output().ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    v["pid"].as_u64().map(|p| p as u32)
-}
-
-fn first_pid(f: &Fixture) -> u32 {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(p) = serving_pid(f)
-            && f.state.join("fuse-init").exists()
-        {
-            return p;
-        }
-        assert!(Instant::now() < deadline, "no serving process:\n{}", f.log_text());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn restart(f: &Fixture) -> std::process::Output {
     Command::new(BIN).arg("--state-dir").arg(&f.state).arg("restart").output().unwrap()
@@ -41,7 +24,7 @@ fn restart(f: &Fixture) -> std::process::Output {
 fn restart_refuses_a_state_dir_of_a_newer_format_and_the_old_process_serves_on() {
     let mut f = Fixture::with_args("restart-refused", &["--supervise", "--transport", "classic"]);
     let home = f.home("alice", 1001, 1001);
-    let pid = first_pid(&f);
+    let pid = next_pid(&f, None);
     f.sh_ok(1001, 1001, &format!("head -c 100000 /dev/urandom > {}/before", home.display()));
     f.quotafs(&["checkpoint"]);
 

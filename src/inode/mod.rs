@@ -210,6 +210,13 @@ impl InodeTable {
             let alias_free = self.map.get(&alias).is_none();
             if held_as_alias || (plain_taken && alias_free) { alias } else { id }
         };
+        self.hold(id, backing, ino, handle, kind)
+    }
+
+    /// `reference`, under exactly node id `id` (plain or alias): for a node an earlier process
+    /// handed out, whose id the kernel keeps (docs/design.md §18.1).
+    pub fn hold(&self, id: u64, backing: BackingIndex, ino: u64, handle: Handle, kind: u32) -> Arc<Inode> {
+        let generation = handle.ext4_generation().unwrap_or(0);
         let fresh = || {
             Arc::new(Inode {
                 id,

@@ -146,7 +146,13 @@ impl<'a> Files<'a> {
         };
         // By the node id, which resolves by ext4 number beneath the backing root (never by
         // path), and only to the inode recorded: same backing, number and generation.
-        let inode = match self.inode(rec.node) {
+        // A node id the table does not hold yet (an alias id too: the record's generation
+        // says which inode it was) is taken over as the kernel names it.
+        let found = match self.st.nodes.get(rec.node) {
+            Err(Errno(libc::ESTALE)) => self.names().adopt_recorded(rec.node, rec.key),
+            r => r,
+        };
+        let inode = match found {
             Ok(inode) if inode.key() == rec.key && !inode.is_dir() => inode,
             Ok(_) | Err(Errno(libc::ESTALE | libc::ENOENT)) => {
                 tracing::info!(fh, ino = rec.key.ino, "an inherited open file is gone; its holder gets ESTALE");

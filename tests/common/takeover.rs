@@ -8,10 +8,14 @@ use std::time::{Duration, Instant};
 
 use super::common::{self, Fixture};
 
-/// The pid `status --json` reports: the process serving requests now.
+/// The pid `status --json` reports: the process serving requests now. Not one still starting
+/// (recovering), which `status` names too (`"running": false`) but which answers nothing yet.
 pub fn serving_pid(f: &Fixture) -> Option<u32> {
     let out = Command::new(common::BIN).arg("--state-dir").arg(&f.state).args(["status", "--json"]).output().ok()?;
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    if v["running"] == serde_json::Value::Bool(false) {
+        return None;
+    }
     v["pid"].as_u64().map(|p| p as u32)
 }
 

@@ -5,12 +5,14 @@
 use std::ffi::{CStr, OsStr};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
 
 use super::super::Entry;
 use super::super::ops::Names;
 use super::is_dir;
 use crate::backing::{Backing, BackingIndex, Errno, entry_name, sys};
-use crate::inode::{self, ROOT_ID};
+use crate::ids::InodeRef;
+use crate::inode::{self, Inode, ROOT_ID};
 use crate::passthrough::router::Place;
 use crate::tag;
 
@@ -63,6 +65,35 @@ impl<'a> Names<'a> {
             return Err(stale);
         }
         let ino = if id == ROOT_ID { backing.root_ino } else { id & inode::INO_MASK };
+        let (fd, st) = self.open_live(backing, ino)?;
+        if inode::node_id(backing, st.st_ino)? != id {
+            return Err(stale);
+        }
+        let handle = sys::fd_to_handle(fd.as_fd())?;
+        self.register(backing, &st, handle)
+    }
+
+    /// The node `id` of an open file an earlier process recorded (docs/design.md §18.1): the
+    /// inode `key` names, if it still exists with that generation, held under exactly `id`,
+    /// which may be an alias (the kernel goes on naming the file by it). ESTALE otherwise.
+    pub(in crate::passthrough) fn adopt_recorded(&self, id: u64, key: InodeRef) -> Result<Arc<Inode>, Errno> {
+        let stale = Errno(libc::ESTALE);
+        if inode::backing_of(id) != key.backing || id & inode::INO_MASK != key.ino {
+            return Err(stale);
+        }
+        let backing = self.backing(key.backing)?;
+        let (fd, st) = self.open_live(backing, key.ino)?;
+        let handle = sys::fd_to_handle(fd.as_fd())?;
+        if handle.ext4_generation() != Some(key.generation) {
+            return Err(stale);
+        }
+        Ok(self.st.nodes.hold(id, backing.index, st.st_ino, handle, st.st_mode & libc::S_IFMT))
+    }
+
+    /// Ext4 inode `ino` of `backing`, opened `O_PATH` by number: ESTALE unless it has a link
+    /// and lies beneath the backing root.
+    fn open_live(&self, backing: &Backing, ino: u64) -> Result<(std::os::fd::OwnedFd, libc::stat), Errno> {
+        let stale = Errno(libc::ESTALE);
         let ino32 = u32::try_from(ino).map_err(|_| stale)?;
         let fd = match backing.open_number(ino32, libc::O_PATH | libc::O_NOFOLLOW) {
             Ok(fd) => fd,
@@ -70,15 +101,14 @@ impl<'a> Names<'a> {
             Err(e) => return Err(e),
         };
         let st = sys::stat_fd(fd.as_fd())?;
-        if st.st_nlink == 0 || st.st_ino != ino || inode::node_id(backing, st.st_ino)? != id {
+        if st.st_nlink == 0 || st.st_ino != ino {
             return Err(stale);
         }
         if !self.beneath_root(backing, fd.as_fd(), &st)? {
-            tracing::warn!(node = id, "refusing a handle for an inode outside the backing root");
+            tracing::warn!(ino, "refusing a handle for an inode outside the backing root");
             return Err(stale);
         }
-        let handle = sys::fd_to_handle(fd.as_fd())?;
-        self.register(backing, &st, handle)
+        Ok((fd, st))
     }
 
     /// Whether the inode `fd` (with stat `st`) lies beneath `backing`'s root. A backing that is
