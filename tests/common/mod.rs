@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -328,6 +329,9 @@ impl Fixture {
         assert!(self.daemon.is_none(), "daemon already running");
         let log = std::fs::OpenOptions::new().append(true).create(true).open(&self.log).unwrap();
         let child = Command::new(&self.bin)
+            // Its own process group, which a supervised daemon's serving processes share:
+            // Drop ends them all.
+            .process_group(0)
             .arg("mount")
             .arg("--backing")
             .arg(&self.served)
@@ -424,6 +428,9 @@ impl Drop for Fixture {
                 eprintln!("daemon log kept at {}", keep.display());
             }
         }
+        // A failed test may leave tenants working in the mount (a shell loop never told to
+        // stop): they would keep a lazily unmounted connection, and its daemon, alive.
+        kill_processes_in(&self.scratch.dir);
         if mounted_at(&self.mnt).is_some() && !run(Command::new("umount").arg(&self.mnt)).status.success() {
             let _ = run(Command::new("umount").arg("-l").arg(&self.mnt));
         }
@@ -434,6 +441,8 @@ impl Drop for Fixture {
             }
             let _ = child.kill();
             let _ = child.wait();
+            // Under --supervise the serving process is the daemon's child, in its process group.
+            let _ = run(Command::new("kill").arg("-9").arg(format!("-{}", child.id())));
         }
         // A daemon still starting when the test ended may have mounted after the check above:
         // killed, it leaves a dead mount behind.
@@ -443,6 +452,20 @@ impl Drop for Fixture {
         // Export connections (`--exports-dir` in the scratch dir) a killed daemon left.
         for m in mounts_under(&self.scratch.dir) {
             let _ = run(Command::new("umount").arg("-l").arg(&m));
+        }
+    }
+}
+
+/// Kills (SIGKILL) every process whose working directory lies under `dir`.
+fn kill_processes_in(dir: &Path) {
+    let Ok(procs) = std::fs::read_dir("/proc") else { return };
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        if pid as u32 == std::process::id() {
+            continue;
+        }
+        if std::fs::read_link(p.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(dir)) {
+            let _ = run(Command::new("kill").arg("-9").arg(pid.to_string()));
         }
     }
 }
