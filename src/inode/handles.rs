@@ -17,6 +17,13 @@
 //!
 //! Root is exempt from the per-uid share (nfs-ganesha opens as root for all its clients) but
 //! not from the reserve.
+//!
+//! Under a supervisor, the data descriptors of the handles an earlier process issued
+//! (inherited, reopened on first use) are *set aside* from the moment the next process takes
+//! over: one per inode and access the inherited handles hold. New opens count them as held,
+//! so other tenants opening files right after a takeover cannot take the descriptors of the
+//! files that were open before it; a reopen may use them (`Budget::Inherited`). A unit is
+//! given back when the last inherited handle of its inode and access is reopened or released.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
@@ -93,7 +100,18 @@ pub struct OpenLimits {
     pub max_data_fds: usize,
     by_uid: DashMap<u32, usize>,
     data_fds: AtomicUsize,
+    /// Data descriptors set aside for inherited handles not reopened yet.
+    set_aside: AtomicUsize,
     refused: AtomicU64,
+}
+
+/// Which descriptors a data descriptor may be opened from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Budget {
+    /// A new open: not from those set aside for inherited handles.
+    Open,
+    /// The reopen of an inherited handle: from those set aside too.
+    Inherited,
 }
 
 /// One open counted against its opener's share; given back when dropped.
@@ -121,6 +139,7 @@ impl OpenLimits {
             max_data_fds,
             by_uid: DashMap::new(),
             data_fds: AtomicUsize::new(0),
+            set_aside: AtomicUsize::new(0),
             refused: AtomicU64::new(0),
         })
     }
@@ -139,13 +158,19 @@ impl OpenLimits {
         Ok(Share { uid, limits: Arc::clone(self) })
     }
 
-    /// Opens a data descriptor with `open` unless that would eat into the reserve (ENFILE).
+    /// Opens a data descriptor with `open` unless that would eat into the reserve (ENFILE), or,
+    /// for a new open, into the descriptors set aside for inherited handles.
     pub fn open_data(
         self: &Arc<Self>,
         uid: u32,
+        budget: Budget,
         open: impl FnOnce() -> Result<OwnedFd, Errno>,
     ) -> Result<Arc<DataFd>, Errno> {
-        if self.data_fds.fetch_add(1, Ordering::Relaxed) >= self.max_data_fds {
+        let kept = match budget {
+            Budget::Open => self.set_aside.load(Ordering::Relaxed),
+            Budget::Inherited => 0,
+        };
+        if self.data_fds.fetch_add(1, Ordering::Relaxed) + kept >= self.max_data_fds {
             self.data_fds.fetch_sub(1, Ordering::Relaxed);
             self.refuse(uid, "the daemon's descriptors left for open files are used up", libc::ENFILE);
             return Err(Errno(libc::ENFILE));
@@ -164,6 +189,16 @@ impl OpenLimits {
         if self.refused.fetch_add(1, Ordering::Relaxed) % 4096 == 0 {
             tracing::warn!(uid, errno, "open refused: {why}");
         }
+    }
+
+    /// Sets `n` more data descriptors aside for inherited handles.
+    pub fn set_aside(&self, n: usize) {
+        self.set_aside.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Gives back one descriptor set aside.
+    pub fn give_back(&self) {
+        let _ = self.set_aside.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
     }
 
     /// Data descriptors held now.
@@ -259,10 +294,23 @@ mod tests {
     fn data_fds_stop_at_the_reserve() {
         let l = OpenLimits::new(10, 1);
         let open = || crate::backing::sys::open_path(c"/", libc::O_RDONLY);
-        let held = l.open_data(1000, open).unwrap();
-        assert_eq!(l.open_data(1000, open).unwrap_err(), Errno(libc::ENFILE));
+        let held = l.open_data(1000, Budget::Open, open).unwrap();
+        assert_eq!(l.open_data(1000, Budget::Open, open).unwrap_err(), Errno(libc::ENFILE));
         drop(held);
-        assert!(l.open_data(1000, open).is_ok());
+        assert!(l.open_data(1000, Budget::Open, open).is_ok());
         assert_eq!(l.data_fds(), 0);
+    }
+
+    #[test]
+    fn descriptors_set_aside_are_for_inherited_handles_only() {
+        let l = OpenLimits::new(10, 2);
+        let open = || crate::backing::sys::open_path(c"/", libc::O_RDONLY);
+        l.set_aside(1);
+        let a = l.open_data(1000, Budget::Open, open).unwrap();
+        assert_eq!(l.open_data(1001, Budget::Open, open).unwrap_err(), Errno(libc::ENFILE));
+        let b = l.open_data(1002, Budget::Inherited, open).expect("an inherited handle's reopen");
+        l.give_back();
+        drop((a, b));
+        assert!(l.open_data(1001, Budget::Open, open).is_ok());
     }
 }

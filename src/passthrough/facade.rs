@@ -81,7 +81,7 @@ impl Passthrough {
         if !inherited.is_empty() {
             tracing::info!(handles = inherited.len(), "open files of an earlier process, reopened on first use");
         }
-        opens.inherited.lock().extend(inherited);
+        opens.inherit(inherited);
         let _ = opens.table.set(table);
     }
 

@@ -24,7 +24,7 @@ use super::ops::Files;
 use crate::backing::creds::as_caller;
 use crate::backing::{Errno, sys};
 use crate::inode::Inode;
-use crate::inode::handles::{DataFd, OpenFile, Share};
+use crate::inode::handles::{Budget, DataFd, OpenFile, Share};
 use crate::inode::open_table::OpenRecord;
 
 /// A successful open: the FUSE file handle and the open file.
@@ -62,7 +62,14 @@ fn write_flags(flags: i32) -> i32 {
 impl<'a> Files<'a> {
     /// The inode's shared data descriptor for reading (`writable` false; a read-write one
     /// serves too) or for reading and writing, opened by handle if no open holds one.
-    fn data_fd(&self, inode: &Inode, writable: bool, flags: i32, uid: u32) -> Result<Arc<DataFd>, Errno> {
+    fn data_fd(
+        &self,
+        inode: &Inode,
+        writable: bool,
+        flags: i32,
+        uid: u32,
+        budget: Budget,
+    ) -> Result<Arc<DataFd>, Errno> {
         let mut slots = inode.data.lock();
         let held = if writable { slots[1].upgrade() } else { slots[0].upgrade().or_else(|| slots[1].upgrade()) };
         if let Some(fd) = held {
@@ -71,10 +78,9 @@ impl<'a> Files<'a> {
         let backing = self.backing(inode.backing)?;
         let access = if writable { libc::O_RDWR } else { libc::O_RDONLY };
         let open = |extra: i32| {
-            self.st
-                .opens
-                .limits
-                .open_data(uid, || backing.open_handle(&inode.handle, extra | libc::O_NOFOLLOW | libc::O_CLOEXEC))
+            self.st.opens.limits.open_data(uid, budget, || {
+                backing.open_handle(&inode.handle, extra | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            })
         };
         match open(access) {
             Ok(fd) => {
@@ -105,7 +111,7 @@ impl<'a> Files<'a> {
         share: Share,
     ) -> Result<Opened, Errno> {
         let record = OpenRecord { node: inode.id, key: inode.key(), flags, opener: *ctx };
-        let file = self.open_file(ctx, inode, flags, share)?;
+        let file = self.open_file(ctx, inode, flags, share, Budget::Open)?;
         // Recorded before the reply: a handle the kernel holds is always in the table.
         let recorded = self.st.opens.table.get().and_then(|t| t.record(&record));
         let (fh, file) = match recorded {
@@ -117,9 +123,16 @@ impl<'a> Files<'a> {
 
     /// The open file of `inode` for `ctx` with `flags`: its shared data descriptor, counted as
     /// an open by the pin protocol.
-    fn open_file(&self, ctx: &Ctx, inode: Arc<Inode>, flags: i32, share: Share) -> Result<OpenFile, Errno> {
+    fn open_file(
+        &self,
+        ctx: &Ctx,
+        inode: Arc<Inode>,
+        flags: i32,
+        share: Share,
+        budget: Budget,
+    ) -> Result<OpenFile, Errno> {
         let writable = is_writable(flags);
-        let fd = self.data_fd(&inode, writable, flags, ctx.uid)?;
+        let fd = self.data_fd(&inode, writable, flags, ctx.uid, budget)?;
         self.pins().opened(&inode, fd.as_fd());
         Ok(OpenFile::new(inode, fd, writable, write_flags(flags), *ctx, share))
     }
@@ -161,8 +174,8 @@ impl<'a> Files<'a> {
             Err(e) => return Err(e),
         };
         let share = self.st.opens.limits.take_share(rec.opener.uid)?;
-        let file = self.open_file(&rec.opener, inode, rec.flags, share)?;
-        self.st.opens.inherited.lock().remove(&fh);
+        let file = self.open_file(&rec.opener, inode, rec.flags, share, Budget::Inherited)?;
+        self.st.opens.take_inherited(fh);
         tracing::debug!(fh, ino = rec.key.ino, "reopened an open file an earlier process issued");
         Ok(self.st.opens.handles.insert_at(fh, file))
     }
@@ -259,7 +272,7 @@ impl<'a> Files<'a> {
             self.pins().closed(file.inode.key());
         }
         // An inherited handle released unused was never counted by this process.
-        self.st.opens.inherited.lock().remove(&fh);
+        self.st.opens.take_inherited(fh);
         if let Some(table) = self.st.opens.table.get() {
             table.clear(fh);
         }

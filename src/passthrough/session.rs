@@ -49,6 +49,7 @@ impl ServingState {
                 limits,
                 table: OnceLock::new(),
                 inherited: Mutex::new(HashMap::new()),
+                pending: Mutex::new(HashMap::new()),
                 reopening: Mutex::new(()),
             },
             init: InitSettings { apply_umask: AtomicBool::new(false), adopted: AtomicBool::new(false) },
@@ -59,6 +60,10 @@ impl ServingState {
 /// The open files of this process: FUSE file handle → open file, the number of open handles
 /// per inode, and the descriptor budget they count against.
 ///
+fn pending_key(rec: &OpenRecord) -> (InodeRef, bool) {
+    (rec.key, rec.flags & libc::O_ACCMODE != libc::O_RDONLY)
+}
+
 /// Rebuildable under a supervisor (docs/design.md §18): every open is recorded in the
 /// supervisor's open-file table (`table`) under its fh, with the node, the inode's number and
 /// generation, the open's flags and the opener's credentials. A new process takes the records
@@ -81,12 +86,48 @@ pub struct OpenFiles {
     /// The supervisor's open-file table, set before serving when there is one.
     pub table: OnceLock<OpenTable>,
     /// Handles an earlier process issued and this one has not reopened yet: fh → record.
+    /// Changed through `inherit` and `take_inherited` only.
     pub inherited: Mutex<HashMap<u64, OpenRecord>>,
+    /// Inherited handles per inode and access (writable): each such pair holds one data
+    /// descriptor set aside (`OpenLimits::set_aside`) until its last handle leaves `inherited`.
+    pending: Mutex<HashMap<(InodeRef, bool), usize>>,
     /// Held while an inherited handle is reopened, so that two requests on it reopen it once.
     pub reopening: Mutex<()>,
 }
 
 impl OpenFiles {
+    /// Takes over the handles an earlier process issued, setting their descriptors aside.
+    pub fn inherit(&self, records: Vec<(u64, OpenRecord)>) {
+        let mut inherited = self.inherited.lock();
+        let mut pending = self.pending.lock();
+        for (fh, rec) in records {
+            if inherited.insert(fh, rec).is_some() {
+                continue;
+            }
+            let n = pending.entry(pending_key(&rec)).or_insert(0);
+            if *n == 0 {
+                self.limits.set_aside(1);
+            }
+            *n += 1;
+        }
+    }
+
+    /// Removes inherited handle `fh` (reopened or released); the last one of its inode and
+    /// access gives its descriptor set aside back.
+    pub fn take_inherited(&self, fh: u64) -> Option<OpenRecord> {
+        let rec = self.inherited.lock().remove(&fh)?;
+        let mut pending = self.pending.lock();
+        let key = pending_key(&rec);
+        if let Some(n) = pending.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                pending.remove(&key);
+                self.limits.give_back();
+            }
+        }
+        Some(rec)
+    }
+
     /// True if inode `key` has an open file handle. Exact under the inode's stripe lock.
     pub fn is_open(&self, key: InodeRef) -> bool {
         self.counts.get(&key).is_some_and(|n| *n > 0)
