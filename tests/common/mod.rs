@@ -442,7 +442,7 @@ impl Drop for Fixture {
             let _ = child.kill();
             let _ = child.wait();
             // Under --supervise the serving process is the daemon's child, in its process group.
-            let _ = run(Command::new("kill").arg("-9").arg(format!("-{}", child.id())));
+            let _ = run(Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]));
         }
         // A daemon still starting when the test ended may have mounted after the check above:
         // killed, it leaves a dead mount behind.
