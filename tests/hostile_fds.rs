@@ -9,7 +9,7 @@ mod common;
 use std::process::Command;
 
 use common::holder::Holder;
-use common::{BIN, Fixture, assert_exact, run_ok};
+use common::{BIN, Fixture, assert_exact_settled, run_ok};
 
 const FILES: usize = 20_000;
 const SHARE: usize = 1000;
@@ -58,5 +58,7 @@ fn one_tenants_open_files_do_not_starve_the_others() {
     drop(r);
     other_tenant_works(&f, "after root let go");
     drop((a, b));
-    assert_exact(&f.state, f.backing(), "after the descriptor storm");
+    // Thousands of RELEASEs are queued in the kernel's background queue by now (root's and
+    // the tenant's holders ended): the ledger is exact once they have arrived.
+    assert_exact_settled(&f.state, f.backing(), "after the descriptor storm");
 }

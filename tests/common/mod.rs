@@ -588,6 +588,21 @@ pub fn assert_exact_all(state: &Path, backings: &[PathBuf], when: &str) {
     }
 }
 
+/// `assert_exact`, once the kernel's pending RELEASEs have arrived: a close returns before
+/// its RELEASE reaches the daemon (FUSE sends it in the background, behind any others queued),
+/// and until then the ledger rightly charges a removed file as still open, which a recount of
+/// the backing cannot see. Waits up to 30 s for the two to agree, then fails with the diff.
+pub fn assert_exact_settled(state: &Path, backing: &Path, when: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if report(state) == recount(backing) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_exact(state, backing, when);
+}
+
 /// A small deterministic PRNG (xorshift64*), so failures replay from the printed seed.
 pub struct Rng(pub u64);
 
