@@ -29,9 +29,11 @@ fn resent_name_operations_that_took_effect_succeed() {
     let home = f.home("alice", 1001, 1001);
     f.sh_ok(1001, 1001, &format!("cd {} && echo a > f && echo b > gone && mkdir rmd && echo c > from", home.display()));
     // (what the tenant runs in its home, what is on the backing once it took effect)
-    let cases: [(&str, &str, bool); 8] = [
+    let cases: [(&str, &str, bool); 9] = [
         ("mkdir d", "alice/d", true),
         ("set -C; echo x > excl", "alice/excl", true),
+        // O_CREAT without O_EXCL: met again, the file must not be made (and charged) twice.
+        ("echo x > plain", "alice/plain", true),
         ("ln -s f sym", "alice/sym", true),
         ("ln f hard", "alice/hard", true),
         ("mkfifo fifo", "alice/fifo", true),
