@@ -321,7 +321,11 @@ impl FuseFront {
             Op::Create { flags, mode, umask, name } => {
                 let name = os(name);
                 self.dispatch(node, move |me| {
-                    let r = me.ops.create(&c, node, &name, mode, umask, flags as i32);
+                    // Resent, it is O_EXCL on the backing whatever the caller asked: the first
+                    // attempt may have made the file, which must not be opened and charged a
+                    // second time; EEXIST then goes to `resent_create` (docs/design.md §18.2).
+                    let excl = if resent { libc::O_EXCL } else { 0 };
+                    let r = me.ops.create(&c, node, &name, mode, umask, flags as i32 | excl);
                     match me.resent_create(resent, &c, node, &name, flags as i32, r) {
                         Ok((entry, opened)) => {
                             me.touched(&[Touched::Entry { parent: node, name: name.as_bytes().into() }]);

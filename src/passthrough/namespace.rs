@@ -189,11 +189,7 @@ impl<'a> Names<'a> {
     ) -> Result<(Entry, Opened), Errno> {
         let name = entry_name(name)?;
         self.apply_umask(umask)?;
-        // O_EXCL whatever the caller asked: a CREATE makes the file, and is charged for it. An
-        // entry already there (a resent CREATE whose first attempt made it, §18.2; one made on
-        // the backing or through another connection since the kernel's lookup) is EEXIST, not
-        // a second charge for the same inode.
-        let open_flags = super::file::backing_open_flags(flags) | libc::O_CREAT | libc::O_EXCL;
+        let open_flags = super::file::backing_open_flags(flags) | libc::O_CREAT;
         let share = self.st.opens.limits.take_share(ctx.uid)?;
         let (entry, fd) = self.create_with(ctx, parent, &name, 0, |dirfd| {
             sys::openat_beneath(dirfd, &name, open_flags, mode & 0o7777).map(Some)
