@@ -8,42 +8,13 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Fixture, assert_exact, run};
+use common::guards::{Frozen, Kids, UringSwitch};
+use common::{Fixture, assert_exact};
 
-const SWITCH: &str = "/sys/module/fuse/parameters/enable_uring";
 const BLOCKERS: usize = 4;
-
-/// Thaws the frozen file system on drop (a test that fails must not leave a frozen disk).
-struct Frozen(PathBuf);
-
-impl Frozen {
-    fn freeze(path: PathBuf) -> Frozen {
-        assert!(run(Command::new("fsfreeze").arg("-f").arg(&path)).status.success(), "fsfreeze -f");
-        Frozen(path)
-    }
-}
-
-impl Drop for Frozen {
-    fn drop(&mut self) {
-        let _ = run(Command::new("fsfreeze").arg("-u").arg(&self.0));
-    }
-}
-
-/// Kills what is left of the tenants' processes on drop.
-struct Procs(Vec<Child>);
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 /// `script` as `uid`, in `dir`, on CPU 0 (so its requests go to the kernel's queue 0).
 fn on_cpu0(uid: u32, dir: &std::path::Path, script: &str) -> Command {
@@ -65,10 +36,7 @@ fn in_progress(f: &Fixture) -> u64 {
 
 #[test]
 fn blocked_requests_do_not_stall_their_cpu_queue() {
-    // Turned on if off, never off again (other FUSE-over-io_uring users may need it).
-    if std::fs::read_to_string(SWITCH).expect("this kernel has FUSE over io_uring").trim() != "Y" {
-        std::fs::write(SWITCH, "Y").expect("turn on enable_uring");
-    }
+    let _switch = UringSwitch::set(true);
     let f = Fixture::with_args("ring-queue-blocked", &["--transport", "uring"]);
     f.home("alice", 1001, 1001);
     f.home("bob", 1002, 1002);
@@ -76,7 +44,7 @@ fn blocked_requests_do_not_stall_their_cpu_queue() {
     // A directory each: the kernel lets one create at a time into a directory reach the daemon.
     f.sh_ok(1001, 1001, &format!("cd alice && mkdir $(seq -f d%g 0 {})", BLOCKERS - 1));
     // Declared first, dropped last: the backing thaws before the processes are waited for.
-    let mut procs = Procs(Vec::new());
+    let mut procs = Kids(Vec::new());
     let frozen = Frozen::freeze(f.backing().to_path_buf());
 
     for i in 0..BLOCKERS {

@@ -10,39 +10,11 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Fixture, assert_exact_all, run};
-
-/// Thaws the frozen file system on drop (a test that fails must not leave a frozen disk).
-struct Frozen(PathBuf);
-
-impl Frozen {
-    fn freeze(path: PathBuf) -> Frozen {
-        assert!(run(Command::new("fsfreeze").arg("-f").arg(&path)).status.success(), "fsfreeze -f");
-        Frozen(path)
-    }
-}
-
-impl Drop for Frozen {
-    fn drop(&mut self) {
-        let _ = run(Command::new("fsfreeze").arg("-u").arg(&self.0));
-    }
-}
-
-/// Kills what is left of the writers on drop.
-struct Writers(Vec<Child>);
-
-impl Drop for Writers {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
+use common::guards::{Frozen, Kids};
+use common::{Fixture, assert_exact_all};
 
 #[test]
 fn a_frozen_dropbox_stalls_only_the_dropbox() {
@@ -54,7 +26,7 @@ fn a_frozen_dropbox_stalls_only_the_dropbox() {
     let frozen = Frozen::freeze(f.routed[0].backing.clone());
 
     // 40 writers, each blocked in a write of its own file in the frozen Dropbox.
-    let mut writers = Writers(Vec::new());
+    let mut writers = Kids(Vec::new());
     for i in 0..40 {
         let child = Command::new("setpriv")
             .args(["--reuid=1001", "--regid=1001", "--clear-groups", "sh", "-c"])

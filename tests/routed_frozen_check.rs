@@ -6,32 +6,11 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{BIN, Fixture, assert_exact_all, run};
-
-/// Thaws the frozen file system on drop (a test that fails must not leave a frozen disk).
-struct Frozen(PathBuf);
-
-impl Drop for Frozen {
-    fn drop(&mut self) {
-        let _ = run(Command::new("fsfreeze").arg("-u").arg(&self.0));
-    }
-}
-
-/// Kills what is left on drop.
-struct Kids(Vec<Child>);
-
-impl Drop for Kids {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
+use common::guards::{Frozen, Kids};
+use common::{BIN, Fixture, assert_exact_all};
 
 fn wait_for(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
     let started = Instant::now();
@@ -51,8 +30,7 @@ fn check_with_a_frozen_dropbox_gives_up_and_leaves_the_mount_serving() {
     f.home("home/alice", 1001, 1001);
     f.home("home/bob", 1002, 1002);
     f.sh_ok(1001, 1001, "mkdir home/alice/Dropbox");
-    assert!(run(Command::new("fsfreeze").arg("-f").arg(&f.routed[0].backing)).status.success(), "fsfreeze -f");
-    let frozen = Frozen(f.routed[0].backing.clone());
+    let frozen = Frozen::freeze(f.routed[0].backing.clone());
 
     // A writer blocked in the frozen Dropbox: an operation that stays in flight.
     let mut kids = Kids(Vec::new());

@@ -9,27 +9,10 @@ mod common;
 use std::process::Command;
 use std::sync::Mutex;
 
+use common::guards::UringSwitch;
 use common::{BIN, Fixture, Scratch, assert_exact, mounted_at, run};
 
-const SWITCH: &str = "/sys/module/fuse/parameters/enable_uring";
 static SERIAL: Mutex<()> = Mutex::new(());
-
-/// Sets the kernel's FUSE-over-io_uring switch; restores what it was on drop.
-struct UringSwitch(String);
-
-impl UringSwitch {
-    fn set(on: bool) -> UringSwitch {
-        let before = std::fs::read_to_string(SWITCH).expect("this kernel has FUSE over io_uring");
-        std::fs::write(SWITCH, if on { "Y" } else { "N" }).expect("set enable_uring");
-        UringSwitch(before.trim().to_string())
-    }
-}
-
-impl Drop for UringSwitch {
-    fn drop(&mut self) {
-        let _ = std::fs::write(SWITCH, &self.0);
-    }
-}
 
 fn transport(f: &Fixture) -> String {
     let status: serde_json::Value = serde_json::from_str(&f.quotafs(&["status", "--json"])).expect("status JSON");
