@@ -110,3 +110,69 @@ fn a_backing_too_full_for_records_still_deletes_old_files_exactly() {
     let _ = std::fs::remove_file(f.b("filler2"));
     assert_exact(&f.state, f.backing(), "after deleting old files on a full backing");
 }
+
+/// The files of the current epoch's journal directory on the backing.
+fn epoch_entries(f: &Fixture) -> Vec<std::path::PathBuf> {
+    let epochs: Vec<_> = std::fs::read_dir(f.b(".quotafs-journal")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(epochs.len(), 1, "one epoch directory: {epochs:?}");
+    std::fs::read_dir(&epochs[0]).unwrap().map(|e| e.unwrap().path()).collect()
+}
+
+#[test]
+fn records_of_many_old_files_take_a_few_journal_inodes() {
+    // Each record an inode of its own cost a create per old file and an unlink per old file at
+    // the next checkpoint; packs hold about a hundred records per inode.
+    let args = ["--checkpoint-interval", "3600"];
+    let f = Fixture::with_args("oldtree-packs", &args);
+    old_tree(&f, 4, 150);
+    f.sh_ok(
+        1001,
+        1001,
+        "cd home/t && for i in $(seq 150); do echo more >> d1/f$i; echo more >> d2/f$i; done; rm -rf d3",
+    );
+    let s = status(&f);
+    let records = s["journal_records"].as_u64().unwrap();
+    assert!(records >= 450, "every first change of an old file is recorded (status: {s})");
+    let files = epoch_entries(&f);
+    assert!((files.len() as u64) * 20 <= records, "{records} records in {} journal inodes: {files:?}", files.len());
+    assert_eq!(s["log_records"].as_u64().unwrap(), 0, "none fell back to the log: {s}");
+    assert_exact(&f.state, f.backing(), "after old-tree work recorded in packs");
+}
+
+#[test]
+fn a_journal_of_one_empty_file_per_record_still_recovers_exactly() {
+    // What versions before packs left in the journal (an upgrade after a crash): rewrite this
+    // run's packs as one empty file per record, named as those versions named them, and
+    // recover from that.
+    use quotafs::ledger::journal::{pack, record_name};
+    let args = ["--checkpoint-interval", "3600"];
+    let mut f = Fixture::with_args("oldtree-names", &args);
+    old_tree(&f, 3, 60);
+    f.sh_ok(
+        1001,
+        1001,
+        "cd home/t && for i in $(seq 60); do head -c 3000 /dev/zero >> d1/f$i; done; rm -rf d2; mkdir d4",
+    );
+    f.kill9();
+    let mut rewritten = 0;
+    for path in epoch_entries(&f) {
+        let name = path.file_name().unwrap().as_encoded_bytes().to_vec();
+        if !pack::is_pack(&name) {
+            continue;
+        }
+        let mut buf = vec![0u8; 65536];
+        let n = rustix::fs::getxattr(&path, "trusted.quotafs.records", &mut buf).unwrap();
+        let recs = pack::decode(quotafs::ids::BackingIndex(0), &buf[..n]).expect("a pack this run wrote");
+        for rec in recs {
+            let file = path.with_file_name(std::str::from_utf8(record_name(&rec).as_bytes()).unwrap());
+            std::fs::File::create(file).unwrap();
+            rewritten += 1;
+        }
+        std::fs::remove_file(&path).unwrap();
+    }
+    assert!(rewritten >= 120, "{rewritten} records rewritten");
+    f.start(&args);
+    let s = status(&f);
+    assert!(s["last_recovery"]["journal_records"].as_u64().unwrap() >= 120, "recovery read them: {s}");
+    assert_exact(&f.state, f.backing(), "after recovering from one-file-per-record journal entries");
+}

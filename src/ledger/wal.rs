@@ -77,6 +77,16 @@ pub fn encode(seq: u64, rec: &Record, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&[0u8; FRAME_HEAD]);
     out.extend_from_slice(&seq.to_le_bytes());
+    encode_fields(rec, out);
+    let body_len = (out.len() - start - FRAME_HEAD) as u32;
+    let crc = crc32fast::hash(&out[start + FRAME_HEAD..]);
+    out[start..start + 4].copy_from_slice(&body_len.to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Appends `kind u8 | fields` of record `rec` (a frame's body after its sequence number; the
+/// unit of a journal record pack, `journal::pack`).
+pub fn encode_fields(rec: &Record, out: &mut Vec<u8>) {
     match rec {
         Record::Touch { inode, uid, project, bytes, birth } => {
             out.push(TOUCH);
@@ -91,10 +101,20 @@ pub fn encode(seq: u64, rec: &Record, out: &mut Vec<u8>) {
             put_inode(out, dir);
         }
     }
-    let body_len = (out.len() - start - FRAME_HEAD) as u32;
-    let crc = crc32fast::hash(&out[start + FRAME_HEAD..]);
-    out[start..start + 4].copy_from_slice(&body_len.to_le_bytes());
-    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Reads one `kind u8 | fields` from the front of `bytes` and advances past it.
+pub fn decode_fields(bytes: &mut &[u8]) -> Option<Record> {
+    let mut c = Cursor(bytes);
+    let rec = match c.u8()? {
+        TOUCH => {
+            Record::Touch { inode: c.inode()?, uid: c.u32()?, project: c.u32()?, bytes: c.u64()?, birth: c.u64()? }
+        }
+        DIR_DIRTY => Record::DirDirty { dir: c.inode()? },
+        _ => return None,
+    };
+    *bytes = c.0;
+    Some(rec)
 }
 
 struct Cursor<'a>(&'a [u8]);
@@ -122,14 +142,9 @@ impl Cursor<'_> {
 fn decode_body(body: &[u8]) -> Option<(u64, Record)> {
     let mut c = Cursor(body);
     let seq = c.u64()?;
-    let rec = match c.u8()? {
-        TOUCH => {
-            Record::Touch { inode: c.inode()?, uid: c.u32()?, project: c.u32()?, bytes: c.u64()?, birth: c.u64()? }
-        }
-        DIR_DIRTY => Record::DirDirty { dir: c.inode()? },
-        _ => return None,
-    };
-    c.0.is_empty().then_some((seq, rec))
+    let mut rest = c.0;
+    let rec = decode_fields(&mut rest)?;
+    rest.is_empty().then_some((seq, rec))
 }
 
 /// The frame at `pos`, if a complete, checksummed, parseable one starts there.

@@ -129,8 +129,16 @@ impl<'a> Attrs<'a> {
 
     /// A real descriptor for xattr calls (they refuse `O_PATH`): regular files and directories
     /// only. Symlinks and special files carry no user xattrs on ext4; they answer ENOTSUP.
-    fn xattr_fd(&self, id: u64) -> Result<OwnedFd, Errno> {
+    /// A file's data descriptor an open holds serves (the common case: the kernel asks for
+    /// `security.capability` before a file's first write), saving an open by handle.
+    fn xattr_fd(&self, id: u64) -> Result<XattrFd, Errno> {
         let inode = self.inode(id)?;
+        if inode.is_reg() {
+            let slots = inode.data.lock();
+            if let Some(held) = slots[0].upgrade().or_else(|| slots[1].upgrade()) {
+                return Ok(XattrFd::Held(held));
+            }
+        }
         let flags = if inode.is_dir() {
             libc::O_RDONLY | libc::O_DIRECTORY
         } else if inode.is_reg() {
@@ -138,7 +146,7 @@ impl<'a> Attrs<'a> {
         } else {
             return Err(Errno(libc::ENOTSUP));
         };
-        self.backing(inode.backing)?.open_handle(&inode.handle, flags)
+        self.backing(inode.backing)?.open_handle(&inode.handle, flags).map(XattrFd::Own)
     }
 
     pub fn getxattr(&self, id: u64, name: &OsStr, size: u32) -> Result<XattrReply, Errno> {
@@ -195,7 +203,7 @@ impl<'a> Attrs<'a> {
         &self,
         ctx: &Ctx,
         id: u64,
-        fd: &OwnedFd,
+        fd: &impl AsFd,
         allocates: bool,
         op: impl FnOnce() -> Result<(), Errno>,
     ) -> Result<(), Errno> {
@@ -223,5 +231,20 @@ impl<'a> Attrs<'a> {
     pub fn access(&self, ctx: &Ctx, id: u64, mask: i32) -> Result<(), Errno> {
         let (_, fd) = self.resolve(id)?;
         as_caller(ctx, || sys::access_fd(fd.as_fd(), mask))
+    }
+}
+
+/// A descriptor for xattr calls: opened for the call, or an open file's data descriptor.
+enum XattrFd {
+    Own(OwnedFd),
+    Held(std::sync::Arc<crate::inode::handles::DataFd>),
+}
+
+impl AsFd for XattrFd {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self {
+            XattrFd::Own(fd) => fd.as_fd(),
+            XattrFd::Held(fd) => fd.as_fd(),
+        }
     }
 }

@@ -13,9 +13,12 @@
 //! ```text
 //! <backing root>/.quotafs-journal/          mode 0700, xattr trusted.quotafs.journal = "1"
 //!     <epoch:016>/                          one directory per epoch, made at its start
+//!         p.<n>                                 a pack: records in an xattr (`pack`)
 //!         t.<ino>.<gen>.<uid>.<project>.<bytes>.<birth>   Touch (all decimal), an empty file
 //!         d.<ino>.<gen>                                    DirDirty
 //! ```
+//! Records are written to packs; the empty files whose name is a record are what versions
+//! before packs wrote, and are still read (a journal left by one is recovered as it was).
 //! The backing is the one the directory is on. An epoch's directory is removed (entries, then
 //! the directory) once a snapshot of a later epoch is committed; recovery reads the directories
 //! of the epochs from its snapshot on, and refuses a name it cannot parse rather than guess.
@@ -25,6 +28,10 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+
+pub mod pack;
 
 use super::error::LedgerError;
 use super::wal::Record;
@@ -226,16 +233,26 @@ impl Journal {
                 .map_err(|e| LedgerError::Journal(format!("cannot open {}: {e}", path.display())))?;
             let listed =
                 names(fd.as_fd()).map_err(|e| LedgerError::Journal(format!("cannot list {}: {e}", path.display())))?;
+            let backing = BackingIndex(i as u8);
             for n in listed {
-                let rec = parse_record(BackingIndex(i as u8), n.as_bytes()).ok_or_else(|| {
+                let foreign = || {
                     LedgerError::Journal(format!(
                         "{}/{} is not a quotafs journal record; the ledger cannot be recovered exactly \
                          with it. Remove it if it was put there by hand; otherwise run `quotafs check --repair`",
                         path.display(),
                         n.to_string_lossy()
                     ))
-                })?;
-                out.push((epoch, rec));
+                };
+                if pack::is_pack(n.as_bytes()) {
+                    let recs = read_pack(fd.as_fd(), &n, backing)
+                        .map_err(|e| {
+                            LedgerError::Journal(format!("cannot read {}/{}: {e}", path.display(), n.to_string_lossy()))
+                        })?
+                        .ok_or_else(foreign)?;
+                    out.extend(recs.into_iter().map(|r| (epoch, r)));
+                } else {
+                    out.push((epoch, parse_record(backing, n.as_bytes()).ok_or_else(foreign)?));
+                }
             }
         }
         out.sort_by_key(|(e, _)| *e);
@@ -260,6 +277,7 @@ impl Journal {
                     tracing::warn!(dir = %d.path.display(), epoch, error = %e, "cannot make the journal directory of an epoch; its records go to the activity log (one fdatasync each)");
                 })
                 .ok()
+                .map(|dir| Mutex::new(Packs { dir, open: None, next: 0 }))
             })
             .collect();
         EpochMarks { dirs, written: AtomicU64::new(0), fell_back: AtomicBool::new(false) }
@@ -294,11 +312,87 @@ impl Journal {
     }
 }
 
+/// The pack being written on one backing, and its epoch directory.
+struct Packs {
+    dir: OwnedFd,
+    open: Option<OpenPack>,
+    /// The number of the next pack file.
+    next: u64,
+}
+
+struct OpenPack {
+    fd: OwnedFd,
+    buf: pack::PackBuf,
+}
+
+/// Reads the records of pack `name` in epoch directory `dir`. Ok(None): the value is not a
+/// pack's. A pack with no value (a crash between its create and its first record) is empty.
+fn read_pack(dir: BorrowedFd<'_>, name: &CStr, backing: BackingIndex) -> Result<Option<Vec<Record>>, Errno> {
+    let fd = sys::openat_beneath(dir, name, libc::O_RDONLY | libc::O_NOFOLLOW, 0)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    match sys::get_xattr(fd.as_fd(), pack::XATTR, &mut buf) {
+        Ok(n) => Ok(pack::decode(backing, &buf[..n])),
+        Err(Errno(libc::ENODATA)) => Ok(Some(Vec::new())),
+        Err(e) => Err(e),
+    }
+}
+
 /// Writes the records of one epoch (see the module comment).
 pub struct EpochMarks {
-    dirs: Vec<Option<OwnedFd>>,
+    dirs: Vec<Option<Mutex<Packs>>>,
     written: AtomicU64,
     fell_back: AtomicBool,
+}
+
+impl Packs {
+    /// Adds `rec` to the open pack, starting a new pack when there is none, it is full, or the
+    /// file system refuses a longer value.
+    fn write(&mut self, rec: &Record) -> Result<(), Errno> {
+        loop {
+            if self.open.is_none() {
+                self.open = Some(self.new_pack()?);
+            }
+            let p = self.open.as_mut().expect("just made");
+            let before = p.buf.len();
+            let first = p.buf.is_empty();
+            let Some(value) = p.buf.push(rec) else {
+                // Full: the next pack takes it.
+                self.open = None;
+                continue;
+            };
+            match sys::set_xattr(p.fd.as_fd(), pack::XATTR, &value, 0) {
+                Ok(()) => return Ok(()),
+                // Too long for this file system's xattr space: end the pack here, unless the
+                // record alone does not fit.
+                Err(Errno(libc::ENOSPC | libc::E2BIG | libc::ERANGE)) if !first => {
+                    p.buf.pop(before);
+                    self.open = None;
+                }
+                Err(e) => {
+                    p.buf.pop(before);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    fn new_pack(&mut self) -> Result<OpenPack, Errno> {
+        loop {
+            let name = pack::name(self.next);
+            self.next += 1;
+            match sys::openat_beneath(
+                self.dir.as_fd(),
+                &name,
+                libc::O_RDONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
+                0o600,
+            ) {
+                Ok(fd) => return Ok(OpenPack { fd, buf: pack::PackBuf::default() }),
+                // A pack an earlier process of this epoch left: never appended to.
+                Err(Errno(libc::EEXIST)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
 }
 
 impl EpochMarks {
@@ -310,13 +404,9 @@ impl EpochMarks {
             Record::DirDirty { dir } => dir.backing,
         };
         let result = (|| {
-            let dir = self.dirs.get(backing.as_usize()).and_then(Option::as_ref).ok_or(Errno(libc::ENOENT))?;
+            let packs = self.dirs.get(backing.as_usize()).and_then(Option::as_ref).ok_or(Errno(libc::ENOENT))?;
             crate::failpoint::JOURNAL_RECORD.check().map_err(|e| Errno(e.raw_os_error().unwrap_or(libc::EIO)))?;
-            match sys::mknod_at(dir.as_fd(), &record_name(rec), libc::S_IFREG | 0o600, 0) {
-                // The same record, written before in this epoch (every field is in the name).
-                Ok(()) | Err(Errno(libc::EEXIST)) => Ok(()),
-                Err(e) => Err(e),
-            }
+            packs.lock().write(rec)
         })();
         match result {
             Ok(()) => {
