@@ -145,6 +145,17 @@ impl<'a> Op<'a> {
     /// (`gone`, `moved`).
     pub fn track_at(&mut self, backing: BackingIndex, dir: BorrowedFd<'_>, name: &CStr) -> Result<Tracked, Errno> {
         let st = sys::stat_at(dir, name)?;
+        self.track_at_stat(backing, dir, name, st)
+    }
+
+    /// `track_at` with the entry's stat already read under the stripe lock (`begin_entries`).
+    pub fn track_at_stat(
+        &mut self,
+        backing: BackingIndex,
+        dir: BorrowedFd<'_>,
+        name: &CStr,
+        st: libc::stat,
+    ) -> Result<Tracked, Errno> {
         let handle = sys::name_to_handle(dir, name)?;
         let key = InodeRef { backing, ino: st.st_ino, generation: handle.ext4_generation().unwrap_or(0) };
         let tag = tag::read_at(dir, name)?.unwrap_or_else(|| untagged(key));

@@ -264,9 +264,10 @@ impl<'a> Names<'a> {
         flags: i32,
     ) -> Result<(), Errno> {
         let b = dir.backing;
-        let (mut acct, _) = self.begin_entries(&[dir], &[(dirfd, &name)])?;
+        let (mut acct, seen) = self.begin_entries(&[dir], &[(dirfd, &name)])?;
+        let Some(st) = seen[0] else { return Err(Errno(libc::ENOENT)) };
         acct.track(dir, dirfd)?;
-        let victim = acct.track_at(b, dirfd, &name)?;
+        let victim = acct.track_at_stat(b, dirfd, &name, st)?;
         acct.run(|acct| {
             as_caller(ctx, || sys::unlink_at(dirfd, &name, flags))?;
             acct.gone(&victim);
