@@ -321,11 +321,19 @@ impl FuseFront {
             Op::Create { flags, mode, umask, name } => {
                 let name = os(name);
                 self.dispatch(node, move |me| {
-                    // Resent, it is O_EXCL on the backing whatever the caller asked: the first
-                    // attempt may have made the file, which must not be opened and charged a
-                    // second time; EEXIST then goes to `resent_create` (docs/design.md §18.2).
-                    let excl = if resent { libc::O_EXCL } else { 0 };
-                    let r = me.ops.create(&c, node, &name, mode, umask, flags as i32 | excl);
+                    // Always O_EXCL on the backing: a CREATE only ever makes a file, never
+                    // opens and charges one that is there. Resent, EEXIST goes to
+                    // `resent_create` (the first attempt may have made it, docs/design.md
+                    // §18.2). Otherwise the name exists though the kernel's entry said not
+                    // (a negative entry cached while a move on the backing or another
+                    // connection put a file there): ESTALE, on which the kernel looks the name
+                    // up again and opens what is there the ordinary way, with the caller's
+                    // permission checked and O_TRUNC accounted (design §17.1).
+                    let asked_excl = flags as i32 & libc::O_EXCL != 0;
+                    let r = match me.ops.create(&c, node, &name, mode, umask, flags as i32 | libc::O_EXCL) {
+                        Err(Errno(libc::EEXIST)) if !resent && !asked_excl => Err(Errno(libc::ESTALE)),
+                        r => r,
+                    };
                     match me.resent_create(resent, &c, node, &name, flags as i32, r) {
                         Ok((entry, opened)) => {
                             me.touched(&[Touched::Entry { parent: node, name: name.as_bytes().into() }]);
