@@ -83,7 +83,10 @@ impl FuseFront {
         crate::failpoint::NAME_REPLY.hold();
         match r {
             Err(Errno(libc::EEXIST)) if resent => {
-                let e = self.made_by(c, dir, name, Made::Kind(libc::S_IFREG)).ok_or(Errno(libc::EEXIST))?;
+                // Not the caller's new file: it was there before; an open without O_EXCL opens
+                // it, through the kernel's second lookup (§17.1).
+                let there = if flags & libc::O_EXCL != 0 { libc::EEXIST } else { libc::ESTALE };
+                let e = self.made_by(c, dir, name, Made::Kind(libc::S_IFREG)).ok_or(Errno(there))?;
                 match self.ops.open(c, e.attr.ino, flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC)) {
                     Ok(opened) => Ok((e, opened)),
                     Err(err) => {
