@@ -24,7 +24,14 @@ fn snapshot(dir: &Path) -> String {
         "%P %s %m %U\\n",
     ]));
     let attrs = run(Command::new("getfattr").args(["-R", "-d", "-m", "-", "--absolute-names"]).arg(dir));
-    format!("{}{}", String::from_utf8_lossy(&files.stdout), String::from_utf8_lossy(&attrs.stdout))
+    // getfattr has no -prune: drop the blocks (`# file: PATH`, its xattrs, a blank line) of
+    // what is inside the journal directory (its record packs carry xattrs).
+    let inside = format!("# file: {}/.quotafs-journal/", dir.display());
+    let attrs: String = String::from_utf8_lossy(&attrs.stdout)
+        .split_inclusive("\n\n")
+        .filter(|block| !block.starts_with(&inside))
+        .collect();
+    format!("{}{attrs}", String::from_utf8_lossy(&files.stdout))
 }
 
 /// Runs a mount that must be refused; one that is accepted instead is unmounted (it would
