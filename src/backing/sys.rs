@@ -510,6 +510,20 @@ fn getxattrat(dir: BorrowedFd<'_>, name: &CStr, xname: &CStr, buf: &mut [u8]) ->
     .map(|n| n as usize)
 }
 
+/// Starts reading the page that holds the end of `fd`'s file into the page cache and returns
+/// without waiting for it. An append to a file whose size is not page-aligned must read that
+/// page first (read-modify-write); asked at the open, the read overlaps what comes before the
+/// first write. Best effort: an error only means no prefetch.
+pub fn prefetch_tail(fd: BorrowedFd<'_>) {
+    const PAGE: i64 = 4096;
+    let Ok(st) = stat_fd(fd) else { return };
+    if st.st_size <= 0 || st.st_size % PAGE == 0 {
+        return;
+    }
+    // SAFETY: plain syscall on a valid fd; it touches no memory of ours.
+    unsafe { libc::posix_fadvise(fd.as_raw_fd(), st.st_size & !(PAGE - 1), PAGE, libc::POSIX_FADV_WILLNEED) };
+}
+
 /// `/proc/self/fd/N` of a descriptor. The kernel resolves this magic link to exactly the inode
 /// the descriptor holds, whatever its type; no tenant-controlled name is walked.
 fn proc_fd_path(fd: BorrowedFd<'_>) -> CString {

@@ -533,8 +533,8 @@ impl Ledger {
 
     /// Whether the current epoch holds enough records that a checkpoint should not wait for
     /// its interval: 64 MiB of log, or 100,000 records in the backings' journal directories
-    /// (each an inode on a backing until the checkpoint removes it: a tenant touching many
-    /// old files must not hold many inodes of the backing for a whole interval).
+    /// (about a thousand pack files, and a recovery that reads them all: a tenant touching
+    /// many old files should not make the next recovery longer than that).
     pub fn wants_checkpoint(&self) -> bool {
         let st = self.state.read();
         st.log.bytes() > 64 << 20 || st.marks.written() > 100_000

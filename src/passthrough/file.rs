@@ -133,6 +133,9 @@ impl<'a> Files<'a> {
     ) -> Result<OpenFile, Errno> {
         let writable = is_writable(flags);
         let fd = self.data_fd(&inode, writable, flags, ctx.uid, budget)?;
+        if flags & libc::O_APPEND != 0 && flags & libc::O_TRUNC == 0 {
+            sys::prefetch_tail(fd.as_fd());
+        }
         self.pins().opened(&inode, fd.as_fd());
         Ok(OpenFile::new(inode, fd, writable, write_flags(flags), *ctx, share))
     }

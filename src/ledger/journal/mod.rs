@@ -1,12 +1,13 @@
 //! Records that ride in the backing's own journal (docs/design.md §16).
 //!
 //! A `Touch` or `DirDirty` must be durable before the backing change it guards. Written to the
-//! activity log, that takes an fdatasync per record. Written as an empty file whose *name* is
-//! the record, in a directory on the same file system as the inode it names, it takes one
-//! metadata operation and no sync: ext4 commits metadata operations to its journal in the order
+//! activity log, that takes an fdatasync per record. Appended to a pack (an xattr of a file in a
+//! directory on the same file system as the inode it names, `pack`), it takes one metadata
+//! operation and no sync: ext4 commits metadata operations to its journal in the order
 //! they were made (every operation joins the running transaction or a later one, and
 //! transactions commit whole and in order), so after any crash a change made after the marker
-//! is durable only if the marker is. The activity log remains the fallback for a marker that
+//! is durable only if the marker is (with `fast_commit`: Linux 5.17 or later, docs/design.md
+//! §9.9). The activity log remains the fallback for a marker that
 //! cannot be made (a full backing, an I/O error), and stays the format of record for it.
 //!
 //! # Layout (on every backing)
@@ -328,7 +329,8 @@ struct OpenPack {
 /// Reads the records of pack `name` in epoch directory `dir`. Ok(None): the value is not a
 /// pack's. A pack with no value (a crash between its create and its first record) is empty.
 fn read_pack(dir: BorrowedFd<'_>, name: &CStr, backing: BackingIndex) -> Result<Option<Vec<Record>>, Errno> {
-    let fd = sys::openat_beneath(dir, name, libc::O_RDONLY | libc::O_NOFOLLOW, 0)?;
+    // O_NONBLOCK: something that is not a pack (a FIFO put there by hand) must not hang recovery.
+    let fd = sys::openat_beneath(dir, name, libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK, 0)?;
     let mut buf = vec![0u8; 64 * 1024];
     match sys::get_xattr(fd.as_fd(), pack::XATTR, &mut buf) {
         Ok(n) => Ok(pack::decode(backing, &buf[..n])),

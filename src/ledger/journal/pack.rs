@@ -27,7 +27,10 @@ const VERSION: u8 = 1;
 const HEAD: usize = MAGIC.len() + 1;
 const CRC: usize = 4;
 /// The largest value written: one 4 KiB ext4 xattr block holds it beside the block header
-/// (32 bytes), the entry header (16) and the name (`records`, 7, padded to 8).
+/// (32 bytes), its entry (16 bytes of header and the name `quotafs.records` as ext4 stores it,
+/// 15, rounded to 32) and the 4-byte end of the entry table: 4,036 of 4,096. Another xattr
+/// in the same block (an inherited ACL, a security label) ends a pack sooner, through the
+/// ENOSPC of `Packs::write`.
 pub const MAX_VALUE: usize = 3968;
 
 /// The file name of pack `n`.
