@@ -158,7 +158,10 @@ impl<'a> Op<'a> {
     ) -> Result<Tracked, Errno> {
         let handle = sys::name_to_handle(dir, name)?;
         let key = InodeRef { backing, ino: st.st_ino, generation: handle.ext4_generation().unwrap_or(0) };
-        let tag = tag::read_at(dir, name)?.unwrap_or_else(|| untagged(key));
+        let tag = match self.ops.cached_tag(backing, &handle, st.st_ino) {
+            Some(t) => t,
+            None => tag::read_at(dir, name)?.unwrap_or_else(|| untagged(key)),
+        };
         self.track_known(key, tag, st)
     }
 

@@ -266,7 +266,8 @@ impl<'a> Names<'a> {
         let b = dir.backing;
         let (mut acct, seen) = self.begin_entries(&[dir], &[(dirfd, &name)])?;
         let Some(st) = seen[0] else { return Err(Errno(libc::ENOENT)) };
-        acct.track(dir, dirfd)?;
+        // The directory is not tracked: ext4 never gives a directory's blocks back when a name
+        // goes (inline or block directories alike), so a removal leaves its charge as it was.
         let victim = acct.track_at_stat(b, dirfd, &name, st)?;
         acct.run(|acct| {
             as_caller(ctx, || sys::unlink_at(dirfd, &name, flags))?;

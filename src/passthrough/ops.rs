@@ -147,6 +147,23 @@ impl<'a> Ops<'a> {
     /// The tag of `inode`, from its cache while no tag in its stripe was written since the
     /// cache was filled, else read through `fd` (any descriptor of it). A stale cached project
     /// would log wrong "before" values, which recovery then replays (design Appendix A).
+    /// The tag the inode table holds, still current, for the inode `handle` (ext4 number
+    /// `ino`) if the kernel holds it (the victim of an unlink the kernel just looked up): the
+    /// same handle (number and generation) under its plain node id, so never another inode
+    /// that reused the number.
+    pub fn cached_tag(&self, backing: BackingIndex, handle: &sys::Handle, ino: u64) -> Option<Tag> {
+        let id = crate::inode::node_id(self.backing(backing).ok()?, ino).ok()?;
+        let inode = self.st.nodes.get(id).ok()?;
+        if inode.backing != backing || inode.handle != *handle {
+            return None;
+        }
+        let stamp = self.st.nodes.stripes().tag_stamp(backing, ino);
+        match *inode.tag.lock() {
+            Some((t, s)) if s == stamp => Some(t),
+            _ => None,
+        }
+    }
+
     pub fn tag_of(&self, inode: &Inode, fd: BorrowedFd<'_>) -> Result<Tag, Errno> {
         let stamp = self.st.nodes.stripes().tag_stamp(inode.backing, inode.ino);
         if let Some((t, s)) = *inode.tag.lock()
