@@ -358,6 +358,10 @@ impl Packs {
             let before = p.buf.len();
             let first = p.buf.is_empty();
             let Some(value) = p.buf.push(rec) else {
+                if first {
+                    // Longer than a pack can hold (no record is): never loop making packs.
+                    return Err(Errno(libc::E2BIG));
+                }
                 // Full: the next pack takes it.
                 self.open = None;
                 continue;
