@@ -13,7 +13,7 @@ mod takeover;
 
 use common::holder::Holder;
 use common::{Fixture, assert_exact, ino};
-use takeover::{kill9, next_pid};
+use takeover::{file_reusing, kill9, next_pid};
 
 /// One try: alice's handle across a kill, her file removed, bob's files made until one takes
 /// its inode number. Some(bob's file) once one did (the daemon's own journal records may take
@@ -26,19 +26,8 @@ fn attempt(f: &Fixture, a: &mut Holder, pid: &mut u32, n: usize) -> Option<Strin
     kill9(*pid);
     *pid = next_pid(f, Some(*pid));
     f.sh_ok(1001, 1001, &format!("rm {}", f.m(&alices).display()));
-    for batch in 0..4 {
-        let dir = f.m("shared");
-        f.sh_ok(
-            1002,
-            1002,
-            &format!("cd {} && for i in 0 1 2 3 4 5 6 7; do echo bob > b{n}-{batch}-$i; done", dir.display()),
-        );
-        for i in 0..8 {
-            let name = format!("shared/b{n}-{batch}-{i}");
-            if ino(&f.b(&name)) == old {
-                return Some(name);
-            }
-        }
+    if let Some(name) = file_reusing(f, old, "shared", n, "bob") {
+        return Some(name);
     }
     assert_eq!(a.cmd(&format!("close a{n}")), "ok");
     None

@@ -13,7 +13,7 @@ mod takeover;
 
 use common::holder::Holder;
 use common::{Fixture, assert_exact, ino};
-use takeover::{kill9, next_pid};
+use takeover::{file_reusing, kill9, next_pid};
 
 /// One try; Some(bob's file) once one of his took the number of alice's removed file.
 fn attempt(f: &Fixture, a: &mut Holder, pid: &mut u32, n: usize) -> Option<String> {
@@ -24,19 +24,8 @@ fn attempt(f: &Fixture, a: &mut Holder, pid: &mut u32, n: usize) -> Option<Strin
     f.sh_ok(1001, 1001, &format!("rm {}", f.m(&alices).display()));
     kill9(*pid);
     *pid = next_pid(f, Some(*pid));
-    for batch in 0..4 {
-        let dir = f.m("shared/bob");
-        f.sh_ok(
-            1002,
-            1002,
-            &format!("cd {} && for i in 0 1 2 3 4 5 6 7; do echo bob-secret > b{n}-{batch}-$i; done", dir.display()),
-        );
-        for i in 0..8 {
-            let name = format!("shared/bob/b{n}-{batch}-{i}");
-            if ino(&f.b(&name)) == old {
-                return Some(name);
-            }
-        }
+    if let Some(name) = file_reusing(f, old, "shared/bob", n, "bob-secret") {
+        return Some(name);
     }
     assert_eq!(a.cmd(&format!("close a{n}")), "ok");
     None

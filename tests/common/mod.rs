@@ -184,20 +184,25 @@ impl Fixture {
         Self::serving(name, None, args)
     }
 
-    /// A fixture whose daemon runs the binary at `bin` (a copy or link of `BIN`).
-    pub fn with_bin(name: &str, bin: &Path, args: &[&str]) -> Fixture {
-        let scratch = Scratch::new(name);
-        let mut f = Fixture {
+    /// A fixture not started yet: no route, serving `served` (the image's backing or a
+    /// directory in it) with the binary `bin`.
+    fn unstarted(scratch: Scratch, served: Option<PathBuf>, bin: &Path) -> Fixture {
+        Fixture {
             routed: Vec::new(),
             route_args: Vec::new(),
-            served: scratch.backing.clone(),
+            served: served.unwrap_or_else(|| scratch.backing.clone()),
             mnt: scratch.dir.join("mnt"),
             state: scratch.dir.join("state"),
             log: scratch.dir.join("daemon.log"),
             bin: bin.to_path_buf(),
             daemon: None,
             scratch,
-        };
+        }
+    }
+
+    /// A fixture whose daemon runs the binary at `bin` (a copy or link of `BIN`).
+    pub fn with_bin(name: &str, bin: &Path, args: &[&str]) -> Fixture {
+        let mut f = Self::unstarted(Scratch::new(name), None, bin);
         f.start(args);
         f
     }
@@ -206,44 +211,20 @@ impl Fixture {
     /// the image holds files outside the backing root.
     pub fn serving(name: &str, sub: Option<&str>, args: &[&str]) -> Fixture {
         let scratch = Scratch::new(name);
-        let served = match sub {
-            Some(sub) => {
-                let p = scratch.backing.join(sub);
-                std::fs::create_dir_all(&p).unwrap();
-                std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-                p
-            }
-            None => scratch.backing.clone(),
-        };
-        let mut f = Fixture {
-            routed: Vec::new(),
-            route_args: Vec::new(),
-            served,
-            mnt: scratch.dir.join("mnt"),
-            state: scratch.dir.join("state"),
-            log: scratch.dir.join("daemon.log"),
-            bin: PathBuf::from(BIN),
-            daemon: None,
-            scratch,
-        };
+        let served = sub.map(|sub| {
+            let p = scratch.backing.join(sub);
+            std::fs::create_dir_all(&p).unwrap();
+            std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+            p
+        });
+        let mut f = Self::unstarted(scratch, served, Path::new(BIN));
         f.start(args);
         f
     }
 
     /// A fixture with one route per pattern, each to an ext4 image of its own (`routed[i]`).
     pub fn with_routes(name: &str, patterns: &[&str], args: &[&str]) -> Fixture {
-        let scratch = Scratch::new(name);
-        let mut f = Fixture {
-            routed: Vec::new(),
-            route_args: Vec::new(),
-            served: scratch.backing.clone(),
-            mnt: scratch.dir.join("mnt"),
-            state: scratch.dir.join("state"),
-            log: scratch.dir.join("daemon.log"),
-            bin: PathBuf::from(BIN),
-            daemon: None,
-            scratch,
-        };
+        let mut f = Self::unstarted(Scratch::new(name), None, Path::new(BIN));
         for (i, p) in patterns.iter().enumerate() {
             let r = Scratch::new(&format!("{name}-route{i}"));
             f.route_args.push("--route".into());

@@ -37,3 +37,26 @@ pub fn next_pid(f: &Fixture, old: Option<u32>) -> u32 {
 pub fn kill9(pid: u32) {
     assert!(Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap().success());
 }
+
+/// As uid 1002, makes files `<dir>/b<n>-<batch>-<i>` holding `content` (4 batches of 8) until
+/// one takes ext4 inode number `old` (a number just freed); its path beneath the mount, or
+/// None if none did.
+pub fn file_reusing(f: &Fixture, old: u64, dir: &str, n: usize, content: &str) -> Option<String> {
+    for batch in 0..4 {
+        f.sh_ok(
+            1002,
+            1002,
+            &format!(
+                "cd {} && for i in 0 1 2 3 4 5 6 7; do echo {content} > b{n}-{batch}-$i; done",
+                f.m(dir).display()
+            ),
+        );
+        for i in 0..8 {
+            let name = format!("{dir}/b{n}-{batch}-{i}");
+            if common::ino(&f.b(&name)) == old {
+                return Some(name);
+            }
+        }
+    }
+    None
+}
