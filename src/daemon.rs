@@ -35,6 +35,7 @@ fn spawn_checkpointer(
             let mut last = Instant::now();
             while !stop.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(200));
+                ops.release_evictions();
                 if last.elapsed() >= interval || ledger.wants_checkpoint() {
                     match checkpoints.run(&ledger, ops.beside()) {
                         Ok(_) => {}

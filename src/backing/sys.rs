@@ -77,6 +77,12 @@ impl Handle {
         Handle { kind: FILEID_INO32_GEN, len: 8, bytes }
     }
 
+    /// The inode number carried in an ext4 handle, if this is one.
+    pub fn ext4_ino(&self) -> Option<u32> {
+        (self.kind == FILEID_INO32_GEN && self.len >= 8)
+            .then(|| u32::from_le_bytes(self.bytes[..4].try_into().expect("4 bytes")))
+    }
+
     /// The inode generation carried in an ext4 handle, if this is one.
     pub fn ext4_generation(&self) -> Option<u32> {
         (self.kind == FILEID_INO32_GEN && self.len >= 8)

@@ -35,7 +35,8 @@ use crate::backing::Errno;
 use crate::backing::creds::Caller;
 
 /// Descriptors the daemon keeps free of open files, beyond the `O_PATH` cache: the ledger
-/// (activity log, checkpoints, store), control sockets, lookups and the FUSE channels.
+/// (activity log, checkpoints, store), control sockets, lookups, the FUSE channels and the
+/// removals' held victims (`evict::MAX_HELD`).
 pub const RESERVED_FDS: usize = 1024;
 
 /// A backing descriptor opened for reading or for reading and writing, shared by the opens

@@ -48,6 +48,7 @@ use std::sync::{Arc, Weak};
 use dashmap::DashMap;
 use parking_lot::Mutex;
 
+pub mod evict;
 pub mod handles;
 pub mod open_table;
 pub mod stripes;

@@ -24,6 +24,10 @@ use crate::ids::BackingIndex;
 
 const STRIPES: usize = 1024;
 
+/// A stripe `Stripes::lock_also` could not take without waiting out of order.
+#[derive(Debug, PartialEq, Eq)]
+pub struct WouldBlock;
+
 /// One backing's stripes.
 #[derive(Debug)]
 struct Set {
@@ -77,6 +81,25 @@ impl Stripes {
         idx.into_iter().map(|(b, i)| self.set(b).locks[i].lock()).collect()
     }
 
+    /// Locks the stripe of inode `next` while the caller holds the stripe of `held` (and
+    /// no other): waits for it if it comes after `held`'s in `lock_many`'s order, only tries
+    /// it if it comes before (waiting then could deadlock with a caller taking both in
+    /// order). `Ok(None)`: the same stripe, already held. `Err(WouldBlock)`: the try failed;
+    /// the caller lets go of `held` and takes both with `lock_many`.
+    pub fn lock_also(
+        &self,
+        held: (BackingIndex, u64),
+        next: (BackingIndex, u64),
+    ) -> Result<Option<MutexGuard<'_, ()>>, WouldBlock> {
+        let (h, n) = ((held.0, stripe(held.1)), (next.0, stripe(next.1)));
+        let lock = &self.set(next.0).locks[n.1];
+        match h.cmp(&n) {
+            std::cmp::Ordering::Equal => Ok(None),
+            std::cmp::Ordering::Less => Ok(Some(lock.lock())),
+            std::cmp::Ordering::Greater => lock.try_lock().map(Some).ok_or(WouldBlock),
+        }
+    }
+
     /// The tag stamp of inode `ino`'s stripe (module docs).
     pub fn tag_stamp(&self, backing: BackingIndex, ino: u64) -> u64 {
         self.set(backing).stamps[stripe(ino)].load(Ordering::Acquire)
@@ -116,5 +139,35 @@ mod tests {
         }
         let spread: std::collections::BTreeSet<usize> = (2..2050u64).map(stripe).collect();
         assert!(spread.len() > 900, "2048 consecutive numbers on {} stripes", spread.len());
+    }
+
+    /// `lock_also` waits only in `lock_many`'s order: a stripe after the held one is taken, a
+    /// stripe before it that another thread holds is refused at once, the held one is not
+    /// taken twice.
+    #[test]
+    fn lock_also_never_waits_out_of_order() {
+        let s = Stripes::default();
+        let b = BackingIndex(0);
+        let (lo, hi) = {
+            let (x, y) = (2u64, (3u64..).find(|i| stripe(*i) != stripe(2)).unwrap());
+            if stripe(x) < stripe(y) { (x, y) } else { (y, x) }
+        };
+        let same = (lo + 1..).find(|i| stripe(*i) == stripe(lo)).unwrap();
+        {
+            let _held = s.lock(b, lo);
+            assert!(matches!(s.lock_also((b, lo), (b, same)), Ok(None)), "same stripe: nothing more to take");
+            assert!(matches!(s.lock_also((b, lo), (b, hi)), Ok(Some(_))), "after the held one: taken");
+        }
+        let _held = s.lock(b, hi);
+        let other = std::thread::scope(|t| {
+            t.spawn(|| {
+                let _lo = s.lock(b, lo);
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            });
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            s.lock_also((b, hi), (b, lo)).err()
+        });
+        assert_eq!(other, Some(WouldBlock), "before the held one and held elsewhere: refused, not awaited");
+        assert!(matches!(s.lock_also((b, hi), (b, lo)), Ok(Some(_))), "before the held one and free: taken");
     }
 }

@@ -19,7 +19,7 @@
 //! reservations. After `run` there is no `Op` left to misuse: the order cannot be got wrong.
 
 use std::ffi::CStr;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use parking_lot::MutexGuard;
 
@@ -29,6 +29,7 @@ use super::ops::Ops;
 use crate::backing::{Errno, Handle, sys};
 use crate::ids::{BackingIndex, InodeRef};
 use crate::inode::Inode;
+use crate::inode::stripes::WouldBlock;
 use crate::ledger::Change;
 use crate::quota::enforce::Reservation;
 use crate::quota::{Charge, Subject};
@@ -40,6 +41,14 @@ pub(super) struct Tracked {
     pub key: InodeRef,
     pub tag: Tag,
     pub before: Charge,
+    pub st: libc::stat,
+}
+
+/// The entry a removal acts on (`Ops::begin_removal`): an `O_PATH` descriptor of it, its
+/// handle, and its stat read under its stripe lock.
+pub(super) struct Victim {
+    pub fd: OwnedFd,
+    pub handle: Handle,
     pub st: libc::stat,
 }
 
@@ -82,7 +91,51 @@ impl<'a> Ops<'a> {
             [(b, ino)] => vec![stripes.lock(*b, *ino)],
             _ => stripes.lock_many(inos),
         };
+        self.op(ch, locks)
+    }
+
+    fn op(&self, ch: Change<'a>, locks: Vec<MutexGuard<'a, ()>>) -> Op<'a> {
         Op { ops: *self, records: Vec::new(), settles: Vec::new(), reservations: Vec::new(), _locks: locks, ch }
+    }
+
+    /// `begin` for removing entry `name` of directory `dir`: the directory's stripe, then the
+    /// entry opened `O_PATH` and read through that descriptor (handle, then stat under its
+    /// stripe), so that no name is walked twice. While the directory's stripe is held no
+    /// operation of this daemon can change what the name names (every one that adds, removes
+    /// or renames a name holds its directory's stripe: creations, link, unlink, rmdir,
+    /// rename), so the descriptor is of the entry the removal acts on. The entry's stripe is
+    /// taken as `Stripes::lock_also` allows; when it cannot be without waiting out of order,
+    /// both are let go, taken in order, and the name checked again.
+    pub(super) fn begin_removal(
+        &self,
+        dir: &Inode,
+        dirfd: BorrowedFd<'_>,
+        name: &CStr,
+    ) -> Result<(Op<'a>, Victim), Errno> {
+        let stripes = self.st.nodes.stripes();
+        loop {
+            let ch = self.be.ledger.change(&self.be.quota);
+            let dir_lock = stripes.lock(dir.backing, dir.ino);
+            let fd = sys::open_entry(dirfd, name)?;
+            let handle = sys::fd_to_handle(fd.as_fd())?;
+            let ino = match handle.ext4_ino() {
+                Some(ino) => u64::from(ino),
+                None => sys::stat_fd(fd.as_fd())?.st_ino,
+            };
+            let locks = match stripes.lock_also((dir.backing, dir.ino), (dir.backing, ino)) {
+                Ok(also) => std::iter::once(dir_lock).chain(also).collect(),
+                Err(WouldBlock) => {
+                    drop(dir_lock);
+                    let locks = stripes.lock_many(&[(dir.backing, dir.ino), (dir.backing, ino)]);
+                    if sys::stat_at(dirfd, name)?.st_ino != ino {
+                        continue;
+                    }
+                    locks
+                }
+            };
+            let st = sys::stat_fd(fd.as_fd())?;
+            return Ok((self.op(ch, locks), Victim { fd, handle, st }));
+        }
     }
 
     /// `begin` on directories `dirs` and the entries `names` currently name (the name at each
@@ -156,7 +209,22 @@ impl<'a> Op<'a> {
         name: &CStr,
         st: libc::stat,
     ) -> Result<Tracked, Errno> {
-        let handle = sys::name_to_handle(dir, name)?;
+        self.track_entry(backing, dir, name, st, sys::name_to_handle(dir, name)?)
+    }
+
+    /// `track_at_stat` with the entry's handle already read (through a descriptor of it).
+    /// ESTALE if the handle is not of the inode `st` describes (the name changed between).
+    pub fn track_entry(
+        &mut self,
+        backing: BackingIndex,
+        dir: BorrowedFd<'_>,
+        name: &CStr,
+        st: libc::stat,
+        handle: Handle,
+    ) -> Result<Tracked, Errno> {
+        if handle.ext4_ino().is_some_and(|ino| u64::from(ino) != st.st_ino) {
+            return Err(Errno(libc::ESTALE));
+        }
         let key = InodeRef { backing, ino: st.st_ino, generation: handle.ext4_generation().unwrap_or(0) };
         let tag = match self.ops.cached_tag(backing, &handle, st.st_ino) {
             Some(t) => t,

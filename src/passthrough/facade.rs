@@ -162,6 +162,12 @@ impl Passthrough {
         self.ops().forget(id, n);
     }
 
+    /// Lets ext4 free the unlinked victims held since the last FORGET (`inode::evict`): the
+    /// checkpoint thread's tick, for when no FORGET comes.
+    pub fn release_evictions(&self) {
+        self.state.evictions.release();
+    }
+
     /// Whether node `id` lies in the tree whose top is directory node `top`: a directory on
     /// `top`'s backing when walking up by `..` reaches `top`; anything else when `file_in`
     /// says so, given its stat and project.

@@ -27,6 +27,7 @@ use super::{Ctx, Entry};
 use crate::backing::creds::{as_caller, set_thread_umask};
 use crate::backing::{BackingIndex, Errno, entry_name, sys};
 use crate::inode::Inode;
+use crate::inode::evict::Evictions;
 use crate::passthrough::router::Place;
 use crate::quota::Subject;
 use crate::tag;
@@ -264,14 +265,19 @@ impl<'a> Names<'a> {
         flags: i32,
     ) -> Result<(), Errno> {
         let b = dir.backing;
-        let (mut acct, seen) = self.begin_entries(&[dir], &[(dirfd, &name)])?;
-        let Some(st) = seen[0] else { return Err(Errno(libc::ENOENT)) };
+        let (mut acct, v) = self.begin_removal(dir, dirfd, &name)?;
         // The directory is not tracked: ext4 never gives a directory's blocks back when a name
         // goes (inline or block directories alike), so a removal leaves its charge as it was.
-        let victim = acct.track_at_stat(b, dirfd, &name, st)?;
+        let victim = acct.track_entry(b, dirfd, &name, v.st, v.handle)?;
+        // A file this removal frees is held across the unlink, so that ext4 frees it off the
+        // request's path (`inode::evict`); any other victim's descriptor is closed here.
+        let held = Evictions::wants(&v.st).then_some(v.fd);
         acct.run(|acct| {
             as_caller(ctx, || sys::unlink_at(dirfd, &name, flags))?;
             acct.gone(&victim);
+            if let Some(fd) = held {
+                self.st.evictions.hold(fd);
+            }
             Ok(())
         })
     }

@@ -13,6 +13,7 @@ use dashmap::DashMap;
 use parking_lot::Mutex;
 
 use crate::ids::InodeRef;
+use crate::inode::evict::Evictions;
 use crate::inode::handles::{HandleTable, OpenFile, OpenLimits};
 use crate::inode::open_table::{OpenRecord, OpenTable};
 use crate::inode::{InodeTable, Stripes};
@@ -34,6 +35,11 @@ pub struct ServingState {
     pub opens: OpenFiles,
     /// The settings negotiated at FUSE INIT (`InitSettings`).
     pub init: InitSettings,
+    /// Unlinked victims held until the next FORGET or checkpoint tick (`inode::evict`).
+    ///
+    /// Not rebuildable, nor needed: the descriptors die with the process, and ext4 frees the
+    /// inodes then.
+    pub evictions: Evictions,
 }
 
 impl ServingState {
@@ -53,6 +59,7 @@ impl ServingState {
                 reopening: Mutex::new(()),
             },
             init: InitSettings { apply_umask: AtomicBool::new(false), adopted: AtomicBool::new(false) },
+            evictions: Evictions::default(),
         }
     }
 }

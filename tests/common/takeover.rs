@@ -38,11 +38,14 @@ pub fn kill9(pid: u32) {
     assert!(Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap().success());
 }
 
-/// As uid 1002, makes files `<dir>/b<n>-<batch>-<i>` holding `content` (4 batches of 8) until
-/// one takes ext4 inode number `old` (a number just freed); its path beneath the mount, or
-/// None if none did.
+/// As uid 1002, makes files `<dir>/b<n>-<batch>-<i>` holding `content` (batches of 8, for up
+/// to 2 s) until one takes ext4 inode number `old` (a number just freed); its path beneath the
+/// mount, or None if none did. ext4 gives a new file the lowest free number of its group, and
+/// a small file's number is free once the daemon lets go of the removed file, at its next
+/// FORGET or 200 ms tick (docs/design.md §9.7): batches are made until then.
 pub fn file_reusing(f: &Fixture, old: u64, dir: &str, n: usize, content: &str) -> Option<String> {
-    for batch in 0..4 {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    for batch in 0.. {
         f.sh_ok(
             1002,
             1002,
@@ -57,6 +60,10 @@ pub fn file_reusing(f: &Fixture, old: u64, dir: &str, n: usize, content: &str) -
                 return Some(name);
             }
         }
+        if Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
     None
 }

@@ -191,8 +191,7 @@ impl<'a> Names<'a> {
         for _ in 0..8 {
             let st = sys::stat_at(dirfd, name)?;
             let handle = sys::name_to_handle(dirfd, name)?;
-            let handle_ino = handle.bytes().get(..4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")));
-            if handle.ext4_generation().is_none() || handle_ino == Some(st.st_ino as u32) {
+            if handle.ext4_ino().is_none_or(|ino| u64::from(ino) == st.st_ino) {
                 return self.register(backing, &st, handle);
             }
         }
