@@ -73,6 +73,8 @@ impl FuseFront {
     /// FORGET and each pair of BATCH_FORGET (no reply).
     pub(super) fn forget(&self, node: u64, nlookup: u64) {
         self.forget_node(node, nlookup);
+        // The victim of an unlink is held until its FORGET (`inode::evict`).
+        self.ops.release_evictions();
     }
 
     /// Serves one request (not INIT, FORGET or INTERRUPT, which the session answers).

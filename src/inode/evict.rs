@@ -3,37 +3,55 @@
 //! When an unlink takes a file's last link and nothing holds the inode, ext4 frees the inode
 //! and its blocks inside the `unlink` call: 10–12 µs of a ~19 µs unlink of a small file here
 //! (docs/design.md §10), on the path of the request a tenant waits for. A removal instead
-//! opens the victim `O_PATH` before the unlink and hands the descriptor here after it; the
-//! descriptor is closed, and ext4 frees the inode then, at the next FORGET the daemon reads
-//! or at the next tick of the checkpoint thread (every 200 ms), whichever comes first. The
-//! kernel sends the victim's own FORGET as soon as its dentry goes, to the /dev/fuse reader
-//! (over io_uring: not a ring thread), so under `rm -rf` the freeing runs on the other CPU
-//! while the ring thread answers the next request. passthrough_hp gets the same from its
-//! descriptor per inode, closed at FORGET.
+//! opens the victim `O_PATH` before the unlink and, when the unlink released its charge (no
+//! open handle: not pinned), hands the descriptor here. It is closed, and ext4 frees the
+//! inode, at the next FORGET the kernel sends (it sends the victim's own as soon as its
+//! dentry goes, to the /dev/fuse reader, which over io_uring is not a ring thread: under
+//! `rm -rf` the freeing runs on the other CPU while the ring thread answers the next
+//! request), or at the next tick of a thread of its own ([`TICK`]) when no FORGET comes.
+//! passthrough_hp gets the same from its descriptor per inode, closed at FORGET. (A thread
+//! woken to close each batch 10 ms after its first victim measured slower than no deferral:
+//! its bursts of closes competed with the ring thread for the CPU.)
 //!
-//! Bounded, so that neither the descriptor budget nor a tenant's quota can be got round:
-//! at most [`MAX_HELD`] descriptors (part of `handles::RESERVED_FDS`; past it a victim is
-//! closed at once, as before), only of files of at most [`MAX_BYTES`] allocated, each for at
-//! most one FORGET or one tick. The ledger takes the charge off at the unlink, so what a
-//! tenant could have allocated on the backing and uncharged at any moment is at most
-//! `MAX_HELD` × `MAX_BYTES` (16 MiB) for at most ~200 ms: a tenant holding the victim's node
-//! (an `O_PATH` descriptor on the mount: no FORGET for it ever comes) does not hold the
-//! victim, as the next FORGET of any node or the next tick closes it.
+//! Bounded, so that neither the descriptor budget, a tenant's quota nor a Dropbox's isolation
+//! can be got round:
+//! * at most [`MAX_HELD`] descriptors (part of `handles::RESERVED_FDS`); past them a victim is
+//!   closed at once, as before;
+//! * only files of at most [`MAX_BYTES`] allocated when unlinked, and only released ones: a
+//!   held victim reached again by handle (an open of `/proc/self/fd` of an `O_PATH` descriptor
+//!   on the mount) is charged again as any released inode reached again (`Pins`), and its
+//!   release at that open's last close lets go of it here too (`let_go` → `forget`), so it
+//!   cannot grow while held and uncharged; the `O_PATH` cache never keeps an unlinked inode
+//!   (`InodeTable::path_fd`);
+//! * at most one [`TICK`], FORGET or no FORGET (a tenant holding the victims' nodes on the
+//!   mount gets no FORGET sent);
+//! * only victims of the main backing: closing frees on the victim's file system, and a
+//!   Dropbox's victim held here could stall the FORGET reader or the tick on a disk that
+//!   stopped answering; a routed backing's unlink frees inline on its own pool, as before.
+//!
+//! So what a tenant can have allocated and uncharged through this is at most `MAX_HELD` ×
+//! `MAX_BYTES` (16 MiB) per mount, for at most a [`TICK`].
 
 use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use parking_lot::Mutex;
+
+use crate::ids::InodeRef;
 
 /// At most this many victims are held at once.
 pub const MAX_HELD: usize = 256;
 /// Only a victim with at most this many bytes allocated is held (a larger file's freeing is
 /// dominated by its extents, not by the inode, and would hold more space uncharged).
 pub const MAX_BYTES: u64 = 64 * 1024;
+/// The longest a victim is held when no FORGET comes.
+pub const TICK: Duration = Duration::from_millis(200);
 
 /// Descriptors of unlinked inodes whose last reference the daemon holds (module docs).
 #[derive(Debug, Default)]
 pub struct Evictions {
-    held: Mutex<Vec<OwnedFd>>,
+    held: Mutex<Vec<(InodeRef, OwnedFd)>>,
 }
 
 impl Evictions {
@@ -45,15 +63,29 @@ impl Evictions {
             && u64::try_from(st.st_blocks).unwrap_or(u64::MAX).saturating_mul(512) <= MAX_BYTES
     }
 
-    /// Holds `fd` (an `O_PATH` descriptor of an inode just unlinked) until the next
-    /// `release`; closes it at once when [`MAX_HELD`] are held already.
-    pub fn hold(&self, fd: OwnedFd) {
+    /// Holds `fd`, an `O_PATH` descriptor of inode `key` whose charge was just released by
+    /// its unlink, until the next `release`; closes it at once when [`MAX_HELD`] are held
+    /// already.
+    pub fn hold(&self, key: InodeRef, fd: OwnedFd) {
         let mut held = self.held.lock();
-        if held.len() < MAX_HELD {
-            held.push(fd);
+        if held.len() >= MAX_HELD {
+            drop(held);
+            drop(fd);
             return;
         }
-        drop(held);
+        held.push((key, fd));
+    }
+
+    /// Closes the descriptor held for `key`, if any (its charge is being released again
+    /// after it was reached and re-pinned: nothing may keep it past that).
+    pub fn forget(&self, key: InodeRef) {
+        let fd = {
+            let mut held = self.held.lock();
+            match held.iter().position(|(k, _)| *k == key) {
+                Some(i) => held.swap_remove(i),
+                None => return,
+            }
+        };
         drop(fd);
     }
 
@@ -67,6 +99,16 @@ impl Evictions {
             std::mem::take(&mut *held)
         };
         drop(all);
+    }
+
+    /// The ticking thread's body: closes what is held every [`TICK`], until `stop` is set
+    /// (seen within a tick), then closes what is left.
+    pub fn run(&self, stop: &AtomicBool) {
+        while !stop.load(Ordering::SeqCst) {
+            std::thread::sleep(TICK);
+            self.release();
+        }
+        self.release();
     }
 
     /// Descriptors held now.
@@ -102,6 +144,28 @@ mod tests {
         dir
     }
 
+    /// The ticking thread closes a victim within about a tick of its hold.
+    #[test]
+    fn the_thread_closes_what_is_held_each_tick() {
+        let dir = scratch("thread");
+        let f = dir.join("f");
+        std::fs::write(&f, b"x").unwrap();
+        let e = Evictions::default();
+        let stop = AtomicBool::new(false);
+        let key = InodeRef { backing: crate::ids::BackingIndex(0), ino: 1, generation: 1 };
+        std::thread::scope(|t| {
+            t.spawn(|| e.run(&stop));
+            e.hold(key, std::fs::File::open(&f).unwrap().into());
+            let start = std::time::Instant::now();
+            while !e.is_empty() && start.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            assert!(e.is_empty(), "held after {:?}", start.elapsed());
+            stop.store(true, Ordering::SeqCst);
+        });
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn holds_small_single_link_files_only() {
         let dir = scratch("wants");
@@ -123,10 +187,14 @@ mod tests {
         let f = dir.join("f");
         std::fs::write(&f, b"x").unwrap();
         let e = Evictions::default();
-        for _ in 0..MAX_HELD + 10 {
-            e.hold(std::fs::File::open(&f).unwrap().into());
+        let key = |ino| InodeRef { backing: crate::ids::BackingIndex(0), ino, generation: 1 };
+        for i in 0..MAX_HELD as u64 + 10 {
+            e.hold(key(i), std::fs::File::open(&f).unwrap().into());
         }
         assert_eq!(e.len(), MAX_HELD);
+        e.forget(key(3));
+        e.forget(key(MAX_HELD as u64 + 5));
+        assert_eq!(e.len(), MAX_HELD - 1, "a held key is let go of, an unheld one changes nothing");
         e.release();
         assert!(e.is_empty());
         std::fs::remove_dir_all(&dir).unwrap();

@@ -42,7 +42,7 @@
 //! backing.
 
 use std::collections::VecDeque;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Weak};
 
 use dashmap::DashMap;
@@ -287,12 +287,19 @@ impl InodeTable {
         }
     }
 
-    /// An `O_PATH` fd of the inode: from the cache, or opened by handle and cached.
+    /// An `O_PATH` fd of the inode: from the cache, or opened by handle and cached. An inode
+    /// with no link left is not cached (the descriptor lives as long as the request using it):
+    /// an unlinked file is kept by its open handles while open, and by nothing of the daemon's
+    /// after its charge is released (`drop_fd`), though it can still be opened by handle while
+    /// something else holds it (`evict`).
     pub fn path_fd(&self, inode: &Arc<Inode>, backing: &Backing) -> Result<Arc<OwnedFd>, Errno> {
         if let Some(fd) = inode.fd.lock().as_ref() {
             return Ok(Arc::clone(fd));
         }
         let fd = Arc::new(backing.open_handle(&inode.handle, libc::O_PATH | libc::O_NOFOLLOW)?);
+        if crate::backing::sys::stat_fd(fd.as_fd()).is_ok_and(|st| st.st_nlink == 0) {
+            return Ok(fd);
+        }
         {
             let mut slot = inode.fd.lock();
             if let Some(existing) = slot.as_ref() {

@@ -203,6 +203,7 @@ impl<'a> Pins<'a> {
         {
             self.st.nodes.drop_fd(id, key.generation);
         }
+        self.st.evictions.forget(key);
     }
 }
 

@@ -416,22 +416,24 @@ impl<'a> Op<'a> {
 
     /// In the call: victim `v` (tracked with `track_at`) just lost a link. If that was its
     /// last link (a directory has only one), its usage goes — at once, or at its last close if
-    /// it is still open.
-    pub fn gone(&self, v: &Tracked) {
+    /// it is still open. True when it went at once (released, not pinned).
+    pub fn gone(&self, v: &Tracked) -> bool {
         if !(is_dir(&v.st) || v.st.st_nlink <= 1) {
-            return;
+            return false;
         }
         if self.ops.backing(v.key.backing).is_err() {
-            return;
+            return false;
         }
         if self.ops.st.opens.is_open(v.key) {
             self.ch.pin(v.key, v.before, v.tag.birth);
+            false
         } else {
             self.ch.apply(v.key.backing, Some(v.before), None);
             self.ch.remember(v.key, None, v.tag.birth);
             if !is_dir(&v.st) {
                 self.ops.pins().let_go(v.key);
             }
+            true
         }
     }
 

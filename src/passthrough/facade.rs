@@ -162,8 +162,13 @@ impl Passthrough {
         self.ops().forget(id, n);
     }
 
-    /// Lets ext4 free the unlinked victims held since the last FORGET (`inode::evict`): the
-    /// checkpoint thread's tick, for when no FORGET comes.
+    /// The body of the thread that closes the removals' held victims every tick
+    /// (`inode::evict`), until `stop` is set.
+    pub fn run_evictions(&self, stop: &std::sync::atomic::AtomicBool) {
+        self.state.evictions.run(stop);
+    }
+
+    /// Closes the removals' held victims: on each FORGET the kernel sends (`inode::evict`).
     pub fn release_evictions(&self) {
         self.state.evictions.release();
     }

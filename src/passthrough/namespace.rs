@@ -270,13 +270,15 @@ impl<'a> Names<'a> {
         // goes (inline or block directories alike), so a removal leaves its charge as it was.
         let victim = acct.track_entry(b, dirfd, &name, v.st, v.handle)?;
         // A file this removal frees is held across the unlink, so that ext4 frees it off the
-        // request's path (`inode::evict`); any other victim's descriptor is closed here.
-        let held = Evictions::wants(&v.st).then_some(v.fd);
+        // request's path (`inode::evict`); any other victim's descriptor is closed here, and
+        // a pinned one's (still open) after the call.
+        let held = (b == BackingIndex::MAIN && Evictions::wants(&v.st)).then_some(v.fd);
         acct.run(|acct| {
             as_caller(ctx, || sys::unlink_at(dirfd, &name, flags))?;
-            acct.gone(&victim);
-            if let Some(fd) = held {
-                self.st.evictions.hold(fd);
+            if acct.gone(&victim)
+                && let Some(fd) = held
+            {
+                self.st.evictions.hold(victim.key, fd);
             }
             Ok(())
         })

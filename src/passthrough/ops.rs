@@ -136,7 +136,6 @@ impl<'a> Ops<'a> {
     /// Gives back `n` lookup references to node `id`.
     pub fn forget(&self, id: u64, n: u64) {
         self.st.nodes.forget(id, n);
-        self.st.evictions.release();
     }
 
     /// Refuses `name` in directory `dir` with `errno` if it is the daemon's own entry (the

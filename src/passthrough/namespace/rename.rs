@@ -132,7 +132,9 @@ impl<'a> Names<'a> {
             }
             match &target {
                 Some(t) if exchange => self.move_project(acct, t, fromfd, name, ft.tag.project),
-                Some(t) => acct.gone(t),
+                Some(t) => {
+                    acct.gone(t);
+                }
                 None => {}
             }
             Ok(())
