@@ -124,16 +124,10 @@ impl Evictions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::MetadataExt;
+    use std::os::fd::AsFd;
 
     fn stat_of(path: &std::path::Path) -> libc::stat {
-        let m = std::fs::symlink_metadata(path).unwrap();
-        // SAFETY: all-zero is a valid libc::stat; only the fields below are read.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        st.st_mode = m.mode();
-        st.st_nlink = m.nlink();
-        st.st_blocks = m.blocks() as i64;
-        st
+        crate::backing::sys::stat_fd(std::fs::File::open(path).unwrap().as_fd()).unwrap()
     }
 
     /// A fresh directory of this test's own under the system's temporary directory.
