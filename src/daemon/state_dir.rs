@@ -9,9 +9,6 @@ use std::path::Path;
 
 use crate::backing::sys;
 
-/// Creates the state dir (0711: tenants may reach `tenant.sock` in it, nothing else is
-/// readable) if needed and takes its lock, so two daemons never share one
-/// ledger. The returned file holds the lock for the daemon's lifetime.
 /// The pid a running (or starting, or stopping) daemon wrote into state dir `dir`'s lock, if
 /// one holds it now. Creates nothing.
 pub fn state_dir_holder(dir: &Path) -> Option<String> {
@@ -23,6 +20,9 @@ pub fn state_dir_holder(dir: &Path) -> Option<String> {
     }
 }
 
+/// Creates the state dir (0711: tenants may reach `tenant.sock` in it, nothing else is
+/// readable) if needed and takes its lock, so two daemons never share one ledger. The
+/// returned file holds the lock for the daemon's lifetime.
 pub fn lock_state_dir(dir: &Path) -> Result<std::fs::File, String> {
     DirBuilder::new()
         .recursive(true)

@@ -160,12 +160,17 @@ mod tests {
         }
         let _held = s.lock(b, hi);
         let other = std::thread::scope(|t| {
-            t.spawn(|| {
+            let (taken, done) = (std::sync::mpsc::channel(), std::sync::mpsc::channel::<()>());
+            let (s, tx, rx) = (&s, taken.0, done.1);
+            t.spawn(move || {
                 let _lo = s.lock(b, lo);
-                std::thread::sleep(std::time::Duration::from_millis(50));
+                tx.send(()).unwrap();
+                let _ = rx.recv();
             });
-            std::thread::sleep(std::time::Duration::from_millis(10));
-            s.lock_also((b, hi), (b, lo)).err()
+            taken.1.recv().unwrap();
+            let r = s.lock_also((b, hi), (b, lo)).err();
+            done.0.send(()).unwrap();
+            r
         });
         assert_eq!(other, Some(WouldBlock), "before the held one and held elsewhere: refused, not awaited");
         assert!(matches!(s.lock_also((b, hi), (b, lo)), Ok(Some(_))), "before the held one and free: taken");

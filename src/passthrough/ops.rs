@@ -144,9 +144,6 @@ impl<'a> Ops<'a> {
         if self.backing(dir.backing)?.is_private(dir.ino, name) { Err(Errno(errno)) } else { Ok(()) }
     }
 
-    /// The tag of `inode`, from its cache while no tag in its stripe was written since the
-    /// cache was filled, else read through `fd` (any descriptor of it). A stale cached project
-    /// would log wrong "before" values, which recovery then replays (design Appendix A).
     /// The tag the inode table holds, still current, for the inode `handle` (ext4 number
     /// `ino`) if the kernel holds it (the victim of an unlink the kernel just looked up): the
     /// same handle (number and generation) under its plain node id, so never another inode
@@ -157,22 +154,29 @@ impl<'a> Ops<'a> {
         if inode.backing != backing || inode.handle != *handle {
             return None;
         }
-        let stamp = self.st.nodes.stripes().tag_stamp(backing, ino);
-        match *inode.tag.lock() {
-            Some((t, s)) if s == stamp => Some(t),
-            _ => None,
-        }
+        self.current_tag(&inode).ok()
     }
 
+    /// The tag of `inode`, from its cache while no tag in its stripe was written since the
+    /// cache was filled, else read through `fd` (any descriptor of it). A stale cached project
+    /// would log wrong "before" values, which recovery then replays (design Appendix A).
     pub fn tag_of(&self, inode: &Inode, fd: BorrowedFd<'_>) -> Result<Tag, Errno> {
-        let stamp = self.st.nodes.stripes().tag_stamp(inode.backing, inode.ino);
-        if let Some((t, s)) = *inode.tag.lock()
-            && s == stamp
-        {
-            return Ok(t);
-        }
+        let stamp = match self.current_tag(inode) {
+            Ok(t) => return Ok(t),
+            Err(stamp) => stamp,
+        };
         let t = tag::read_fd(fd)?.unwrap_or_else(|| untagged(inode.key()));
         *inode.tag.lock() = Some((t, stamp));
         Ok(t)
+    }
+
+    /// `inode`'s cached tag if still current, else the stripe's tag stamp to cache a fresh
+    /// read under (read before the tag is, as `stripes` requires).
+    fn current_tag(&self, inode: &Inode) -> Result<Tag, u64> {
+        let stamp = self.st.nodes.stripes().tag_stamp(inode.backing, inode.ino);
+        match *inode.tag.lock() {
+            Some((t, s)) if s == stamp => Ok(t),
+            _ => Err(stamp),
+        }
     }
 }

@@ -35,7 +35,7 @@ pub struct ServingState {
     pub opens: OpenFiles,
     /// The settings negotiated at FUSE INIT (`InitSettings`).
     pub init: InitSettings,
-    /// Unlinked victims held until the next FORGET or checkpoint tick (`inode::evict`).
+    /// Unlinked victims held until the next FORGET or 200 ms tick (`inode::evict`).
     ///
     /// Not rebuildable, nor needed: the descriptors die with the process, and ext4 frees the
     /// inodes then.
