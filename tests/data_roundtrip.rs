@@ -150,3 +150,22 @@ fn copy_file_range_and_unlinked_open_file() {
     r.read_exact_at(&mut b5, 0).unwrap();
     assert_eq!(&b5, b"fresh");
 }
+
+/// The mount's readahead window (what `/sys/class/bdi/<dev>/read_ahead_kb` shows) is
+/// `max_write`, so a sequential read reaches the daemon in requests of that size. The kernel
+/// cuts the window to INIT's max_readahead when it takes the INIT reply; a window widened
+/// before then was back at 128 KiB (a cold 1 GiB read then took ~15% longer).
+#[test]
+fn readahead_window_is_max_write() {
+    let window = |f: &Fixture| {
+        let dev = std::fs::metadata(f.m("")).unwrap().dev();
+        let (major, minor) = (rustix::fs::major(dev), rustix::fs::minor(dev));
+        let path = format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb");
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}")).trim().parse::<u32>().unwrap()
+    };
+    let f = Fixture::new("readahead");
+    assert_eq!(window(&f), 1024, "default max_write is 1 MiB");
+    drop(f);
+    let f = Fixture::with_args("readahead-256", &["--max-write", "262144"]);
+    assert_eq!(window(&f), 256);
+}

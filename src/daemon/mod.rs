@@ -401,9 +401,6 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
                 if let Some(f) = &fabric {
                     f.set_notifier(i + 1, s.notifier());
                 }
-                if let Err(e) = crate::fuse::set_read_ahead(&tree.mountpoint, cfg.max_write / 1024) {
-                    tracing::debug!(error = %e, export = %tree.pseudo, "cannot widen an export connection's readahead");
-                }
                 export_sessions.push(s);
             }
             Err(e) => {
@@ -417,9 +414,6 @@ pub fn run(cfg: &MountConfig) -> Result<(), RunError> {
     }
     if let Some(f) = &fabric {
         f.set_notifier(0, session.notifier());
-    }
-    if let Err(e) = crate::fuse::set_read_ahead(&cfg.mountpoint, cfg.max_write / 1024) {
-        tracing::warn!(error = %e, "cannot widen the mount's readahead; sequential reads use the kernel's default");
     }
     tracing::info!(
         backing = %cfg.backing.display(),

@@ -62,10 +62,11 @@ pub fn invalidate_backing(notifier: &Notifier, ops: &Passthrough, index: crate::
 }
 
 /// Sets the readahead window of the FUSE mount at `mountpoint` (its backing device info in
-/// sysfs). The kernel starts a FUSE mount with its default window (128 KiB) whatever INIT
-/// asks; a window of `kb` lets sequential reads arrive as requests of up to `max_write`.
-/// Reads /proc/self/mountinfo rather than stat the mount point: the session is not serving
-/// yet, so a stat would wait on ourselves.
+/// sysfs). The kernel starts a FUSE mount with its default window (128 KiB), and when it
+/// takes the INIT reply it cuts the window to at most INIT's max_readahead (which is at most
+/// the window it offered): call this after INIT is answered. A window of `kb` lets sequential
+/// reads arrive as requests of up to `max_write`. Reads /proc/self/mountinfo rather than stat
+/// the mount point: the session is not serving yet, so a stat would wait on ourselves.
 pub fn set_read_ahead(mountpoint: &Path, kb: u32) -> Result<(), String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| format!("/proc/self/mountinfo: {e}"))?;
     let want = mountpoint.to_string_lossy();

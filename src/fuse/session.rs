@@ -188,6 +188,12 @@ impl Session {
             },
         };
         front.ops.set_apply_umask(negotiated.flags & abi::init::DONT_MASK != 0);
+        // Only now: the kernel sets the mount's window to the lesser of its current one and
+        // INIT's max_readahead when it takes the INIT reply, so a window widened before that
+        // was cut back to its default of 128 KiB.
+        if let Err(e) = super::set_read_ahead(&self.mountpoint, negotiated.max_write / 1024) {
+            tracing::warn!(error = %e, "cannot widen the mount's readahead; sequential reads use the kernel's default");
+        }
         let mut workers = Vec::new();
         let over_uring = negotiated.flags & abi::init::OVER_IO_URING != 0;
         let classic_threads = if over_uring {
