@@ -205,15 +205,7 @@ impl FuseFront {
                 Err(e) => reply.error(e.0),
             }),
             Op::Read { fh, offset, size } => self.dispatch(node, move |me| {
-                let mut reply = Some(reply);
-                let r = me.ops.read(fh, offset, size, |data| {
-                    if let Some(r) = reply.take() {
-                        r.data(data);
-                    }
-                });
-                if let (Err(e), Some(r)) = (r, reply.take()) {
-                    r.error(e.0);
-                }
+                reply.data_read(size as usize, |buf| me.ops.read_into(fh, offset, buf));
             }),
             Op::Write { fh, offset, write_flags, data } => {
                 // The request's uid is not used: a write is performed and charged as the

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::channel::Channel;
+use crate::backing::Errno;
 use crate::wire::{FileAttr, Out, abi};
 
 pub struct Reply {
@@ -81,6 +82,31 @@ impl Reply {
     /// Data (READ, READLINK, GETXATTR, LISTXATTR), written from `data` without a copy.
     pub fn data(self, data: &[u8]) {
         self.send(Out::with_capacity(abi::OUT_HEADER_LEN), 0, data);
+    }
+
+    /// A READ's answer: up to `size` bytes that `read` writes into the buffer it is given and
+    /// counts, or its error. Over io_uring the buffer is the ring entry's own payload, so the
+    /// data is copied once on its way to the kernel (from the backing's page cache into the
+    /// entry), not a second time from a buffer of ours; over /dev/fuse it is a buffer of the
+    /// serving thread's, kept for its next read.
+    pub fn data_read(mut self, size: usize, read: impl FnOnce(&mut [u8]) -> Result<usize, Errno>) {
+        thread_local! {
+            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        match self.sink.take() {
+            Some(Sink::Ring(slot)) => slot.commit_read(self.unique, size, read),
+            Some(Sink::Dev(ch)) => BUF.with_borrow_mut(|buf| {
+                if buf.len() < size {
+                    buf.resize(size, 0);
+                }
+                let r = Reply { unique: self.unique, sink: Some(Sink::Dev(ch)) };
+                match read(&mut buf[..size]) {
+                    Ok(n) => r.data(&buf[..n.min(size)]),
+                    Err(e) => r.error(e.0),
+                }
+            }),
+            None => {}
+        }
     }
 
     pub fn opened(self, fh: u64, open_flags: u32) {

@@ -183,20 +183,51 @@ pub(super) struct Slot {
 impl Slot {
     /// Writes the answer (`msg`: out header and body; `extra`: data after it) into the entry
     /// and commits it, which also makes the entry wait for the next request.
-    pub(super) fn commit(self, msg: &[u8], extra: &[u8]) {
-        let Slot { ring, index, mut buf, commit_id } = self;
+    pub(super) fn commit(mut self, msg: &[u8], extra: &[u8]) {
         let body = &msg[abi::OUT_HEADER_LEN..];
         let size = body.len() + extra.len();
-        buf.header[..abi::OUT_HEADER_LEN].copy_from_slice(&msg[..abi::OUT_HEADER_LEN]);
-        if size <= buf.payload.len() {
-            buf.payload[..body.len()].copy_from_slice(body);
-            buf.payload[body.len()..size].copy_from_slice(extra);
-            buf.header[ENT_IN_OUT + 16..ENT_IN_OUT + 20].copy_from_slice(&(size as u32).to_ne_bytes());
+        self.buf.header[..abi::OUT_HEADER_LEN].copy_from_slice(&msg[..abi::OUT_HEADER_LEN]);
+        if size <= self.buf.payload.len() {
+            self.buf.payload[..body.len()].copy_from_slice(body);
+            self.buf.payload[body.len()..size].copy_from_slice(extra);
+            self.submit(size);
         } else {
-            tracing::error!(size, room = buf.payload.len(), "FUSE reply larger than the ring entry");
-            buf.header[4..8].copy_from_slice(&(-libc::EIO).to_ne_bytes());
-            buf.header[ENT_IN_OUT + 16..ENT_IN_OUT + 20].copy_from_slice(&0u32.to_ne_bytes());
+            tracing::error!(size, room = self.buf.payload.len(), "FUSE reply larger than the ring entry");
+            self.buf.header[4..8].copy_from_slice(&(-libc::EIO).to_ne_bytes());
+            self.submit(0);
         }
+    }
+
+    /// Answers request `unique` with the data `read` writes straight into the entry's payload
+    /// (at most `size` bytes; it returns the count), or with its error.
+    pub(super) fn commit_read(
+        mut self,
+        unique: u64,
+        size: usize,
+        read: impl FnOnce(&mut [u8]) -> Result<usize, crate::backing::Errno>,
+    ) {
+        let room = size.min(self.buf.payload.len());
+        // The entry must be committed whatever `read` does: a request left in it would never
+        // be answered (a `Reply` dropped unsent answers EIO; this slot is past that point).
+        let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read(&mut self.buf.payload[..room])));
+        let (error, n) = match read {
+            Ok(Ok(n)) => (0, n.min(room)),
+            Ok(Err(e)) => (-e.0, 0),
+            Err(_) => {
+                tracing::error!(unique, "a READ panicked; answered EIO");
+                (-libc::EIO, 0)
+            }
+        };
+        let header = crate::wire::Out::with_capacity(abi::OUT_HEADER_LEN).finish(unique, error, n);
+        self.buf.header[..abi::OUT_HEADER_LEN].copy_from_slice(&header[..abi::OUT_HEADER_LEN]);
+        self.submit(n);
+    }
+
+    /// Commits the entry, its out header written and `size` bytes of payload, which also makes
+    /// it wait for the next request.
+    fn submit(self, size: usize) {
+        let Slot { ring, index, mut buf, commit_id } = self;
+        buf.header[ENT_IN_OUT + 16..ENT_IN_OUT + 20].copy_from_slice(&(size as u32).to_ne_bytes());
         ring.slots.lock()[index] = Some(buf);
         let sqe = opcode::UringCmd80::new(types::Fd(ring.dev), CMD_COMMIT_AND_FETCH)
             .cmd(cmd_req(ring.qid, commit_id))

@@ -281,8 +281,9 @@ impl Passthrough {
         self.ops().files().open(ctx, id, flags)
     }
 
-    pub fn read<R>(&self, fh: u64, offset: u64, size: u32, reply: impl FnOnce(&[u8]) -> R) -> Result<R, Errno> {
-        self.ops().files().read(fh, offset, size, reply)
+    /// Reads open file `fh` at `offset` into `buf` (short only at its end); the count read.
+    pub fn read_into(&self, fh: u64, offset: u64, buf: &mut [u8]) -> Result<usize, Errno> {
+        self.ops().files().read_into(fh, offset, buf)
     }
 
     pub fn write(&self, fh: u64, offset: u64, data: &[u8], cached: bool) -> Result<usize, Errno> {

@@ -194,26 +194,16 @@ impl<'a> Files<'a> {
     /// Reads up to `size` bytes at `offset` (short only at end of file) and hands them to
     /// `reply`. The bytes are read into a buffer kept per thread: a page-cache miss or
     /// readahead of 1 MiB then costs no allocation, page faults or zeroing.
-    pub fn read<R>(&self, fh: u64, offset: u64, size: u32, reply: impl FnOnce(&[u8]) -> R) -> Result<R, Errno> {
-        thread_local! {
-            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-        }
+    pub fn read_into(&self, fh: u64, offset: u64, buf: &mut [u8]) -> Result<usize, Errno> {
         let file = self.file(fh)?;
-        BUF.with_borrow_mut(|buf| {
-            let size = size as usize;
-            if buf.len() < size {
-                buf.resize(size, 0);
+        let mut done = 0;
+        while done < buf.len() {
+            match sys::pread(file.fd.as_fd(), &mut buf[done..], offset + done as u64)? {
+                0 => break,
+                n => done += n,
             }
-            let buf = &mut buf[..size];
-            let mut done = 0;
-            while done < size {
-                match sys::pread(file.fd.as_fd(), &mut buf[done..], offset + done as u64)? {
-                    0 => break,
-                    n => done += n,
-                }
-            }
-            Ok(reply(&buf[..done]))
-        })
+        }
+        Ok(done)
     }
 
     /// Runs `op` on open file `fh` as a usage-changing operation on its inode (an
