@@ -7,7 +7,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 
-use common::{Fixture, errno_of};
+use common::{Fixture, errno_of, read_ahead_kb};
 use rustix::fs::{FallocateFlags, fallocate};
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
@@ -157,15 +157,9 @@ fn copy_file_range_and_unlinked_open_file() {
 /// before then was back at 128 KiB (a cold 1 GiB read then took ~15% longer).
 #[test]
 fn readahead_window_is_max_write() {
-    let window = |f: &Fixture| {
-        let dev = std::fs::metadata(f.m("")).unwrap().dev();
-        let (major, minor) = (rustix::fs::major(dev), rustix::fs::minor(dev));
-        let path = format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb");
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}")).trim().parse::<u32>().unwrap()
-    };
     let f = Fixture::new("readahead");
-    assert_eq!(window(&f), 1024, "default max_write is 1 MiB");
+    assert_eq!(read_ahead_kb(&f.m("")), 1024, "default max_write is 1 MiB");
     drop(f);
     let f = Fixture::with_args("readahead-256", &["--max-write", "262144"]);
-    assert_eq!(window(&f), 256);
+    assert_eq!(read_ahead_kb(&f.m("")), 256);
 }

@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{Fixture, assert_exact, mounted_at};
+use common::{Fixture, assert_exact, mounted_at, read_ahead_kb};
 
 fn wait_mounted(p: &Path, f: &Fixture) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -28,6 +28,9 @@ fn changes_through_one_connection_show_through_the_other_at_once() {
     f.start(&["--exports-dir", &exports.display().to_string(), "--export-projects"]);
     let x = exports.join("projects/site");
     wait_mounted(&x, &f);
+    // An export connection reads ahead as far as the main mount (its window is set once its
+    // own INIT is answered; the stat waits for that).
+    assert_eq!(read_ahead_kb(&x), 1024, "the export connection's readahead window");
     let (m, x) = (f.m("site").display().to_string(), x.display().to_string());
 
     // Each side caches the file's pages first (KEEP_CACHE keeps them across opens).

@@ -74,7 +74,12 @@ pub fn set_read_ahead(mountpoint: &Path, kb: u32) -> Result<(), String> {
         .lines()
         .rev()
         .map(|l| l.split(' ').collect::<Vec<_>>())
-        .find(|f| f.get(4).map(|m| crate::config::unescape_mountinfo(m)).as_deref() == Some(&*want))
+        // Ours: a FUSE mount (fields after " - ": type, source) on that path, the newest
+        // (last) if a dead one lies below it; not another file system mounted over it.
+        .find(|f| {
+            f.get(4).map(|m| crate::config::unescape_mountinfo(m)).as_deref() == Some(&*want)
+                && f.iter().skip_while(|x| **x != "-").nth(1).is_some_and(|t| t.starts_with("fuse"))
+        })
         .and_then(|f| f.get(2).map(|d| d.to_string()))
         .ok_or_else(|| format!("{want} is not in /proc/self/mountinfo"))?;
     let path = format!("/sys/class/bdi/{dev}/read_ahead_kb");

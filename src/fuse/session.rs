@@ -192,7 +192,7 @@ impl Session {
         // INIT's max_readahead when it takes the INIT reply, so a window widened before that
         // was cut back to its default of 128 KiB.
         if let Err(e) = super::set_read_ahead(&self.mountpoint, negotiated.max_write / 1024) {
-            tracing::warn!(error = %e, "cannot widen the mount's readahead; sequential reads use the kernel's default");
+            tracing::warn!(mountpoint = %self.mountpoint.display(), error = %e, "cannot widen the mount's readahead; sequential reads use the kernel's default");
         }
         let mut workers = Vec::new();
         let over_uring = negotiated.flags & abi::init::OVER_IO_URING != 0;

@@ -191,9 +191,9 @@ impl<'a> Files<'a> {
         self.register_open(ctx, inode, flags)
     }
 
-    /// Reads up to `size` bytes at `offset` (short only at end of file) and hands them to
-    /// `reply`. The bytes are read into a buffer kept per thread: a page-cache miss or
-    /// readahead of 1 MiB then costs no allocation, page faults or zeroing.
+    /// Reads open file `fh` at `offset` into the whole of `buf` (short only at end of file);
+    /// the count read. `buf` is the reply's (`Reply::data_read`): the ring entry's payload, or
+    /// a buffer the serving thread keeps, so a 1 MiB read costs no allocation.
     pub fn read_into(&self, fh: u64, offset: u64, buf: &mut [u8]) -> Result<usize, Errno> {
         let file = self.file(fh)?;
         let mut done = 0;

@@ -452,6 +452,15 @@ fn kill_processes_in(dir: &Path) {
     }
 }
 
+/// The readahead window of the mount holding `p`, in KiB, as an operator reads it:
+/// `/sys/class/bdi/<major>:<minor>/read_ahead_kb` of the mount's device.
+pub fn read_ahead_kb(p: &Path) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(p).unwrap().dev();
+    let path = format!("/sys/class/bdi/{}:{}/read_ahead_kb", rustix::fs::major(dev), rustix::fs::minor(dev));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}")).trim().parse().unwrap()
+}
+
 pub fn ino(p: &Path) -> u64 {
     std::fs::symlink_metadata(p).unwrap_or_else(|e| panic!("stat {}: {e}", p.display())).ino()
 }
