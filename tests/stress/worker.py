@@ -133,20 +133,45 @@ class OPathId:
         self.handle = file_handle(opath, "", AT_EMPTY_PATH)
 
     def gone(self):
-        """True if the path no longer exists or names another inode (another st_dev/st_ino,
-        or the same inode number with another generation: ext4 reused it)."""
+        """True if the file was deleted (`deleted`, judged from the descriptor when the
+        failure happened), or the path no longer exists or names another inode (another
+        st_dev/st_ino, or the same inode number with another generation: ext4 reused it).
+        `why` says what decided, for a failure's report."""
+        if getattr(self, "deleted", False):
+            self.why = "the O_PATH descriptor's file had no link left"
+            return True
         try:
             st = os.lstat(self.path)
         except OSError as e:
+            # EACCES or ELOOP (another worker took the directory's search permission or put
+            # a symlink in its place) leaves it undecided: not gone.
+            self.why = f"lstat: {errno.errorcode.get(e.errno, e.errno)}"
             return e.errno in (errno.ENOENT, errno.ENOTDIR)
         if (st.st_dev, st.st_ino) != self.dev_ino:
+            self.why = "another inode at the path"
             return True
         if self.handle is None:
+            self.why = "same st_ino at the path, no handle to compare"
             return False
         try:
-            return file_handle(AT_FDCWD, self.path, 0) != self.handle
+            same = file_handle(AT_FDCWD, self.path, 0) == self.handle
+            self.why = "the same handle at the path" if same else "another generation at the path"
+            return not same
         except OSError as e:
+            self.why = f"name_to_handle_at: {errno.errorcode.get(e.errno, e.errno)}"
             return e.errno in (errno.ENOENT, errno.ENOTDIR)
+
+    def judge_deleted(self, opath, unlinked_here):
+        """Reads, while the O_PATH descriptor `opath` is still open, whether its file is
+        deleted, independently of whether its path can still be read (another worker may have
+        taken the directory's search permission): its fstat shows no link left, or answers
+        ESTALE/EIO (the daemon let the inode go) after this operation unlinked the name
+        itself. An ESTALE from the fstat of a file some other worker may have unlinked is left
+        undecided: a daemon that lost a live node would answer the same."""
+        try:
+            self.deleted = os.fstat(opath).st_nlink == 0
+        except OSError as e:
+            self.deleted = unlinked_here and e.errno in (errno.ESTALE, errno.EIO)
 
 
 def ident(fd):
@@ -267,7 +292,10 @@ class Worker:
                       "fatal", name, path, str(e))
             return
         if e.errno in FATAL or (e.errno == errno.EBADF and fd_valid):
-            self.fail(op, "fatal", name, path, str(e))
+            detail = str(e)
+            if opath is not None:
+                detail += f" (the O_PATH's file: {opath.path}, {getattr(opath, 'why', 'not judged')})"
+            self.fail(op, "fatal", name, path, detail)
         elif e.errno not in ALLOWED and e.errno != errno.EBADF:
             self.fail(op, "unexpected", name, path, str(e))
 
@@ -390,6 +418,7 @@ class Worker:
         p = self.path()
         opath = os.open(p, os.O_PATH | os.O_NOFOLLOW)
         opid = None
+        unlinked_here = False
         try:
             try:
                 opid = OPathId(opath, p)
@@ -406,6 +435,7 @@ class Worker:
             if self.rng.random() < 0.5:
                 try:
                     os.unlink(p)
+                    unlinked_here = True
                     self.count("reopen.unlink", "ok")
                 except OSError as e:
                     self.oserror("reopen.unlink", e, p, False)
@@ -423,6 +453,8 @@ class Worker:
         except OSError as e:
             if not hasattr(e, "reopened"):
                 e.opath = opid
+                if opid is not None and e.errno in (errno.ESTALE, errno.EIO, errno.ENOMEM):
+                    opid.judge_deleted(opath, unlinked_here)
             raise
         finally:
             os.close(opath)
