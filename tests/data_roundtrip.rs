@@ -154,7 +154,8 @@ fn copy_file_range_and_unlinked_open_file() {
 /// The mount's readahead window (what `/sys/class/bdi/<dev>/read_ahead_kb` shows) is
 /// `max_write`, so a sequential read reaches the daemon in requests of that size. The kernel
 /// cuts the window to INIT's max_readahead when it takes the INIT reply; a window widened
-/// before then was back at 128 KiB (a cold 1 GiB read then took ~15% longer).
+/// before then was back at 128 KiB (eight times the READs, and a third more daemon CPU for a
+/// cold read over /dev/fuse).
 #[test]
 fn readahead_window_is_max_write() {
     let f = Fixture::new("readahead");

@@ -93,20 +93,18 @@ impl Reply {
         thread_local! {
             static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        match self.sink.take() {
-            Some(Sink::Ring(slot)) => slot.commit_read(self.unique, size, read),
-            Some(Sink::Dev(ch)) => BUF.with_borrow_mut(|buf| {
-                if buf.len() < size {
-                    buf.resize(size, 0);
-                }
-                let r = Reply { unique: self.unique, sink: Some(Sink::Dev(ch)) };
-                match read(&mut buf[..size]) {
-                    Ok(n) => r.data(&buf[..n.min(size)]),
-                    Err(e) => r.error(e.0),
-                }
-            }),
-            None => {}
+        if let Some(Sink::Ring(slot)) = self.sink.take_if(|s| matches!(s, Sink::Ring(_))) {
+            return slot.commit_read(self.unique, size, read);
         }
+        BUF.with_borrow_mut(|buf| {
+            if buf.len() < size {
+                buf.resize(size, 0);
+            }
+            match read(&mut buf[..size]) {
+                Ok(n) => self.data(&buf[..n.min(size)]),
+                Err(e) => self.error(e.0),
+            }
+        })
     }
 
     pub fn opened(self, fh: u64, open_flags: u32) {

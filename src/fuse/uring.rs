@@ -206,23 +206,22 @@ impl Slot {
         size: usize,
         read: impl FnOnce(&mut [u8]) -> Result<usize, crate::backing::Errno>,
     ) {
-        if size > self.buf.payload.len() {
+        let (error, n) = if size > self.buf.payload.len() {
             // The kernel never asks for more than an entry holds; a short answer would read as
             // the end of the file.
             tracing::error!(size, room = self.buf.payload.len(), "FUSE READ larger than the ring entry");
-            let header = crate::wire::Out::with_capacity(abi::OUT_HEADER_LEN).finish(unique, -libc::EIO, 0);
-            self.buf.header[..abi::OUT_HEADER_LEN].copy_from_slice(&header[..abi::OUT_HEADER_LEN]);
-            return self.submit(0);
-        }
-        // The entry must be committed whatever `read` does: a request left in it would never
-        // be answered (a `Reply` dropped unsent answers EIO; this slot is past that point).
-        let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read(&mut self.buf.payload[..size])));
-        let (error, n) = match read {
-            Ok(Ok(n)) => (0, n.min(size)),
-            Ok(Err(e)) => (-e.0, 0),
-            Err(_) => {
-                tracing::error!(unique, "a READ panicked; answered EIO");
-                (-libc::EIO, 0)
+            (-libc::EIO, 0)
+        } else {
+            // The entry must be committed whatever `read` does: a request left in it would
+            // never be answered (a `Reply` dropped unsent answers EIO; this slot is past that).
+            let payload = &mut self.buf.payload[..size];
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read(payload))) {
+                Ok(Ok(n)) => (0, n.min(size)),
+                Ok(Err(e)) => (-e.0, 0),
+                Err(_) => {
+                    tracing::error!(unique, "a READ panicked; answered EIO");
+                    (-libc::EIO, 0)
+                }
             }
         };
         let header = crate::wire::Out::with_capacity(abi::OUT_HEADER_LEN).finish(unique, error, n);
